@@ -1,0 +1,37 @@
+# Prism: `make demo` runs the demo, `make test` runs the tests; each sets up everything it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test services-up services-down migrate serve status clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+services-up: $(STAMP)
+	$(BIN)/prism services up
+
+services-down: $(STAMP)
+	$(BIN)/prism services down
+
+migrate: services-up
+	$(BIN)/prism migrate
+
+demo: migrate
+	$(BIN)/prism demo
+
+serve: migrate
+	$(BIN)/prism serve
+
+status: $(STAMP)
+	$(BIN)/prism status
+
+test: migrate
+	$(BIN)/pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,71 @@
+"""The HTTP application: the command API, the four readers and the operations routes, one error model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from infra import bootstrap, operations
+from infra.settings import Settings
+from readers import customer_dashboards, order_analytics, order_search, order_summaries
+from readers.errors import ReaderError
+from write import api as command_api
+from write.bus import CommandBus
+from write.errors import WriteError
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"status": status, "code": code, "message": message, "field": field}
+
+
+def _domain_error(_: Request, exc: Any) -> JSONResponse:
+    return JSONResponse(error_body(exc.http_status, exc.code, exc.message, exc.field), status_code=exc.http_status)
+
+
+def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = [str(part) for part in first["loc"] if part not in ("body", "query", "path", "header")]
+    field = ".".join(where) or None
+    message = f"{field}: {first['msg']}" if field else first["msg"]
+    return JSONResponse(error_body(422, "invalid", message, field), status_code=422)
+
+
+def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook | None = None) -> FastAPI:
+    """One app for commands and readers; ``on_start``/``on_stop`` let ``serve`` add the relay and workers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.write_engine = bootstrap.write_engine(settings)
+        app.state.bus = CommandBus(app.state.write_engine)
+        app.state.stores = await bootstrap.open_stores(settings)
+        app.state.projections = bootstrap.projections(app.state.stores)
+        app.state.read_wait_seconds = settings.read_wait_seconds
+        for projection in app.state.projections.values():
+            await projection.setup()
+        if on_start:
+            await on_start(app)
+        try:
+            yield
+        finally:
+            if on_stop:
+                await on_stop(app)
+            await bootstrap.close_stores(app.state.stores)
+            await app.state.write_engine.dispose()
+
+    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan,
+                  description="Commands on one write model; reads from four projections kept in sync from its log.")
+    app.add_exception_handler(WriteError, _domain_error)
+    app.add_exception_handler(ReaderError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for router in (command_api.router, order_summaries.router, order_search.router, order_analytics.router,
+                   customer_dashboards.router, operations.router):
+        app.include_router(router)
+    return app
+

@@ -1,0 +1,72 @@
+"""Composition root: turns settings into engines, clients, projections, a bus and a broker."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from infra.settings import Settings
+from projections.base import Projection, Stores
+from projections.clickhouse import connect as connect_clickhouse
+from projections.registry import PROJECTIONS
+from workers.broker import declare_actors, make_broker
+from workers.runner import ProjectionRunner, Resources
+
+
+def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
+    return create_async_engine(settings.write_database_url, pool_size=pool_size, max_overflow=20,
+                               pool_pre_ping=True)
+
+
+def listen_dsn(settings: Settings) -> str:
+    """asyncpg's own DSN for LISTEN, from the SQLAlchemy URL."""
+    return settings.write_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def open_stores(settings: Settings) -> Stores:
+    """Clients of the four read stores; call on the event loop that will use them."""
+    from elasticsearch import AsyncElasticsearch
+    from redis.asyncio import Redis
+
+    return Stores(
+        namespace=settings.namespace,
+        redis=Redis.from_url(settings.redis_url, max_connections=64),
+        elasticsearch=AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2,
+                                         retry_on_timeout=True),
+        clickhouse=connect_clickhouse(settings.clickhouse_url, settings.chdb_path),
+        dashboards=create_async_engine(settings.dashboards_database_url, pool_size=10, max_overflow=10,
+                                       pool_pre_ping=True),
+    )
+
+
+async def close_stores(stores: Stores) -> None:
+    await stores.redis.aclose()
+    await stores.elasticsearch.close()
+    stores.clickhouse.close()
+    await stores.dashboards.dispose()
+
+
+def projections(stores: Stores, names: list[str] | None = None) -> dict[str, Projection]:
+    return {name: cls(stores) for name, cls in PROJECTIONS.items() if names is None or name in names}
+
+
+def runner(settings: Settings) -> ProjectionRunner:
+    """The worker side's resources, opened lazily on the worker's event loop."""
+
+    async def open_resources() -> Resources:
+        engine, stores = write_engine(settings, pool_size=5), await open_stores(settings)
+
+        async def close() -> None:
+            await close_stores(stores)
+            await engine.dispose()
+
+        return Resources(engine, projections(stores), close)
+
+    return ProjectionRunner(open_resources, settings.batch_size)
+
+
+def broker_and_actors(settings: Settings, projection_runner: ProjectionRunner):
+    broker = make_broker(settings.broker_url, settings.namespace, projection_runner)
+    actors = declare_actors(broker, projection_runner, list(PROJECTIONS), settings.namespace,
+                            max_retries=settings.max_retries, min_backoff=settings.retry_min_backoff_ms,
+                            max_backoff=settings.retry_max_backoff_ms)
+    return broker, actors

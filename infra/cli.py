@@ -1,0 +1,89 @@
+"""The ``prism`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from infra.settings import Settings
+
+
+def _services(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import services
+
+    return services.main([args.action]) or 0
+
+
+def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from write.migrate import upgrade
+
+    upgrade(settings.write_database_url)
+    print("write database at the latest schema")
+    return 0
+
+
+def _status(settings: Settings, _: argparse.Namespace) -> int:
+    from infra import bootstrap
+    from infra.status import projection_status, table
+
+    async def run() -> None:
+        engine, stores = bootstrap.write_engine(settings, pool_size=1), await bootstrap.open_stores(settings)
+        try:
+            projections = bootstrap.projections(stores)
+            for projection in projections.values():
+                await projection.setup()
+            print(table(await projection_status(engine, projections)))
+        finally:
+            await bootstrap.close_stores(stores)
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.demo import run_demo
+
+    ok = asyncio.run(run_demo(settings, orders=args.orders))
+    print("\ndemo finished: every store agrees with the write model" if ok else "\ndemo finished WITH DRIFT")
+    return 0 if ok else 1
+
+
+def _runtime(name: str):
+    def run(settings: Settings, _: argparse.Namespace) -> int:
+        from infra import runtime
+
+        {"serve": runtime.serve, "api": runtime.api, "relay": runtime.relay_only,
+         "worker": runtime.worker_only}[name](settings)
+        return 0
+
+    return run
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="prism", description="CQRS read stores kept in sync from one event log.")
+    sub = root.add_subparsers(dest="command", required=True)
+    services = sub.add_parser("services", help="start, stop or show the local Postgres, Redis and Elasticsearch")
+    services.add_argument("action", choices=["up", "down", "status"])
+    services.set_defaults(run=_services)
+    sub.add_parser("migrate", help="bring the write database to the latest schema").set_defaults(run=_migrate)
+    sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=_status)
+    for name, text in (("serve", "API, readers, relay and workers in one process"), ("api", "API and readers"),
+                       ("relay", "the relay alone"), ("worker", "a projection worker alone")):
+        sub.add_parser(name, help=text).set_defaults(run=_runtime(name))
+    demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
+    demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
+    demo.set_defaults(run=_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(Settings(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

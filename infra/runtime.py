@@ -1,0 +1,107 @@
+"""Running Prism: the embedded ``serve`` (API, relay and workers in one process) and each part alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+
+import dramatiq
+import uvicorn
+from fastapi import FastAPI
+
+from infra import bootstrap
+from infra.app import create_app
+from infra.settings import Settings
+from workers.relay import Relay
+
+log = logging.getLogger("prism")
+
+
+class Pipeline:
+    """The relay and a Dramatiq worker, started and stopped alongside an app or alone."""
+
+    def __init__(self, settings: Settings, with_worker: bool = True, with_relay: bool = True) -> None:
+        self.settings = settings
+        self.runner = bootstrap.runner(settings)
+        self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
+        self.worker = dramatiq.Worker(self.broker, worker_threads=settings.worker_threads) if with_worker else None
+        self.with_relay = with_relay
+        self._stop = asyncio.Event()
+        self._relay_task: asyncio.Task | None = None
+
+    def send_all(self, head: int) -> None:
+        for actor in self.actors.values():
+            actor.send(head)
+
+    async def start(self, app: FastAPI | None = None) -> None:
+        if self.worker:
+            self.worker.start()
+        if self.with_relay:
+            engine = app.state.write_engine if app else bootstrap.write_engine(self.settings, pool_size=2)
+            relay = Relay(engine, bootstrap.listen_dsn(self.settings), self.send_all, self.settings.relay_poll_seconds)
+            self._relay_task = asyncio.create_task(relay.run(self._stop))
+
+    async def stop(self, app: FastAPI | None = None) -> None:
+        self._stop.set()
+        if self._relay_task:
+            await asyncio.gather(self._relay_task, return_exceptions=True)
+        if self.worker:
+            await asyncio.to_thread(self.worker.stop)
+        self.broker.close()
+
+
+def app_with_pipeline(settings: Settings, pipeline: Pipeline) -> FastAPI:
+    return create_app(settings, on_start=pipeline.start, on_stop=pipeline.stop)
+
+
+def serve(settings: Settings) -> None:
+    """API, readers, relay and workers in one process: the embedded default (chDB needs one process)."""
+    app = app_with_pipeline(settings, Pipeline(settings))
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+def api(settings: Settings) -> None:
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+def relay_only(settings: Settings) -> None:
+    asyncio.run(_until_signal(Pipeline(settings, with_worker=False)))
+
+
+def worker_only(settings: Settings) -> None:
+    asyncio.run(_until_signal(Pipeline(settings, with_relay=False)))
+
+
+async def _until_signal(pipeline: Pipeline) -> None:
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    await pipeline.start()
+    log.info("running; stop with Ctrl-C")
+    await stopped.wait()
+    await pipeline.stop()
+
+
+class BackgroundServer:
+    """uvicorn in a thread, for the demo and the tests: same app, real HTTP on a local port."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="prism-http", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.thread.start()
+        deadline = threading.Event()
+        waited = 0.0
+        while not self.server.started:
+            if not self.thread.is_alive() or waited > timeout:
+                raise RuntimeError("the HTTP server did not start; see the log above")
+            deadline.wait(0.05)
+            waited += 0.05
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)

@@ -1,0 +1,54 @@
+"""Typed settings for every Prism process, read from ``PRISM_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Credentials that only the local development services use.
+_DEV_PASSWORD = "prism"
+
+
+class Settings(BaseSettings):
+    """One settings object per process; defaults match ``prism services up``."""
+
+    model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
+
+    env: str = Field("development", description="development | test | production")
+    namespace: str = Field("prism", description="Prefix of Redis keys, Elasticsearch indexes, ClickHouse database and queues")
+
+    write_database_url: str = "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write"
+    dashboards_database_url: str = "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards"
+    redis_url: str = Field("redis://127.0.0.1:56379/0", description="Redis holding the order summaries")
+    broker_url: str = Field("redis://127.0.0.1:56379/1", description="Redis used by Dramatiq")
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    clickhouse_url: str = Field("", description="ClickHouse server URL; empty runs the embedded chDB engine")
+    chdb_path: Path = Field(Path("var/chdb"), description="Data folder of the embedded chDB engine")
+
+    services_dir: Path = Field(Path("/var/lib/prism"), description="Data, logs and pids of the local services")
+    elasticsearch_heap: str = "512m"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
+    read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
+    relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
+    worker_threads: int = Field(4, ge=1)
+    retry_min_backoff_ms: int = Field(200, ge=1)
+    retry_max_backoff_ms: int = Field(30_000, ge=1)
+    max_retries: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_dev_credentials_in_production(self) -> "Settings":
+        if self.env == "production":
+            for url in (self.write_database_url, self.dashboards_database_url):
+                if f":{_DEV_PASSWORD}@" in url:
+                    raise ValueError("refusing the development database password with PRISM_ENV=production")
+        return self
+
+    @property
+    def uses_chdb(self) -> bool:
+        return not self.clickhouse_url

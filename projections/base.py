@@ -1,0 +1,56 @@
+"""What every projection is: the events it takes, a batched apply, and a checkpoint kept with the change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from write.events import StoredEvent
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The events a projection handles from one slice of the log, and the position the slice ends at.
+
+    ``upto`` may be past the last handled event: a slice of events the projection
+    ignores still moves its checkpoint.
+    """
+
+    events: list[StoredEvent]
+    upto: int
+
+
+@dataclass
+class Stores:
+    """Clients of the read stores, opened by a composition root and handed to projections and readers."""
+
+    namespace: str
+    redis: Any = None
+    elasticsearch: Any = None
+    clickhouse: Any = None
+    dashboards: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Projection(Protocol):
+    """A read model fed from the log.
+
+    ``apply`` must be idempotent and version-guarded: re-applying a batch, or
+    applying batches out of order, leaves the store as an in-order run does.
+    The checkpoint is written with the change so it never passes an unapplied event.
+    """
+
+    name: ClassVar[str]
+    handles: ClassVar[frozenset[str]]
+
+    async def setup(self) -> None:
+        """Create what the store needs (idempotent)."""
+
+    async def checkpoint(self) -> int:
+        """The last log position this projection has applied."""
+
+    async def apply(self, batch: Batch) -> None:
+        """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``."""
+
+    async def drop(self) -> None:
+        """Remove everything this projection wrote (tests and rebuilds)."""

@@ -1,0 +1,163 @@
+"""Customer dashboards in Postgres (the dashboards database): one precomputed row per customer.
+
+Source rows (one per customer, one per order) are upserted only when newer
+(``WHERE position < excluded.position``); each touched customer's dashboard row is
+then recomputed from them in the same transaction as the checkpoint. Recomputing
+instead of incrementing is what makes a replayed batch unable to double-count.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.base import Batch, Stores
+from write import events as e
+from write.events import StoredEvent
+
+
+#: asyncpg allows 32,767 parameters per statement; rows have at most 7 columns.
+_ROWS_PER_STATEMENT = 4000
+
+
+class Tables:
+    """Table names of one version."""
+
+    def __init__(self, version: int = 1) -> None:
+        self.customers = f"dash_customers_v{version}"
+        self.orders = f"dash_orders_v{version}"
+        self.dashboards = f"customer_dashboards_v{version}"
+        self.checkpoint_key = f"customer_dashboards_v{version}"
+
+    def ddl(self) -> list[str]:
+        return [
+            """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+                projection text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""",
+            f"""CREATE TABLE IF NOT EXISTS {self.customers} (
+                customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
+                position bigint NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {self.orders} (
+                order_id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid NOT NULL,
+                status text NOT NULL, total numeric(12, 2) NOT NULL, placed_at timestamptz NOT NULL,
+                position bigint NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS {self.orders}_customer_idx ON {self.orders} (customer_id)",
+            f"""CREATE TABLE IF NOT EXISTS {self.dashboards} (
+                customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
+                order_count integer NOT NULL, pending_count integer NOT NULL, confirmed_count integer NOT NULL,
+                shipped_count integer NOT NULL, cancelled_count integer NOT NULL,
+                lifetime_value numeric(14, 2) NOT NULL, average_order_value numeric(14, 2) NOT NULL,
+                last_order_at timestamptz, position bigint NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS {self.dashboards}_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
+        ]
+
+
+def latest_customers(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The newest state of each customer in the batch."""
+    rows = {ev.payload["customer_id"]: {
+        "customer_id": uuid.UUID(ev.payload["customer_id"]), "tenant_id": ev.tenant_id, "name": ev.payload["name"],
+        "email": ev.payload["email"], "position": ev.position} for ev in events if ev.type in e.CUSTOMER_EVENTS}
+    return list(rows.values())
+
+
+def latest_orders(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The newest state of each order in the batch."""
+    rows = {}
+    for ev in events:
+        if ev.type in e.ORDER_EVENTS:
+            o = ev.payload["order"]
+            rows[o["order_id"]] = {
+                "order_id": uuid.UUID(o["order_id"]), "tenant_id": ev.tenant_id,
+                "customer_id": uuid.UUID(o["customer"]["id"]), "status": o["status"], "total": Decimal(o["total"]),
+                "placed_at": datetime.fromisoformat(o["placed_at"]), "position": ev.position}
+    return list(rows.values())
+
+
+class CustomerDashboards:
+    """Projection of customer and order events into per-customer dashboard rows."""
+
+    name: ClassVar[str] = "customer_dashboards"
+    handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS
+
+    def __init__(self, stores: Stores) -> None:
+        self.engine = stores.dashboards
+        self.tables = Tables()
+
+    async def setup(self) -> None:
+        async with self.engine.begin() as conn:
+            for statement in self.tables.ddl():
+                await conn.execute(text(statement))
+
+    async def checkpoint(self) -> int:
+        return await read_checkpoint(self.engine, self.tables)
+
+    async def apply(self, batch: Batch) -> None:
+        customers, orders = latest_customers(batch.events), latest_orders(batch.events)
+        touched = list({row["customer_id"] for row in customers + orders})
+        async with self.engine.begin() as conn:
+            await self._upsert(conn, self.tables.customers, "customer_id", customers)
+            await self._upsert(conn, self.tables.orders, "order_id", orders)
+            if touched:
+                await conn.execute(text(self._recompute_sql()), {"ids": touched})
+            await conn.execute(text(
+                "INSERT INTO projection_checkpoints (projection, position) VALUES (:p, :upto) "
+                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(projection_checkpoints.position, "
+                "excluded.position), updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": batch.upto})
+
+    async def drop(self) -> None:
+        async with self.engine.begin() as conn:
+            for table in (self.tables.customers, self.tables.orders, self.tables.dashboards):
+                await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+            await conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = :p"),
+                               {"p": self.tables.checkpoint_key})
+
+    @staticmethod
+    async def _upsert(conn: AsyncConnection, table: str, key: str, rows: list[dict[str, Any]]) -> None:
+        """Multi-row statements (bounded by asyncpg's parameter limit); a row replaces the stored one only when newer."""
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            await CustomerDashboards._upsert_rows(conn, table, key, rows[start:start + _ROWS_PER_STATEMENT])
+
+    @staticmethod
+    async def _upsert_rows(conn: AsyncConnection, table: str, key: str, rows: list[dict[str, Any]]) -> None:
+        columns = list(rows[0])
+        values, params = [], {}
+        for n, row in enumerate(rows):
+            values.append("(" + ", ".join(f":{col}_{n}" for col in columns) + ")")
+            params |= {f"{col}_{n}": row[col] for col in columns}
+        updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col != key)
+        await conn.execute(text(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(values)} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"), params)
+
+    def _recompute_sql(self) -> str:
+        t = self.tables
+        counted = ", ".join(f"count(o.order_id) FILTER (WHERE o.status = '{s}')"
+                            for s in ("pending", "confirmed", "shipped", "cancelled"))
+        return f"""
+            INSERT INTO {t.dashboards} (customer_id, tenant_id, name, email, order_count, pending_count,
+                confirmed_count, shipped_count, cancelled_count, lifetime_value, average_order_value,
+                last_order_at, position)
+            SELECT c.customer_id, c.tenant_id, c.name, c.email, count(o.order_id), {counted},
+                coalesce(sum(o.total) FILTER (WHERE o.status <> 'cancelled'), 0),
+                coalesce(round(avg(o.total) FILTER (WHERE o.status <> 'cancelled'), 2), 0),
+                max(o.placed_at), greatest(c.position, coalesce(max(o.position), 0))
+            FROM {t.customers} c LEFT JOIN {t.orders} o ON o.customer_id = c.customer_id
+            WHERE c.customer_id = ANY(:ids)
+            GROUP BY c.customer_id
+            ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                order_count = excluded.order_count, pending_count = excluded.pending_count,
+                confirmed_count = excluded.confirmed_count, shipped_count = excluded.shipped_count,
+                cancelled_count = excluded.cancelled_count, lifetime_value = excluded.lifetime_value,
+                average_order_value = excluded.average_order_value, last_order_at = excluded.last_order_at,
+                position = excluded.position"""
+
+
+async def read_checkpoint(engine, tables: Tables) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT position FROM projection_checkpoints WHERE projection = :p"),
+                                   {"p": tables.checkpoint_key})
+        return int(found.scalar() or 0)

@@ -1,0 +1,154 @@
+"""Order search in Elasticsearch: one document per order, an explicit mapping, bulk writes.
+
+Each document is indexed with ``version_type=external`` and the log position it
+reflects as its version, so Elasticsearch itself refuses anything older: a replayed
+or late batch earns 409s, which are expected and ignored. Every bulk refreshes the
+index before the checkpoint moves, so a reader that waited for position N can
+search what N wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from elasticsearch import ConflictError, NotFoundError
+from elasticsearch.helpers import async_scan
+
+from projections import documents
+from projections.base import Batch, Stores
+
+_TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
+_MONEY = {"type": "scaled_float", "scaling_factor": 100}
+_DATE = {"type": "date"}
+
+MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "order_id": {"type": "keyword"},
+        "tenant_id": {"type": "keyword"},
+        "customer_id": {"type": "keyword"},
+        "customer_name": _TEXT,
+        "customer_email": {"type": "text", "analyzer": "simple", "fields": {"raw": {"type": "keyword"}}},
+        "status": {"type": "keyword"},
+        "items": {
+            "type": "nested",
+            "properties": {
+                "line_no": {"type": "short"},
+                "product_id": {"type": "keyword"},
+                "product_name": _TEXT,
+                "quantity": {"type": "integer"},
+                "unit_price": _MONEY,
+                "line_total": _MONEY,
+            },
+        },
+        "item_count": {"type": "integer"},
+        "subtotal": _MONEY,
+        "discount_percent": {"type": "scaled_float", "scaling_factor": 100},
+        "discount": _MONEY,
+        "total": _MONEY,
+        "discount_authorised_by": {"type": "keyword"},
+        "note": {"type": "text"},
+        "cancel_reason": {"type": "text"},
+        "placed_at": _DATE,
+        "confirmed_at": _DATE,
+        "shipped_at": _DATE,
+        "cancelled_at": _DATE,
+        "updated_at": _DATE,
+        "version": {"type": "integer"},
+        "position": {"type": "long"},
+    },
+}
+SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+
+
+class Names:
+    """Index names of one version; readers search the alias."""
+
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        self.alias = f"{namespace}-orders"
+        self.index = f"{namespace}-orders-v{version}"
+        self.checkpoints = f"{namespace}-checkpoints"
+        self.checkpoint_id = f"order_search-v{version}"
+
+
+class OrderSearch:
+    """Projection of order events (and renames) into a searchable order index."""
+
+    name: ClassVar[str] = "order_search"
+    handles: ClassVar[frozenset[str]] = documents.HANDLES
+
+    def __init__(self, stores: Stores) -> None:
+        self.es = stores.elasticsearch
+        self.names = Names(stores.namespace)
+
+    async def setup(self) -> None:
+        if not await self.es.indices.exists(index=self.names.index):
+            await self.es.indices.create(index=self.names.index, mappings=MAPPING, settings=SETTINGS,
+                                         aliases={self.names.alias: {}})
+        if not await self.es.indices.exists(index=self.names.checkpoints):
+            await self.es.indices.create(index=self.names.checkpoints, settings=SETTINGS, mappings={
+                "dynamic": "strict", "properties": {"position": {"type": "long"}}})
+
+    async def checkpoint(self) -> int:
+        return await read_checkpoint(self.es, self.names)
+
+    async def apply(self, batch: Batch) -> None:
+        current = await self._current(batch)
+        changed = documents.fold(current, batch.events)
+        if changed:
+            await self._bulk(changed.values())
+        try:
+            await self.es.index(index=self.names.checkpoints, id=self.names.checkpoint_id, version=batch.upto,
+                                version_type="external_gte", document={"position": batch.upto}, refresh=True)
+        except ConflictError:
+            pass  # the checkpoint is already past this batch: a replay
+
+    async def drop(self) -> None:
+        await self.es.indices.delete(index=[self.names.index, self.names.checkpoints], ignore_unavailable=True)
+
+    async def _bulk(self, docs) -> None:
+        operations: list[dict[str, Any]] = []
+        for doc in docs:
+            operations.append({"index": {"_index": self.names.index, "_id": doc["order_id"],
+                                         "version": doc["position"], "version_type": "external"}})
+            operations.append(doc)
+        response = await self.es.bulk(operations=operations, refresh=True)
+        if response["errors"]:
+            failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
+                        and item["index"]["status"] != 409]
+            if failures:
+                raise BulkRejected(f"{len(failures)} documents refused, first: {failures[0].get('error')}")
+
+    async def _current(self, batch: Batch) -> dict[str, documents.Doc]:
+        """Stored documents of the batch's orders (realtime get) and of every order its renames reach."""
+        ids = sorted({ev.payload["order"]["order_id"] for ev in batch.events if "order" in ev.payload})
+        docs: dict[str, documents.Doc] = {}
+        if ids:
+            found = await self.es.mget(index=self.names.index, ids=ids, realtime=True)
+            docs = {hit["_id"]: hit["_source"] for hit in found["docs"] if hit.get("found")}
+        customers, products = documents.rename_targets(batch.events)
+        if customers or products:
+            docs |= await self._reached_by(customers, products)
+        return docs
+
+    async def _reached_by(self, customers: set[str], products: set[str]) -> dict[str, documents.Doc]:
+        should: list[dict[str, Any]] = []
+        if customers:
+            should.append({"terms": {"customer_id": sorted(customers)}})
+        if products:
+            should.append({"nested": {"path": "items", "query": {"terms": {"items.product_id": sorted(products)}}}})
+        query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
+        return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
+                                                                      size=1000)}
+
+
+async def read_checkpoint(es, names: Names) -> int:
+    try:
+        found = await es.get(index=names.checkpoints, id=names.checkpoint_id, realtime=True)
+    except NotFoundError:
+        return 0
+    return int(found["_source"]["position"])
+
+
+class BulkRejected(Exception):
+    """Raised when Elasticsearch refuses documents for a reason other than a newer version."""

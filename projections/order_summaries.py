@@ -1,0 +1,129 @@
+"""Order summaries in Redis: one document per order for order pages, and per-customer recent-order indexes.
+
+Keys (``p`` = ``<namespace>:os:v1:``):
+- ``p order:<id>``: hash ``doc`` (JSON) and ``pos`` (log position it reflects);
+- ``p customer:<id>:orders`` and ``p tenant:<id>:orders``: sorted sets of order ids by placing time;
+- ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
+- ``p checkpoint``: last applied position.
+One batch costs three round trips: the rename indexes, the current documents, and one
+MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import ClassVar
+
+from projections import documents
+from projections.base import Batch, Stores
+
+#: Writes a document only when it is newer than the stored one; the checkpoint only moves forward.
+GUARDED_WRITE = """
+local upto = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local key, pos, doc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local stored = tonumber(redis.call('HGET', key, 'pos') or '0')
+  if stored < pos then redis.call('HSET', key, 'doc', doc, 'pos', pos) end
+end
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < upto then redis.call('SET', KEYS[1], upto) end
+return 1
+"""
+
+
+class Keys:
+    """Key layout of one version of the summaries."""
+
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        self.prefix = f"{namespace}:os:v{version}:"
+
+    def order(self, order_id: str) -> str:
+        return f"{self.prefix}order:{order_id}"
+
+    def customer_orders(self, customer_id: str) -> str:
+        return f"{self.prefix}customer:{customer_id}:orders"
+
+    def tenant_orders(self, tenant_id: str) -> str:
+        return f"{self.prefix}tenant:{tenant_id}:orders"
+
+    def product_orders(self, product_id: str) -> str:
+        return f"{self.prefix}product:{product_id}:orders"
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.prefix}checkpoint"
+
+
+class OrderSummaries:
+    """Projection of order events (and renames) into Redis order documents."""
+
+    name: ClassVar[str] = "order_summaries"
+    handles: ClassVar[frozenset[str]] = documents.HANDLES
+
+    def __init__(self, stores: Stores) -> None:
+        self.redis = stores.redis
+        self.keys = Keys(stores.namespace)
+        self._write = self.redis.register_script(GUARDED_WRITE)
+
+    async def setup(self) -> None:
+        """Redis needs no schema; the script is loaded on first use."""
+
+    async def checkpoint(self) -> int:
+        return await read_checkpoint(self.redis, self.keys)
+
+    async def apply(self, batch: Batch) -> None:
+        current = await self._current(batch)
+        changed = documents.fold(current, batch.events)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for doc in changed.values():
+                self._index(pipe, doc)
+            args: list = [batch.upto]
+            for order_id, doc in changed.items():
+                args += [self.keys.order(order_id), doc["position"], json.dumps(doc, separators=(",", ":"))]
+            await self._write(keys=[self.keys.checkpoint], args=args, client=pipe)
+            await pipe.execute()
+
+    async def drop(self) -> None:
+        async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
+            await self.redis.delete(key)
+
+    async def _current(self, batch: Batch) -> dict[str, documents.Doc]:
+        """The stored documents the batch touches: its orders and those its renames reach."""
+        ids = {ev.payload["order"]["order_id"] for ev in batch.events if "order" in ev.payload}
+        ids |= await self._renamed_orders(batch)
+        if not ids:
+            return {}
+        ordered = sorted(ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in ordered:
+                pipe.hget(self.keys.order(order_id), "doc")
+            raw = await pipe.execute()
+        return {order_id: json.loads(doc) for order_id, doc in zip(ordered, raw) if doc is not None}
+
+    async def _renamed_orders(self, batch: Batch) -> set[str]:
+        customers, products = documents.rename_targets(batch.events)
+        if not customers and not products:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for customer_id in customers:
+                pipe.zrange(self.keys.customer_orders(customer_id), 0, -1)
+            for product_id in products:
+                pipe.smembers(self.keys.product_orders(product_id))
+            found = await pipe.execute()
+        return {_text(order_id) for members in found for order_id in members}
+
+    def _index(self, pipe, doc: documents.Doc) -> None:
+        score = datetime.fromisoformat(doc["placed_at"]).timestamp()
+        pipe.zadd(self.keys.customer_orders(doc["customer_id"]), {doc["order_id"]: score})
+        pipe.zadd(self.keys.tenant_orders(doc["tenant_id"]), {doc["order_id"]: score})
+        for item in doc["items"]:
+            pipe.sadd(self.keys.product_orders(item["product_id"]), doc["order_id"])
+
+
+async def read_checkpoint(redis, keys: Keys) -> int:
+    return int(await redis.get(keys.checkpoint) or 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

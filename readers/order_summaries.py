@@ -1,0 +1,73 @@
+"""Order detail pages, read from the Redis order summaries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from projections.order_summaries import Keys, read_checkpoint
+from readers.consistency import Consistency, Served, wait_for
+from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.errors import NotFound
+
+router = APIRouter(tags=["order pages (Redis)"])
+
+
+class Item(BaseModel):
+    line_no: int
+    product_id: str
+    product_name: str
+    quantity: int
+    unit_price: str
+    line_total: str
+
+
+class OrderSummary(BaseModel):
+    """Everything an order page shows; money as decimal strings."""
+
+    order_id: str
+    tenant_id: str
+    customer_id: str
+    customer_name: str
+    customer_email: str
+    status: str
+    items: list[Item]
+    item_count: int
+    subtotal: str
+    discount_percent: str
+    discount: str
+    total: str
+    discount_authorised_by: str | None
+    note: str | None
+    cancel_reason: str | None
+    placed_at: str
+    confirmed_at: str | None
+    shipped_at: str | None
+    cancelled_at: str | None
+    updated_at: str
+    version: int
+    consistency: Consistency
+
+
+@router.get("/orders/{order_id}", response_model=OrderSummary)
+async def order_summary(order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
+                        response: Response, min_position: MinPosition = None) -> Any:
+    keys = Keys(stores.namespace)
+    served = await wait_for(lambda: read_checkpoint(stores.redis, keys), min_position, wait)
+    raw = await stores.redis.hget(keys.order(str(order_id)), "doc")
+    doc = json.loads(raw) if raw else None
+    if doc is None or doc["tenant_id"] != tenant:
+        raise NotFound(_missing(order_id, served))
+    served.stamp(response)
+    return doc | {"consistency": served.model()}
+
+
+def _missing(order_id: uuid.UUID, served: Served) -> str:
+    message = f"order {order_id} is not in this tenant's order summaries (position {served.position})"
+    if served.stale:
+        message += f"; the projection has not reached min_position {served.min_position} yet"
+    return message

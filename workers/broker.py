@@ -1,0 +1,50 @@
+"""Dramatiq wiring: a Redis broker and one catch-up actor per projection, each on its own queue."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+from dramatiq.middleware.asyncio import AsyncIO
+
+from workers.runner import ProjectionRunner
+
+
+class CloseResources(Middleware):
+    """Closes the runner's clients on the worker's event loop after the worker threads stop, before the loop does."""
+
+    def __init__(self, runner: ProjectionRunner) -> None:
+        self.runner = runner
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(self.runner.close())
+
+
+def make_broker(url: str, namespace: str, runner: ProjectionRunner) -> RedisBroker:
+    broker = RedisBroker(url=url, namespace=f"{namespace}-dramatiq")
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(CloseResources(runner), before=AsyncIO)
+    return broker
+
+
+def queue_name(namespace: str, projection: str) -> str:
+    return f"{namespace}.{projection}"
+
+
+def declare_actors(broker: dramatiq.Broker, runner: ProjectionRunner, names: list[str], namespace: str, *,
+                   max_retries: int, min_backoff: int, max_backoff: int) -> dict[str, dramatiq.Actor]:
+    """One actor per projection; a message means "catch up to at least this position"."""
+    return {name: _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) for name in names}
+
+
+def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) -> dramatiq.Actor:
+    async def catch_up(target: int) -> None:
+        await runner.catch_up(name, target)
+
+    catch_up.__name__ = f"catch_up_{name}"
+    return dramatiq.actor(catch_up, broker=broker, actor_name=f"{namespace}.catch_up.{name}",
+                          queue_name=queue_name(namespace, name), max_retries=max_retries,
+                          min_backoff=min_backoff, max_backoff=max_backoff)

@@ -1,0 +1,62 @@
+"""The relay: notices new log positions and asks each projection's queue to catch up.
+
+It listens for the log's commit notifications and also ticks on a timer, so a
+lost notification or message costs latency, never data. Notifications that
+arrive while it is sending are coalesced into one round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from write import event_log
+
+log = logging.getLogger("prism.relay")
+#: Shortest gap between two rounds of messages; bounds the message rate under heavy write load.
+MIN_ROUND_SECONDS = 0.01
+
+
+class Relay:
+    def __init__(self, log_engine: AsyncEngine, listen_dsn: str, send: Callable[[int], Any],
+                 poll_seconds: float) -> None:
+        self.log_engine = log_engine
+        self.listen_dsn = listen_dsn
+        self.send = send
+        self.poll_seconds = poll_seconds
+        self.sent_head = -1
+        self._woken = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = await asyncpg.connect(self.listen_dsn)
+        await listener.add_listener(event_log.NOTIFY_CHANNEL, lambda *_: self._woken.set())
+        try:
+            while not stop.is_set():
+                ticked = not await self._wait(stop)
+                await self.round(force=ticked)
+                await asyncio.sleep(MIN_ROUND_SECONDS)
+        finally:
+            await listener.close()
+
+    async def round(self, force: bool = False) -> int:
+        """Send every projection the head if it moved (or on a tick); return the head."""
+        async with self.log_engine.connect() as conn:
+            head = await event_log.head(conn)
+        if force or head > self.sent_head:
+            await asyncio.to_thread(self.send, head)
+            self.sent_head = head
+        return head
+
+    async def _wait(self, stop: asyncio.Event) -> bool:
+        """True when woken by a notification, False on a tick."""
+        try:
+            await asyncio.wait_for(self._woken.wait(), timeout=self.poll_seconds)
+        except TimeoutError:
+            return False
+        self._woken.clear()
+        return not stop.is_set()

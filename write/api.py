@@ -1,0 +1,177 @@
+"""The command API: one route per command, answering ``{id, version, position}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from write import commands as c
+from write.bus import CommandBus, Idempotency, Result
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+router = APIRouter(tags=["commands"])
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Versioned(Body):
+    expected_version: int = Field(ge=1, description="The aggregate version this command was decided on")
+
+
+class TenantIn(Body):
+    name: str
+
+
+class CustomerIn(Body):
+    name: str
+    email: str
+
+
+class EmailIn(Versioned):
+    email: str
+
+
+class NameIn(Versioned):
+    name: str
+
+
+class ProductIn(Body):
+    name: str
+    price: Decimal = Field(description="Unit price, at most 2 decimal places", examples=["19.99"])
+    sku: str | None = None
+
+
+class PriceIn(Versioned):
+    price: Decimal
+
+
+class LineIn(Body):
+    product_id: uuid.UUID
+    quantity: int
+
+
+class OrderIn(Body):
+    customer_id: uuid.UUID
+    items: list[LineIn]
+    note: str | None = None
+
+
+class CancelIn(Versioned):
+    reason: str = ""
+
+
+class DiscountIn(Versioned):
+    percent: Decimal = Field(description="0 < percent <= 100", examples=["10"])
+    authorised_by: str
+
+
+class Accepted(BaseModel):
+    """Where the change went: the aggregate, its new version and the log position of its last event."""
+
+    id: str
+    version: int
+    position: int = Field(description="Pass as min_position to any reader to read your write")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "0b6f8f3e-4a58-4f0e-9a0e-2b1f9b7d2c11", "version": 1, "position": 1042}]})
+
+
+def _bus(request: Request) -> CommandBus:
+    return request.app.state.bus
+
+
+Bus = Annotated[CommandBus, Depends(_bus)]
+Tenant = Annotated[str, Header(alias="X-Tenant-ID", pattern=TENANT_PATTERN, description="The caller's tenant")]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+async def _run(bus: CommandBus, request: Request, key: str | None, command: c.Command) -> Accepted:
+    idem = None
+    if key is not None:
+        body = json.dumps(json.loads(await request.body() or b"null"), sort_keys=True)
+        digest = hashlib.sha256(f"{request.method} {request.url.path} {body}".encode()).hexdigest()
+        idem = Idempotency(key, digest)
+    result: Result = await bus.execute(command, idem)
+    return Accepted(id=result.id, version=result.version, position=result.position)
+
+
+@router.post("/tenants", status_code=201, response_model=Accepted)
+async def register_tenant(body: TenantIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
+    return await _run(bus, request, key, c.RegisterTenant(tenant, body.name))
+
+
+@router.post("/customers", status_code=201, response_model=Accepted)
+async def register_customer(body: CustomerIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
+    return await _run(bus, request, key, c.RegisterCustomer(tenant, body.name, body.email))
+
+
+@router.post("/customers/{customer_id}/email", response_model=Accepted)
+async def change_customer_email(customer_id: uuid.UUID, body: EmailIn, tenant: Tenant, bus: Bus,
+                                request: Request, key: IdemKey = None):
+    command = c.ChangeCustomerEmail(tenant, customer_id, body.email, body.expected_version)
+    return await _run(bus, request, key, command)
+
+
+@router.post("/customers/{customer_id}/name", response_model=Accepted)
+async def change_customer_name(customer_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus,
+                               request: Request, key: IdemKey = None):
+    command = c.ChangeCustomerName(tenant, customer_id, body.name, body.expected_version)
+    return await _run(bus, request, key, command)
+
+
+@router.post("/products", status_code=201, response_model=Accepted)
+async def add_product(body: ProductIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
+    return await _run(bus, request, key, c.AddProduct(tenant, body.name, body.price, body.sku))
+
+
+@router.post("/products/{product_id}/name", response_model=Accepted)
+async def rename_product(product_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus, request: Request,
+                         key: IdemKey = None):
+    return await _run(bus, request, key, c.RenameProduct(tenant, product_id, body.name, body.expected_version))
+
+
+@router.post("/products/{product_id}/price", response_model=Accepted)
+async def change_product_price(product_id: uuid.UUID, body: PriceIn, tenant: Tenant, bus: Bus,
+                               request: Request, key: IdemKey = None):
+    command = c.ChangeProductPrice(tenant, product_id, body.price, body.expected_version)
+    return await _run(bus, request, key, command)
+
+
+@router.post("/orders", status_code=201, response_model=Accepted)
+async def place_order(body: OrderIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
+    lines = tuple(c.OrderLine(line.product_id, line.quantity) for line in body.items)
+    return await _run(bus, request, key, c.PlaceOrder(tenant, body.customer_id, lines, body.note))
+
+
+@router.post("/orders/{order_id}/confirm", response_model=Accepted)
+async def confirm_order(order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request,
+                        key: IdemKey = None):
+    return await _run(bus, request, key, c.ConfirmOrder(tenant, order_id, body.expected_version))
+
+
+@router.post("/orders/{order_id}/ship", response_model=Accepted)
+async def ship_order(order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request,
+                     key: IdemKey = None):
+    return await _run(bus, request, key, c.ShipOrder(tenant, order_id, body.expected_version))
+
+
+@router.post("/orders/{order_id}/cancel", response_model=Accepted)
+async def cancel_order(order_id: uuid.UUID, body: CancelIn, tenant: Tenant, bus: Bus, request: Request,
+                       key: IdemKey = None):
+    return await _run(bus, request, key, c.CancelOrder(tenant, order_id, body.expected_version, body.reason))
+
+
+@router.post("/orders/{order_id}/discount", response_model=Accepted)
+async def apply_discount(order_id: uuid.UUID, body: DiscountIn, tenant: Tenant, bus: Bus, request: Request,
+                         key: IdemKey = None):
+    command = c.ApplyDiscount(tenant, order_id, body.expected_version, body.percent, body.authorised_by)
+    return await _run(bus, request, key, command)

@@ -1,0 +1,86 @@
+"""The unit of work: one transaction per command for its state, its events and its idempotency key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from write.commands import Command
+from write.errors import IdempotencyMismatch
+from write.event_log import EventLog
+from write.handlers import HANDLERS
+from write.schema import idempotency_keys
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command answers: never state, only where to find it."""
+
+    id: str
+    version: int
+    position: int
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    request_hash: str
+
+
+class CommandBus:
+    """Runs commands; the same idempotency key with the same request returns the first result."""
+
+    def __init__(self, engine: AsyncEngine, log: EventLog | None = None) -> None:
+        self.engine = engine
+        self.log = log or EventLog()
+
+    async def execute(self, command: Command, idempotency: Idempotency | None = None) -> Result:
+        if idempotency is not None:
+            remembered = await self._remembered(command.tenant_id, idempotency)
+            if remembered is not None:
+                return remembered
+        try:
+            return await self._run(command, idempotency)
+        except IntegrityError:
+            if idempotency is None:
+                raise
+            # A concurrent request with the same key committed first.
+            remembered = await self._remembered(command.tenant_id, idempotency)
+            if remembered is None:
+                raise
+            return remembered
+
+    async def _run(self, command: Command, idempotency: Idempotency | None) -> Result:
+        async with self.engine.begin() as conn:
+            if idempotency is not None:
+                # Claimed before the log lock so a racing duplicate waits here, never while holding that lock.
+                await conn.execute(insert(idempotency_keys), {
+                    "tenant_id": command.tenant_id, "key": idempotency.key,
+                    "request_hash": idempotency.request_hash, "response": {}})
+            ident, version, new_events = await HANDLERS[type(command)](conn, command)
+            position = await self.log.append(conn, command.tenant_id, new_events, correlation_id=uuid.uuid4())
+            result = Result(str(ident), version, position)
+            if idempotency is not None:
+                await self._remember(conn, command.tenant_id, idempotency, result)
+            return result
+
+    async def _remembered(self, tenant_id: str, idempotency: Idempotency) -> Result | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(idempotency_keys).where(
+                idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == idempotency.key))).first()
+        if row is None:
+            return None
+        if row.request_hash != idempotency.request_hash:
+            raise IdempotencyMismatch(
+                f"Idempotency-Key {idempotency.key!r} was already used with a different request", "Idempotency-Key")
+        return Result(**row.response)
+
+    @staticmethod
+    async def _remember(conn: AsyncConnection, tenant_id: str, idempotency: Idempotency, result: Result) -> None:
+        await conn.execute(update(idempotency_keys).where(
+            idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == idempotency.key,
+        ).values(response=asdict(result)))

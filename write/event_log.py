@@ -1,0 +1,79 @@
+"""Appending to and reading from the event log.
+
+Gap safety: a sequence value taken early can commit late, so a tailer reading
+``position > checkpoint`` could skip a row that becomes visible after it moved
+on. Appends therefore take one transaction-scoped advisory lock just before
+inserting: positions are handed out while the lock is held and the lock is
+released at commit, so commit order equals position order and a reader never
+sees position N+1 before N. Per-aggregate order follows for free. The locked
+part is one multi-row insert and a notify, then the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Final
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from write.events import NewEvent, StoredEvent
+from write.schema import events
+
+#: Key of the advisory lock that serializes appends ("prism" in ASCII).
+APPEND_LOCK_KEY: Final = 0x707269736D
+#: Channel told the new head position at each commit.
+NOTIFY_CHANNEL: Final = "prism_events"
+
+
+class EventLog:
+    """The append side of the log; ``serialize=False`` exists only to prove the remedy in tests."""
+
+    def __init__(self, serialize: bool = True) -> None:
+        self.serialize = serialize
+
+    async def append(
+        self, conn: AsyncConnection, tenant_id: str, new: Sequence[NewEvent], correlation_id: uuid.UUID | None = None
+    ) -> int:
+        """Insert ``new`` in the caller's transaction and return the last position."""
+        if self.serialize:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+        rows = [_row(tenant_id, event, correlation_id) for event in new]
+        result = await conn.execute(insert(events).returning(events.c.position), rows)
+        position = max(result.scalars().all())
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(position))))
+        return position
+
+
+def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> dict:
+    return {
+        "event_id": event.event_id,
+        "tenant_id": tenant_id,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "aggregate_version": event.aggregate_version,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "payload": event.payload,
+        "correlation_id": correlation_id,
+    }
+
+
+async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int | None = None) -> list[StoredEvent]:
+    """Events after ``position`` (and at most ``upto``), in log order."""
+    query = select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
+    if upto is not None:
+        query = query.where(events.c.position <= upto)
+    result = await conn.execute(query)
+    return [StoredEvent(**row._mapping) for row in result]
+
+
+async def head(conn: AsyncConnection) -> int:
+    """The highest committed position, 0 for an empty log."""
+    return (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
+
+
+async def occurred_at(conn: AsyncConnection, position: int):
+    """When the event at ``position`` was written (None if there is none)."""
+    return (await conn.execute(select(events.c.occurred_at).where(events.c.position == position))).scalar()
