@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import random
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,7 +19,7 @@ from sqlalchemy import text
 from infra import bootstrap
 from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
 from infra.settings import Settings
-from infra.status import projection_status, table
+from infra.status import ProjectionStatus, table
 
 FIRST = ["José", "Zoë", "Amélie", "Liam", "Noah", "Olivia", "Mateo", "Sofía", "Björn", "Chloé", "Ava", "Lucas",
          "Mia", "Ethan", "Léa", "Hugo", "Emma", "Jonas", "Inès", "Oscar", "Nora", "Felix", "Ida", "Malik"]
@@ -219,29 +221,57 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
     return ok
 
 
+def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str) -> None:
+    """The load generator runs in a process of its own so it does not share the server's interpreter."""
+
+    async def run() -> None:
+        tenants = [Tenant(tid) for tid in tenant_ids]
+        async with httpx.AsyncClient(base_url=base, timeout=60,
+                                     limits=httpx.Limits(max_connections=concurrency)) as client:
+            seeder = Seeder(client, concurrency, random.Random(tenant_ids[0]))
+            await seed(seeder, tenants, **sizes)
+            took = time.monotonic() - seeder.started
+            print(f"{seeder.sent} commands in {took:.1f}s ({seeder.sent / took:,.0f}/s)", flush=True)
+        with open(out, "w") as f:
+            json.dump({"head": seeder.head, "tenants": [t.__dict__ for t in tenants]}, f)
+
+    asyncio.run(run())
+
+
+async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int) -> tuple[int, list[Tenant]]:
+    with tempfile.TemporaryDirectory() as folder:
+        out = f"{folder}/seeded.json"
+        child = multiprocessing.get_context("spawn").Process(
+            target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out), name="prism-demo-load")
+        child.start()
+        await asyncio.to_thread(child.join)
+        if child.exitcode != 0:
+            raise RuntimeError(f"the demo's load generator failed (exit code {child.exitcode}); see above")
+        with open(out) as f:
+            seeded = json.load(f)
+    return seeded["head"], [Tenant(**t) for t in seeded["tenants"]]
+
+
 async def run_demo(settings: Settings, tenants: int = 3, customers: int = 70, products: int = 35,
-                   orders: int = 1700, concurrency: int = 24) -> bool:
-    pipeline = Pipeline(settings)
-    app = app_with_pipeline(settings, pipeline)
+                   orders: int = 1700, concurrency: int = 32) -> bool:
+    """Serve in this process, load from another, then read back and reconcile every store."""
+    app = app_with_pipeline(settings, Pipeline(settings))
     server = BackgroundServer(app, settings.api_host, settings.api_port)
     server.start()
     run = secrets.token_hex(2)
     names = ["acme", "globex", "initech", "umbrella", "hooli"]
-    demo_tenants = [Tenant(f"{names[n % len(names)]}-{run}") for n in range(tenants)]
+    tenant_ids = [f"{names[n % len(names)]}-{run}" for n in range(tenants)]
     base = f"http://{settings.api_host}:{settings.api_port}"
+    stores = await bootstrap.open_stores(settings)
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60,
-                                     limits=httpx.Limits(max_connections=concurrency)) as client:
-            seeder = Seeder(client, concurrency, random.Random(run))
-            await seed(seeder, demo_tenants, customers, products, orders)
-            took = time.monotonic() - seeder.started
-            print(f"{seeder.sent} commands in {took:.1f}s ({seeder.sent / took:,.0f}/s); waiting for lag 0", flush=True)
-            await wait_for_lag_zero(client, timeout=300)
-            await show_readers(client, demo_tenants[0], seeder.head)
-            async with bootstrap.write_engine(settings, pool_size=1).connect() as _:
-                pass
-            rows = await projection_status(app.state.write_engine, app.state.projections)
-            print("\n" + table(rows))
-            return await reconcile(settings, app.state.stores, demo_tenants)
+        head, seeded = await _seed(base, tenant_ids, {"customers": customers, "products": products,
+                                                       "orders": orders}, concurrency)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            print("waiting for every projection to reach the log's head", flush=True)
+            rows = await wait_for_lag_zero(client, timeout=300)
+            await show_readers(client, seeded[0], head)
+        print("\n" + table([ProjectionStatus(**row) for row in rows]))
+        return await reconcile(settings, stores, seeded)
     finally:
+        await bootstrap.close_stores(stores)
         server.stop()

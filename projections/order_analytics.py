@@ -9,9 +9,7 @@ deduplication token, and the checkpoint row goes in last.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import datetime
-from decimal import Decimal
+import json
 from typing import Any, ClassVar
 
 from projections.base import Batch, Stores
@@ -58,50 +56,42 @@ class Tables:
                 tenant_id LowCardinality(String), product_id UUID, name String, price Decimal(12, 2),
                 version UInt64
             ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, product_id) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (projection String, position UInt64)
-                ENGINE = ReplacingMergeTree(position) ORDER BY projection""",
+            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
+                ENGINE = ReplacingMergeTree(position) ORDER BY name""",
         ]
 
 
-ORDER_COLUMNS = ["tenant_id", "order_id", "customer_id", "status", "item_count", "subtotal", "discount_percent",
-                 "discount", "total", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version"]
-LINE_COLUMNS = ["tenant_id", "order_id", "line_no", "customer_id", "product_id", "quantity", "unit_price",
-                "line_total", "status", "placed_at", "version"]
-EVENT_COLUMNS = ["tenant_id", "position", "order_id", "type", "status", "total", "occurred_at"]
-PRODUCT_COLUMNS = ["tenant_id", "product_id", "name", "price", "version"]
-
-
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def order_row(event: StoredEvent) -> list[Any]:
+def order_row(event: StoredEvent) -> dict[str, Any]:
     o = event.payload["order"]
-    return [event.tenant_id, uuid.UUID(o["order_id"]), uuid.UUID(o["customer"]["id"]), o["status"],
-            sum(i["quantity"] for i in o["items"]), Decimal(o["subtotal"]), Decimal(o["discount_percent"]),
-            Decimal(o["discount"]), Decimal(o["total"]), _ts(o["placed_at"]), _ts(o["confirmed_at"]),
-            _ts(o["shipped_at"]), _ts(o["cancelled_at"]), event.position]
+    return {"tenant_id": event.tenant_id, "order_id": o["order_id"], "customer_id": o["customer"]["id"],
+            "status": o["status"], "item_count": sum(i["quantity"] for i in o["items"]), "subtotal": o["subtotal"],
+            "discount_percent": o["discount_percent"], "discount": o["discount"], "total": o["total"],
+            "placed_at": o["placed_at"], "confirmed_at": o["confirmed_at"], "shipped_at": o["shipped_at"],
+            "cancelled_at": o["cancelled_at"], "version": event.position}
 
 
-def line_rows(event: StoredEvent) -> list[list[Any]]:
+def line_rows(event: StoredEvent) -> list[dict[str, Any]]:
     o = event.payload["order"]
-    return [[event.tenant_id, uuid.UUID(o["order_id"]), i["line_no"], uuid.UUID(o["customer"]["id"]),
-             uuid.UUID(i["product_id"]), i["quantity"], Decimal(i["unit_price"]), Decimal(i["line_total"]),
-             o["status"], _ts(o["placed_at"]), event.position] for i in o["items"]]
+    return [{"tenant_id": event.tenant_id, "order_id": o["order_id"], "line_no": i["line_no"],
+             "customer_id": o["customer"]["id"], "product_id": i["product_id"], "quantity": i["quantity"],
+             "unit_price": i["unit_price"], "line_total": i["line_total"], "status": o["status"],
+             "placed_at": o["placed_at"], "version": event.position} for i in o["items"]]
 
 
-def event_row(event: StoredEvent) -> list[Any]:
+def event_row(event: StoredEvent) -> dict[str, Any]:
     o = event.payload["order"]
-    return [event.tenant_id, event.position, uuid.UUID(o["order_id"]), event.type, o["status"],
-            Decimal(o["total"]), event.occurred_at]
+    return {"tenant_id": event.tenant_id, "position": event.position, "order_id": o["order_id"],
+            "type": event.type, "status": o["status"], "total": o["total"],
+            "occurred_at": event.occurred_at.isoformat()}
 
 
-def product_row(event: StoredEvent) -> list[Any]:
+def product_row(event: StoredEvent) -> dict[str, Any]:
     p = event.payload
-    return [event.tenant_id, uuid.UUID(p["product_id"]), p["name"], Decimal(p["price"]), event.position]
+    return {"tenant_id": event.tenant_id, "product_id": p["product_id"], "name": p["name"], "price": p["price"],
+            "version": event.position}
 
 
-def rows(events: list[StoredEvent]) -> dict[str, list[list[Any]]]:
+def rows(events: list[StoredEvent]) -> dict[str, list[dict[str, Any]]]:
     """The rows each table gets from a batch (pure)."""
     orders = [ev for ev in events if ev.type in e.ORDER_EVENTS]
     return {
@@ -110,10 +100,6 @@ def rows(events: list[StoredEvent]) -> dict[str, list[list[Any]]]:
         "order_events": [event_row(ev) for ev in orders],
         "products": [product_row(ev) for ev in events if ev.type in e.PRODUCT_EVENTS],
     }
-
-
-COLUMNS = {"orders": ORDER_COLUMNS, "order_lines": LINE_COLUMNS, "order_events": EVENT_COLUMNS,
-           "products": PRODUCT_COLUMNS}
 
 
 class OrderAnalytics:
@@ -146,13 +132,21 @@ class OrderAnalytics:
         first = batch.events[0].position if batch.events else batch.upto
         for table, table_rows in rows(batch.events).items():
             if table_rows:
-                self.client.insert(getattr(self.tables, table), table_rows, column_names=COLUMNS[table],
-                                   settings={"insert_deduplication_token": f"{table}:{first}:{batch.upto}"})
-        self.client.insert(self.tables.checkpoints, [[self.tables.checkpoint_key, batch.upto]],
-                           column_names=["projection", "position"])
+                insert_json(self.client, getattr(self.tables, table), table_rows, f"{table}:{first}:{batch.upto}")
+        insert_json(self.client, self.tables.checkpoints, [{"name": self.tables.checkpoint_key,
+                                                            "position": batch.upto}])
+
+
+def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_token: str | None = None) -> None:
+    """One block insert as JSONEachRow: on chDB this is an order of magnitude cheaper than the Native path."""
+    settings: dict[str, Any] = {"date_time_input_format": "best_effort"}
+    if dedup_token:
+        settings["insert_deduplication_token"] = dedup_token
+    body = "\n".join(json.dumps(row, separators=(",", ":")) for row in table_rows)
+    client.command(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}", settings=settings)
 
 
 async def read_checkpoint(client, tables: Tables) -> int:
     result = await asyncio.to_thread(client.query, f"SELECT max(position) FROM {tables.checkpoints} "
-                                     "WHERE projection = %(p)s", parameters={"p": tables.checkpoint_key})
+                                     "WHERE name = %(p)s", parameters={"p": tables.checkpoint_key})
     return int(result.result_rows[0][0] or 0)

@@ -18,7 +18,7 @@ from projections import documents
 from projections.base import Batch, Stores
 
 _TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
-_MONEY = {"type": "scaled_float", "scaling_factor": 100}
+_MONEY = {"type": "double"}
 _DATE = {"type": "date"}
 
 MAPPING: dict[str, Any] = {
@@ -43,7 +43,7 @@ MAPPING: dict[str, Any] = {
         },
         "item_count": {"type": "integer"},
         "subtotal": _MONEY,
-        "discount_percent": {"type": "scaled_float", "scaling_factor": 100},
+        "discount_percent": {"type": "double"},
         "discount": _MONEY,
         "total": _MONEY,
         "discount_authorised_by": {"type": "keyword"},

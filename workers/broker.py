@@ -5,7 +5,9 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.asyncio import get_event_loop_thread
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import (
+    AgeLimit, Callbacks, Middleware, Pipelines, Retries, ShutdownNotifications, TimeLimit,
+)
 from dramatiq.middleware.asyncio import AsyncIO
 
 from workers.runner import ProjectionRunner
@@ -24,7 +26,9 @@ class CloseResources(Middleware):
 
 
 def make_broker(url: str, namespace: str, runner: ProjectionRunner) -> RedisBroker:
-    broker = RedisBroker(url=url, namespace=f"{namespace}-dramatiq")
+    # Dramatiq's defaults less Prometheus, whose exporter wants a process of its own.
+    middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)]
+    broker = RedisBroker(url=url, namespace=f"{namespace}-dramatiq", middleware=middleware)
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CloseResources(runner), before=AsyncIO)
     return broker

@@ -12,8 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from write.commands import Command
 from write.errors import IdempotencyMismatch
 from write.event_log import EventLog
-from write.handlers import HANDLERS
+from write.handlers import EMAIL_KEY, HANDLERS, email_taken
 from write.schema import idempotency_keys
+
+
+IDEMPOTENCY_KEY = "idempotency_keys_pkey"
+
+
+def constraint(error: IntegrityError) -> str | None:
+    """The violated constraint's name, wherever the driver adapter put it."""
+    for candidate in (error.orig, getattr(error.orig, "__cause__", None)):
+        name = getattr(candidate, "constraint_name", None)
+        if name:
+            return name
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,10 @@ class CommandBus:
                 return remembered
         try:
             return await self._run(command, idempotency)
-        except IntegrityError:
-            if idempotency is None:
+        except IntegrityError as error:
+            if constraint(error) == EMAIL_KEY:
+                raise email_taken(getattr(command, "email", "")) from None
+            if idempotency is None or constraint(error) != IDEMPOTENCY_KEY:
                 raise
             # A concurrent request with the same key committed first.
             remembered = await self._remembered(command.tenant_id, idempotency)

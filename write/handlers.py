@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write import commands as c
@@ -22,6 +22,8 @@ from write.domain import Line, Order
 from write.errors import Conflict, DuplicateValue
 from write.schema import customers, products, tenants
 
+#: A changed email that another customer holds fails on this constraint; the bus maps it to 409.
+EMAIL_KEY = "customers_tenant_email_key"
 Outcome = tuple[Any, int, list[e.NewEvent]]
 Handler = Callable[[AsyncConnection, Any], Awaitable[Outcome]]
 
@@ -32,29 +34,26 @@ def _now() -> datetime:
 
 async def register_tenant(conn: AsyncConnection, cmd: c.RegisterTenant) -> Outcome:
     name = domain.check_name(cmd.name)
-    try:
-        async with conn.begin_nested():
-            await conn.execute(insert(tenants), {"id": cmd.tenant_id, "name": name, "version": 1})
-    except IntegrityError:
-        raise Conflict(f"tenant {cmd.tenant_id!r} is already registered", "X-Tenant-ID") from None
+    statement = pg_insert(tenants).values(id=cmd.tenant_id, name=name, version=1).on_conflict_do_nothing()
+    if (await conn.execute(statement.returning(tenants.c.id))).first() is None:
+        raise Conflict(f"tenant {cmd.tenant_id!r} is already registered", "X-Tenant-ID")
     tenant_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"prism:tenant:{cmd.tenant_id}")
     event = e.NewEvent(e.TENANT, tenant_uuid, 1, e.TENANT_REGISTERED, {"tenant_id": cmd.tenant_id, "name": name})
     return cmd.tenant_id, 1, [event]
 
 
-async def _write_customer(conn: AsyncConnection, statement: Any, email: str) -> Any:
-    try:
-        async with conn.begin_nested():
-            return (await conn.execute(statement.returning(*customers.c))).one()
-    except IntegrityError:
-        raise DuplicateValue(f"email {email!r} is already used by another customer of this tenant", "email") from None
+def email_taken(email: str) -> DuplicateValue:
+    return DuplicateValue(f"email {email!r} is already used by another customer of this tenant", "email")
 
 
 async def register_customer(conn: AsyncConnection, cmd: c.RegisterCustomer) -> Outcome:
     await repository.require_tenant(conn, cmd.tenant_id)
     values = {"id": uuid.uuid4(), "tenant_id": cmd.tenant_id, "name": domain.check_name(cmd.name),
               "email": domain.check_email(cmd.email), "version": 1}
-    row = await _write_customer(conn, insert(customers).values(values), values["email"])
+    statement = pg_insert(customers).values(values).on_conflict_do_nothing(constraint=EMAIL_KEY)
+    row = (await conn.execute(statement.returning(*customers.c))).first()
+    if row is None:
+        raise email_taken(values["email"])
     return row.id, 1, [e.NewEvent(e.CUSTOMER, row.id, 1, e.CUSTOMER_REGISTERED, snapshots.customer(row))]
 
 
@@ -63,7 +62,7 @@ async def _change_customer(conn: AsyncConnection, cmd: Any, event_type: str, **v
     domain.check_version("customer", cmd.customer_id, current.version, cmd.expected_version)
     version = current.version + 1
     statement = update(customers).where(customers.c.id == cmd.customer_id).values(version=version, **values)
-    row = await _write_customer(conn, statement, values.get("email", current.email))
+    row = (await conn.execute(statement.returning(*customers.c))).one()
     return row.id, version, [e.NewEvent(e.CUSTOMER, row.id, version, event_type, snapshots.customer(row))]
 
 
