@@ -190,6 +190,7 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
 
 async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
     """Per tenant: orders in the write model against documents in each store, and dashboard lifetime values."""
+    from projections.customer_dashboards import Tables as DashboardTables
     from projections.order_analytics import Tables
     from projections.order_search import Names
     from projections.order_summaries import Keys
@@ -211,7 +212,8 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
                                      parameters={"t": t.id})
         async with stores.dashboards.connect() as conn:
             dash = dict((await conn.execute(text(
-                "SELECT customer_id, lifetime_value FROM customer_dashboards_v1 WHERE tenant_id = :t"),
+                f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).dashboards} "
+                "WHERE tenant_id = :t"),
                 {"t": t.id})).all())
         mismatches = sum(1 for cid, value in ltv.items() if dash.get(cid) != value)
         counts = (orders, redis_docs, es_docs, ch.result_rows[0][0])

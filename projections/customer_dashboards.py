@@ -26,17 +26,20 @@ _ROWS_PER_STATEMENT = 4000
 
 
 class Tables:
-    """Table names of one version."""
+    """Table names of one version, in the namespace's schema."""
 
-    def __init__(self, version: int = 1) -> None:
-        self.customers = f"dash_customers_v{version}"
-        self.orders = f"dash_orders_v{version}"
-        self.dashboards = f"customer_dashboards_v{version}"
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        self.schema = namespace
+        self.customers = f"{namespace}.dash_customers_v{version}"
+        self.orders = f"{namespace}.dash_orders_v{version}"
+        self.dashboards = f"{namespace}.customer_dashboards_v{version}"
+        self.checkpoints = f"{namespace}.projection_checkpoints"
         self.checkpoint_key = f"customer_dashboards_v{version}"
 
     def ddl(self) -> list[str]:
         return [
-            """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+            f"CREATE SCHEMA IF NOT EXISTS {self.schema}",
+            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (
                 projection text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""",
             f"""CREATE TABLE IF NOT EXISTS {self.customers} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
@@ -45,14 +48,14 @@ class Tables:
                 order_id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid NOT NULL,
                 status text NOT NULL, total numeric(12, 2) NOT NULL, placed_at timestamptz NOT NULL,
                 position bigint NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS {self.orders}_customer_idx ON {self.orders} (customer_id)",
+            f"CREATE INDEX IF NOT EXISTS dash_orders_customer_idx ON {self.orders} (customer_id)",
             f"""CREATE TABLE IF NOT EXISTS {self.dashboards} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
                 order_count integer NOT NULL, pending_count integer NOT NULL, confirmed_count integer NOT NULL,
                 shipped_count integer NOT NULL, cancelled_count integer NOT NULL,
                 lifetime_value numeric(14, 2) NOT NULL, average_order_value numeric(14, 2) NOT NULL,
                 last_order_at timestamptz, position bigint NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS {self.dashboards}_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
         ]
 
 
@@ -85,7 +88,7 @@ class CustomerDashboards:
 
     def __init__(self, stores: Stores) -> None:
         self.engine = stores.dashboards
-        self.tables = Tables()
+        self.tables = Tables(stores.namespace)
 
     async def setup(self) -> None:
         async with self.engine.begin() as conn:
@@ -104,15 +107,15 @@ class CustomerDashboards:
             if touched:
                 await conn.execute(text(self._recompute_sql()), {"ids": touched})
             await conn.execute(text(
-                "INSERT INTO projection_checkpoints (projection, position) VALUES (:p, :upto) "
-                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(projection_checkpoints.position, "
-                "excluded.position), updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": batch.upto})
+                f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
+                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
+                "updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": batch.upto})
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
             for table in (self.tables.customers, self.tables.orders, self.tables.dashboards):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
-            await conn.execute(text("DELETE FROM projection_checkpoints WHERE projection = :p"),
+            await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
                                {"p": self.tables.checkpoint_key})
 
     @staticmethod
@@ -158,6 +161,6 @@ class CustomerDashboards:
 
 async def read_checkpoint(engine, tables: Tables) -> int:
     async with engine.connect() as conn:
-        found = await conn.execute(text("SELECT position FROM projection_checkpoints WHERE projection = :p"),
+        found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
                                    {"p": tables.checkpoint_key})
         return int(found.scalar() or 0)

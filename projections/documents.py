@@ -1,8 +1,14 @@
 """Order documents as order pages and search boxes show them, folded from events.
 
-Pure functions: a document carries the log ``position`` it reflects, and an
-event changes it only when the event is newer, which makes applying the same
-events twice, or an older batch after a newer one, a no-op.
+Pure functions. A document is three kinds of facts, each stamped with the log
+position it came from: the order's own fields (``order_position``), the customer's
+name and email (``customer_position``) and each item's product name
+(``name_position``). An event changes a kind of fact only when it is newer than
+that stamp, so re-applying events, or applying an older batch after a newer one,
+ends in the same document as an in-order run. ``position`` is the newest stamp.
+
+The newest known name of each customer and product is kept too (a *dimension*),
+so an order event that arrives after a rename it predates still gets the new name.
 """
 
 from __future__ import annotations
@@ -14,6 +20,15 @@ from write import events as e
 from write.events import StoredEvent
 
 Doc = dict[str, Any]
+Dims = dict[str, Doc]
+
+
+def customer_key(customer_id: str) -> str:
+    return f"customer:{customer_id}"
+
+
+def product_key(product_id: str) -> str:
+    return f"product:{product_id}"
 
 
 def order_document(event: StoredEvent) -> Doc:
@@ -27,7 +42,7 @@ def order_document(event: StoredEvent) -> Doc:
         "customer_name": customer["name"],
         "customer_email": customer["email"],
         "status": order["status"],
-        "items": [dict(item) for item in order["items"]],
+        "items": [dict(item, name_position=event.position) for item in order["items"]],
         "item_count": sum(item["quantity"] for item in order["items"]),
         "subtotal": order["subtotal"],
         "discount_percent": order["discount_percent"],
@@ -42,24 +57,56 @@ def order_document(event: StoredEvent) -> Doc:
         "cancelled_at": order["cancelled_at"],
         "updated_at": event.occurred_at.isoformat(),
         "version": order["version"],
+        "order_position": event.position,
+        "customer_position": event.position,
         "position": event.position,
     }
 
 
+_CUSTOMER_FIELDS = ("customer_name", "customer_email", "customer_position")
+
+
+def _merge_order(doc: Doc | None, event: StoredEvent) -> Doc | None:
+    """The order's newer facts over the stored ones; None when nothing is newer."""
+    new = order_document(event)
+    if doc is None:
+        return new
+    merged = dict(doc)
+    if event.position > doc["order_position"]:
+        merged |= {k: v for k, v in new.items() if k not in _CUSTOMER_FIELDS and k != "items"}
+        names = {item["product_id"]: item for item in doc["items"]}
+        merged["items"] = [_newer_name(item, names.get(item["product_id"])) for item in new["items"]]
+    if event.position > doc["customer_position"]:
+        merged |= {k: new[k] for k in _CUSTOMER_FIELDS}
+    return _stamped(merged) if merged != doc else None
+
+
+def _newer_name(item: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    if stored is not None and stored["name_position"] > item["name_position"]:
+        return item | {"product_name": stored["product_name"], "name_position": stored["name_position"]}
+    return item
+
+
 def _renamed_customer(doc: Doc, event: StoredEvent) -> Doc | None:
-    if doc["customer_id"] != event.payload["customer_id"] or doc["position"] >= event.position:
+    if doc["customer_id"] != event.payload["customer_id"] or doc["customer_position"] >= event.position:
         return None
-    return doc | {"customer_name": event.payload["name"], "customer_email": event.payload["email"],
-                  "position": event.position}
+    return _stamped(doc | {"customer_name": event.payload["name"], "customer_email": event.payload["email"],
+                           "customer_position": event.position})
 
 
 def _renamed_product(doc: Doc, event: StoredEvent) -> Doc | None:
     pid = event.payload["product_id"]
-    if doc["position"] >= event.position or all(item["product_id"] != pid for item in doc["items"]):
+    stale = [i for i in doc["items"] if i["product_id"] == pid and i["name_position"] < event.position]
+    if not stale:
         return None
-    items = [item | {"product_name": event.payload["name"]} if item["product_id"] == pid else item
-             for item in doc["items"]]
-    return doc | {"items": items, "position": event.position}
+    items = [item | {"product_name": event.payload["name"], "name_position": event.position} if item in stale
+             else item for item in doc["items"]]
+    return _stamped(doc | {"items": items})
+
+
+def _stamped(doc: Doc) -> Doc:
+    stamps = [doc["order_position"], doc["customer_position"], *(i["name_position"] for i in doc["items"])]
+    return doc | {"position": max(stamps)}
 
 
 #: Events that change documents already written, and how.
@@ -71,28 +118,81 @@ RENAMES = {
 HANDLES = e.ORDER_EVENTS | frozenset(RENAMES)
 
 
-def fold(current: dict[str, Doc], events: Iterable[StoredEvent]) -> dict[str, Doc]:
-    """Apply ``events`` in order to ``current`` (order id → document); return the documents that changed."""
-    docs = dict(current)
+def fold(current: dict[str, Doc], events: Iterable[StoredEvent],
+         dims: Dims | None = None) -> tuple[dict[str, Doc], Dims]:
+    """Apply ``events`` in order to ``current`` (order id → document) and ``dims`` (see ``dimension_keys``).
+
+    Returns the documents and the dimensions that changed.
+    """
+    docs, known = dict(current), dict(dims or {})
     changed: dict[str, Doc] = {}
+    changed_dims: Dims = {}
     for event in events:
-        for doc in _step(docs, event):
+        for key, dim in _dimension(known, event):
+            known[key] = changed_dims[key] = dim
+        for doc in _step(docs, event, known):
             docs[doc["order_id"]] = changed[doc["order_id"]] = doc
-    return changed
+    return changed, changed_dims
 
 
-def _step(docs: dict[str, Doc], event: StoredEvent) -> list[Doc]:
+def _dimension(known: Dims, event: StoredEvent) -> list[tuple[str, Doc]]:
+    """The newer customer or product name an event brings, if any."""
+    p = event.payload
+    if event.type in (e.CUSTOMER_RENAMED, e.CUSTOMER_EMAIL_CHANGED):
+        key, dim = customer_key(p["customer_id"]), {"name": p["name"], "email": p["email"]}
+    elif event.type == e.PRODUCT_RENAMED:
+        key, dim = product_key(p["product_id"]), {"name": p["name"]}
+    else:
+        return []
+    stored = known.get(key)
+    if stored is not None and stored["position"] >= event.position:
+        return []
+    return [(key, dim | {"position": event.position})]
+
+
+def _step(docs: dict[str, Doc], event: StoredEvent, dims: Dims) -> list[Doc]:
     if event.type in e.ORDER_EVENTS:
-        doc = order_document(event)
-        existing = docs.get(doc["order_id"])
-        return [doc] if existing is None or existing["position"] < event.position else []
+        oid = event.payload["order"]["order_id"]
+        merged = _merge_order(docs.get(oid), event)
+        overlaid = _with_dimensions(merged or docs[oid], dims)
+        return [overlaid] if overlaid != docs.get(oid) else []
     rename = RENAMES.get(event.type)
     if rename is None:
         return []
     return [new for new in (rename(doc, event) for doc in docs.values()) if new is not None]
 
 
-def rename_targets(events: Iterable[StoredEvent]) -> tuple[set[str], set[str]]:
+def _with_dimensions(doc: Doc, dims: Dims) -> Doc:
+    """Newer names from the dimensions over the document's own."""
+    customer = dims.get(customer_key(doc["customer_id"]))
+    if customer is not None and customer["position"] > doc["customer_position"]:
+        doc = doc | {"customer_name": customer["name"], "customer_email": customer["email"],
+                     "customer_position": customer["position"]}
+    items = [_renamed_item(item, dims.get(product_key(item["product_id"]))) for item in doc["items"]]
+    return _stamped(doc | {"items": items}) if items != doc["items"] else doc
+
+
+def _renamed_item(item: dict[str, Any], product: Doc | None) -> dict[str, Any]:
+    if product is not None and product["position"] > item["name_position"]:
+        return item | {"product_name": product["name"], "name_position": product["position"]}
+    return item
+
+
+def dimension_keys(events: list[StoredEvent]) -> set[str]:
+    """The dimensions a batch reads: every customer and product its order events or renames mention."""
+    keys: set[str] = set()
+    for ev in events:
+        if "order" in ev.payload:
+            keys.add(customer_key(ev.payload["order"]["customer"]["id"]))
+            keys |= {product_key(item["product_id"]) for item in ev.payload["order"]["items"]}
+        elif ev.type in (e.CUSTOMER_RENAMED, e.CUSTOMER_EMAIL_CHANGED):
+            keys.add(customer_key(ev.payload["customer_id"]))
+        elif ev.type == e.PRODUCT_RENAMED:
+            keys.add(product_key(ev.payload["product_id"]))
+    return keys
+
+
+def rename_targets(events: list[StoredEvent]) -> tuple[set[str], set[str]]:
     """Customer ids and product ids whose existing documents the events rename."""
     customers = {ev.payload["customer_id"] for ev in events if ev.type in (e.CUSTOMER_RENAMED, e.CUSTOMER_EMAIL_CHANGED)}
     products = {ev.payload["product_id"] for ev in events if ev.type == e.PRODUCT_RENAMED}

@@ -33,6 +33,7 @@ MAPPING: dict[str, Any] = {
         "items": {
             "type": "nested",
             "properties": {
+                "name_position": {"type": "long", "index": False},
                 "line_no": {"type": "short"},
                 "product_id": {"type": "keyword"},
                 "product_name": _TEXT,
@@ -55,9 +56,14 @@ MAPPING: dict[str, Any] = {
         "cancelled_at": _DATE,
         "updated_at": _DATE,
         "version": {"type": "integer"},
+        "order_position": {"type": "long", "index": False},
+        "customer_position": {"type": "long", "index": False},
         "position": {"type": "long"},
     },
 }
+DIMENSIONS_MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
+    "name": {"type": "keyword", "index": False}, "email": {"type": "keyword", "index": False},
+    "position": {"type": "long"}}}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
 
 
@@ -67,6 +73,7 @@ class Names:
     def __init__(self, namespace: str, version: int = 1) -> None:
         self.alias = f"{namespace}-orders"
         self.index = f"{namespace}-orders-v{version}"
+        self.dimensions = f"{namespace}-order-names-v{version}"
         self.checkpoints = f"{namespace}-checkpoints"
         self.checkpoint_id = f"order_search-v{version}"
 
@@ -85,6 +92,8 @@ class OrderSearch:
         if not await self.es.indices.exists(index=self.names.index):
             await self.es.indices.create(index=self.names.index, mappings=MAPPING, settings=SETTINGS,
                                          aliases={self.names.alias: {}})
+        if not await self.es.indices.exists(index=self.names.dimensions):
+            await self.es.indices.create(index=self.names.dimensions, mappings=DIMENSIONS_MAPPING, settings=SETTINGS)
         if not await self.es.indices.exists(index=self.names.checkpoints):
             await self.es.indices.create(index=self.names.checkpoints, settings=SETTINGS, mappings={
                 "dynamic": "strict", "properties": {"position": {"type": "long"}}})
@@ -93,10 +102,10 @@ class OrderSearch:
         return await read_checkpoint(self.es, self.names)
 
     async def apply(self, batch: Batch) -> None:
-        current = await self._current(batch)
-        changed = documents.fold(current, batch.events)
-        if changed:
-            await self._bulk(changed.values())
+        current, dims = await self._current(batch)
+        changed, changed_dims = documents.fold(current, batch.events, dims)
+        if changed or changed_dims:
+            await self._bulk(changed, changed_dims)
         try:
             await self.es.index(index=self.names.checkpoints, id=self.names.checkpoint_id, version=batch.upto,
                                 version_type="external_gte", document={"position": batch.upto}, refresh=True)
@@ -104,14 +113,17 @@ class OrderSearch:
             pass  # the checkpoint is already past this batch: a replay
 
     async def drop(self) -> None:
-        await self.es.indices.delete(index=[self.names.index, self.names.checkpoints], ignore_unavailable=True)
+        await self.es.indices.delete(index=[self.names.index, self.names.dimensions, self.names.checkpoints],
+                                     ignore_unavailable=True)
 
-    async def _bulk(self, docs) -> None:
+    async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
+        """One bulk request; ``external_gte`` because a merge may raise a lower stamp without a newer maximum."""
         operations: list[dict[str, Any]] = []
-        for doc in docs:
-            operations.append({"index": {"_index": self.names.index, "_id": doc["order_id"],
-                                         "version": doc["position"], "version_type": "external"}})
-            operations.append(doc)
+        for index, items in ((self.names.index, docs), (self.names.dimensions, dims)):
+            for key, doc in items.items():
+                operations.append({"index": {"_index": index, "_id": key, "version": doc["position"],
+                                             "version_type": "external_gte"}})
+                operations.append(doc)
         response = await self.es.bulk(operations=operations, refresh=True)
         if response["errors"]:
             failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
@@ -119,17 +131,19 @@ class OrderSearch:
             if failures:
                 raise BulkRejected(f"{len(failures)} documents refused, first: {failures[0].get('error')}")
 
-    async def _current(self, batch: Batch) -> dict[str, documents.Doc]:
-        """Stored documents of the batch's orders (realtime get) and of every order its renames reach."""
+    async def _current(self, batch: Batch) -> tuple[dict[str, documents.Doc], documents.Dims]:
+        """Stored documents of the batch's orders and names (realtime get), and every order its renames reach."""
         ids = sorted({ev.payload["order"]["order_id"] for ev in batch.events if "order" in ev.payload})
-        docs: dict[str, documents.Doc] = {}
-        if ids:
-            found = await self.es.mget(index=self.names.index, ids=ids, realtime=True)
-            docs = {hit["_id"]: hit["_source"] for hit in found["docs"] if hit.get("found")}
+        dims = await self._get(self.names.dimensions, sorted(documents.dimension_keys(batch.events)))
         customers, products = documents.rename_targets(batch.events)
-        if customers or products:
-            docs |= await self._reached_by(customers, products)
-        return docs
+        reached = await self._reached_by(customers, products) if customers or products else {}
+        return reached | await self._get(self.names.index, ids), dims
+
+    async def _get(self, index: str, ids: list[str]) -> dict[str, documents.Doc]:
+        if not ids:
+            return {}
+        found = await self.es.mget(index=index, ids=ids, realtime=True)
+        return {hit["_id"]: hit["_source"] for hit in found["docs"] if hit.get("found")}
 
     async def _reached_by(self, customers: set[str], products: set[str]) -> dict[str, documents.Doc]:
         should: list[dict[str, Any]] = []

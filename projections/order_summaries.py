@@ -4,8 +4,9 @@ Keys (``p`` = ``<namespace>:os:v1:``):
 - ``p order:<id>``: hash ``doc`` (JSON) and ``pos`` (log position it reflects);
 - ``p customer:<id>:orders`` and ``p tenant:<id>:orders``: sorted sets of order ids by placing time;
 - ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
+- ``p dim:customer:<id>``, ``p dim:product:<id>``: newest known names (hash ``doc``/``pos``);
 - ``p checkpoint``: last applied position.
-One batch costs three round trips: the rename indexes, the current documents, and one
+One batch costs three round trips: the rename indexes, the current documents and names, and one
 MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint.
 """
 
@@ -18,13 +19,13 @@ from typing import ClassVar
 from projections import documents
 from projections.base import Batch, Stores
 
-#: Writes a document only when it is newer than the stored one; the checkpoint only moves forward.
+#: Writes a document unless the stored one is newer; the checkpoint only moves forward.
 GUARDED_WRITE = """
 local upto = tonumber(ARGV[1])
 for i = 2, #ARGV, 3 do
   local key, pos, doc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local stored = tonumber(redis.call('HGET', key, 'pos') or '0')
-  if stored < pos then redis.call('HSET', key, 'doc', doc, 'pos', pos) end
+  if stored <= pos then redis.call('HSET', key, 'doc', doc, 'pos', pos) end
 end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < upto then redis.call('SET', KEYS[1], upto) end
@@ -40,6 +41,9 @@ class Keys:
 
     def order(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
+
+    def dimension(self, key: str) -> str:
+        return f"{self.prefix}dim:{key}"
 
     def customer_orders(self, customer_id: str) -> str:
         return f"{self.prefix}customer:{customer_id}:orders"
@@ -73,14 +77,16 @@ class OrderSummaries:
         return await read_checkpoint(self.redis, self.keys)
 
     async def apply(self, batch: Batch) -> None:
-        current = await self._current(batch)
-        changed = documents.fold(current, batch.events)
+        current, dims = await self._current(batch)
+        changed, changed_dims = documents.fold(current, batch.events, dims)
         async with self.redis.pipeline(transaction=True) as pipe:
             for doc in changed.values():
                 self._index(pipe, doc)
             args: list = [batch.upto]
             for order_id, doc in changed.items():
-                args += [self.keys.order(order_id), doc["position"], json.dumps(doc, separators=(",", ":"))]
+                args += [self.keys.order(order_id), doc["position"], _json(doc)]
+            for key, dim in changed_dims.items():
+                args += [self.keys.dimension(key), dim["position"], _json(dim)]
             await self._write(keys=[self.keys.checkpoint], args=args, client=pipe)
             await pipe.execute()
 
@@ -88,18 +94,22 @@ class OrderSummaries:
         async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
             await self.redis.delete(key)
 
-    async def _current(self, batch: Batch) -> dict[str, documents.Doc]:
-        """The stored documents the batch touches: its orders and those its renames reach."""
+    async def _current(self, batch: Batch) -> tuple[dict[str, documents.Doc], documents.Dims]:
+        """The stored documents the batch touches (its orders, those its renames reach) and the names it needs."""
         ids = {ev.payload["order"]["order_id"] for ev in batch.events if "order" in ev.payload}
         ids |= await self._renamed_orders(batch)
-        if not ids:
-            return {}
-        ordered = sorted(ids)
+        ordered, dim_keys = sorted(ids), sorted(documents.dimension_keys(batch.events))
+        if not ordered and not dim_keys:
+            return {}, {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in ordered:
                 pipe.hget(self.keys.order(order_id), "doc")
+            for key in dim_keys:
+                pipe.hget(self.keys.dimension(key), "doc")
             raw = await pipe.execute()
-        return {order_id: json.loads(doc) for order_id, doc in zip(ordered, raw) if doc is not None}
+        docs = {oid: json.loads(doc) for oid, doc in zip(ordered, raw[:len(ordered)]) if doc is not None}
+        dims = {key: json.loads(dim) for key, dim in zip(dim_keys, raw[len(ordered):]) if dim is not None}
+        return docs, dims
 
     async def _renamed_orders(self, batch: Batch) -> set[str]:
         customers, products = documents.rename_targets(batch.events)
@@ -123,6 +133,10 @@ class OrderSummaries:
 
 async def read_checkpoint(redis, keys: Keys) -> int:
     return int(await redis.get(keys.checkpoint) or 0)
+
+
+def _json(value: dict) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _text(value: bytes | str) -> str:

@@ -39,7 +39,7 @@ class Dashboard(BaseModel):
 @router.get("/customers/{customer_id}/dashboard", response_model=Dashboard)
 async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
                              response: Response, min_position: MinPosition = None) -> Any:
-    tables = Tables()
+    tables = Tables(stores.namespace)
     served = await wait_for(lambda: read_checkpoint(stores.dashboards, tables), min_position, wait)
     async with stores.dashboards.connect() as conn:
         row = (await conn.execute(text(f"SELECT * FROM {tables.dashboards} WHERE customer_id = :c AND tenant_id = :t"),

@@ -1,0 +1,151 @@
+"""Shared fixtures: real services, a test write database, a test namespace in every read store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+
+from infra import bootstrap
+from infra.settings import Settings
+from projections.base import Projection, Stores
+from workers.catch_up import catch_up
+from write.bus import CommandBus
+from write.migrate import upgrade
+
+NAMESPACE = "prismtest"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _test_settings(tmp: Path) -> Settings:
+    base = Settings()
+    return Settings(
+        env="test", namespace=NAMESPACE,
+        write_database_url=base.write_database_url.rsplit("/", 1)[0] + "/prism_test_write",
+        dashboards_database_url=base.dashboards_database_url.rsplit("/", 1)[0] + "/prism_test_dashboards",
+        redis_url=base.redis_url.rsplit("/", 1)[0] + "/2", broker_url=base.broker_url.rsplit("/", 1)[0] + "/3",
+        chdb_path=tmp / "chdb", api_port=_free_port(), read_wait_seconds=2.0, batch_size=500,
+        retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5,
+    )
+
+
+async def _recreate_database(url: str) -> None:
+    admin = url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return _test_settings(tmp_path_factory.mktemp("prism"))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def fresh_services(settings: Settings) -> Settings:
+    """Empty test databases, Redis databases and indexes; the write schema migrated with Alembic."""
+    await _recreate_database(settings.write_database_url)
+    await _recreate_database(settings.dashboards_database_url)
+    await asyncio.to_thread(upgrade, settings.write_database_url)
+    stores = await bootstrap.open_stores(settings)
+    try:
+        await stores.redis.flushdb()
+        from redis.asyncio import Redis
+        broker_redis = Redis.from_url(settings.broker_url)
+        await broker_redis.flushdb()
+        await broker_redis.aclose()
+        await stores.elasticsearch.indices.delete(index=f"{NAMESPACE}-*", ignore_unavailable=True,
+                                                  allow_no_indices=True, expand_wildcards="all")
+        await asyncio.to_thread(stores.clickhouse.command, f"DROP DATABASE IF EXISTS {NAMESPACE}")
+    finally:
+        await bootstrap.close_stores(stores)
+    return settings
+
+
+@pytest_asyncio.fixture(scope="session")
+async def write_engine(fresh_services: Settings):
+    engine = bootstrap.write_engine(fresh_services)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bus(write_engine) -> CommandBus:
+    return CommandBus(write_engine)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stores(fresh_services: Settings) -> AsyncIterator[Stores]:
+    opened = await bootstrap.open_stores(fresh_services)
+    yield opened
+    await bootstrap.close_stores(opened)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def projections(stores: Stores) -> dict[str, Projection]:
+    built = bootstrap.projections(stores)
+    for projection in built.values():
+        await projection.setup()
+    return built
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return f"t-{secrets.token_hex(4)}"
+
+
+@pytest_asyncio.fixture
+async def tenant(bus: CommandBus, tenant_id: str) -> str:
+    from write.commands import RegisterTenant
+
+    await bus.execute(RegisterTenant(tenant_id, "Test tenant"))
+    return tenant_id
+
+
+@pytest_asyncio.fixture
+async def project_all(write_engine, projections) -> Callable[[], Awaitable[None]]:
+    """Catch every projection up with the log, directly (no broker)."""
+
+    async def run() -> None:
+        for projection in projections.values():
+            progress = await catch_up(write_engine, projection, batch_size=500)
+            assert not progress.skipped, f"{projection.name} was held by another consumer"
+
+    return run
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
+    """Wait on a condition with a deadline (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
+async def count_rows(engine, table: str, tenant: str) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant})).scalar()
+
+
+os.environ.setdefault("PRISM_ENV", "test")
