@@ -113,6 +113,8 @@ class CustomerDashboards:
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
+            for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
+                await conn.execute(text(statement))
             for table in (self.tables.customers, self.tables.orders, self.tables.dashboards):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
             await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),

@@ -72,7 +72,7 @@ async def fresh_services(settings: Settings) -> Settings:
         broker_redis = Redis.from_url(settings.broker_url)
         await broker_redis.flushdb()
         await broker_redis.aclose()
-        await stores.elasticsearch.indices.delete(index=f"{NAMESPACE}-*", ignore_unavailable=True,
+        await stores.elasticsearch.indices.delete(index=f"{NAMESPACE}*", ignore_unavailable=True,
                                                   allow_no_indices=True, expand_wildcards="all")
         await asyncio.to_thread(stores.clickhouse.command, f"DROP DATABASE IF EXISTS {NAMESPACE}")
     finally:
