@@ -89,7 +89,9 @@ class BackgroundServer:
     """uvicorn in a thread, for the demo and the tests: same app, real HTTP on a local port."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        # The default loop setup would install uvloop as the process-wide policy, under the caller's own loop.
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="asyncio")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="prism-http", daemon=True)
 
     def start(self, timeout: float = 60.0) -> None:

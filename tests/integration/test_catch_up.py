@@ -1,0 +1,59 @@
+"""Catching up from the log: batches, checkpoints, one consumer at a time, and no checkpoint past a failure."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+import pytest
+from sqlalchemy import text
+
+from projections.base import Batch
+from projections.order_summaries import OrderSummaries
+from tests.integration.history import write_history
+from workers.catch_up import catch_up, lock_key
+from write import event_log
+
+
+class Flaky(OrderSummaries):
+    """The Redis projection, failing on its n-th batch."""
+
+    name: ClassVar[str] = "flaky_summaries"
+
+    def __init__(self, stores, fail_on: int) -> None:
+        super().__init__(stores)
+        self.fail_on, self.calls = fail_on, 0
+
+    async def apply(self, batch: Batch) -> None:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("store unavailable")
+        await super().apply(batch)
+
+
+@pytest.fixture
+async def flaky(stores, bus, tenant):
+    await write_history(bus, tenant)
+    projection = Flaky(replace(stores, namespace="prismtest_flaky"), fail_on=2)
+    await projection.drop()
+    return projection
+
+
+async def test_a_failing_batch_leaves_the_checkpoint_at_the_last_applied_event(flaky, write_engine):
+    with pytest.raises(RuntimeError):
+        await catch_up(write_engine, flaky, batch_size=10)
+    async with write_engine.connect() as conn:
+        first_batch = await event_log.read_after(conn, 0, 10)
+        head = await event_log.head(conn)
+    assert await flaky.checkpoint() == first_batch[-1].position
+
+    progress = await catch_up(write_engine, flaky, batch_size=10)  # the retry resumes from the checkpoint
+    assert (progress.checkpoint, await flaky.checkpoint()) == (head, head)
+
+
+async def test_a_second_consumer_of_the_same_projection_stands_aside(flaky, write_engine):
+    async with write_engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key(flaky.name)})
+        progress = await catch_up(write_engine, flaky, batch_size=10)
+        await holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(flaky.name)})
+    assert progress.skipped and flaky.calls == 0

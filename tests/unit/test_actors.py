@@ -1,0 +1,71 @@
+"""Dramatiq wiring with the StubBroker: one queue per projection, a message catches that projection up."""
+
+from __future__ import annotations
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware.asyncio import AsyncIO
+
+from workers.broker import declare_actors, queue_name
+
+
+class RecordingRunner:
+    """Stands in for the projection runner (not a store): records what it is asked to do."""
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.fail_times = fail_times
+
+    async def catch_up(self, name: str, target: int = 0) -> None:
+        self.calls.append((name, target))
+        if len(self.calls) <= self.fail_times:
+            raise RuntimeError("store down")
+
+
+@pytest.fixture
+def broker():
+    stub = StubBroker()
+    stub.add_middleware(AsyncIO())
+    yield stub
+    stub.flush_all()
+    stub.close()
+
+
+def run(broker, runner, names, **retries):
+    actors = declare_actors(broker, runner, names, "ns", max_retries=retries.get("max_retries", 3),
+                            min_backoff=1, max_backoff=5)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
+    return actors, worker
+
+
+def test_each_projection_has_its_own_queue(broker):
+    actors, _ = run(broker, RecordingRunner(), ["a", "b"])
+    assert {a.queue_name for a in actors.values()} == {queue_name("ns", "a"), queue_name("ns", "b")} == \
+        {"ns.a", "ns.b"}
+
+
+def test_a_message_catches_its_projection_up(broker):
+    runner = RecordingRunner()
+    actors, worker = run(broker, runner, ["a", "b"])
+    worker.start()
+    try:
+        actors["b"].send(42)
+        broker.join(queue_name("ns", "b"))
+        worker.join()
+    finally:
+        worker.stop()
+    assert runner.calls == [("b", 42)]
+
+
+def test_failures_are_retried_with_backoff(broker):
+    runner = RecordingRunner(fail_times=2)
+    actors, worker = run(broker, runner, ["a"])
+    worker.start()
+    try:
+        actors["a"].send(7)
+        broker.join(queue_name("ns", "a"))
+        worker.join()
+    finally:
+        worker.stop()
+    assert runner.calls == [("a", 7)] * 3
