@@ -17,29 +17,33 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
 
     env: str = Field("development", description="development | test | production")
-    namespace: str = Field("prism", description="Prefix of Redis keys, Elasticsearch indexes, ClickHouse database and queues")
+    namespace: str = Field("prism", pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                           description="Prefix of Redis keys, Elasticsearch indexes, the ClickHouse database, "
+                                       "the dashboards schema and the queues")
 
-    write_database_url: str = "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write"
-    dashboards_database_url: str = "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards"
+    write_database_url: str = Field("postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write",
+                                    description="Write model and event log (Postgres)")
+    dashboards_database_url: str = Field("postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards",
+                                         description="Customer dashboards read model (Postgres)")
     redis_url: str = Field("redis://127.0.0.1:56379/0", description="Redis holding the order summaries")
     broker_url: str = Field("redis://127.0.0.1:56379/1", description="Redis used by Dramatiq")
-    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch holding the order search")
     clickhouse_url: str = Field("", description="ClickHouse server URL; empty runs the embedded chDB engine")
     chdb_path: Path = Field(Path("var/chdb"), description="Data folder of the embedded chDB engine")
 
     services_dir: Path = Field(Path("/var/lib/prism"), description="Data, logs and pids of the local services")
-    elasticsearch_heap: str = "512m"
+    elasticsearch_heap: str = Field("512m", description="Heap of the local Elasticsearch (at most 1g)")
 
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
+    api_port: int = Field(8000, description="Port of the HTTP API")
 
     batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
-    worker_threads: int = Field(4, ge=1)
-    retry_min_backoff_ms: int = Field(200, ge=1)
-    retry_max_backoff_ms: int = Field(30_000, ge=1)
-    max_retries: int = Field(10, ge=0)
+    worker_threads: int = Field(4, ge=1, description="Dramatiq worker threads per worker process")
+    retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
+    retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
+    max_retries: int = Field(10, ge=0, description="Retries of a failed catch-up before Dramatiq dead-letters it")
 
     @model_validator(mode="after")
     def _refuse_dev_credentials_in_production(self) -> "Settings":
