@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -21,6 +22,7 @@ import shutil
 import shlex
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,11 @@ ES_CACHE_DIR = OPT_DIR / "cache"
 ES_HOME = OPT_DIR / f"elasticsearch-{ES_VERSION}"
 ES_USER = "prism-es"
 JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+JAVA_RELEASE = "17"
+#: Our own small plugin that serves ``GET /``; the integ-test distribution lacks the module for it.
+ROOT_PLUGIN = "prism-root"
+ROOT_PLUGIN_SOURCE = Path(__file__).resolve().parent / "elasticsearch" / ROOT_PLUGIN
+BUILD_DIR = OPT_DIR / "build"
 #: Local services share a small machine with the tests; a larger heap only slows everything else.
 ES_MAX_HEAP_BYTES = 1 << 30
 
@@ -523,11 +530,114 @@ class _Redis(_Service):
         return "PONG" if self.healthy() else "not answering"
 
 
+class _RootPlugin:
+    """Builds and installs ``prism-root``, the plugin that answers ``GET /`` and ``HEAD /``.
+
+    The integ-test distribution has no module for the root endpoint, so it would answer 405
+    where clients expect the node's version. The build lands in ``BUILD_DIR`` and is keyed by a
+    fingerprint of the sources and the Elasticsearch version, so it reruns only after a change;
+    the plugin is reinstalled whenever the copy in the distribution differs from that build.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.build = BUILD_DIR / ROOT_PLUGIN
+        self.bundle = self.build / f"{ROOT_PLUGIN}-{ES_VERSION}.zip"
+        self.stamp = self.build / "fingerprint"
+        self.installed = ES_HOME / "plugins" / ROOT_PLUGIN
+
+    def ensure(self) -> None:
+        fingerprint = self._fingerprint()
+        if not self._built(fingerprint):
+            self._build(fingerprint)
+        if not self._installed_matches():
+            self._install()
+
+    def _sources(self) -> list[Path]:
+        return sorted((ROOT_PLUGIN_SOURCE / "src").rglob("*.java"))
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256(f"{ES_VERSION}\0{JAVA_RELEASE}\0".encode())
+        for path in [ROOT_PLUGIN_SOURCE / "plugin-descriptor.properties", *self._sources()]:
+            digest.update(f"{path.relative_to(ROOT_PLUGIN_SOURCE)}\0".encode())
+            digest.update(path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    def _built(self, fingerprint: str) -> bool:
+        try:
+            return self.bundle.is_file() and self.stamp.read_text().strip() == fingerprint
+        except OSError:
+            return False
+
+    def _descriptor(self) -> str:
+        template = string.Template((ROOT_PLUGIN_SOURCE / "plugin-descriptor.properties").read_text())
+        return template.substitute(
+            plugin_version=ES_VERSION, java_version=JAVA_RELEASE, elasticsearch_version=ES_VERSION
+        )
+
+    def _build(self, fingerprint: str) -> None:
+        """Compile against the distribution's own jars, then zip jar and descriptor as the plugin tool expects.
+
+        The build happens in a staging folder renamed into place, so a failed build never looks current.
+        """
+        _ensure_file(JAVA_HOME / "bin" / "javac", "openjdk-17-jdk-headless")
+        _say(f"{self.service}: building the {ROOT_PLUGIN} plugin")
+        _make_dir(BUILD_DIR)
+        staging = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=f".{ROOT_PLUGIN}-"))
+        try:
+            classes = staging / "classes"
+            _run([JAVA_HOME / "bin" / "javac", "--release", JAVA_RELEASE, "-encoding", "UTF-8",
+                  "-cp", f"{ES_HOME / 'lib'}/*", "-d", classes, *self._sources()], timeout=300)
+            jar = staging / f"{ROOT_PLUGIN}-{ES_VERSION}.jar"
+            _run([JAVA_HOME / "bin" / "jar", "--create", "--file", jar, "-C", classes, "."], timeout=120)
+            with zipfile.ZipFile(staging / self.bundle.name, "w", zipfile.ZIP_DEFLATED) as bundle:
+                bundle.writestr("plugin-descriptor.properties", self._descriptor())
+                bundle.write(jar, jar.name)
+            (staging / self.stamp.name).write_text(fingerprint + "\n")
+            shutil.rmtree(self.build, ignore_errors=True)
+            staging.rename(self.build)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        os.chmod(self.build, 0o755)
+
+    def _installed_matches(self) -> bool:
+        """The installed plugin is current when every file of the built bundle is there unchanged."""
+        try:
+            with zipfile.ZipFile(self.bundle) as bundle:
+                return all(
+                    (self.installed / entry.filename).read_bytes() == bundle.read(entry)
+                    for entry in bundle.infolist()
+                    if not entry.is_dir()
+                )
+        except (OSError, zipfile.BadZipFile):
+            return False
+
+    def _install(self) -> None:
+        """Install through the distribution's plugin tool, which validates the descriptor first.
+
+        Plugins are read only when the node starts, so this runs while it is down. The tool
+        runs as root here; the installed files are then handed to the user running the node.
+        """
+        _say(f"{self.service}: installing the {ROOT_PLUGIN} plugin")
+        shutil.rmtree(self.installed, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=".plugin-tool-"))
+        try:
+            _run(["env", "-i", f"PATH={SYSTEM_PATH}", f"ES_JAVA_HOME={JAVA_HOME}",
+                  f"CLI_JAVA_OPTS=-Djava.io.tmpdir={tmp}", "LANG=C.UTF-8",
+                  ES_HOME / "bin" / "elasticsearch-plugin", "install", "--batch", self.bundle.as_uri()],
+                 cwd=ES_HOME, timeout=300)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _ensure_system_user(ES_USER)
+        _chown_tree(self.installed, ES_USER)
+
+
 class _Elasticsearch(_Service):
     """A real single-node Elasticsearch from the Maven Central integ-test distribution.
 
     That distribution carries only the core modules, which is all Prism's indexes need,
-    and is far smaller than the default one. It runs as ``prism-es`` with Debian's JDK 17.
+    and is far smaller than the default one. Its missing root endpoint comes from our own
+    ``prism-root`` plugin (see _RootPlugin). It runs as ``prism-es`` with Debian's JDK 17.
     """
 
     name = "elasticsearch"
@@ -558,6 +668,7 @@ class _Elasticsearch(_Service):
         _ensure_file(JAVA_HOME / "bin" / "java", "openjdk-17-jre-headless")
         if not (ES_HOME / "bin" / "elasticsearch").exists():
             self._unpack(self._download())
+        _RootPlugin(self.name).ensure()
 
     def _download(self) -> Path:
         """Maven resolves the artifact through ~/.m2, so repeated installs cost nothing."""
