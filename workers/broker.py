@@ -30,7 +30,7 @@ def make_broker(url: str, namespace: str, runner: ProjectionRunner) -> RedisBrok
     middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)]
     broker = RedisBroker(url=url, namespace=f"{namespace}-dramatiq", middleware=middleware)
     broker.add_middleware(AsyncIO())
-    broker.add_middleware(CloseResources(runner), before=AsyncIO)
+    broker.add_middleware(CloseResources(runner))  # after-hooks run in reverse: this one before AsyncIO's
     return broker
 
 

@@ -8,8 +8,9 @@ import pytest_asyncio
 from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def server(fresh_services):
+    """Package-scoped: Dramatiq keeps one event-loop thread per process, which no other test may replace meanwhile."""
     settings = fresh_services
     running = BackgroundServer(app_with_pipeline(settings, Pipeline(settings)), settings.api_host, settings.api_port)
     running.start()
