@@ -9,6 +9,8 @@ from projections.base import Projection, Stores
 from projections.clickhouse import connect as connect_clickhouse
 from projections.registry import PROJECTIONS
 from workers.broker import declare_actors, make_broker
+from workers.catch_up import Policy
+from workers.dead_letters import HALT
 from workers.runner import ProjectionRunner, Resources
 
 
@@ -61,7 +63,13 @@ def runner(settings: Settings) -> ProjectionRunner:
 
         return Resources(engine, projections(stores), close)
 
-    return ProjectionRunner(open_resources, settings.batch_size)
+    return ProjectionRunner(open_resources, settings.batch_size, policies(settings))
+
+
+def policies(settings: Settings) -> dict[str, Policy]:
+    """Each projection's poison policy: the setting if given, else the projection's own, else halt."""
+    return {name: Policy(settings.poison_policies.get(name, getattr(cls, "on_poison", HALT)), settings.poison_after)
+            for name, cls in PROJECTIONS.items()}
 
 
 def broker_and_actors(settings: Settings, projection_runner: ProjectionRunner):

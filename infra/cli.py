@@ -43,6 +43,34 @@ def _status(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import bootstrap
+    from workers import dead_letters
+
+    async def run() -> int:
+        engine, stores = bootstrap.write_engine(settings, pool_size=1), await bootstrap.open_stores(settings)
+        try:
+            if args.action == "list":
+                found = await dead_letters.listing(engine, args.projection, None if args.all else "parked")
+                for d in found:
+                    print(f"{d.id:>6}  {d.projection:<20} position {d.position:<10} {d.event_type:<20} {d.status:<9} "
+                          f"{d.policy:<4} attempts {d.attempts}  {d.error}")
+                print(f"{len(found)} dead letters")
+                return 0
+            action = dead_letters.retry if args.action == "retry" else dead_letters.discard
+            letter = await action(engine, bootstrap.projections(stores), args.id)
+            print(f"dead letter {letter.id} ({letter.projection} at {letter.position}) is now {letter.status}")
+            return 0
+        except dead_letters.DeadLetterError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        finally:
+            await bootstrap.close_stores(stores)
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from infra.demo import run_demo
 
@@ -73,6 +101,14 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("serve", "API, readers, relay and workers in one process"), ("api", "API and readers"),
                        ("relay", "the relay alone"), ("worker", "a projection worker alone")):
         sub.add_parser(name, help=text).set_defaults(run=_runtime(name))
+    dead = sub.add_parser("deadletters", help="list, retry or discard parked poison events")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    listed = dead_sub.add_parser("list", help="parked events (all with --all)")
+    listed.add_argument("--projection")
+    listed.add_argument("--all", action="store_true")
+    for action in ("retry", "discard"):
+        dead_sub.add_parser(action).add_argument("id", type=int)
+    dead.set_defaults(run=_deadletters)
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=_demo)

@@ -1,23 +1,93 @@
-"""Operations routes: projection status and health."""
+"""Operations routes: projection status, metrics, health, readiness and dead letters."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
 
+from infra.metrics import exposition
 from infra.status import projection_status
+from readers.errors import NotFound, ReaderError
+from workers import dead_letters
 
 router = APIRouter(tags=["operations"])
 
 
+class OperationRefused(ReaderError):
+    """Raised when a dead letter cannot be retried or discarded."""
+
+    http_status = 409
+    code = "conflict"
+
+
 @router.get("/projections")
 async def projections(request: Request) -> list[dict[str, Any]]:
-    """Per projection: checkpoint, log head, lag in events and in seconds (age of the oldest unapplied event)."""
+    """Per projection: state, checkpoint, head, lag in events and seconds, dead letters, last batch."""
     rows = await projection_status(request.app.state.write_engine, request.app.state.projections)
     return [row.as_dict() for row in rows]
 
 
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    rows = await projection_status(request.app.state.write_engine, request.app.state.projections)
+    return Response(exposition(rows), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
+    """The process is up."""
     return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Every store answers; 503 names the ones that do not."""
+    state = request.app.state
+    checks = {
+        "write_database": _sql(state.write_engine),
+        "dashboards_database": _sql(state.stores.dashboards),
+        "redis": state.stores.redis.ping(),
+        "elasticsearch": state.stores.elasticsearch.cluster.health(timeout="2s"),
+        "clickhouse": asyncio.to_thread(state.stores.clickhouse.command, "SELECT 1"),
+    }
+    results = await asyncio.gather(*(asyncio.wait_for(c, 3) for c in checks.values()), return_exceptions=True)
+    failed = {name: f"{type(r).__name__}: {r}" for name, r in zip(checks, results) if isinstance(r, BaseException)}
+    body = {"status": "ready" if not failed else "unavailable", "failed": failed}
+    return JSONResponse(body, status_code=200 if not failed else 503)
+
+
+async def _sql(engine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+@router.get("/deadletters")
+async def list_dead_letters(request: Request, projection: str | None = None,
+                            status: str | None = Query("parked", pattern="^(parked|retried|discarded)$")) -> list[dict]:
+    found = await dead_letters.listing(request.app.state.write_engine, projection, status)
+    return [d.as_dict() for d in found]
+
+
+@router.post("/deadletters/{dead_id}/retry")
+async def retry_dead_letter(dead_id: int, request: Request) -> dict:
+    return await _resolve(request, dead_id, dead_letters.retry)
+
+
+@router.post("/deadletters/{dead_id}/discard")
+async def discard_dead_letter(dead_id: int, request: Request) -> dict:
+    return await _resolve(request, dead_id, dead_letters.discard)
+
+
+async def _resolve(request: Request, dead_id: int, action) -> dict:
+    try:
+        letter = await action(request.app.state.write_engine, request.app.state.projections, dead_id)
+    except dead_letters.DeadLetterNotFound as error:
+        raise NotFound(str(error)) from None
+    except dead_letters.DeadLetterError as error:
+        raise OperationRefused(str(error)) from None
+    return letter.as_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,9 @@ class Settings(BaseSettings):
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
     retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
     max_retries: int = Field(10, ge=0, description="Retries of a failed catch-up before Dramatiq dead-letters it")
+    poison_after: int = Field(3, ge=1, description="Failed attempts after which an event is parked as poison")
+    poison_policies: dict[str, Literal["halt", "skip"]] = Field(
+        default_factory=dict, description='Per projection: "halt" (default) or "skip" at a poison event, as JSON')
 
     @model_validator(mode="after")
     def _refuse_dev_credentials_in_production(self) -> "Settings":

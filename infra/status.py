@@ -1,46 +1,74 @@
-"""Where each projection stands against the log's head."""
+"""Where each projection stands against the log's head, and what it has parked."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
+from workers import dead_letters
 from write import event_log
 from write.schema import events
+
+#: A projection within this many events and seconds of the head counts as live.
+LIVE_EVENTS, LIVE_SECONDS = 2000, 5.0
 
 
 @dataclass(frozen=True)
 class ProjectionStatus:
     projection: str
+    state: str
     checkpoint: int
     head: int
     lag_events: int
     lag_seconds: float
+    dead_letters: int = 0
+    last_batch_size: int | None = None
+    last_batch_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 async def projection_status(log_engine: AsyncEngine, projections: dict[str, Projection]) -> list[ProjectionStatus]:
+    parked = await dead_letters.counts(log_engine)
     async with log_engine.connect() as conn:
         head = await event_log.head(conn)
+        runs = {r.projection: r for r in await conn.execute(text("SELECT * FROM projection_runs"))}
+        halts = {r.projection for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
         rows = []
         for name, projection in projections.items():
             checkpoint = await projection.checkpoint()
-            oldest = (await conn.execute(select(events.c.occurred_at).where(events.c.position > checkpoint)
-                                         .order_by(events.c.position).limit(1))).scalar()
-            age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-            lag = (await conn.execute(select(func.count()).select_from(events)
-                                      .where(events.c.position > checkpoint))).scalar_one()
-            rows.append(ProjectionStatus(name, checkpoint, head, lag, round(max(age, 0.0), 3)))
+            lag, age = await _lag(conn, checkpoint)
+            run = runs.get(name)
+            rows.append(ProjectionStatus(
+                name, _state(name in halts, lag, age), checkpoint, head, lag, age, parked.get(name, 0),
+                run.last_batch_size if run else None, round(run.last_batch_seconds, 4) if run else None))
     return rows
 
 
+async def _lag(conn, checkpoint: int) -> tuple[int, float]:
+    """Events after the checkpoint, and the age in seconds of the oldest of them."""
+    count, oldest = (await conn.execute(select(func.count(), func.min(events.c.occurred_at))
+                                        .where(events.c.position > checkpoint))).one()
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+    return count, round(max(age, 0.0), 3)
+
+
+def _state(halted: bool, lag: int, age: float) -> str:
+    if halted:
+        return "halted"
+    return "live" if lag <= LIVE_EVENTS and age <= LIVE_SECONDS else "catching up"
+
+
 def table(rows: list[ProjectionStatus]) -> str:
-    lines = [f"{'projection':<22}{'checkpoint':>12}{'head':>12}{'lag events':>12}{'lag s':>9}"]
-    lines += [f"{r.projection:<22}{r.checkpoint:>12}{r.head:>12}{r.lag_events:>12}{r.lag_seconds:>9.2f}" for r in rows]
+    lines = [f"{'projection':<22}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
+             f"{'dead':>6}{'last batch':>12}"]
+    for r in rows:
+        batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
+        lines.append(f"{r.projection:<22}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
+                     f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}")
     return "\n".join(lines)

@@ -3,6 +3,11 @@
 One consumer per projection at a time keeps the log's global order: a session-level
 advisory lock on the write database, which Postgres releases by itself if the
 holder's connection dies (a killed worker never leaves the projection stuck).
+
+When a batch fails with an error that is not the store's own outage, its events
+are applied one by one to find the one that fails; that event's failures are
+counted, and after ``poison_after`` of them it is parked (see ``dead_letters``).
+Until then the error propagates and Dramatiq retries with backoff.
 """
 
 from __future__ import annotations
@@ -10,57 +15,114 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Batch, Projection
+from workers import dead_letters
+from workers.errors import is_transient
 from write import event_log
+from write.events import StoredEvent
 
 log = logging.getLogger("prism.catch_up")
 
 
 @dataclass(frozen=True)
+class Policy:
+    """How a projection treats poison events."""
+
+    on_poison: str = dead_letters.HALT
+    poison_after: int = 3
+
+
+@dataclass
 class Progress:
-    """What one catch-up did; ``skipped`` is True when another consumer held the projection."""
+    """What one catch-up did; ``skipped`` when another consumer held the projection, ``halted`` at a poison event."""
 
     projection: str
     checkpoint: int
     applied: int = 0
     batches: int = 0
     skipped: bool = False
+    halted: bool = False
+    last_batch_size: int = 0
+    last_batch_seconds: float = 0.0
+    parked: list[int] = field(default_factory=list)
 
 
 def lock_key(projection: str) -> int:
     return int.from_bytes(hashlib.sha256(f"prism:projection:{projection}".encode()).digest()[:8], "big", signed=True)
 
 
-async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: int, target: int = 0) -> Progress:
-    """Apply every event after the checkpoint, batch by batch, until the head is reached."""
+async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: int, target: int = 0,
+                   policy: Policy | None = None) -> Progress:
+    """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached."""
     async with log_engine.connect() as lock_conn:
         got = (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(projection.name)}))
         if not got.scalar():
             return Progress(projection.name, target, skipped=True)
         await lock_conn.commit()  # the session lock outlives the transaction; no snapshot is held while draining
         try:
-            return await _drain(log_engine, projection, batch_size)
+            return await _drain(log_engine, projection, batch_size, policy or Policy())
         finally:
             await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(projection.name)})
             await lock_conn.commit()
 
 
-async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int) -> Progress:
-    checkpoint = await projection.checkpoint()
-    applied = batches = 0
+async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy) -> Progress:
+    progress = Progress(projection.name, await projection.checkpoint())
     while True:
+        if await dead_letters.halted_at(log_engine, projection.name) is not None:
+            progress.halted = True
+            return progress
         async with log_engine.connect() as conn:
-            events = await event_log.read_after(conn, checkpoint, batch_size)
+            events = await event_log.read_after(conn, progress.checkpoint, batch_size)
         if not events:
-            return Progress(projection.name, checkpoint, applied, batches)
-        handled = [ev for ev in events if ev.type in projection.handles]
+            return progress
         started = time.perf_counter()
+        if not await _apply(log_engine, projection, events, policy, progress):
+            progress.halted = True
+            return progress
+        progress.last_batch_size, progress.last_batch_seconds = len(events), time.perf_counter() - started
+        progress.checkpoint, progress.batches = events[-1].position, progress.batches + 1
+        progress.applied += len(events)
+
+
+async def _apply(log_engine: AsyncEngine, projection: Projection, events: list[StoredEvent], policy: Policy,
+                 progress: Progress) -> bool:
+    """Apply one slice of the log; False when the projection halts inside it."""
+    handled = [ev for ev in events if ev.type in projection.handles]
+    try:
         await projection.apply(Batch(handled, events[-1].position))
-        log.debug("%s applied %d events up to %d in %.3fs", projection.name, len(handled), events[-1].position,
-                  time.perf_counter() - started)
-        checkpoint, applied, batches = events[-1].position, applied + len(handled), batches + 1
+    except Exception as error:
+        if is_transient(error):
+            raise
+        log.warning("%s: batch up to %d failed (%s); applying its events one by one", projection.name,
+                    events[-1].position, dead_letters.describe(error))
+        if not await _one_by_one(log_engine, projection, handled, policy, progress):
+            return False
+        await projection.apply(Batch([], events[-1].position))
+    await dead_letters.clear_failures(log_engine, projection.name, events[-1].position)
+    return True
+
+
+async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], policy: Policy,
+                      progress: Progress) -> bool:
+    for event in handled:
+        try:
+            await projection.apply(Batch([event], event.position))
+        except Exception as error:
+            if is_transient(error):
+                raise
+            attempts = await dead_letters.record_failure(log_engine, projection.name, event.position, error)
+            if attempts < policy.poison_after:
+                raise
+            progress.parked.append(await dead_letters.park(log_engine, projection.name, event, policy.on_poison))
+            log.error("%s: event %d (%s) parked after %d attempts (%s)", projection.name, event.position, event.type,
+                      attempts, policy.on_poison)
+            if policy.on_poison == dead_letters.HALT:
+                return False
+            await projection.apply(Batch([], event.position))
+    return True

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sqlalchemy import text
+
 from projections.base import Projection
-from workers.catch_up import Progress, catch_up
+from workers.catch_up import Policy, Progress, catch_up
 
 
 @dataclass
@@ -22,9 +24,11 @@ class Resources:
 class ProjectionRunner:
     """Catches projections up on demand; resources open lazily because async clients belong to one event loop."""
 
-    def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int) -> None:
+    def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
+                 policies: dict[str, Policy] | None = None) -> None:
         self._open = open_resources
         self.batch_size = batch_size
+        self.policies = policies or {}
         self._resources: Resources | None = None
         self._opening = asyncio.Lock()
 
@@ -38,9 +42,23 @@ class ProjectionRunner:
 
     async def catch_up(self, name: str, target: int = 0) -> Progress:
         resources = await self.resources()
-        return await catch_up(resources.log_engine, resources.projections[name], self.batch_size, target)
+        progress = await catch_up(resources.log_engine, resources.projections[name], self.batch_size, target,
+                                  self.policies.get(name))
+        if progress.batches:
+            await record_run(resources.log_engine, progress)
+        return progress
 
     async def close(self) -> None:
         if self._resources is not None:
             await self._resources.close()
             self._resources = None
+
+
+async def record_run(engine, progress: Progress) -> None:
+    """The last batch's size and apply time, for status and metrics (one row per projection)."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO projection_runs (projection, last_batch_size, last_batch_seconds) VALUES (:p, :n, :s) "
+            "ON CONFLICT (projection) DO UPDATE SET last_batch_size = excluded.last_batch_size, "
+            "last_batch_seconds = excluded.last_batch_seconds, updated_at = now()"),
+            {"p": progress.projection, "n": progress.last_batch_size, "s": progress.last_batch_seconds})

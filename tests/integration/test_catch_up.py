@@ -16,7 +16,7 @@ from write import event_log
 
 
 class Flaky(OrderSummaries):
-    """The Redis projection, failing on its n-th batch."""
+    """The Redis projection, its store failing on the n-th batch."""
 
     name: ClassVar[str] = "flaky_summaries"
 
@@ -27,7 +27,7 @@ class Flaky(OrderSummaries):
     async def apply(self, batch: Batch) -> None:
         self.calls += 1
         if self.calls == self.fail_on:
-            raise RuntimeError("store unavailable")
+            raise ConnectionError("store unavailable")
         await super().apply(batch)
 
 
@@ -40,7 +40,7 @@ async def flaky(stores, bus, tenant):
 
 
 async def test_a_failing_batch_leaves_the_checkpoint_at_the_last_applied_event(flaky, write_engine):
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConnectionError):
         await catch_up(write_engine, flaky, batch_size=10)
     async with write_engine.connect() as conn:
         first_batch = await event_log.read_after(conn, 0, 10)
