@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write.events import NewEvent, StoredEvent
 from write.schema import events
+from write.upcasting import upcast
 
 #: Key of the advisory lock that serializes appends ("prism" in ASCII).
 APPEND_LOCK_KEY: Final = 0x707269736D
@@ -66,7 +67,7 @@ async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int
     if upto is not None:
         query = query.where(events.c.position <= upto)
     result = await conn.execute(query)
-    return [StoredEvent(**row._mapping) for row in result]
+    return [upcast(StoredEvent(**row._mapping)) for row in result]
 
 
 async def head(conn: AsyncConnection) -> int:
