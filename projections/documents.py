@@ -169,7 +169,7 @@ def _with_dimensions(doc: Doc, dims: Dims) -> Doc:
         doc = doc | {"customer_name": customer["name"], "customer_email": customer["email"],
                      "customer_position": customer["position"]}
     items = [_renamed_item(item, dims.get(product_key(item["product_id"]))) for item in doc["items"]]
-    return _stamped(doc | {"items": items}) if items != doc["items"] else doc
+    return _stamped(doc | {"items": items})
 
 
 def _renamed_item(item: dict[str, Any], product: Doc | None) -> dict[str, Any]:
