@@ -71,6 +71,28 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import audit, bootstrap
+
+    async def run() -> int:
+        engine, stores = bootstrap.write_engine(settings, pool_size=2), await bootstrap.open_stores(settings)
+        try:
+            tenant_ids = [args.tenant] if args.tenant else await audit.tenants(engine)
+            drift = await audit.audit(engine, stores, tenant_ids)
+            print(audit.report(drift))
+            if drift and args.repair:
+                projections = bootstrap.projections(stores)
+                print(f"repaired {await audit.repair(engine, projections, drift)} aggregates")
+                drift = await audit.audit(engine, stores, tenant_ids)
+                print(audit.report(drift))
+            return 1 if drift else 0
+        finally:
+            await bootstrap.close_stores(stores)
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from infra.demo import run_demo
 
@@ -109,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
     for action in ("retry", "discard"):
         dead_sub.add_parser(action).add_argument("id", type=int)
     dead.set_defaults(run=_deadletters)
+    check = sub.add_parser("audit", help="compare every read store with the write model; --repair re-projects drift")
+    check.add_argument("--tenant")
+    check.add_argument("--repair", action="store_true")
+    check.set_defaults(run=_audit)
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=_demo)

@@ -54,3 +54,15 @@ class Projection(Protocol):
 
     async def drop(self) -> None:
         """Remove everything this projection wrote (tests and rebuilds)."""
+
+    async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
+        """Rewrite what it holds for these orders and customers from their events, whatever is stored now."""
+
+
+async def forget_and_apply(projection: Any, order_ids: list[str], customer_ids: list[str],
+                           events: list[StoredEvent]) -> None:
+    """Repair for stores without version tombstones: drop the documents, then apply the aggregates' events."""
+    await projection.forget(order_ids, customer_ids)
+    handled = [ev for ev in events if ev.type in projection.handles]
+    if handled:
+        await projection.apply(Batch(handled, handled[-1].position))

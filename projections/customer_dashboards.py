@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Batch, Stores
+from projections.base import Batch, Stores, forget_and_apply
 from write import events as e
 from write.events import StoredEvent
 
@@ -119,6 +119,18 @@ class CustomerDashboards:
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
             await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
                                {"p": self.tables.checkpoint_key})
+
+    async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
+        await forget_and_apply(self, order_ids, customer_ids, events)
+
+    async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
+        t = self.tables
+        async with self.engine.begin() as conn:
+            for table, key, ids in ((t.orders, "order_id", order_ids), (t.customers, "customer_id", customer_ids),
+                                    (t.dashboards, "customer_id", customer_ids)):
+                if ids:
+                    await conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"),
+                                       {"ids": [uuid.UUID(i) for i in ids]})
 
     @staticmethod
     async def _upsert(conn: AsyncConnection, table: str, key: str, rows: list[dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
-from projections.base import Batch, Stores
+from projections.base import Batch, Stores, forget_and_apply
 from write import events as e
 from write.events import StoredEvent
 
@@ -123,6 +123,17 @@ class OrderAnalytics:
 
     async def drop(self) -> None:
         await asyncio.to_thread(self.client.command, f"DROP DATABASE IF EXISTS {self.tables.database}")
+
+    async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
+        await forget_and_apply(self, order_ids, customer_ids, events)
+
+    async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
+        if order_ids:
+            await asyncio.to_thread(self._forget, order_ids)
+
+    def _forget(self, order_ids: list[str]) -> None:
+        for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events):
+            self.client.command(f"DELETE FROM {table} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
 
     def _setup(self) -> None:
         for statement in self.tables.ddl():

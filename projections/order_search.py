@@ -16,6 +16,7 @@ from elasticsearch.helpers import async_scan
 
 from projections import documents
 from projections.base import Batch, Stores
+from write.events import StoredEvent
 
 _TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
 _MONEY = {"type": "double"}
@@ -115,6 +116,27 @@ class OrderSearch:
     async def drop(self) -> None:
         await self.es.indices.delete(index=[self.names.index, self.names.dimensions, self.names.checkpoints],
                                      ignore_unavailable=True)
+
+    async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
+        """Documents folded afresh from the events, written over whatever version is stored.
+
+        Elasticsearch keeps a deleted document's version for a while, so instead of
+        deleting, the rewrite takes a version at least the stored one.
+        """
+        handled = [ev for ev in events if ev.type in self.handles]
+        dims = await self._get(self.names.dimensions, sorted(documents.dimension_keys(handled)))
+        docs, _ = documents.fold({}, handled, dims)
+        docs = {oid: doc for oid, doc in docs.items() if oid in set(order_ids)}
+        if not docs:
+            return
+        found = await self.es.mget(index=self.names.index, ids=list(docs), realtime=True, source=False)
+        stored = {hit["_id"]: hit.get("_version", 0) for hit in found["docs"] if hit.get("found")}
+        operations: list[dict[str, Any]] = []
+        for oid, doc in docs.items():
+            version = max(doc["position"], stored.get(oid, 0))
+            operations += [{"index": {"_index": self.names.index, "_id": oid, "version": version,
+                                      "version_type": "external_gte"}}, doc]
+        await self.es.bulk(operations=operations, refresh=True)
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
         """One bulk request; ``external_gte`` because a merge may raise a lower stamp without a newer maximum."""

@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from projections import documents
-from projections.base import Batch, Stores
+from projections.base import Batch, Stores, forget_and_apply
+from write.events import StoredEvent
 
 #: Writes a document unless the stored one is newer; the checkpoint only moves forward.
 GUARDED_WRITE = """
@@ -93,6 +94,15 @@ class OrderSummaries:
     async def drop(self) -> None:
         async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
             await self.redis.delete(key)
+
+    async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
+        await forget_and_apply(self, order_ids, customer_ids, events)
+
+    async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
+        keys = [self.keys.order(oid) for oid in order_ids]
+        keys += [self.keys.dimension(documents.customer_key(cid)) for cid in customer_ids]
+        if keys:
+            await self.redis.delete(*keys)
 
     async def _current(self, batch: Batch) -> tuple[dict[str, documents.Doc], documents.Dims]:
         """The stored documents the batch touches (its orders, those its renames reach) and the names it needs."""

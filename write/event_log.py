@@ -70,6 +70,12 @@ async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int
     return [upcast(StoredEvent(**row._mapping)) for row in result]
 
 
+async def read_aggregates(conn: AsyncConnection, aggregate_ids: list) -> list[StoredEvent]:
+    """Every event of the given aggregates, in log order (for re-projecting them)."""
+    query = select(events).where(events.c.aggregate_id.in_(aggregate_ids)).order_by(events.c.position)
+    return [upcast(StoredEvent(**row._mapping)) for row in await conn.execute(query)]
+
+
 async def head(conn: AsyncConnection) -> int:
     """The highest committed position, 0 for an empty log."""
     return (await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one()
