@@ -28,10 +28,16 @@ async def open_stores(settings: Settings) -> Stores:
     """Clients of the four read stores; call on the event loop that will use them."""
     from elasticsearch import AsyncElasticsearch
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return Stores(
         namespace=settings.namespace,
-        redis=Redis.from_url(settings.redis_url, max_connections=64),
+        # A restarted Redis leaves dead pooled connections: retry a command on a fresh one.
+        redis=Redis.from_url(settings.redis_url, max_connections=64, retry=Retry(ExponentialBackoff(), 3),
+                             retry_on_error=[RedisConnectionError, RedisTimeoutError]),
         elasticsearch=AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2,
                                          retry_on_timeout=True),
         clickhouse=connect_clickhouse(settings.clickhouse_url, settings.chdb_path),

@@ -66,6 +66,17 @@ async def _sql(engine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+@router.get("/audit")
+async def audit_stores(request: Request, tenant: str | None = None) -> dict[str, Any]:
+    """Drift of every store against the write model (what ``prism audit`` prints); meaningful at lag 0."""
+    from infra import audit
+
+    state = request.app.state
+    tenant_ids = [tenant] if tenant else await audit.tenants(state.write_engine)
+    drift = await audit.audit(state.write_engine, state.stores, tenant_ids)
+    return {"tenants": len(tenant_ids), "drift": [d.__dict__ for d in drift]}
+
+
 @router.get("/deadletters")
 async def list_dead_letters(request: Request, projection: str | None = None,
                             status: str | None = Query("parked", pattern="^(parked|retried|discarded)$")) -> list[dict]:

@@ -908,6 +908,15 @@ def down(settings: Settings) -> None:
             _down_one(service)
 
 
+def stop_service(settings: Settings, name: str) -> None:
+    """Stop one service this module started (fault drills; ``up`` starts it again)."""
+    run_dir = _layout(settings)
+    with _exclusive(run_dir):
+        for service in _services(settings):
+            if service.name == name:
+                _down_one(service)
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     """Report each service; ClickHouse is listed too although it has no process of its own."""
     return [*(_status_one(service) for service in _services(settings)), _clickhouse_status(settings)]

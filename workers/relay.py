@@ -33,10 +33,26 @@ class Relay:
         self._woken = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop``; a lost database or broker connection is retried, never fatal."""
+        pause = MIN_ROUND_SECONDS
+        while not stop.is_set():
+            try:
+                await self._relay(stop)
+            except Exception as error:  # the database or the broker is away: keep trying, with growing pauses
+                log.warning("relay: %s: %s; retrying in %.1fs", type(error).__name__, error, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.poll_seconds)
+            else:
+                pause = MIN_ROUND_SECONDS
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         listener = await asyncpg.connect(self.listen_dsn)
-        await listener.add_listener(event_log.NOTIFY_CHANNEL, lambda *_: self._woken.set())
         try:
+            await listener.add_listener(event_log.NOTIFY_CHANNEL, lambda *_: self._woken.set())
+            await self.round(force=True)  # whatever committed while not listening
             while not stop.is_set():
+                if listener.is_closed():
+                    raise ConnectionError("the LISTEN connection closed")
                 ticked = not await self._wait(stop)
                 await self.round(force=ticked)
                 await asyncio.sleep(MIN_ROUND_SECONDS)

@@ -1,0 +1,207 @@
+"""Fault drills under a steady workload: after each, lag returns to 0 within 30 s and every store agrees.
+
+``prism serve`` runs as a child process (API, relay and workers together, as the
+embedded chDB mode requires), so killing it with SIGKILL kills the API mid-command,
+the relay and a worker mid-batch at once. The stores are the real local services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from infra import services
+from tests.conftest import _free_port
+
+pytestmark = pytest.mark.faults
+RECOVERY_SECONDS = 30
+
+
+def environment(settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
+    for name, value in settings.model_dump().items():
+        env[f"PRISM_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+    return env
+
+
+class Serve:
+    """``prism serve`` as a child process with its own log."""
+
+    def __init__(self, settings, log: Path) -> None:
+        self.settings, self.log = settings, log
+        self.process: subprocess.Popen | None = None
+        self.base = f"http://{settings.api_host}:{settings.api_port}"
+
+    async def start(self) -> None:
+        out = self.log.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=environment(self.settings),
+                                        stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
+            while True:
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                assert self.process.poll() is None, self.log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "prism serve did not start within 60s"
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Workload:
+    """Places and confirms orders at a steady pace; failures during a fault are counted, not fatal."""
+
+    def __init__(self, base: str, tenant: str) -> None:
+        self.base, self.tenant = base, tenant
+        self.headers = {"X-Tenant-ID": tenant}
+        self.placed = self.failed = 0
+        self.running = asyncio.Event()
+        self.running.set()
+        self.task: asyncio.Task | None = None
+
+    async def open(self, client: httpx.AsyncClient) -> None:
+        await client.post("/tenants", json={"name": "Faults"}, headers=self.headers)
+        self.customers = [(await client.post("/customers", json={"name": f"Ana {n}", "email": f"ana{n}@f.io"},
+                                             headers=self.headers)).json()["id"] for n in range(5)]
+        self.products = [(await client.post("/products", json={"name": f"Lamp {n}", "price": "3.50"},
+                                            headers=self.headers)).json()["id"] for n in range(5)]
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base, timeout=5) as client:
+            n = 0
+            while True:
+                await self.running.wait()
+                n += 1
+                try:
+                    await self._one(client, n)
+                except (httpx.TransportError, KeyError, ValueError):
+                    self.failed += 1
+                await asyncio.sleep(0.05)  # pacing of the workload (~15 commands/s), not synchronization
+
+    async def _one(self, client: httpx.AsyncClient, n: int) -> None:
+        body = {"customer_id": self.customers[n % 5], "items": [{"product_id": self.products[n % 5], "quantity": 2}]}
+        placed = await client.post("/orders", json=body, headers=self.headers)
+        if placed.status_code != 201:
+            self.failed += 1
+            return
+        self.placed += 1
+        if n % 2:
+            await client.post(f"/orders/{placed.json()['id']}/confirm", json={"expected_version": 1},
+                              headers=self.headers)
+
+    async def more(self, count: int, timeout: float = 60) -> None:
+        """Wait until ``count`` more orders went through."""
+        target, deadline = self.placed + count, time.monotonic() + timeout
+        while self.placed < target:
+            assert time.monotonic() < deadline, f"the workload placed {self.placed}, not {target}"
+            await asyncio.sleep(0.05)
+
+
+async def lag_zero_within(base: str, seconds: float) -> float:
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        while True:
+            try:
+                rows = (await client.get("/projections")).json()
+                if all(r["lag_events"] == 0 for r in rows):
+                    return time.monotonic() - started
+            except (httpx.TransportError, ValueError, TypeError):
+                pass
+            assert time.monotonic() - started < seconds, f"lag not 0 after {seconds}s: {rows}"
+            await asyncio.sleep(0.1)
+
+
+async def drift(base: str, tenant: str) -> list:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        return (await client.get("/audit", params={"tenant": tenant})).json()["drift"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def serve(fresh_services, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faults")
+    settings = fresh_services.model_copy(update={"chdb_path": folder / "chdb", "api_port": _free_port(),
+                                                 "relay_poll_seconds": 0.5})
+    running = Serve(settings, folder / "serve.log")
+    await running.start()
+    yield running
+    running.stop()
+
+
+async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
+    settings = serve.settings
+    workload = Workload(serve.base, f"faults-{uuid.uuid4().hex[:6]}")
+    async with httpx.AsyncClient(base_url=serve.base, timeout=10) as client:
+        await workload.open(client)
+    workload.task = asyncio.create_task(workload.run())
+
+    async def kill_serve() -> None:
+        serve.kill()
+        await serve.start()
+
+    async def elasticsearch_away() -> None:
+        await asyncio.to_thread(services.stop_service, settings, "elasticsearch")
+        await asyncio.sleep(20)  # the outage itself
+        await asyncio.to_thread(services.up, settings)
+
+    async def restart(name: str) -> None:
+        if name == "redis":
+            admin = Redis.from_url(settings.redis_url)
+            await admin.save()  # keep what the developer's other Redis databases hold
+            await admin.aclose()
+        await asyncio.to_thread(services.stop_service, settings, name)
+        await asyncio.to_thread(services.up, settings)
+
+    async def flush_queues() -> None:
+        broker = Redis.from_url(settings.broker_url)
+        await broker.flushdb()
+        await broker.aclose()
+
+    drills = [("kill -9 of serve (API, relay, worker) mid-batch", kill_serve),
+              ("Elasticsearch stopped for 20 s", elasticsearch_away),
+              ("Redis restarted", lambda: restart("redis")),
+              ("Postgres (write and dashboards) restarted", lambda: restart("postgres")),
+              ("Dramatiq queues flushed", flush_queues)]
+    report = []
+    try:
+        for name, inject in drills:
+            await workload.more(20)
+            await inject()
+            recovered = time.monotonic()
+            await workload.more(20)
+            workload.running.clear()
+            lag_seconds = await lag_zero_within(serve.base, RECOVERY_SECONDS)
+            found = await drift(serve.base, workload.tenant)
+            report.append((name, round(time.monotonic() - recovered, 1), round(lag_seconds, 1), len(found)))
+            assert found == [], (name, found[:5])
+            workload.running.set()
+    finally:
+        workload.task.cancel()
+        print("\nfault drill                                   recovered->lag0 s  final wait s  drift")
+        for name, total, lag, n in report:
+            print(f"{name:<46}{total:>18}{lag:>14}{n:>7}")
+        print(f"orders placed {workload.placed}, commands refused or lost in faults {workload.failed}")
