@@ -25,6 +25,7 @@ from projections.customer_dashboards import Tables as DashboardTables
 from projections.order_analytics import Tables as AnalyticsTables
 from projections.order_search import Names
 from projections.order_summaries import Keys
+from workers.locks import exclusively
 from write import event_log
 
 ORDERS_SQL = """
@@ -131,7 +132,8 @@ async def repair(write_engine: AsyncEngine, projections: dict[str, Projection], 
         async with write_engine.connect() as conn:
             related = await _related(conn, order_ids)
             events = await event_log.read_aggregates(conn, [uuid.UUID(i) for i in order_ids + customer_ids + related])
-        await projections[name].repair(order_ids, customer_ids, events)
+        async with exclusively(write_engine, name):
+            await projections[name].repair(order_ids, customer_ids, events)
         rewritten += len(order_ids) + len(customer_ids)
     return rewritten
 

@@ -14,6 +14,7 @@ from infra.metrics import exposition
 from infra.status import projection_status
 from readers.errors import NotFound, ReaderError
 from workers import dead_letters
+from workers.locks import ProjectionBusy
 
 router = APIRouter(tags=["operations"])
 
@@ -99,6 +100,6 @@ async def _resolve(request: Request, dead_id: int, action) -> dict:
         letter = await action(request.app.state.write_engine, request.app.state.projections, dead_id)
     except dead_letters.DeadLetterNotFound as error:
         raise NotFound(str(error)) from None
-    except dead_letters.DeadLetterError as error:
+    except (dead_letters.DeadLetterError, ProjectionBusy) as error:
         raise OperationRefused(str(error)) from None
     return letter.as_dict()

@@ -18,6 +18,8 @@ class Batch:
 
     events: list[StoredEvent]
     upto: int
+    #: False for repairs: a rewritten block must not be taken for a retried one.
+    deduplicate: bool = True
 
 
 @dataclass
@@ -61,8 +63,16 @@ class Projection(Protocol):
 
 async def forget_and_apply(projection: Any, order_ids: list[str], customer_ids: list[str],
                            events: list[StoredEvent]) -> None:
-    """Repair for stores without version tombstones: drop the documents, then apply the aggregates' events."""
+    """Repair for stores without version tombstones: drop the documents, then apply the aggregates' events.
+
+    ``upto=0`` leaves the checkpoint alone (every store only moves it forward): the
+    repaired aggregates' later events may not have reached the projection yet.
+    """
     await projection.forget(order_ids, customer_ids)
     handled = [ev for ev in events if ev.type in projection.handles]
     if handled:
-        await projection.apply(Batch(handled, handled[-1].position))
+        await projection.apply(Batch(handled, 0, deduplicate=False))
+
+
+class TransientStoreError(Exception):
+    """Raised by a projection when its store refuses work for now (overload); retried, never parked."""

@@ -46,14 +46,14 @@ class Tables:
                 position bigint NOT NULL)""",
             f"""CREATE TABLE IF NOT EXISTS {self.orders} (
                 order_id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid NOT NULL,
-                status text NOT NULL, total numeric(12, 2) NOT NULL, placed_at timestamptz NOT NULL,
+                status text NOT NULL, total numeric(14, 2) NOT NULL, placed_at timestamptz NOT NULL,
                 position bigint NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS dash_orders_customer_idx ON {self.orders} (customer_id)",
             f"""CREATE TABLE IF NOT EXISTS {self.dashboards} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
                 order_count integer NOT NULL, pending_count integer NOT NULL, confirmed_count integer NOT NULL,
                 shipped_count integer NOT NULL, cancelled_count integer NOT NULL,
-                lifetime_value numeric(14, 2) NOT NULL, average_order_value numeric(14, 2) NOT NULL,
+                lifetime_value numeric(20, 2) NOT NULL, average_order_value numeric(20, 2) NOT NULL,
                 last_order_at timestamptz, position bigint NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS customer_dashboards_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
         ]

@@ -143,7 +143,8 @@ class OrderAnalytics:
         first = batch.events[0].position if batch.events else batch.upto
         for table, table_rows in rows(batch.events).items():
             if table_rows:
-                insert_json(self.client, getattr(self.tables, table), table_rows, f"{table}:{first}:{batch.upto}")
+                token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
+                insert_json(self.client, getattr(self.tables, table), table_rows, token)
         insert_json(self.client, self.tables.checkpoints, [{"name": self.tables.checkpoint_key,
                                                             "position": batch.upto}])
 

@@ -15,7 +15,7 @@ from elasticsearch import ConflictError, NotFoundError
 from elasticsearch.helpers import async_scan
 
 from projections import documents
-from projections.base import Batch, Stores
+from projections.base import Batch, Stores, TransientStoreError
 from write.events import StoredEvent
 
 _TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
@@ -150,6 +150,8 @@ class OrderSearch:
         if response["errors"]:
             failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
                         and item["index"]["status"] != 409]
+            if any(f["status"] in (429, 503) for f in failures):
+                raise TransientStoreError(f"Elasticsearch is overloaded: {failures[0].get('error')}")
             if failures:
                 raise BulkRejected(f"{len(failures)} documents refused, first: {failures[0].get('error')}")
 

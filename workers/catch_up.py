@@ -1,8 +1,6 @@
 """Catching a projection up with the log: read a batch after its checkpoint, apply it, repeat.
 
-One consumer per projection at a time keeps the log's global order: a session-level
-advisory lock on the write database, which Postgres releases by itself if the
-holder's connection dies (a killed worker never leaves the projection stuck).
+One consumer per projection at a time keeps the log's global order (see ``locks``).
 
 When a batch fails with an error that is not the store's own outage, its events
 are applied one by one to find the one that fails; that event's failures are
@@ -12,19 +10,19 @@ Until then the error propagates and Dramatiq retries with backoff.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Batch, Projection
 from workers import dead_letters
 from workers.errors import is_transient
+from workers.locks import projection_lock
 from write import event_log
 from write.events import StoredEvent
+from write.upcasting import upcast
 
 log = logging.getLogger("prism.catch_up")
 
@@ -52,23 +50,13 @@ class Progress:
     parked: list[int] = field(default_factory=list)
 
 
-def lock_key(projection: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"prism:projection:{projection}".encode()).digest()[:8], "big", signed=True)
-
-
 async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: int, target: int = 0,
                    policy: Policy | None = None) -> Progress:
     """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached."""
-    async with log_engine.connect() as lock_conn:
-        got = (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(projection.name)}))
-        if not got.scalar():
+    async with projection_lock(log_engine, projection.name) as held:
+        if not held:
             return Progress(projection.name, target, skipped=True)
-        await lock_conn.commit()  # the session lock outlives the transaction; no snapshot is held while draining
-        try:
-            return await _drain(log_engine, projection, batch_size, policy or Policy())
-        finally:
-            await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(projection.name)})
-            await lock_conn.commit()
+        return await _drain(log_engine, projection, batch_size, policy or Policy())
 
 
 async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy) -> Progress:
@@ -78,7 +66,7 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
             progress.halted = True
             return progress
         async with log_engine.connect() as conn:
-            events = await event_log.read_after(conn, progress.checkpoint, batch_size)
+            events = await event_log.read_after(conn, progress.checkpoint, batch_size, upcasting=False)
         if not events:
             return progress
         started = time.perf_counter()
@@ -92,10 +80,14 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
 
 async def _apply(log_engine: AsyncEngine, projection: Projection, events: list[StoredEvent], policy: Policy,
                  progress: Progress) -> bool:
-    """Apply one slice of the log; False when the projection halts inside it."""
+    """Apply one slice of the log; False when the projection halts inside it.
+
+    Events are upcast here, inside the failure handling, so an event no upcaster can
+    lift is parked like any other poison event instead of blocking the read.
+    """
     handled = [ev for ev in events if ev.type in projection.handles]
     try:
-        await projection.apply(Batch(handled, events[-1].position))
+        await projection.apply(Batch([upcast(ev) for ev in handled], events[-1].position))
     except Exception as error:
         if is_transient(error):
             raise
@@ -112,7 +104,7 @@ async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: 
                       progress: Progress) -> bool:
     for event in handled:
         try:
-            await projection.apply(Batch([event], event.position))
+            await projection.apply(Batch([upcast(event)], event.position))
         except Exception as error:
             if is_transient(error):
                 raise

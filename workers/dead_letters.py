@@ -18,10 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Batch, Projection
+from workers.locks import ProjectionBusy, exclusively
 from write import event_log
 from write.events import StoredEvent
 
 HALT, SKIP = "halt", "skip"
+
 
 
 class DeadLetterError(Exception):
@@ -115,7 +117,13 @@ async def retry(engine: AsyncEngine, projections: dict[str, Projection], dead_id
         projection = _projection(projections, letter)
         async with engine.connect() as conn:
             event = (await event_log.read_after(conn, letter.position - 1, 1))[0]
-        await projection.apply(Batch([event], event.position))
+        async with exclusively(engine, projection.name):
+            try:
+                await projection.apply(Batch([event], event.position))
+            except ProjectionBusy:
+                raise
+            except Exception as error:
+                raise DeadLetterError(f"dead letter {dead_id} failed again: {describe(error)}") from error
     await _resolve(engine, letter, "retried")
     return await _one(engine, dead_id)
 
@@ -124,7 +132,9 @@ async def discard(engine: AsyncEngine, projections: dict[str, Projection], dead_
     """Give up on a parked event; a projection halted at it moves past it."""
     letter = await _parked(engine, dead_id)
     if letter.policy == HALT:
-        await _projection(projections, letter).apply(Batch([], letter.position))
+        projection = _projection(projections, letter)
+        async with exclusively(engine, projection.name):
+            await projection.apply(Batch([], letter.position))
     await _resolve(engine, letter, "discarded")
     return await _one(engine, dead_id)
 

@@ -61,13 +61,15 @@ def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> d
     }
 
 
-async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int | None = None) -> list[StoredEvent]:
-    """Events after ``position`` (and at most ``upto``), in log order."""
+async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int | None = None,
+                     upcasting: bool = True) -> list[StoredEvent]:
+    """Events after ``position`` (and at most ``upto``), in log order, upcast unless told otherwise."""
     query = select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
     if upto is not None:
         query = query.where(events.c.position <= upto)
     result = await conn.execute(query)
-    return [upcast(StoredEvent(**row._mapping)) for row in result]
+    stored = [StoredEvent(**row._mapping) for row in result]
+    return [upcast(event) for event in stored] if upcasting else stored
 
 
 async def read_aggregates(conn: AsyncConnection, aggregate_ids: list) -> list[StoredEvent]:

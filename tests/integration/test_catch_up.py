@@ -11,7 +11,8 @@ from sqlalchemy import text
 from projections.base import Batch
 from projections.order_summaries import OrderSummaries
 from tests.integration.history import write_history
-from workers.catch_up import catch_up, lock_key
+from workers.catch_up import catch_up
+from workers.locks import lock_key
 from write import event_log
 
 
