@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from write.bus import CommandBus
 from write.errors import WriteError
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+log = logging.getLogger("prism.api")
 
 
 def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -37,6 +39,12 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(error_body(422, "invalid", message, field), status_code=422)
 
 
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(error_body(500, "internal", "an unexpected error occurred; it has been logged"),
+                        status_code=500)
+
+
 def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook | None = None) -> FastAPI:
     """One app for commands and readers; ``on_start``/``on_stop`` let ``serve`` add the relay and workers."""
 
@@ -47,6 +55,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.stores = await bootstrap.open_stores(settings)
         app.state.projections = bootstrap.projections(app.state.stores)
         app.state.read_wait_seconds = settings.read_wait_seconds
+        app.state.operator_token = settings.operator_token
         for projection in app.state.projections.values():
             await projection.setup()
         if on_start:
@@ -64,6 +73,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     app.add_exception_handler(WriteError, _domain_error)
     app.add_exception_handler(ReaderError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
     for router in (command_api.router, order_summaries.router, order_search.router, order_analytics.router,
                    customer_dashboards.router, operations.router):
         app.include_router(router)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
@@ -17,6 +18,23 @@ from workers import dead_letters
 from workers.locks import ProjectionBusy
 
 router = APIRouter(tags=["operations"])
+
+
+class Unauthorized(ReaderError):
+    """Raised when an operator route is called without the operator token."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
+def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Audit and dead letters span every tenant: with PRISM_OPERATOR_TOKEN set, they need it as a bearer token."""
+    token = request.app.state.operator_token
+    if token and not hmac.compare_digest(authorization or "", f"Bearer {token}"):
+        raise Unauthorized("this operations route needs 'Authorization: Bearer <PRISM_OPERATOR_TOKEN>'")
+
+
+Operator = [Depends(_operator)]
 
 
 class OperationRefused(ReaderError):
@@ -67,7 +85,7 @@ async def _sql(engine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-@router.get("/audit")
+@router.get("/audit", dependencies=Operator)
 async def audit_stores(request: Request, tenant: str | None = None) -> dict[str, Any]:
     """Drift of every store against the write model (what ``prism audit`` prints); meaningful at lag 0."""
     from infra import audit
@@ -78,19 +96,19 @@ async def audit_stores(request: Request, tenant: str | None = None) -> dict[str,
     return {"tenants": len(tenant_ids), "drift": [d.__dict__ for d in drift]}
 
 
-@router.get("/deadletters")
+@router.get("/deadletters", dependencies=Operator)
 async def list_dead_letters(request: Request, projection: str | None = None,
                             status: str | None = Query("parked", pattern="^(parked|retried|discarded)$")) -> list[dict]:
     found = await dead_letters.listing(request.app.state.write_engine, projection, status)
     return [d.as_dict() for d in found]
 
 
-@router.post("/deadletters/{dead_id}/retry")
+@router.post("/deadletters/{dead_id}/retry", dependencies=Operator)
 async def retry_dead_letter(dead_id: int, request: Request) -> dict:
     return await _resolve(request, dead_id, dead_letters.retry)
 
 
-@router.post("/deadletters/{dead_id}/discard")
+@router.post("/deadletters/{dead_id}/discard", dependencies=Operator)
 async def discard_dead_letter(dead_id: int, request: Request) -> dict:
     return await _resolve(request, dead_id, dead_letters.discard)
 

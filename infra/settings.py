@@ -49,8 +49,13 @@ class Settings(BaseSettings):
     poison_policies: dict[str, Literal["halt", "skip"]] = Field(
         default_factory=dict, description='Per projection: "halt" (default) or "skip" at a poison event, as JSON')
 
+    operator_token: str = Field("", description="Bearer token the audit and dead-letter routes require (empty: "
+                                                "open, refused in production)")
+
     @model_validator(mode="after")
     def _refuse_dev_credentials_in_production(self) -> "Settings":
+        if self.env == "production" and not self.operator_token:
+            raise ValueError("PRISM_OPERATOR_TOKEN must be set with PRISM_ENV=production")
         if self.env == "production":
             for url in (self.write_database_url, self.dashboards_database_url):
                 if f":{_DEV_PASSWORD}@" in url:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Batch, Stores, forget_and_apply
@@ -91,6 +92,12 @@ class CustomerDashboards:
         self.tables = Tables(stores.namespace)
 
     async def setup(self) -> None:
+        try:
+            await self._create()
+        except DBAPIError:  # IF NOT EXISTS is not atomic: a process starting at the same time won; look again
+            await self._create()
+
+    async def _create(self) -> None:
         async with self.engine.begin() as conn:
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from elasticsearch import ConflictError, NotFoundError
+from elasticsearch import BadRequestError, ConflictError, NotFoundError
 from elasticsearch.helpers import async_scan
 
 from projections import documents
@@ -90,14 +90,19 @@ class OrderSearch:
         self.names = Names(stores.namespace)
 
     async def setup(self) -> None:
-        if not await self.es.indices.exists(index=self.names.index):
-            await self.es.indices.create(index=self.names.index, mappings=MAPPING, settings=SETTINGS,
-                                         aliases={self.names.alias: {}})
-        if not await self.es.indices.exists(index=self.names.dimensions):
-            await self.es.indices.create(index=self.names.dimensions, mappings=DIMENSIONS_MAPPING, settings=SETTINGS)
-        if not await self.es.indices.exists(index=self.names.checkpoints):
-            await self.es.indices.create(index=self.names.checkpoints, settings=SETTINGS, mappings={
-                "dynamic": "strict", "properties": {"position": {"type": "long"}}})
+        await self._create(self.names.index, MAPPING, aliases={self.names.alias: {}})
+        await self._create(self.names.dimensions, DIMENSIONS_MAPPING)
+        await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
+
+    async def _create(self, index: str, mappings: dict[str, Any], **extra: Any) -> None:
+        """Create unless it exists; another process starting at the same time may win the race."""
+        if await self.es.indices.exists(index=index):
+            return
+        try:
+            await self.es.indices.create(index=index, mappings=mappings, settings=SETTINGS, **extra)
+        except BadRequestError as error:
+            if error.error != "resource_already_exists_exception":
+                raise
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.es, self.names)

@@ -17,6 +17,8 @@ from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["analytics (ClickHouse)"])
 PERIODS = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}
+#: The range of ClickHouse's DateTime64.
+EARLIEST, LATEST = date(1900, 4, 1), date(2299, 12, 31)
 
 
 class RevenueRow(BaseModel):
@@ -70,8 +72,9 @@ async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[t
 
 @router.get("/analytics/revenue", response_model=Revenue)
 async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                  start: Annotated[date | None, Query(alias="from")] = None,
-                  end: Annotated[date | None, Query(alias="to", description="Exclusive")] = None,
+                  start: Annotated[date | None, Query(alias="from", ge=EARLIEST, le=LATEST)] = None,
+                  end: Annotated[date | None, Query(alias="to", description="Exclusive", ge=EARLIEST,
+                                                    le=LATEST)] = None,
                   granularity: Literal["day", "week", "month"] = "day", min_position: MinPosition = None) -> Any:
     end = end or date.today() + timedelta(days=1)
     start = start or end - timedelta(days=90)

@@ -62,7 +62,8 @@ def search_query(tenant: str, q: str | None, status: str | None, min_total: Deci
 async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
                         q: Annotated[str | None, Query(max_length=200)] = None,
                         status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
-                        min_total: Decimal | None = None, max_total: Decimal | None = None,
+                        min_total: Annotated[Decimal | None, Query(ge=0, le=Decimal("1e10"))] = None,
+                        max_total: Annotated[Decimal | None, Query(ge=0, le=Decimal("1e10"))] = None,
                         page: Annotated[int, Query(ge=1, le=500)] = 1,
                         min_position: MinPosition = None) -> Any:
     if min_total is not None and max_total is not None and min_total > max_total:

@@ -23,6 +23,8 @@ from write.bus import CommandBus
 from write.migrate import upgrade
 
 NAMESPACE = "prismtest"
+OPERATOR_TOKEN = "test-operator-token"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def _free_port() -> int:
@@ -39,7 +41,7 @@ def _test_settings(tmp: Path) -> Settings:
         dashboards_database_url=base.dashboards_database_url.rsplit("/", 1)[0] + "/prism_test_dashboards",
         redis_url=base.redis_url.rsplit("/", 1)[0] + "/2", broker_url=base.broker_url.rsplit("/", 1)[0] + "/3",
         chdb_path=tmp / "chdb", api_port=_free_port(), read_wait_seconds=2.0, batch_size=500,
-        retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5,
+        retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
     )
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from write import commands as c
 from write.bus import CommandBus, Idempotency, Result
@@ -21,6 +21,14 @@ router = APIRouter(tags=["commands"])
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        """Postgres text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here, as a 422."""
+        if isinstance(value, str) and ("\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)):
+            raise ValueError("text must not contain NUL characters or unpaired surrogates")
+        return value
 
 
 class Versioned(Body):

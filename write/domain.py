@@ -44,10 +44,22 @@ def check_email(value: str) -> str:
     return value
 
 
+#: Money columns hold 12 digits, 2 after the point.
+MONEY_LIMIT = Decimal("1e10")
+#: Most lines one order may have.
+MAX_LINES = 100
+
+
 def check_price(value: Decimal) -> Decimal:
-    if not value.is_finite() or value <= 0 or value != value.quantize(CENT) or value >= Decimal("1e10"):
-        raise InvalidCommand("price must be positive with at most 2 decimal places", "price")
+    # Range first: quantizing a huge value raises instead of answering.
+    if not value.is_finite() or not Decimal("0") < value < MONEY_LIMIT or value != value.quantize(CENT):
+        raise InvalidCommand("price must be positive, below 10,000,000,000, with at most 2 decimal places", "price")
     return money(value)
+
+
+def check_total(order: "Order") -> None:
+    if order.subtotal >= MONEY_LIMIT:
+        raise InvalidCommand("the order's total must be below 10,000,000,000", "items")
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ def check_lines(quantities: list[tuple[Any, int]]) -> None:
     """At least one line, each quantity at least 1."""
     if not quantities:
         raise InvalidCommand("an order needs at least one item", "items")
+    if len(quantities) > MAX_LINES:
+        raise InvalidCommand(f"an order has at most {MAX_LINES} items", "items")
     for index, (_, quantity) in enumerate(quantities):
         if quantity < 1:
             raise InvalidCommand(f"items[{index}].quantity must be at least 1", f"items.{index}.quantity")

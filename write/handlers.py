@@ -112,6 +112,7 @@ async def place_order(conn: AsyncConnection, cmd: c.PlaceOrder) -> Outcome:
         for n, i in enumerate(cmd.items, start=1)
     )
     placed = Order(uuid.uuid4(), cmd.tenant_id, buyer.id, domain.PENDING, lines, _now(), note=note)
+    domain.check_total(placed)
     await repository.add_order(conn, placed)
     return placed.id, 1, [_order_event(placed, buyer, e.ORDER_PLACED)]
 

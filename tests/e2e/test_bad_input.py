@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -49,11 +50,19 @@ def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]
          "expected_version"),
         ("/orders", {"customer_id": cid, "items": [line, line | {"quantity": 2}]}, {"Idempotency-Key": "once"}, 409,
          "idempotency_mismatch", "Idempotency-Key"),
+        ("/orders", {"customer_id": cid, "items": [line] * 101}, {}, 422, "invalid", "items"),
+        ("/orders", {"customer_id": cid, "items": [{"product_id": made["dear"]["id"], "quantity": 2}]}, {}, 422,
+         "invalid", "items"),
+        ("/orders", {"customer_id": cid, "items": [line], "note": "nul\u0000here"}, {}, 422, "invalid", "note"),
+        ("/products", {"name": "Huge", "price": "1e30"}, {}, 422, "invalid", "price"),
+        ("/products", {"name": "Huge", "price": "NaN"}, {}, 422, "invalid", "price"),
+        ("/customers", {"name": "bad \ud800 text", "email": "s@x.io"}, {}, 422, "invalid", "name"),
     ]
 
 
 async def test_bad_input_gets_its_4xx_and_writes_nothing(http, api_tenant, write_engine):
     shop, made = await open_shop(http, api_tenant)
+    made["dear"] = await shop.post("/products", {"name": "Dear", "price": "9999999999.99"}, 201)
     first = await http.post("/orders", json={"customer_id": made["customer"]["id"], "items": [
         {"product_id": made["product"]["id"], "quantity": 1}]}, headers=shop.headers | {"Idempotency-Key": "once"})
     assert first.status_code == 201
@@ -61,7 +70,8 @@ async def test_bad_input_gets_its_4xx_and_writes_nothing(http, api_tenant, write
     failures = []
     for path, body, extra, status, code, field in cases(made):
         headers = {k: v for k, v in (shop.headers | extra).items() if v is not None}
-        response = await http.post(path, json=body, headers=headers)
+        # json.dumps escapes a lone surrogate as \ud800, which is what a client would send.
+        response = await http.post(path, content=json.dumps(body), headers=headers | {"content-type": "application/json"})
         answer = response.json()
         got = (response.status_code, answer.get("code"), answer.get("field"))
         if got != (status, code, field) or not answer.get("message"):
@@ -80,6 +90,18 @@ async def test_the_same_idempotency_key_returns_the_first_answer(http, api_tenan
     assert first.status_code == 201 and second.status_code == 201
     assert second.json() == first.json()
     assert await written(write_engine, api_tenant) == before
+
+
+@pytest.mark.parametrize("path, params, field", [
+    ("/analytics/revenue", {"to": "0001-01-05"}, "to"),
+    ("/analytics/revenue", {"from": "2026-02-01", "to": "2026-01-01"}, "from"),
+    ("/search", {"min_total": "1e999999"}, "min_total"),
+    ("/search", {"status": "lost"}, "status"),
+    ("/orders/not-a-uuid", {}, "order_id"),
+])
+async def test_bad_reader_queries_get_a_422_naming_the_parameter(http, api_tenant, path, params, field):
+    response = await http.get(path, params=params, headers={"X-Tenant-ID": api_tenant})
+    assert (response.status_code, response.json()["field"]) == (422, field), response.text
 
 
 @pytest.mark.parametrize("path", ["/orders/{oid}", "/customers/{cid}/dashboard"])

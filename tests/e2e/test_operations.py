@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import OPERATOR
 from tests.e2e.test_read_your_writes import open_shop
 from workers import dead_letters
 from write import event_log
@@ -33,15 +34,17 @@ async def test_a_parked_event_is_listed_counted_and_retried_over_http(http, api_
     await dead_letters.record_failure(write_engine, "customer_dashboards", event.position, ValueError("boom"))
     dead_id = await dead_letters.park(write_engine, "customer_dashboards", event, dead_letters.SKIP)
 
-    listed = (await http.get("/deadletters", params={"projection": "customer_dashboards"})).json()
+    refused = await http.get("/deadletters")
+    assert refused.status_code == 401 and "PRISM_OPERATOR_TOKEN" in refused.json()["message"]
+    listed = (await http.get("/deadletters", params={"projection": "customer_dashboards"}, headers=OPERATOR)).json()
     assert [(d["id"], d["position"], d["status"], d["error"]) for d in listed] == \
         [(dead_id, event.position, "parked", "ValueError: boom")]
     status = {r["projection"]: r for r in (await http.get("/projections")).json()}
     assert status["customer_dashboards"]["dead_letters"] == 1
 
-    retried = await http.post(f"/deadletters/{dead_id}/retry")
+    retried = await http.post(f"/deadletters/{dead_id}/retry", headers=OPERATOR)
     assert retried.status_code == 200 and retried.json()["status"] == "retried"
-    again = await http.post(f"/deadletters/{dead_id}/retry")
+    again = await http.post(f"/deadletters/{dead_id}/retry", headers=OPERATOR)
     assert again.status_code == 409 and "already retried" in again.json()["message"]
-    assert (await http.post("/deadletters/999999/discard")).status_code == 404
-    assert (await http.get("/deadletters")).json() == []
+    assert (await http.post("/deadletters/999999/discard", headers=OPERATOR)).status_code == 404
+    assert (await http.get("/deadletters", headers=OPERATOR)).json() == []

@@ -23,7 +23,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from infra import services
-from tests.conftest import _free_port
+from tests.conftest import OPERATOR, _free_port
 
 pytestmark = pytest.mark.faults
 RECOVERY_SECONDS = 30
@@ -138,7 +138,7 @@ async def lag_zero_within(base: str, seconds: float) -> float:
 
 async def drift(base: str, tenant: str) -> list:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        return (await client.get("/audit", params={"tenant": tenant})).json()["drift"]
+        return (await client.get("/audit", params={"tenant": tenant}, headers=OPERATOR)).json()["drift"]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
