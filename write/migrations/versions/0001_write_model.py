@@ -3,7 +3,7 @@
 Revision ID: 0001
 Revises:
 """
-from alembic import op
+from write.migrations.statements import run_script
 
 revision = "0001"
 down_revision = None
@@ -106,10 +106,8 @@ DROP TABLE tenants;
 
 
 def upgrade() -> None:
-    for statement in filter(str.strip, UPGRADE.split(";")):
-        op.execute(statement)
+    run_script(UPGRADE)
 
 
 def downgrade() -> None:
-    for statement in filter(str.strip, DOWNGRADE.split(";")):
-        op.execute(statement)
+    run_script(DOWNGRADE)

@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
+from write.migrations.statements import run_script
 
 revision = "0002"
 down_revision = "0001"
@@ -60,10 +60,8 @@ DROP TABLE projection_failures;
 
 
 def upgrade() -> None:
-    for statement in filter(str.strip, UPGRADE.split(";")):
-        op.execute(statement)
+    run_script(UPGRADE)
 
 
 def downgrade() -> None:
-    for statement in filter(str.strip, DOWNGRADE.split(";")):
-        op.execute(statement)
+    run_script(DOWNGRADE)
