@@ -25,6 +25,8 @@ from write.events import StoredEvent
 from write.upcasting import upcast
 
 log = logging.getLogger("prism.catch_up")
+#: Projections with failure counts recorded by this process, to clear once they apply again.
+_FAILED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,10 @@ async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: 
 
 async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy) -> Progress:
     progress = Progress(projection.name, await projection.checkpoint())
+    if await dead_letters.halted_at(log_engine, projection.name) is not None:
+        progress.halted = True
+        return progress
     while True:
-        if await dead_letters.halted_at(log_engine, projection.name) is not None:
-            progress.halted = True
-            return progress
         async with log_engine.connect() as conn:
             events = await event_log.read_after(conn, progress.checkpoint, batch_size, upcasting=False)
         if not events:
@@ -96,7 +98,9 @@ async def _apply(log_engine: AsyncEngine, projection: Projection, events: list[S
         if not await _one_by_one(log_engine, projection, handled, policy, progress):
             return False
         await projection.apply(Batch([], events[-1].position))
-    await dead_letters.clear_failures(log_engine, projection.name, events[-1].position)
+    if projection.name in _FAILED:  # only after failures: a clean run costs no extra write
+        await dead_letters.clear_failures(log_engine, projection.name, events[-1].position)
+        _FAILED.discard(projection.name)
     return True
 
 
@@ -108,6 +112,7 @@ async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: 
         except Exception as error:
             if is_transient(error):
                 raise
+            _FAILED.add(projection.name)
             attempts = await dead_letters.record_failure(log_engine, projection.name, event.position, error)
             if attempts < policy.poison_after:
                 raise

@@ -19,7 +19,7 @@ from write import event_log
 
 log = logging.getLogger("prism.relay")
 #: Shortest gap between two rounds of messages; bounds the message rate under heavy write load.
-MIN_ROUND_SECONDS = 0.02
+MIN_ROUND_SECONDS = 0.05
 
 
 class Relay:
