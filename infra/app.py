@@ -15,6 +15,7 @@ from infra import bootstrap, operations
 from infra.settings import Settings
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
 from readers.errors import ReaderError
+from workers.versions import LIVE
 from write import api as command_api
 from write.bus import CommandBus
 from write.errors import WriteError
@@ -53,10 +54,10 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.write_engine = bootstrap.write_engine(settings)
         app.state.bus = CommandBus(app.state.write_engine)
         app.state.stores = await bootstrap.open_stores(settings)
-        app.state.projections = bootstrap.projections(app.state.stores)
         app.state.read_wait_seconds = settings.read_wait_seconds
         app.state.operator_token = settings.operator_token
-        for projection in app.state.projections.values():
+        live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
+        for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
         if on_start:
             await on_start(app)

@@ -24,7 +24,7 @@ from projections.base import Projection, Stores
 from projections.customer_dashboards import Tables as DashboardTables
 from projections.order_analytics import Tables as AnalyticsTables
 from projections.order_search import Names
-from projections.order_summaries import Keys
+from projections.order_summaries import Keys, served_version
 from workers.locks import exclusively
 from write import event_log
 
@@ -55,7 +55,7 @@ def _doc_print(doc: dict[str, Any]) -> tuple:
 
 
 async def _redis(stores: Stores, tenant: str) -> dict[str, tuple]:
-    keys = Keys(stores.namespace)
+    keys = Keys(stores.namespace, await served_version(stores.redis, stores.namespace))
     ids = [i.decode() for i in await stores.redis.zrange(keys.tenant_orders(tenant), 0, -1)]
     async with stores.redis.pipeline(transaction=False) as pipe:
         for oid in ids:
@@ -72,7 +72,7 @@ async def _elasticsearch(stores: Stores, tenant: str) -> dict[str, tuple]:
 
 async def _clickhouse(stores: Stores, tenant: str) -> dict[str, tuple]:
     sql = (f"SELECT toString(order_id), status, toString(total), toString(customer_id) "
-           f"FROM {AnalyticsTables(stores.namespace).orders} FINAL WHERE tenant_id = %(t)s")
+           f"FROM {AnalyticsTables(stores.namespace).view('orders')} WHERE tenant_id = %(t)s")
     result = await asyncio.to_thread(stores.clickhouse.query, sql, parameters={"t": tenant})
     return {oid: (status, str(Decimal(total).quantize(Decimal("0.01"))), cid)
             for oid, status, total, cid in result.result_rows}
@@ -80,7 +80,7 @@ async def _clickhouse(stores: Stores, tenant: str) -> dict[str, tuple]:
 
 async def _dashboards(stores: Stores, tenant: str) -> dict[str, tuple]:
     sql = (f"SELECT customer_id::text, name, email, order_count, lifetime_value::text "
-           f"FROM {DashboardTables(stores.namespace).dashboards} WHERE tenant_id = :t")
+           f"FROM {DashboardTables(stores.namespace).served} WHERE tenant_id = :t")
     async with stores.dashboards.connect() as conn:
         return {row[0]: tuple(row[1:]) for row in await conn.execute(text(sql), {"t": tenant})}
 

@@ -10,7 +10,9 @@ from projections.clickhouse import connect as connect_clickhouse
 from projections.registry import PROJECTIONS
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
+from workers import versions
 from workers.dead_letters import HALT
+from workers.versions import LIVE, NEXT
 from workers.runner import ProjectionRunner, Resources
 
 
@@ -54,7 +56,16 @@ async def close_stores(stores: Stores) -> None:
 
 
 def projections(stores: Stores, names: list[str] | None = None) -> dict[str, Projection]:
+    """The first version of each projection (tests, and stores that were never rebuilt)."""
     return {name: cls(stores) for name, cls in PROJECTIONS.items() if names is None or name in names}
+
+
+async def active_projections(engine: AsyncEngine, stores: Stores, roles: tuple[str, ...] = (LIVE, NEXT)
+                             ) -> dict[str, Projection]:
+    """The versions in these roles of every registered projection, by label."""
+    found = [v for v in await versions.listing(engine, list(PROJECTIONS)) if v.role in roles]
+    built = [PROJECTIONS[v.projection](stores, v.version) for v in found if v.projection in PROJECTIONS]
+    return {p.label: p for p in built}
 
 
 def runner(settings: Settings) -> ProjectionRunner:
@@ -67,7 +78,7 @@ def runner(settings: Settings) -> ProjectionRunner:
             await close_stores(stores)
             await engine.dispose()
 
-        return Resources(engine, projections(stores), close)
+        return Resources(engine, stores, lambda name, version: PROJECTIONS[name](stores, version), close)
 
     return ProjectionRunner(open_resources, settings.batch_size, policies(settings))
 

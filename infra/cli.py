@@ -27,13 +27,12 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 def _status(settings: Settings, _: argparse.Namespace) -> int:
     from infra import bootstrap
     from infra.status import projection_status, table
+    from workers.versions import LIVE, NEXT, PREVIOUS
 
     async def run() -> None:
         engine, stores = bootstrap.write_engine(settings, pool_size=1), await bootstrap.open_stores(settings)
         try:
-            projections = bootstrap.projections(stores)
-            for projection in projections.values():
-                await projection.setup()
+            projections = await bootstrap.active_projections(engine, stores, (LIVE, NEXT, PREVIOUS))
             print(table(await projection_status(engine, projections)))
         finally:
             await bootstrap.close_stores(stores)
@@ -58,7 +57,7 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"{len(found)} dead letters")
                 return 0
             action = dead_letters.retry if args.action == "retry" else dead_letters.discard
-            letter = await action(engine, bootstrap.projections(stores), args.id)
+            letter = await action(engine, await bootstrap.active_projections(engine, stores), args.id)
             print(f"dead letter {letter.id} ({letter.projection} at {letter.position}) is now {letter.status}")
             return 0
         except dead_letters.DeadLetterError as error:
@@ -81,7 +80,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             drift = await audit.audit(engine, stores, tenant_ids)
             print(audit.report(drift))
             if drift and args.repair:
-                projections = bootstrap.projections(stores)
+                live = await bootstrap.active_projections(engine, stores, ("live",))
+                projections = {p.name: p for p in live.values()}
                 print(f"repaired {await audit.repair(engine, projections, drift)} aggregates")
                 drift = await audit.audit(engine, stores, tenant_ids)
                 print(audit.report(drift))
@@ -90,6 +90,42 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             await bootstrap.close_stores(stores)
             await engine.dispose()
 
+    return asyncio.run(run())
+
+
+def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import bootstrap, rebuild
+    from projections.registry import PROJECTIONS
+    from workers import versions
+
+    async def run() -> int:
+        engine = bootstrap.write_engine(settings, pool_size=1)
+        try:
+            if args.drop_previous:
+                name = rebuild.known([args.drop_previous])[0]
+                version = await versions.retire_previous(engine, name)
+                dropped = await rebuild.wait_dropped(engine, name, version)
+                print(f"{name} version {version} " + ("dropped" if dropped else "will be dropped by the next worker"))
+                return 0
+            if args.rollback:
+                name = rebuild.known([args.rollback])[0]
+                targets = {name: await versions.start_rollback(engine, name)}
+            else:
+                targets = await rebuild.start(engine, list(PROJECTIONS) if args.all else args.projections)
+            print("building " + ", ".join(f"{n} v{v}" for n, v in targets.items())
+                  + "; readers keep the current versions until each has caught up")
+            if args.no_wait:
+                return 0
+            return 0 if await rebuild.watch(engine, targets) else 1
+        except versions.VersionError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        finally:
+            await engine.dispose()
+
+    if not (args.projections or args.all or args.rollback or args.drop_previous):
+        print("error: name a projection, or use --all, --rollback NAME or --drop-previous NAME", file=sys.stderr)
+        return 2
     return asyncio.run(run())
 
 
@@ -135,6 +171,14 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--tenant")
     check.add_argument("--repair", action="store_true")
     check.set_defaults(run=_audit)
+    rebuild = sub.add_parser("rebuild", help="build new versions of projections beside the live ones, then switch "
+                             "readers to them; roll back or drop the previous version")
+    rebuild.add_argument("projections", nargs="*", help="projections to rebuild")
+    rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
+    rebuild.add_argument("--rollback", metavar="NAME", help="switch readers back to the previous version")
+    rebuild.add_argument("--drop-previous", metavar="NAME", help="drop the previous version (no rollback after)")
+    rebuild.add_argument("--no-wait", action="store_true", help="ask and return; `prism status` shows progress")
+    rebuild.set_defaults(run=_rebuild)
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=_demo)

@@ -193,7 +193,7 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
     from projections.customer_dashboards import Tables as DashboardTables
     from projections.order_analytics import Tables
     from projections.order_search import Names
-    from projections.order_summaries import Keys
+    from projections.order_summaries import Keys, served_version
 
     engine = bootstrap.write_engine(settings, pool_size=1)
     ok = True
@@ -204,15 +204,16 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
             ltv = dict((await conn.execute(text(
                 "SELECT customer_id, coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) FROM orders "
                 "WHERE tenant_id = :t GROUP BY customer_id"), {"t": t.id})).all())
-        redis_docs = await stores.redis.zcard(Keys(settings.namespace).tenant_orders(t.id))
+        redis_docs = await stores.redis.zcard(Keys(settings.namespace, await served_version(
+            stores.redis, settings.namespace)).tenant_orders(t.id))
         es_docs = (await stores.elasticsearch.count(index=Names(settings.namespace).alias,
                                                     query={"term": {"tenant_id": t.id}}))["count"]
         ch = await asyncio.to_thread(stores.clickhouse.query, f"SELECT count(DISTINCT order_id) FROM "
-                                     f"{Tables(settings.namespace).orders} FINAL WHERE tenant_id = %(t)s",
+                                     f"{Tables(settings.namespace).view('orders')} WHERE tenant_id = %(t)s",
                                      parameters={"t": t.id})
         async with stores.dashboards.connect() as conn:
             dash = dict((await conn.execute(text(
-                f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).dashboards} "
+                f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).served} "
                 "WHERE tenant_id = :t"),
                 {"t": t.id})).all())
         mismatches = sum(1 for cid, value in ltv.items() if dash.get(cid) != value)

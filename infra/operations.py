@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from infra.bootstrap import active_projections
 from infra.metrics import exposition
+from infra.rebuild import UnknownProjection, known
 from infra.status import projection_status
 from readers.errors import NotFound, ReaderError
-from workers import dead_letters
+from workers import dead_letters, versions
 from workers.locks import ProjectionBusy
 
 router = APIRouter(tags=["operations"])
@@ -38,7 +40,7 @@ Operator = [Depends(_operator)]
 
 
 class OperationRefused(ReaderError):
-    """Raised when a dead letter cannot be retried or discarded."""
+    """Raised when a dead letter cannot be retried or discarded, or a version change cannot start."""
 
     http_status = 409
     code = "conflict"
@@ -47,14 +49,45 @@ class OperationRefused(ReaderError):
 @router.get("/projections")
 async def projections(request: Request) -> list[dict[str, Any]]:
     """Per projection: state, checkpoint, head, lag in events and seconds, dead letters, last batch."""
-    rows = await projection_status(request.app.state.write_engine, request.app.state.projections)
-    return [row.as_dict() for row in rows]
+    return [row.as_dict() for row in await _status(request)]
+
+
+@router.post("/projections/{name}/rebuild", dependencies=Operator, status_code=202)
+async def rebuild(name: str, request: Request) -> dict[str, Any]:
+    """Build a new version beside the live one; readers switch to it once it has caught up."""
+    return await _version_change(request, name, versions.start_rebuild)
+
+
+@router.post("/projections/{name}/rollback", dependencies=Operator, status_code=202)
+async def rollback(name: str, request: Request) -> dict[str, Any]:
+    """Switch readers back to the previous version, once it has caught up again."""
+    return await _version_change(request, name, versions.start_rollback)
+
+
+@router.post("/projections/{name}/drop-previous", dependencies=Operator, status_code=202)
+async def drop_previous(name: str, request: Request) -> dict[str, Any]:
+    """Have the workers drop the previous version; no rollback after this."""
+    return await _version_change(request, name, versions.retire_previous)
+
+
+async def _version_change(request: Request, name: str, change) -> dict[str, Any]:
+    try:
+        version = await change(request.app.state.write_engine, known([name])[0])
+    except UnknownProjection as error:
+        raise NotFound(str(error)) from None
+    except versions.VersionError as error:
+        raise OperationRefused(str(error)) from None
+    return {"projection": name, "version": version}
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    rows = await projection_status(request.app.state.write_engine, request.app.state.projections)
-    return Response(exposition(rows), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(await _status(request)), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _status(request: Request):
+    state = request.app.state
+    return await projection_status(state.write_engine, await active_projections(state.write_engine, state.stores))
 
 
 @router.get("/health")
@@ -115,7 +148,8 @@ async def discard_dead_letter(dead_id: int, request: Request) -> dict:
 
 async def _resolve(request: Request, dead_id: int, action) -> dict:
     try:
-        letter = await action(request.app.state.write_engine, request.app.state.projections, dead_id)
+        letter = await action(request.app.state.write_engine, await active_projections(
+            request.app.state.write_engine, request.app.state.stores), dead_id)
     except dead_letters.DeadLetterNotFound as error:
         raise NotFound(str(error)) from None
     except (dead_letters.DeadLetterError, ProjectionBusy) as error:

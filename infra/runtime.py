@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from infra import bootstrap
 from infra.app import create_app
 from infra.settings import Settings
+from workers.broker import send_coalesced
 from workers.relay import Relay
 
 log = logging.getLogger("prism")
@@ -33,7 +34,7 @@ class Pipeline:
 
     def send_all(self, head: int) -> None:
         for actor in self.actors.values():
-            actor.send(head)
+            send_coalesced(actor, head)
 
     async def start(self, app: FastAPI | None = None) -> None:
         if self.worker:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
 from workers import dead_letters
+from workers.versions import LIVE, NEXT, PREVIOUS
 from write import event_log
 from write.schema import events
 
@@ -21,6 +22,7 @@ LIVE_EVENTS, LIVE_SECONDS = 2000, 5.0
 class ProjectionStatus:
     projection: str
     state: str
+    version: int
     checkpoint: int
     head: int
     lag_events: int
@@ -40,12 +42,16 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
         runs = {r.projection: r for r in await conn.execute(text("SELECT * FROM projection_runs"))}
         halts = {r.projection for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
         rows = []
+        roles = {(r.projection, r.version): r.role for r in await conn.execute(text(
+            "SELECT projection, version, role FROM projection_versions"))}
         for name, projection in projections.items():
             checkpoint = await projection.checkpoint()
             lag, age = await _lag(conn, checkpoint)
             run = runs.get(name)
+            role = roles.get((projection.name, projection.version), LIVE)
             rows.append(ProjectionStatus(
-                name, _state(name in halts, lag, age), checkpoint, head, lag, age, parked.get(name, 0),
+                name, _state(role, name in halts, lag, age), projection.version, checkpoint, head, lag, age,
+                parked.get(name, 0),
                 run.last_batch_size if run else None, round(run.last_batch_seconds, 4) if run else None))
     return rows
 
@@ -58,17 +64,19 @@ async def _lag(conn, checkpoint: int) -> tuple[int, float]:
     return count, round(max(age, 0.0), 3)
 
 
-def _state(halted: bool, lag: int, age: float) -> str:
+def _state(role: str, halted: bool, lag: int, age: float) -> str:
     if halted:
         return "halted"
+    if role != LIVE:
+        return {NEXT: "rebuilding", PREVIOUS: "previous"}.get(role, role)
     return "live" if lag <= LIVE_EVENTS and age <= LIVE_SECONDS else "catching up"
 
 
 def table(rows: list[ProjectionStatus]) -> str:
-    lines = [f"{'projection':<22}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
+    lines = [f"{'projection':<26}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
              f"{'dead':>6}{'last batch':>12}"]
     for r in rows:
         batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
-        lines.append(f"{r.projection:<22}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
+        lines.append(f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
                      f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}")
     return "\n".join(lines)

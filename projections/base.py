@@ -34,19 +34,30 @@ class Stores:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def label(name: str, version: int) -> str:
+    """How operations name one version of a projection: the first keeps the bare name."""
+    return name if version == 1 else f"{name}@v{version}"
+
+
 class Projection(Protocol):
     """A read model fed from the log.
 
     ``apply`` must be idempotent and version-guarded: re-applying a batch, or
     applying batches out of order, leaves the store as an in-order run does.
     The checkpoint is written with the change so it never passes an unapplied event.
+
+    A projection has versions (``version`` and ``label`` set by its constructor,
+    ``cls(stores, version)``), each in storage of its own; readers see the one its
+    store's pointer serves (an alias, a view, a pointer key), moved by ``serve``.
     """
 
     name: ClassVar[str]
     handles: ClassVar[frozenset[str]]
+    version: int
+    label: str
 
     async def setup(self) -> None:
-        """Create what the store needs (idempotent)."""
+        """Create what the store needs (idempotent); serve this version if the store serves none yet."""
 
     async def checkpoint(self) -> int:
         """The last log position this projection has applied."""
@@ -54,8 +65,11 @@ class Projection(Protocol):
     async def apply(self, batch: Batch) -> None:
         """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``."""
 
+    async def serve(self) -> None:
+        """Atomically make this version the one readers see."""
+
     async def drop(self) -> None:
-        """Remove everything this projection wrote (tests and rebuilds)."""
+        """Remove everything this version wrote (tests and rebuilds)."""
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         """Rewrite what it holds for these orders and customers from their events, whatever is stored now."""

@@ -4,6 +4,10 @@ Source rows (one per customer, one per order) are upserted only when newer
 (``WHERE position < excluded.position``); each touched customer's dashboard row is
 then recomputed from them in the same transaction as the checkpoint. Recomputing
 instead of incrementing is what makes a replayed batch unable to double-count.
+
+Each version has tables of its own; readers query the views ``customer_dashboards``
+and ``customer_dashboards_checkpoint``, which ``serve`` renames into place in one
+transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Batch, Stores, forget_and_apply
+from projections.base import Batch, Stores, forget_and_apply, label
 from write import events as e
 from write.events import StoredEvent
 
@@ -36,6 +40,13 @@ class Tables:
         self.dashboards = f"{namespace}.customer_dashboards_v{version}"
         self.checkpoints = f"{namespace}.projection_checkpoints"
         self.checkpoint_key = f"customer_dashboards_v{version}"
+        self.served = f"{namespace}.customer_dashboards"
+        self.served_checkpoint = f"{namespace}.customer_dashboards_checkpoint"
+
+    def views(self) -> dict[str, str]:
+        return {self.served: f"SELECT * FROM {self.dashboards}",
+                self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
+                                        f"WHERE projection = '{self.checkpoint_key}'"}
 
     def ddl(self) -> list[str]:
         return [
@@ -87,9 +98,10 @@ class CustomerDashboards:
     name: ClassVar[str] = "customer_dashboards"
     handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        self.version, self.label = version, label(self.name, version)
         self.engine = stores.dashboards
-        self.tables = Tables(stores.namespace)
+        self.tables = Tables(stores.namespace, version)
 
     async def setup(self) -> None:
         try:
@@ -101,6 +113,19 @@ class CustomerDashboards:
         async with self.engine.begin() as conn:
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))
+            for view, select in self.tables.views().items():  # served only if nothing is yet
+                if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
+                    await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+
+    async def serve(self) -> None:
+        """Staged views renamed into place in one transaction: readers see the old version or this one."""
+        async with self.engine.begin() as conn:
+            for view, select in self.tables.views().items():
+                short = view.split(".", 1)[1]
+                await conn.execute(text(f"DROP VIEW IF EXISTS {view}__staged"))
+                await conn.execute(text(f"CREATE VIEW {view}__staged AS {select}"))
+                await conn.execute(text(f"DROP VIEW IF EXISTS {view}"))
+                await conn.execute(text(f"ALTER VIEW {view}__staged RENAME TO {short}"))
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)
@@ -123,7 +148,7 @@ class CustomerDashboards:
             for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
                 await conn.execute(text(statement))
             for table in (self.tables.customers, self.tables.orders, self.tables.dashboards):
-                await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+                await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
             await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
                                {"p": self.tables.checkpoint_key})
 
@@ -180,8 +205,12 @@ class CustomerDashboards:
                 position = excluded.position"""
 
 
-async def read_checkpoint(engine, tables: Tables) -> int:
+async def read_checkpoint(engine, tables: Tables, served: bool = False) -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
     async with engine.connect() as conn:
-        found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
-                                   {"p": tables.checkpoint_key})
+        if served:
+            found = await conn.execute(text(f"SELECT position FROM {tables.served_checkpoint}"))
+        else:
+            found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
+                                       {"p": tables.checkpoint_key})
         return int(found.scalar() or 0)

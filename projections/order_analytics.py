@@ -2,8 +2,13 @@
 
 Facts are ``ReplacingMergeTree(version)`` keyed by order (and line), with the log
 position as version, so a re-applied or late batch collapses into the newest row;
-readers use ``FINAL``. Each batch is one block insert per table, with a
-deduplication token, and the checkpoint row goes in last.
+the views readers query apply ``FINAL``. Each batch is one block insert per table,
+with a deduplication token, and the checkpoint row goes in last.
+
+Each version has tables of its own (``orders_v<n>``...); readers and analysts query
+views with the plain names (``orders``, ``order_lines``, ``order_events``,
+``products``, and ``order_analytics_checkpoint``), which ``serve`` moves to a version
+with ``EXCHANGE TABLES``, the checkpoint view last.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
-from projections.base import Batch, Stores, forget_and_apply
+from projections.base import Batch, Stores, forget_and_apply, label
 from write import events as e
 from write.events import StoredEvent
 
@@ -32,6 +37,19 @@ class Tables:
         self.products = f"{namespace}.products_{self.suffix}"
         self.checkpoints = f"{namespace}.checkpoints"
         self.checkpoint_key = f"order_analytics_{self.suffix}"
+        self.served_checkpoint = f"{namespace}.order_analytics_checkpoint"
+
+    def view(self, name: str) -> str:
+        """The served view over one table (``orders``, ``order_lines``, ``order_events``, ``products``)."""
+        return f"{self.database}.{name}"
+
+    def views(self) -> dict[str, str]:
+        """What each served view selects from this version, in switching order (the checkpoint last)."""
+        views = {self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
+                 for name in ("orders", "order_lines", "order_events", "products")}
+        views[self.served_checkpoint] = (f"SELECT max(position) AS position FROM {self.checkpoints} "
+                                         f"WHERE name = '{self.checkpoint_key}'")
+        return views
 
     def ddl(self) -> list[str]:
         return [
@@ -108,9 +126,10 @@ class OrderAnalytics:
     name: ClassVar[str] = "order_analytics"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS | e.PRODUCT_EVENTS
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        self.version, self.label = version, label(self.name, version)
         self.client = stores.clickhouse
-        self.tables = Tables(stores.namespace)
+        self.tables = Tables(stores.namespace, version)
 
     async def setup(self) -> None:
         await asyncio.to_thread(self._setup)
@@ -121,8 +140,11 @@ class OrderAnalytics:
     async def apply(self, batch: Batch) -> None:
         await asyncio.to_thread(self._apply, batch)
 
+    async def serve(self) -> None:
+        await asyncio.to_thread(self._serve)
+
     async def drop(self) -> None:
-        await asyncio.to_thread(self.client.command, f"DROP DATABASE IF EXISTS {self.tables.database}")
+        await asyncio.to_thread(self._drop)
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         await forget_and_apply(self, order_ids, customer_ids, events)
@@ -138,6 +160,24 @@ class OrderAnalytics:
     def _setup(self) -> None:
         for statement in self.tables.ddl():
             self.client.command(statement)
+        for view, select in self.tables.views().items():  # served only if nothing is yet
+            self.client.command(f"CREATE VIEW IF NOT EXISTS {view} AS {select}")
+
+    def _serve(self) -> None:
+        """Each view is swapped atomically with a staged one pointing at this version."""
+        for view, select in self.tables.views().items():
+            staged = f"{view}__staged"
+            self.client.command(f"CREATE OR REPLACE VIEW {staged} AS {select}")
+            self.client.command(f"EXCHANGE TABLES {view} AND {staged}")
+            self.client.command(f"DROP VIEW {staged}")
+
+    def _drop(self) -> None:
+        for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events, self.tables.products):
+            self.client.command(f"DROP TABLE IF EXISTS {table}")
+        for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
+            self.client.command(statement)
+        self.client.command(f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s",
+                            parameters={"p": self.tables.checkpoint_key})
 
     def _apply(self, batch: Batch) -> None:
         first = batch.events[0].position if batch.events else batch.upto
@@ -158,7 +198,11 @@ def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_toke
     client.command(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}", settings=settings)
 
 
-async def read_checkpoint(client, tables: Tables) -> int:
-    result = await asyncio.to_thread(client.query, f"SELECT max(position) FROM {tables.checkpoints} "
-                                     "WHERE name = %(p)s", parameters={"p": tables.checkpoint_key})
-    return int(result.result_rows[0][0] or 0)
+async def read_checkpoint(client, tables: Tables, served: bool = False) -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+    if served:
+        result = await asyncio.to_thread(client.query, f"SELECT position FROM {tables.served_checkpoint}")
+    else:
+        result = await asyncio.to_thread(client.query, f"SELECT max(position) FROM {tables.checkpoints} "
+                                         "WHERE name = %(p)s", parameters={"p": tables.checkpoint_key})
+    return int(result.result_rows[0][0] or 0) if result.result_rows else 0

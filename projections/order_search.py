@@ -15,7 +15,7 @@ from elasticsearch import BadRequestError, ConflictError, NotFoundError
 from elasticsearch.helpers import async_scan
 
 from projections import documents
-from projections.base import Batch, Stores, TransientStoreError
+from projections.base import Batch, Stores, TransientStoreError, label
 from write.events import StoredEvent
 
 _TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
@@ -69,14 +69,21 @@ SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": 
 
 
 class Names:
-    """Index names of one version; readers search the alias."""
+    """Index names of one version; readers search the aliases, which one request moves together."""
 
     def __init__(self, namespace: str, version: int = 1) -> None:
         self.alias = f"{namespace}-orders"
         self.index = f"{namespace}-orders-v{version}"
         self.dimensions = f"{namespace}-order-names-v{version}"
-        self.checkpoints = f"{namespace}-checkpoints"
-        self.checkpoint_id = f"order_search-v{version}"
+        self.checkpoints = f"{namespace}-order-checkpoint-v{version}"
+        self.checkpoint_alias = f"{namespace}-order-checkpoint"
+        self.checkpoint_id = "position"
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Alias actions that point both aliases at this version (and away from every other)."""
+        pairs = ((self.alias, self.index), (self.checkpoint_alias, self.checkpoints))
+        return [{"remove": {"index": f"{alias}-v*", "alias": alias, "must_exist": False}} for alias, _ in pairs] + [
+            {"add": {"index": index, "alias": alias}} for alias, index in pairs]
 
 
 class OrderSearch:
@@ -85,14 +92,20 @@ class OrderSearch:
     name: ClassVar[str] = "order_search"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        self.version, self.label = version, label(self.name, version)
         self.es = stores.elasticsearch
-        self.names = Names(stores.namespace)
+        self.names = Names(stores.namespace, version)
 
     async def setup(self) -> None:
-        await self._create(self.names.index, MAPPING, aliases={self.names.alias: {}})
+        await self._create(self.names.index, MAPPING)
         await self._create(self.names.dimensions, DIMENSIONS_MAPPING)
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
+        if not await self.es.indices.exists_alias(name=self.names.alias):
+            await self.serve()
+
+    async def serve(self) -> None:
+        await self.es.indices.update_aliases(actions=self.names.serving())
 
     async def _create(self, index: str, mappings: dict[str, Any], **extra: Any) -> None:
         """Create unless it exists; another process starting at the same time may win the race."""
@@ -120,7 +133,7 @@ class OrderSearch:
 
     async def drop(self) -> None:
         await self.es.indices.delete(index=[self.names.index, self.names.dimensions, self.names.checkpoints],
-                                     ignore_unavailable=True)
+                                     ignore_unavailable=True)  # the aliases go with their indexes
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         """Documents folded afresh from the events, written over whatever version is stored.
@@ -185,9 +198,11 @@ class OrderSearch:
                                                                       size=1000)}
 
 
-async def read_checkpoint(es, names: Names) -> int:
+async def read_checkpoint(es, names: Names, served: bool = False) -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
     try:
-        found = await es.get(index=names.checkpoints, id=names.checkpoint_id, realtime=True)
+        found = await es.get(index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id,
+                             realtime=True)
     except NotFoundError:
         return 0
     return int(found["_source"]["position"])

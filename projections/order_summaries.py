@@ -1,6 +1,8 @@
 """Order summaries in Redis: one document per order for order pages, and per-customer recent-order indexes.
 
-Keys (``p`` = ``<namespace>:os:v1:``):
+Each version keeps its keys under its own prefix; ``<namespace>:os:serving`` holds
+the version readers see, and readers follow it inside one script call.
+Keys (``p`` = ``<namespace>:os:v<version>:``):
 - ``p order:<id>``: hash ``doc`` (JSON) and ``pos`` (log position it reflects);
 - ``p customer:<id>:orders`` and ``p tenant:<id>:orders``: sorted sets of order ids by placing time;
 - ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
@@ -17,7 +19,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from projections import documents
-from projections.base import Batch, Stores, forget_and_apply
+from projections.base import Batch, Stores, forget_and_apply, label
 from write.events import StoredEvent
 
 #: Writes a document unless the stored one is newer; the checkpoint only moves forward.
@@ -33,12 +35,20 @@ if current < upto then redis.call('SET', KEYS[1], upto) end
 return 1
 """
 
+#: The served version's checkpoint and one order document, in one round trip.
+READ_SERVED = """
+local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
+return {redis.call('GET', prefix .. 'checkpoint'), redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')}
+"""
+
 
 class Keys:
     """Key layout of one version of the summaries."""
 
     def __init__(self, namespace: str, version: int = 1) -> None:
-        self.prefix = f"{namespace}:os:v{version}:"
+        self.root = f"{namespace}:os:"
+        self.prefix = f"{self.root}v{version}:"
+        self.serving = f"{self.root}serving"
 
     def order(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
@@ -66,13 +76,18 @@ class OrderSummaries:
     name: ClassVar[str] = "order_summaries"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        self.version, self.label = version, label(self.name, version)
         self.redis = stores.redis
-        self.keys = Keys(stores.namespace)
+        self.keys = Keys(stores.namespace, version)
         self._write = self.redis.register_script(GUARDED_WRITE)
 
     async def setup(self) -> None:
-        """Redis needs no schema; the script is loaded on first use."""
+        """Redis needs no schema (the script loads on first use); only the pointer, if no version is served yet."""
+        await self.redis.set(self.keys.serving, self.version, nx=True)
+
+    async def serve(self) -> None:
+        await self.redis.set(self.keys.serving, self.version)
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.redis, self.keys)
@@ -143,6 +158,22 @@ class OrderSummaries:
 
 async def read_checkpoint(redis, keys: Keys) -> int:
     return int(await redis.get(keys.checkpoint) or 0)
+
+
+async def served_version(redis, namespace: str) -> int:
+    return int(await redis.get(Keys(namespace).serving) or 1)
+
+
+class ServedReader:
+    """What readers see: the served version's checkpoint and documents, each read in one round trip."""
+
+    def __init__(self, redis, namespace: str) -> None:
+        self.keys = Keys(namespace)
+        self._read = redis.register_script(READ_SERVED)
+
+    async def order(self, order_id: str) -> tuple[int, dict | None]:
+        checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
+        return int(checkpoint or 0), json.loads(doc) if doc else None
 
 
 def _json(value: dict) -> str:

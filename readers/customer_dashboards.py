@@ -40,9 +40,9 @@ class Dashboard(BaseModel):
 async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
                              response: Response, min_position: MinPosition = None) -> Any:
     tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.dashboards, tables), min_position, wait)
+    served = await wait_for(lambda: read_checkpoint(stores.dashboards, tables, served=True), min_position, wait)
     async with stores.dashboards.connect() as conn:
-        row = (await conn.execute(text(f"SELECT * FROM {tables.dashboards} WHERE customer_id = :c AND tenant_id = :t"),
+        row = (await conn.execute(text(f"SELECT * FROM {tables.served} WHERE customer_id = :c AND tenant_id = :t"),
                                   {"c": customer_id, "t": tenant})).first()
     if row is None:
         raise NotFound(f"customer {customer_id} has no dashboard in this tenant (position {served.position})"

@@ -48,7 +48,7 @@ class TopProducts(BaseModel):
 def revenue_sql(t: Tables, granularity: str) -> str:
     return f"""
         SELECT {PERIODS[granularity]}(placed_at) AS period, count() AS orders, sum(total) AS revenue
-        FROM {t.orders} FINAL
+        FROM {t.view('orders')}
         WHERE tenant_id = %(tenant)s AND status != 'cancelled'
           AND placed_at >= %(start)s AND placed_at < %(end)s
         GROUP BY period ORDER BY period"""
@@ -58,8 +58,8 @@ def top_products_sql(t: Tables, by: str) -> str:
     return f"""
         SELECT l.product_id AS product_id, any(p.name) AS name, sum(l.quantity) AS quantity,
                sum(l.line_total) AS revenue
-        FROM {t.order_lines} AS l FINAL
-        LEFT JOIN (SELECT product_id, name FROM {t.products} FINAL WHERE tenant_id = %(tenant)s) AS p
+        FROM {t.view('order_lines')} AS l
+        LEFT JOIN (SELECT product_id, name FROM {t.view('products')} WHERE tenant_id = %(tenant)s) AS p
           ON p.product_id = l.product_id
         WHERE l.tenant_id = %(tenant)s AND l.status != 'cancelled'
         GROUP BY l.product_id ORDER BY {by} DESC, product_id LIMIT %(limit)s"""
@@ -81,7 +81,7 @@ async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
     if start >= end:
         raise InvalidQuery("from must be before to", "from")
     tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables), min_position, wait)
+    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
     rows = await _query(stores, revenue_sql(tables, granularity), {"tenant": tenant, "start": start, "end": end})
     served.stamp(response)
     return {"granularity": granularity, "consistency": served.model(),
@@ -93,7 +93,7 @@ async def top_products(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, res
                        by: Literal["revenue", "quantity"] = "revenue",
                        limit: Annotated[int, Query(ge=1, le=100)] = 10, min_position: MinPosition = None) -> Any:
     tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables), min_position, wait)
+    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
     rows = await _query(stores, top_products_sql(tables, by), {"tenant": tenant, "limit": limit})
     served.stamp(response)
     return {"consistency": served.model(), "rows": [

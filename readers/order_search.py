@@ -69,7 +69,7 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
     if min_total is not None and max_total is not None and min_total > max_total:
         raise InvalidQuery("min_total must not exceed max_total", "min_total")
     names = Names(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names), min_position, wait)
+    served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
     sort = None if q else [{"placed_at": "desc"}]
     found = await stores.elasticsearch.search(
         index=names.alias, query=search_query(tenant, q, status, min_total, max_total), sort=sort,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from projections.order_summaries import Keys, read_checkpoint
+from projections.order_summaries import ServedReader
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import NotFound
@@ -56,10 +55,14 @@ class OrderSummary(BaseModel):
 @router.get("/orders/{order_id}", response_model=OrderSummary)
 async def order_summary(order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
                         response: Response, min_position: MinPosition = None) -> Any:
-    keys = Keys(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.redis, keys), min_position, wait)
-    raw = await stores.redis.hget(keys.order(str(order_id)), "doc")
-    doc = json.loads(raw) if raw else None
+    reader, found = ServedReader(stores.redis, stores.namespace), {}
+
+    async def read() -> int:  # the document comes with each checkpoint read: one round trip when no wait is needed
+        position, found["doc"] = await reader.order(str(order_id))
+        return position
+
+    served = await wait_for(read, min_position, wait)
+    doc = found["doc"]
     if doc is None or doc["tenant_id"] != tenant:
         raise NotFound(_missing(order_id, served))
     served.stamp(response)

@@ -38,6 +38,35 @@ def queue_name(namespace: str, projection: str) -> str:
     return f"{namespace}.{projection}"
 
 
+#: How long a queued catch-up stands for every later one; past it a message counts as lost and another goes.
+PENDING_SECONDS = 5
+
+
+def send_coalesced(actor: dramatiq.Actor, target: int) -> bool:
+    """Queue a catch-up unless one is already waiting in this projection's queue.
+
+    A catch-up goes to the head it finds, so one waiting message serves every write
+    before it runs; without this, a busy log queues messages faster than a worker
+    drains them and each costs a lock and a checkpoint read. The mark is cleared when
+    a worker picks the message up (``taken``). The StubBroker has no Redis: send always.
+    """
+    client = getattr(actor.broker, "client", None)
+    if client is not None and not client.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS):
+        return False
+    actor.send(target)
+    return True
+
+
+def taken(actor: dramatiq.Actor) -> None:
+    client = getattr(actor.broker, "client", None)
+    if client is not None:
+        client.delete(_pending_key(actor))
+
+
+def _pending_key(actor: dramatiq.Actor) -> str:
+    return f"{actor.broker.namespace}:pending:{actor.queue_name}"
+
+
 def declare_actors(broker: dramatiq.Broker, runner: ProjectionRunner, names: list[str], namespace: str, *,
                    max_retries: int, min_backoff: int, max_backoff: int) -> dict[str, dramatiq.Actor]:
     """One actor per projection; a message means "catch up to at least this position"."""
@@ -46,9 +75,12 @@ def declare_actors(broker: dramatiq.Broker, runner: ProjectionRunner, names: lis
 
 def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) -> dramatiq.Actor:
     async def catch_up(target: int) -> None:
-        await runner.catch_up(name, target)
+        taken(actor)  # before reading the log: a write committed from now on queues a new message
+        if await runner.catch_up(name, target) is False:  # a rebuild has more to do: queue behind the others
+            send_coalesced(actor, target)
 
     catch_up.__name__ = f"catch_up_{name}"
-    return dramatiq.actor(catch_up, broker=broker, actor_name=f"{namespace}.catch_up.{name}",
-                          queue_name=queue_name(namespace, name), max_retries=max_retries,
-                          min_backoff=min_backoff, max_backoff=max_backoff)
+    actor = dramatiq.actor(catch_up, broker=broker, actor_name=f"{namespace}.catch_up.{name}",
+                           queue_name=queue_name(namespace, name), max_retries=max_retries,
+                           min_backoff=min_backoff, max_backoff=max_backoff)
+    return actor

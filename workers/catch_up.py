@@ -47,29 +47,44 @@ class Progress:
     batches: int = 0
     skipped: bool = False
     halted: bool = False
+    drained: bool = False
     last_batch_size: int = 0
     last_batch_seconds: float = 0.0
     parked: list[int] = field(default_factory=list)
 
 
 async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: int, target: int = 0,
-                   policy: Policy | None = None) -> Progress:
-    """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached."""
-    async with projection_lock(log_engine, projection.name) as held:
+                   policy: Policy | None = None, seconds: float | None = None, until: int | None = None
+                   ) -> Progress:
+    """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached.
+
+    With ``seconds``, stop after the batch that passes that budget (``drained`` says whether the head was reached).
+    """
+    async with projection_lock(log_engine, projection.label) as held:
         if not held:
-            return Progress(projection.name, target, skipped=True)
-        return await _drain(log_engine, projection, batch_size, policy or Policy())
+            return Progress(projection.label, target, skipped=True)
+        return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until)
 
 
-async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy) -> Progress:
-    progress = Progress(projection.name, await projection.checkpoint())
-    if await dead_letters.halted_at(log_engine, projection.name) is not None:
+async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
+                seconds: float | None = None, until: int | None = None) -> Progress:
+    """``catch_up`` for a caller that already holds the projection's lock; with ``until``, stop once past it.
+
+    Under steady writes the log may never look empty to a slow store, so "caught up"
+    also means "past the head this call was given" (``drained``).
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    progress = Progress(projection.label, await projection.checkpoint())
+    if await dead_letters.halted_at(log_engine, projection.label) is not None:
         progress.halted = True
         return progress
     while True:
         async with log_engine.connect() as conn:
             events = await event_log.read_after(conn, progress.checkpoint, batch_size, upcasting=False)
-        if not events:
+        if not events or (until is not None and progress.checkpoint >= until):
+            progress.drained = True
+            return progress
+        if deadline is not None and time.monotonic() > deadline:
             return progress
         started = time.perf_counter()
         if not await _apply(log_engine, projection, events, policy, progress):
@@ -93,14 +108,14 @@ async def _apply(log_engine: AsyncEngine, projection: Projection, events: list[S
     except Exception as error:
         if is_transient(error):
             raise
-        log.warning("%s: batch up to %d failed (%s); applying its events one by one", projection.name,
+        log.warning("%s: batch up to %d failed (%s); applying its events one by one", projection.label,
                     events[-1].position, dead_letters.describe(error))
         if not await _one_by_one(log_engine, projection, handled, policy, progress):
             return False
         await projection.apply(Batch([], events[-1].position))
-    if projection.name in _FAILED:  # only after failures: a clean run costs no extra write
-        await dead_letters.clear_failures(log_engine, projection.name, events[-1].position)
-        _FAILED.discard(projection.name)
+    if projection.label in _FAILED:  # only after failures: a clean run costs no extra write
+        await dead_letters.clear_failures(log_engine, projection.label, events[-1].position)
+        _FAILED.discard(projection.label)
     return True
 
 
@@ -112,12 +127,12 @@ async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: 
         except Exception as error:
             if is_transient(error):
                 raise
-            _FAILED.add(projection.name)
-            attempts = await dead_letters.record_failure(log_engine, projection.name, event.position, error)
+            _FAILED.add(projection.label)
+            attempts = await dead_letters.record_failure(log_engine, projection.label, event.position, error)
             if attempts < policy.poison_after:
                 raise
-            progress.parked.append(await dead_letters.park(log_engine, projection.name, event, policy.on_poison))
-            log.error("%s: event %d (%s) parked after %d attempts (%s)", projection.name, event.position, event.type,
+            progress.parked.append(await dead_letters.park(log_engine, projection.label, event, policy.on_poison))
+            log.error("%s: event %d (%s) parked after %d attempts (%s)", projection.label, event.position, event.type,
                       attempts, policy.on_poison)
             if policy.on_poison == dead_letters.HALT:
                 return False

@@ -117,7 +117,7 @@ async def retry(engine: AsyncEngine, projections: dict[str, Projection], dead_id
         projection = _projection(projections, letter)
         async with engine.connect() as conn:
             event = (await event_log.read_after(conn, letter.position - 1, 1))[0]
-        async with exclusively(engine, projection.name):
+        async with exclusively(engine, projection.label):
             try:
                 await projection.apply(Batch([event], event.position))
             except ProjectionBusy:
@@ -133,7 +133,7 @@ async def discard(engine: AsyncEngine, projections: dict[str, Projection], dead_
     letter = await _parked(engine, dead_id)
     if letter.policy == HALT:
         projection = _projection(projections, letter)
-        async with exclusively(engine, projection.name):
+        async with exclusively(engine, projection.label):
             await projection.apply(Batch([], letter.position))
     await _resolve(engine, letter, "discarded")
     return await _one(engine, dead_id)

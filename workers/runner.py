@@ -1,23 +1,38 @@
-"""The worker side's resources: the log engine and the projections, opened on the loop that uses them."""
+"""The worker side's resources, and what one catch-up message sets going for a projection.
+
+A message for a projection catches up its live version to the head it finds (a
+store slower than the write rate would otherwise chase the head forever and starve
+the other projections' queues); if a next version is being built, it also spends a
+bounded slice on that one, and switches readers to it once it has caught up; a
+retiring version is dropped. Work left over goes back on the queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlalchemy import text
+from projections.base import Projection, Stores
+from workers import versions
+from workers.catch_up import Policy, Progress, catch_up, drain
+from workers.locks import exclusively
+from write import event_log
 
-from projections.base import Projection
-from workers.catch_up import Policy, Progress, catch_up
+log = logging.getLogger("prism.runner")
+#: Time a message may spend on one version before it hands the worker back to the other queues.
+SLICE_SECONDS = 1.0
 
 
 @dataclass
 class Resources:
     log_engine: AsyncEngine
-    projections: dict[str, Projection]
+    stores: Stores
+    make: Callable[[str, int], Projection]
     close: Callable[[], Awaitable[None]]
 
 
@@ -30,28 +45,86 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.policies = policies or {}
         self._resources: Resources | None = None
+        self._built: dict[tuple[str, int], Projection] = {}
         self._opening = asyncio.Lock()
 
     async def resources(self) -> Resources:
         async with self._opening:
             if self._resources is None:
                 self._resources = await self._open()
-                for projection in self._resources.projections.values():
-                    await projection.setup()
         return self._resources
 
-    async def catch_up(self, name: str, target: int = 0) -> Progress:
+    async def projection(self, name: str, version: int) -> Projection:
+        """One version of a projection, set up on first use."""
         resources = await self.resources()
-        progress = await catch_up(resources.log_engine, resources.projections[name], self.batch_size, target,
-                                  self.policies.get(name))
+        if (name, version) not in self._built:
+            projection = resources.make(name, version)
+            await projection.setup()
+            self._built[(name, version)] = projection
+        return self._built[(name, version)]
+
+    async def catch_up(self, name: str, target: int = 0) -> bool:
+        """Catch up the live version, then advance any other; False when more is left for another message."""
+        engine = (await self.resources()).log_engine
+        async with engine.connect() as conn:
+            roles, head = await versions.roles(conn, name), await event_log.head(conn)
+        live = await self.projection(name, roles[versions.LIVE])
+        progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
+                                  seconds=SLICE_SECONDS, until=head)
+        await self._record(progress)
+        if versions.RETIRING in roles:
+            await self._retire(name, roles[versions.RETIRING])
+        done = progress.drained or progress.skipped or progress.halted
+        if versions.NEXT in roles:
+            return await self._build(name, live, roles[versions.NEXT], head) and done
+        return done
+
+    async def _build(self, name: str, live: Projection, version: int, head: int) -> bool:
+        engine, policy = (await self.resources()).log_engine, self.policies.get(name) or Policy()
+        building = await self.projection(name, version)
+        progress = await catch_up(engine, building, self.batch_size, policy=policy, seconds=SLICE_SECONDS,
+                                  until=head)
+        await self._record(progress)
+        if progress.skipped or progress.halted:
+            return True  # another consumer has it, or an operator must act on a dead letter first
+        await versions.record_checkpoint(engine, name, version, progress.checkpoint)
+        if not progress.drained:
+            return False
+        await self._switch(name, live, building, policy)
+        return True
+
+    async def _switch(self, name: str, live: Projection, building: Projection, policy: Policy) -> None:
+        """With both versions' locks held, bring both to the same position, then move readers over."""
+        engine = (await self.resources()).log_engine
+        async with engine.connect() as conn:
+            head = await event_log.head(conn)
+        async with exclusively(engine, live.label), exclusively(engine, building.label):
+            old = await drain(engine, live, self.batch_size, policy, until=head)
+            new = await drain(engine, building, self.batch_size, policy, until=old.checkpoint)
+            if old.halted or new.halted or new.checkpoint < old.checkpoint:
+                return
+            await building.serve()
+            await versions.switched(engine, name, building.version, new.checkpoint)
+        log.warning("%s: readers switched from version %d to %d at position %d", name, live.version,
+                    building.version, new.checkpoint)
+
+    async def _retire(self, name: str, version: int) -> None:
+        engine = (await self.resources()).log_engine
+        retiring = await self.projection(name, version)
+        async with exclusively(engine, retiring.label):
+            await retiring.drop()
+            await versions.dropped(engine, name, version)
+        self._built.pop((name, version), None)
+
+    async def _record(self, progress: Progress) -> None:
         if progress.batches:
-            await record_run(resources.log_engine, progress)
-        return progress
+            await record_run((await self.resources()).log_engine, progress)
 
     async def close(self) -> None:
         if self._resources is not None:
             await self._resources.close()
             self._resources = None
+            self._built.clear()
 
 
 async def record_run(engine, progress: Progress) -> None:

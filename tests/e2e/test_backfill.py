@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sqlalchemy import text
 
-from projections.base import Batch, Stores
+from projections.base import Batch, Stores, label
 from projections.registry import PROJECTIONS
 from tests.e2e.test_read_your_writes import open_shop
 from workers.catch_up import catch_up
@@ -20,11 +20,15 @@ class OrderStatusCounts:
     name: ClassVar[str] = "order_status_counts"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS
 
-    def __init__(self, stores: Stores) -> None:
-        self.redis, self.prefix = stores.redis, f"{stores.namespace}:counts:"
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        self.version, self.label = version, label(self.name, version)
+        self.redis, self.prefix = stores.redis, f"{stores.namespace}:counts:v{version}:"
 
     async def setup(self) -> None:
         """Nothing to create."""
+
+    async def serve(self) -> None:
+        """Read straight from this version's keys by the test."""
 
     async def checkpoint(self) -> int:
         return int(await self.redis.get(self.prefix + "checkpoint") or 0)

@@ -1,0 +1,72 @@
+"""Versions of a projection driven by the runner alone: build beside the live one, switch, roll back, drop."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from infra import bootstrap, rebuild
+from infra.status import projection_status
+from projections.order_summaries import OrderSummaries, ServedReader, served_version
+from tests.integration.history import write_history
+from workers import versions
+from write import event_log
+
+NAME = OrderSummaries.name
+
+
+async def settle(runner, name: str) -> None:
+    """What the queue does: call again while the runner says work is left (bounded)."""
+    for _ in range(50):
+        if await runner.catch_up(name):
+            return
+    raise AssertionError(f"{name} still had work after 50 messages")
+
+
+@pytest.fixture
+async def runner(fresh_services, write_engine):
+    built = bootstrap.runner(fresh_services)
+    yield built
+    await built.close()
+
+
+async def test_a_rebuilt_version_is_served_after_its_switch_and_the_old_one_comes_back_on_rollback(
+        runner, write_engine, stores, projections, bus, tenant):
+    history = await write_history(bus, tenant)
+    async with write_engine.connect() as conn:
+        head = await event_log.head(conn)
+    await settle(runner, NAME)
+    first = (await versions.listing(write_engine, [NAME]))[0].version
+    assert await served_version(stores.redis, stores.namespace) == first
+
+    built = await rebuild.start(write_engine, [NAME])
+    with pytest.raises(versions.VersionError, match="already building"):
+        await versions.start_rebuild(write_engine, NAME)
+    status = {row.projection: row for row in await projection_status(
+        write_engine, await bootstrap.active_projections(write_engine, stores))}
+    new_label = f"{NAME}@v{built[NAME]}"
+    assert status[new_label].state == "rebuilding" and status[new_label].checkpoint == 0
+
+    await settle(runner, NAME)
+    out = io.StringIO()
+    assert await rebuild.watch(write_engine, built, out=out, poll=0.01, timeout=5)
+    assert "live: readers switched" in out.getvalue()
+    assert await served_version(stores.redis, stores.namespace) == built[NAME]
+    position, doc = await ServedReader(stores.redis, stores.namespace).order(history["orders"][0])
+    assert doc is not None and position >= head
+
+    assert await versions.start_rollback(write_engine, NAME) == first
+    await settle(runner, NAME)
+    assert await served_version(stores.redis, stores.namespace) == first
+    assert await versions.retire_previous(write_engine, NAME) == built[NAME]
+    await settle(runner, NAME)
+    assert await rebuild.wait_dropped(write_engine, NAME, built[NAME], timeout=5)
+    assert [k async for k in stores.redis.scan_iter(match=f"{stores.namespace}:os:v{built[NAME]}:*")] == []
+    with pytest.raises(versions.VersionError, match="no previous version"):
+        await versions.start_rollback(write_engine, NAME)
+
+
+async def test_an_unknown_projection_is_refused_with_the_registered_names(write_engine):
+    with pytest.raises(rebuild.UnknownProjection, match="registered: order_summaries"):
+        await rebuild.start(write_engine, ["order_sumaries"])
