@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection, Stores
 from projections.customer_dashboards import Tables as DashboardTables
+from projections.customer_dashboards import query_served
 from projections.order_analytics import Tables as AnalyticsTables
 from projections.order_search import Names
 from projections.order_summaries import Keys, served_version
@@ -81,8 +82,7 @@ async def _clickhouse(stores: Stores, tenant: str) -> dict[str, tuple]:
 async def _dashboards(stores: Stores, tenant: str) -> dict[str, tuple]:
     sql = (f"SELECT customer_id::text, name, email, order_count, lifetime_value::text "
            f"FROM {DashboardTables(stores.namespace).served} WHERE tenant_id = :t")
-    async with stores.dashboards.connect() as conn:
-        return {row[0]: tuple(row[1:]) for row in await conn.execute(text(sql), {"t": tenant})}
+    return {row[0]: tuple(row[1:]) for row in await query_served(stores.dashboards, sql, {"t": tenant})}
 
 
 READERS = {"order_summaries": _redis, "order_search": _elasticsearch, "order_analytics": _clickhouse,

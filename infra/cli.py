@@ -26,8 +26,13 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def _status(settings: Settings, _: argparse.Namespace) -> int:
     from infra import bootstrap
-    from infra.status import projection_status, table
+    from infra.status import ProjectionStatus, projection_status, table
     from workers.versions import LIVE, NEXT, PREVIOUS
+
+    served = _running_status(settings)
+    if served is not None:  # a running process holds the stores (chDB allows one): ask it
+        print(table([ProjectionStatus(**row) for row in served]))
+        return 0
 
     async def run() -> None:
         engine, stores = bootstrap.write_engine(settings, pool_size=1), await bootstrap.open_stores(settings)
@@ -40,6 +45,17 @@ def _status(settings: Settings, _: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _running_status(settings: Settings) -> list[dict] | None:
+    """The status rows of a Prism process answering on the configured address, if one does."""
+    import httpx
+
+    try:
+        response = httpx.get(f"http://{settings.api_host}:{settings.api_port}/projections", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
 
 
 def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,9 +202,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from projections.clickhouse import EmbeddedEngineBusy
+
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.run(Settings(), args)
+    try:
+        return args.run(Settings(), args)
+    except EmbeddedEngineBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

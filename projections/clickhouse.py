@@ -6,6 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ProgrammingError
+
+
+class EmbeddedEngineBusy(Exception):
+    """Raised when another process holds the embedded engine's data path (chDB allows one process per path)."""
 
 
 def connect(url: str, chdb_path: Path | str, settings: dict[str, Any] | None = None) -> Any:
@@ -13,4 +18,10 @@ def connect(url: str, chdb_path: Path | str, settings: dict[str, Any] | None = N
     if url:
         return clickhouse_connect.get_client(dsn=url, settings=settings or {})
     Path(chdb_path).mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {})
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {})
+    except ProgrammingError as error:
+        raise EmbeddedEngineBusy(
+            f"the embedded ClickHouse engine at {chdb_path} is in use by another process (a running `prism serve`?). "
+            "Ask that process over HTTP (GET /projections, POST /audit, /deadletters), stop it first, or set "
+            f"PRISM_CLICKHOUSE_URL to a ClickHouse server. ({error})") from error

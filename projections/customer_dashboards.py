@@ -207,10 +207,29 @@ class CustomerDashboards:
 
 async def read_checkpoint(engine, tables: Tables, served: bool = False) -> int:
     """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+    if served:
+        found = await query_served(engine, f"SELECT position FROM {tables.served_checkpoint}", {})
+        return int(found[0][0] or 0) if found else 0
     async with engine.connect() as conn:
-        if served:
-            found = await conn.execute(text(f"SELECT position FROM {tables.served_checkpoint}"))
-        else:
-            found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
-                                       {"p": tables.checkpoint_key})
+        found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
+                                   {"p": tables.checkpoint_key})
         return int(found.scalar() or 0)
+
+
+async def query_served(engine, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of a query on the served views, asked again once if a switch has just replaced them.
+
+    asyncpg caches prepared statements per connection; a view renamed into place
+    invalidates them, and the first use after a switch fails (the cache is then cleared).
+    """
+    try:
+        return await _rows(engine, sql, params)
+    except DBAPIError as error:
+        if type(error.orig).__name__ != "InvalidCachedStatementError":
+            raise
+    return await _rows(engine, sql, params)
+
+
+async def _rows(engine, sql: str, params: dict[str, Any]) -> list[Any]:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).all()

@@ -7,9 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
-from sqlalchemy import text
 
-from projections.customer_dashboards import Tables, read_checkpoint
+from projections.customer_dashboards import Tables, query_served, read_checkpoint
 from readers.consistency import Consistency, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import NotFound
@@ -41,9 +40,9 @@ async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: Sto
                              response: Response, min_position: MinPosition = None) -> Any:
     tables = Tables(stores.namespace)
     served = await wait_for(lambda: read_checkpoint(stores.dashboards, tables, served=True), min_position, wait)
-    async with stores.dashboards.connect() as conn:
-        row = (await conn.execute(text(f"SELECT * FROM {tables.served} WHERE customer_id = :c AND tenant_id = :t"),
-                                  {"c": customer_id, "t": tenant})).first()
+    rows = await query_served(stores.dashboards, f"SELECT * FROM {tables.served} WHERE customer_id = :c "
+                              "AND tenant_id = :t", {"c": customer_id, "t": tenant})
+    row = rows[0] if rows else None
     if row is None:
         raise NotFound(f"customer {customer_id} has no dashboard in this tenant (position {served.position})"
                        + ("; the projection has not reached min_position yet" if served.stale else ""))
