@@ -87,7 +87,8 @@ async def metrics(request: Request) -> Response:
 
 async def _status(request: Request):
     state = request.app.state
-    return await projection_status(state.write_engine, await active_projections(state.write_engine, state.stores))
+    shown = await active_projections(state.write_engine, state.stores, (versions.LIVE, versions.NEXT, versions.PREVIOUS))
+    return await projection_status(state.write_engine, shown)
 
 
 @router.get("/health")
