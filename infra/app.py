@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from infra import bootstrap, operations
 from infra.settings import Settings
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
+from readers.analytics_sql import AnalystSql, Limits
 from readers.errors import ReaderError
 from workers.versions import LIVE
 from write import api as command_api
@@ -59,6 +60,9 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
+        app.state.analyst_sql = AnalystSql(app.state.stores, settings.clickhouse_url, str(settings.chdb_path),
+                                           Limits(settings.sql_max_seconds, settings.sql_max_rows,
+                                                  settings.sql_max_memory_mb * 1024 * 1024))
         if on_start:
             await on_start(app)
         try:

@@ -51,9 +51,10 @@ ES_HOME = OPT_DIR / f"elasticsearch-{ES_VERSION}"
 ES_USER = "prism-es"
 JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 JAVA_RELEASE = "17"
-#: Our own small plugin that serves ``GET /``; the integ-test distribution lacks the module for it.
-ROOT_PLUGIN = "prism-root"
-ROOT_PLUGIN_SOURCE = Path(__file__).resolve().parent / "elasticsearch" / ROOT_PLUGIN
+#: Our own small plugins, each built from its folder here, for what the integ-test distribution
+#: lacks: prism-root serves ``GET /``, prism-analysis adds token filters (folding, lowercase, edge n-grams).
+PLUGINS_SOURCE = Path(__file__).resolve().parent / "elasticsearch"
+PLUGINS = ("prism-root", "prism-analysis")
 BUILD_DIR = OPT_DIR / "build"
 #: Local services share a small machine with the tests; a larger heap only slows everything else.
 ES_MAX_HEAP_BYTES = 1 << 30
@@ -362,6 +363,10 @@ class _Service:
     def healthy(self) -> bool:
         raise NotImplementedError
 
+    def outdated(self) -> bool:
+        """Whether the running server must restart to pick up what install() would change."""
+        return False
+
     def after_ready(self) -> None:
         """Idempotent provisioning once the server answers (roles, databases...)."""
 
@@ -530,36 +535,48 @@ class _Redis(_Service):
         return "PONG" if self.healthy() else "not answering"
 
 
-class _RootPlugin:
-    """Builds and installs ``prism-root``, the plugin that answers ``GET /`` and ``HEAD /``.
+class _Plugin:
+    """Builds and installs one of our plugins from its folder under ``PLUGINS_SOURCE``.
 
-    The integ-test distribution has no module for the root endpoint, so it would answer 405
-    where clients expect the node's version. The build lands in ``BUILD_DIR`` and is keyed by a
-    fingerprint of the sources and the Elasticsearch version, so it reruns only after a change;
-    the plugin is reinstalled whenever the copy in the distribution differs from that build.
+    A folder holds Java sources under ``src`` and, at its top, the files the plugin tool expects
+    next to the jar: a descriptor (``plugin-descriptor.properties`` for a classic plugin,
+    ``stable-plugin-descriptor.properties`` for one on the stable API, whose ``named_components.json``
+    comes along). The build lands in ``BUILD_DIR`` and is keyed by a fingerprint of those files and
+    the Elasticsearch version, so it reruns only after a change; the plugin is reinstalled whenever
+    the copy in the distribution differs from that build.
     """
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, name: str) -> None:
         self.service = service
-        self.build = BUILD_DIR / ROOT_PLUGIN
-        self.bundle = self.build / f"{ROOT_PLUGIN}-{ES_VERSION}.zip"
+        self.name = name
+        self.source = PLUGINS_SOURCE / name
+        self.build = BUILD_DIR / name
+        self.bundle = self.build / f"{name}-{ES_VERSION}.zip"
         self.stamp = self.build / "fingerprint"
-        self.installed = ES_HOME / "plugins" / ROOT_PLUGIN
+        self.installed = ES_HOME / "plugins" / name
 
     def ensure(self) -> None:
+        """Build if needed and install what is not current; only while the node is down."""
+        if not self.current():
+            self._install()
+
+    def current(self) -> bool:
+        """Whether the installed copy matches the sources, building them first if they changed."""
         fingerprint = self._fingerprint()
         if not self._built(fingerprint):
             self._build(fingerprint)
-        if not self._installed_matches():
-            self._install()
+        return self._installed_matches()
 
     def _sources(self) -> list[Path]:
-        return sorted((ROOT_PLUGIN_SOURCE / "src").rglob("*.java"))
+        return sorted((self.source / "src").rglob("*.java"))
+
+    def _bundled(self) -> list[Path]:
+        return sorted(path for path in self.source.iterdir() if path.is_file())
 
     def _fingerprint(self) -> str:
         digest = hashlib.sha256(f"{ES_VERSION}\0{JAVA_RELEASE}\0".encode())
-        for path in [ROOT_PLUGIN_SOURCE / "plugin-descriptor.properties", *self._sources()]:
-            digest.update(f"{path.relative_to(ROOT_PLUGIN_SOURCE)}\0".encode())
+        for path in [*self._bundled(), *self._sources()]:
+            digest.update(f"{path.relative_to(self.source)}\0".encode())
             digest.update(path.read_bytes() + b"\0")
         return digest.hexdigest()
 
@@ -569,9 +586,12 @@ class _RootPlugin:
         except OSError:
             return False
 
-    def _descriptor(self) -> str:
-        template = string.Template((ROOT_PLUGIN_SOURCE / "plugin-descriptor.properties").read_text())
-        return template.substitute(
+    @staticmethod
+    def _contents(path: Path) -> str:
+        """Descriptors are templates for the versions; other files (JSON naming classes) go as they are."""
+        if path.suffix != ".properties":
+            return path.read_text()
+        return string.Template(path.read_text()).substitute(
             plugin_version=ES_VERSION, java_version=JAVA_RELEASE, elasticsearch_version=ES_VERSION
         )
 
@@ -581,17 +601,18 @@ class _RootPlugin:
         The build happens in a staging folder renamed into place, so a failed build never looks current.
         """
         _ensure_file(JAVA_HOME / "bin" / "javac", "openjdk-17-jdk-headless")
-        _say(f"{self.service}: building the {ROOT_PLUGIN} plugin")
+        _say(f"{self.service}: building the {self.name} plugin")
         _make_dir(BUILD_DIR)
-        staging = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=f".{ROOT_PLUGIN}-"))
+        staging = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=f".{self.name}-"))
         try:
             classes = staging / "classes"
             _run([JAVA_HOME / "bin" / "javac", "--release", JAVA_RELEASE, "-encoding", "UTF-8",
                   "-cp", f"{ES_HOME / 'lib'}/*", "-d", classes, *self._sources()], timeout=300)
-            jar = staging / f"{ROOT_PLUGIN}-{ES_VERSION}.jar"
+            jar = staging / f"{self.name}-{ES_VERSION}.jar"
             _run([JAVA_HOME / "bin" / "jar", "--create", "--file", jar, "-C", classes, "."], timeout=120)
             with zipfile.ZipFile(staging / self.bundle.name, "w", zipfile.ZIP_DEFLATED) as bundle:
-                bundle.writestr("plugin-descriptor.properties", self._descriptor())
+                for path in self._bundled():
+                    bundle.writestr(path.name, self._contents(path))
                 bundle.write(jar, jar.name)
             (staging / self.stamp.name).write_text(fingerprint + "\n")
             shutil.rmtree(self.build, ignore_errors=True)
@@ -618,7 +639,7 @@ class _RootPlugin:
         Plugins are read only when the node starts, so this runs while it is down. The tool
         runs as root here; the installed files are then handed to the user running the node.
         """
-        _say(f"{self.service}: installing the {ROOT_PLUGIN} plugin")
+        _say(f"{self.service}: installing the {self.name} plugin")
         shutil.rmtree(self.installed, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=".plugin-tool-"))
         try:
@@ -637,7 +658,8 @@ class _Elasticsearch(_Service):
 
     That distribution carries only the core modules, which is all Prism's indexes need,
     and is far smaller than the default one. Its missing root endpoint comes from our own
-    ``prism-root`` plugin (see _RootPlugin). It runs as ``prism-es`` with Debian's JDK 17.
+    ``prism-root`` plugin and its missing token filters from ``prism-analysis`` (see _Plugin).
+    It runs as ``prism-es`` with Debian's JDK 17.
     """
 
     name = "elasticsearch"
@@ -668,7 +690,15 @@ class _Elasticsearch(_Service):
         _ensure_file(JAVA_HOME / "bin" / "java", "openjdk-17-jre-headless")
         if not (ES_HOME / "bin" / "elasticsearch").exists():
             self._unpack(self._download())
-        _RootPlugin(self.name).ensure()
+        for plugin in self._plugins():
+            plugin.ensure()
+
+    def _plugins(self) -> list[_Plugin]:
+        return [_Plugin(self.name, name) for name in PLUGINS]
+
+    def outdated(self) -> bool:
+        """Plugins are read only when the node starts, so a new or changed one needs a restart."""
+        return not all([plugin.current() for plugin in self._plugins()])
 
     def _download(self) -> Path:
         """Maven resolves the artifact through ~/.m2, so repeated installs cost nothing."""
@@ -831,11 +861,15 @@ def _start(service: _Service) -> None:
 
 
 def _up_one(service: _Service) -> None:
-    """Leave a running service alone (waiting for it if it is still starting), else start it."""
+    """Start a service that is not running; restart one whose install changed; otherwise wait until it answers."""
     if not service.managed:
         _say(f"{service.name}: external at {service.address}, not managed here")
         return
     pid = service.pid()
+    if pid is not None and service.outdated():
+        _say(f"{service.name}: restarting to apply changes")
+        _down_one(service)
+        pid = None
     if pid is None:
         _start(service)
     elif service.healthy():

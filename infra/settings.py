@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     poison_policies: dict[str, Literal["halt", "skip"]] = Field(
         default_factory=dict, description='Per projection: "halt" (default) or "skip" at a poison event, as JSON')
 
+    sql_max_seconds: float = Field(10.0, gt=0, description="Longest an analyst's ad-hoc SQL query may run")
+    sql_max_rows: int = Field(10_000, ge=1, description="Most rows an analyst's ad-hoc SQL query may return")
+    sql_max_memory_mb: int = Field(512, ge=16, description="Most memory an analyst's ad-hoc SQL query may use")
+
     operator_token: str = Field("", description="Bearer token the audit and dead-letter routes require (empty: "
                                                 "open, refused in production)")
 

@@ -41,6 +41,24 @@ local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
 return {redis.call('GET', prefix .. 'checkpoint'), redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')}
 """
 
+#: The served version's checkpoint and a page of one customer's orders, newest first, after the cursor order
+#: (by its rank now, so orders placed meanwhile do not shift the page); ``false`` for an unknown cursor.
+READ_CUSTOMER_PAGE = """
+local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
+local key = prefix .. 'customer:' .. ARGV[2] .. ':orders'
+local start, limit = 0, tonumber(ARGV[4])
+if ARGV[3] ~= '' then
+  local rank = redis.call('ZREVRANK', key, ARGV[3])
+  if not rank then return {redis.call('GET', prefix .. 'checkpoint') or '0', false, 0} end
+  start = rank + 1
+end
+local docs = {}
+for i, id in ipairs(redis.call('ZRANGE', key, start, start + limit - 1, 'REV')) do
+  docs[i] = redis.call('HGET', prefix .. 'order:' .. id, 'doc') or ''
+end
+return {redis.call('GET', prefix .. 'checkpoint') or '0', docs, redis.call('ZCARD', key) - start - #docs}
+"""
+
 
 class Keys:
     """Key layout of one version of the summaries."""
@@ -170,10 +188,20 @@ class ServedReader:
     def __init__(self, redis, namespace: str) -> None:
         self.keys = Keys(namespace)
         self._read = redis.register_script(READ_SERVED)
+        self._page = redis.register_script(READ_CUSTOMER_PAGE)
 
     async def order(self, order_id: str) -> tuple[int, dict | None]:
         checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
         return int(checkpoint or 0), json.loads(doc) if doc else None
+
+    async def customer_orders(self, customer_id: str, after: str | None, limit: int
+                              ) -> tuple[int, list[dict] | None, int]:
+        """Checkpoint, up to ``limit`` documents after the ``after`` order (None if unknown), and how many remain."""
+        checkpoint, docs, remaining = await self._page(keys=[self.keys.serving], args=[
+            self.keys.root + "v", customer_id, after or "", limit])
+        if docs is None:
+            return int(checkpoint), None, 0
+        return int(checkpoint), [json.loads(doc) for doc in docs if doc], int(remaining)
 
 
 def _json(value: dict) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import Response as RawResponse
+from pydantic import BaseModel, Field
 
 from projections.base import Stores
 from projections.order_analytics import Tables, read_checkpoint
 from readers.consistency import Consistency, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.analytics_sql import Result
 from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["analytics (ClickHouse)"])
@@ -45,12 +49,35 @@ class TopProducts(BaseModel):
     consistency: Consistency
 
 
+@dataclass(frozen=True)
+class DateRange:
+    start: date
+    end: date
+
+    def parameters(self, tenant: str) -> dict[str, Any]:
+        return {"tenant": tenant, "start": self.start, "end": self.end}
+
+
+def _period(start: Annotated[date | None, Query(alias="from", ge=EARLIEST, le=LATEST)] = None,
+            end: Annotated[date | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST)] = None
+            ) -> DateRange:
+    """Placing dates from (inclusive) to (exclusive); the last 90 days by default."""
+    end = end or date.today() + timedelta(days=1)
+    start = start or end - timedelta(days=90)
+    if start >= end:
+        raise InvalidQuery("from must be before to", "from")
+    return DateRange(start, end)
+
+
+Period = Annotated[DateRange, Depends(_period)]
+_IN_PERIOD = "tenant_id = %(tenant)s AND placed_at >= %(start)s AND placed_at < %(end)s"
+
+
 def revenue_sql(t: Tables, granularity: str) -> str:
     return f"""
         SELECT {PERIODS[granularity]}(placed_at) AS period, count() AS orders, sum(total) AS revenue
         FROM {t.view('orders')}
-        WHERE tenant_id = %(tenant)s AND status != 'cancelled'
-          AND placed_at >= %(start)s AND placed_at < %(end)s
+        WHERE {_IN_PERIOD} AND status != 'cancelled'
         GROUP BY period ORDER BY period"""
 
 
@@ -71,18 +98,11 @@ async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[t
 
 
 @router.get("/analytics/revenue", response_model=Revenue)
-async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                  start: Annotated[date | None, Query(alias="from", ge=EARLIEST, le=LATEST)] = None,
-                  end: Annotated[date | None, Query(alias="to", description="Exclusive", ge=EARLIEST,
-                                                    le=LATEST)] = None,
+async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
                   granularity: Literal["day", "week", "month"] = "day", min_position: MinPosition = None) -> Any:
-    end = end or date.today() + timedelta(days=1)
-    start = start or end - timedelta(days=90)
-    if start >= end:
-        raise InvalidQuery("from must be before to", "from")
     tables = Tables(stores.namespace)
     served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
-    rows = await _query(stores, revenue_sql(tables, granularity), {"tenant": tenant, "start": start, "end": end})
+    rows = await _query(stores, revenue_sql(tables, granularity), period.parameters(tenant))
     served.stamp(response)
     return {"granularity": granularity, "consistency": served.model(),
             "rows": [{"period": p, "orders": n, "revenue": str(r)} for p, n, r in rows]}
@@ -98,3 +118,101 @@ async def top_products(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, res
     served.stamp(response)
     return {"consistency": served.model(), "rows": [
         {"product_id": str(pid), "name": name or "", "quantity": q, "revenue": str(r)} for pid, name, q, r in rows]}
+
+
+class Summary(BaseModel):
+    """Order figures of a period: average order value and revenue leave cancelled orders out."""
+
+    orders: int
+    cancelled: int
+    cancellation_rate: float
+    revenue: str
+    average_order_value: str
+    discounted_orders: int
+    discount_total: str
+    discount_share_of_subtotal: float
+    consistency: Consistency
+
+
+class HourRow(BaseModel):
+    hour: int
+    orders: int
+    revenue: str
+
+
+class OrdersByHour(BaseModel):
+    rows: list[HourRow]
+    consistency: Consistency
+
+
+def summary_sql(t: Tables) -> str:
+    return f"""
+        SELECT count() AS orders, countIf(status = 'cancelled') AS cancelled,
+               sumIf(total, status != 'cancelled') AS revenue,
+               countIf(discount > 0 AND status != 'cancelled') AS discounted,
+               sumIf(discount, status != 'cancelled') AS discounts,
+               sumIf(subtotal, status != 'cancelled') AS subtotals
+        FROM {t.view('orders')} WHERE {_IN_PERIOD}"""
+
+
+def by_hour_sql(t: Tables) -> str:
+    return f"""
+        SELECT toHour(placed_at) AS hour, count() AS orders, sum(total) AS revenue
+        FROM {t.view('orders')} WHERE {_IN_PERIOD} AND status != 'cancelled'
+        GROUP BY hour ORDER BY hour"""
+
+
+@router.get("/analytics/summary", response_model=Summary)
+async def summary(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
+                  min_position: MinPosition = None) -> Any:
+    """Average order value, cancellation rate and what discounts cost, over placing dates (UTC)."""
+    tables = Tables(stores.namespace)
+    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    [(orders, cancelled, revenue_, discounted, discounts, subtotals)] = await _query(
+        stores, summary_sql(tables), period.parameters(tenant))
+    kept = orders - cancelled
+    served.stamp(response)
+    return {"orders": orders, "cancelled": cancelled, "cancellation_rate": round(cancelled / orders, 4) if orders else 0.0,
+            "revenue": str(revenue_), "average_order_value": str(round(revenue_ / kept, 2) if kept else Decimal("0.00")),
+            "discounted_orders": discounted, "discount_total": str(discounts),
+            "discount_share_of_subtotal": round(float(discounts / subtotals), 4) if subtotals else 0.0,
+            "consistency": served.model()}
+
+
+@router.get("/analytics/orders-by-hour", response_model=OrdersByHour)
+async def orders_by_hour(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
+                         min_position: MinPosition = None) -> Any:
+    """Non-cancelled orders and revenue per hour of the day (UTC) they were placed."""
+    tables = Tables(stores.namespace)
+    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    rows = await _query(stores, by_hour_sql(tables), period.parameters(tenant))
+    served.stamp(response)
+    return {"consistency": served.model(), "rows": [{"hour": h, "orders": n, "revenue": str(r)} for h, n, r in rows]}
+
+
+class SqlQuery(BaseModel):
+    sql: str = Field(min_length=1, max_length=20_000, description="One SELECT over the views orders, order_lines, "
+                     "order_events and products; it sees only the caller's tenant",
+                     examples=["SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status"])
+    format: Literal["json", "csv"] = "json"
+
+
+class SqlAnswer(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+    consistency: Consistency
+
+
+@router.post("/analytics/sql", response_model=SqlAnswer, responses={200: {"content": {"text/csv": {}}}})
+async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, request: Request,
+                      response: Response, min_position: MinPosition = None) -> Any:
+    """Ad-hoc SQL for analysts: read-only, limited in time, rows and memory, and scoped to the caller's tenant."""
+    tables = Tables(stores.namespace)
+    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
+    if not isinstance(answer, Result):
+        raw = RawResponse(answer, media_type="text/csv")
+        served.stamp(raw)
+        return raw
+    served.stamp(response)
+    return {"columns": answer.columns, "rows": answer.rows, "consistency": served.model()}

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from projections.order_summaries import ServedReader
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
-from readers.errors import NotFound
+from readers.errors import InvalidQuery, NotFound
 
 router = APIRouter(tags=["order pages (Redis)"])
 
@@ -74,3 +74,34 @@ def _missing(order_id: uuid.UUID, served: Served) -> str:
     if served.stale:
         message += f"; the projection has not reached min_position {served.min_position} yet"
     return message
+
+
+class CustomerOrders(BaseModel):
+    """One page of a customer's orders, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    orders: list[OrderSummary]
+    next_cursor: str | None
+    consistency: Consistency
+
+
+@router.get("/customers/{customer_id}/orders", response_model=CustomerOrders)
+async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
+                          response: Response, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                          cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")]
+                          = None, min_position: MinPosition = None) -> Any:
+    reader, found = ServedReader(stores.redis, stores.namespace), {}
+
+    async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
+        position, found["docs"], found["remaining"] = await reader.customer_orders(
+            str(customer_id), str(cursor) if cursor else None, limit)
+        return position
+
+    served = await wait_for(read, min_position, wait)
+    if found["docs"] is None:
+        raise InvalidQuery(f"cursor {cursor} is not an order of customer {customer_id}", "cursor")
+    docs = [doc for doc in found["docs"] if doc["tenant_id"] == tenant]
+    served.stamp(response)
+    for doc in docs:
+        doc["consistency"] = served.model()
+    return {"orders": docs, "consistency": served.model(),
+            "next_cursor": docs[-1]["order_id"] if docs and found["remaining"] > 0 else None}

@@ -1,0 +1,70 @@
+"""Analysts' SQL over HTTP: a tenant sees only its own rows, cannot write, cannot leave its views."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_read_your_writes import open_shop
+
+
+@pytest.fixture
+async def two_shops(http, api_tenant):
+    other = f"{api_tenant}-b"
+    assert (await http.post("/tenants", json={"name": "Other"}, headers={"X-Tenant-ID": other})).status_code == 201
+    mine, made = await open_shop(http, api_tenant)
+    theirs, made_there = await open_shop(http, other)
+    return mine, made, theirs, made_there
+
+
+async def sql(shop, query: str, position: int, **extra):
+    return await shop.http.post("/analytics/sql", json={"sql": query, **extra}, headers=shop.headers,
+                                params={"min_position": position})
+
+
+async def test_each_tenant_sees_only_its_own_rows_in_every_view(two_shops):
+    mine, made, theirs, made_there = two_shops
+    position = made_there["order"]["position"]
+    for view in ("orders", "order_lines", "order_events", "products"):
+        for shop in (mine, theirs):
+            answer = await sql(shop, f"SELECT DISTINCT tenant_id FROM {view}", position)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["rows"] == [[shop.tenant]], view
+    joined = await sql(mine, "SELECT o.order_id, sum(l.line_total) FROM orders o JOIN order_lines l "
+                             "ON l.order_id = o.order_id GROUP BY o.order_id", position)
+    assert joined.json()["rows"] == [[made["order"]["id"], "25.00"]]
+    assert joined.headers["X-Prism-Position"] and int(joined.headers["X-Prism-Position"]) >= position
+
+
+async def test_csv_answers_carry_a_header_row(two_shops):
+    mine, made, _, _ = two_shops
+    answer = await sql(mine, "SELECT order_id, total FROM orders", made["order"]["position"], format="csv")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert answer.text.splitlines() == ['"order_id","total"', f'"{made["order"]["id"]}",25']
+
+
+@pytest.mark.parametrize("query, expect, words", [
+    ("INSERT INTO orders (tenant_id) VALUES ('x')", 400, "only a single SELECT"),
+    ("DROP TABLE orders", 400, "only a single SELECT"),
+    ("ALTER TABLE orders DELETE WHERE 1", 400, "only a single SELECT"),
+    ("SELECT * FROM orders INTO OUTFILE '/tmp/leak.csv'", 400, "only a single SELECT"),
+    ("SELECT 1; DROP TABLE orders", 422, "Multi-statements are not allowed"),
+    ("SELECT count() FROM orders -- ;\n; SELECT * FROM system.tables", 422, "Multi-statements"),
+    ("SELECT * FROM system.query_log", 400, "table system.query_log is not available"),
+    ("SELECT name FROM system.tables", 400, "table system.tables is not available"),
+    ("SELECT count() FROM orders_v1", 400, "table orders_v1 is not available"),
+    ("SELECT count() FROM prismtest.orders", 400, "table prismtest.orders is not available"),
+    ("SELECT * FROM file('/etc/passwd', 'LineAsString')", 400, "table function file() is not allowed"),
+    ("SELECT * FROM numbers(10)", 400, "table function numbers() is not allowed"),
+    ("SELECT count() FROM orders WHERE order_id IN (SELECT order_id FROM orders_v1)", 400, "orders_v1"),
+    ("SELECT count() FROM orders SETTINGS additional_table_filters = {}", 400, "SETTINGS clause is not allowed"),
+    ("SELECT count() FROM orders SETTINGS readonly = 0", 400, "SETTINGS clause is not allowed"),
+    ("SELECT count() FROM (SELECT * FROM orders SETTINGS max_threads = 1)", 400, "SETTINGS clause"),
+    ("SELECT arrayJoin(range(20000))", 422, "more than 10000 rows"),
+    ("SELECT nonsense FROM orders", 422, "nonsense"),
+])
+async def test_what_the_guard_refuses(two_shops, query, expect, words):
+    mine, made, _, _ = two_shops
+    answer = await sql(mine, query, made["order"]["position"])
+    assert answer.status_code == expect, answer.text
+    body = answer.json()
+    assert body["code"] == ("sql_refused" if expect == 400 else "sql_failed") and words in body["message"], body
