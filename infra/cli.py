@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 
 from infra.settings import Settings
@@ -145,6 +146,56 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _sql(settings: Settings, args: argparse.Namespace) -> int:
+    """An analyst's query: through a running Prism if one answers (it holds the embedded engine), else directly."""
+    import httpx
+
+    from readers.analytics_sql import AnalystSql, Limits, Result
+    from readers.deps import TENANT_PATTERN
+    from readers.errors import ReaderError
+
+    if not re.match(TENANT_PATTERN, args.tenant):
+        print(f"error: tenant {args.tenant!r} must match {TENANT_PATTERN}", file=sys.stderr)
+        return 2
+    body = {"sql": args.query, "format": "csv" if args.format == "csv" else "json"}
+    try:
+        answer = httpx.post(f"http://{settings.api_host}:{settings.api_port}/analytics/sql", json=body,
+                            headers={"X-Tenant-ID": args.tenant}, timeout=settings.sql_max_seconds + 30)
+    except httpx.HTTPError:
+        answer = None
+    if answer is not None:
+        if answer.status_code != 200:
+            print(f"error: {answer.json().get('message', answer.text)}", file=sys.stderr)
+            return 1
+        print(answer.text if args.format == "csv" else _table(answer.json()["columns"], answer.json()["rows"]))
+        return 0
+
+    async def direct() -> int:
+        from infra import bootstrap
+
+        stores = await bootstrap.open_stores(settings)
+        try:
+            limits = Limits(settings.sql_max_seconds, settings.sql_max_rows, settings.sql_max_memory_mb * 1024 * 1024)
+            found = await AnalystSql(stores, settings.clickhouse_url, str(settings.chdb_path), limits).run(
+                args.tenant, args.query, csv=args.format == "csv")
+        except ReaderError as error:
+            print(f"error: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await bootstrap.close_stores(stores)
+        print(_table(found.columns, found.rows) if isinstance(found, Result) else found.decode())
+        return 0
+
+    return asyncio.run(direct())
+
+
+def _table(columns: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:], f"({len(rows)} rows)"])
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from infra.demo import run_demo
 
@@ -195,6 +246,11 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--drop-previous", metavar="NAME", help="drop the previous version (no rollback after)")
     rebuild.add_argument("--no-wait", action="store_true", help="ask and return; `prism status` shows progress")
     rebuild.set_defaults(run=_rebuild)
+    sql = sub.add_parser("sql", help="run an analyst's read-only SQL on ClickHouse, scoped to one tenant")
+    sql.add_argument("query", help="one SELECT over orders, order_lines, order_events, products")
+    sql.add_argument("--tenant", required=True)
+    sql.add_argument("--format", choices=["table", "csv"], default="table")
+    sql.set_defaults(run=_sql)
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=_demo)

@@ -9,6 +9,8 @@ search what N wrote.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, ClassVar
 
 from elasticsearch import BadRequestError, ConflictError, NotFoundError
@@ -18,7 +20,12 @@ from projections import documents
 from projections.base import Batch, Stores, TransientStoreError, label
 from write.events import StoredEvent
 
-_TEXT = {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
+#: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
+log = logging.getLogger("prism.order_search")
+_NAME = {"type": "text", "analyzer": "folded", "fields": {
+    "raw": {"type": "keyword", "ignore_above": 256},
+    "prefix": {"type": "text", "analyzer": "prefixes", "search_analyzer": "folded"}}}
+_FOLDED = {"type": "text", "analyzer": "folded"}
 _MONEY = {"type": "double"}
 _DATE = {"type": "date"}
 
@@ -28,8 +35,8 @@ MAPPING: dict[str, Any] = {
         "order_id": {"type": "keyword"},
         "tenant_id": {"type": "keyword"},
         "customer_id": {"type": "keyword"},
-        "customer_name": _TEXT,
-        "customer_email": {"type": "text", "analyzer": "simple", "fields": {"raw": {"type": "keyword"}}},
+        "customer_name": _NAME,
+        "customer_email": {"type": "text", "analyzer": "folded", "fields": {"raw": {"type": "keyword"}}},
         "status": {"type": "keyword"},
         "items": {
             "type": "nested",
@@ -37,7 +44,7 @@ MAPPING: dict[str, Any] = {
                 "name_position": {"type": "long", "index": False},
                 "line_no": {"type": "short"},
                 "product_id": {"type": "keyword"},
-                "product_name": _TEXT,
+                "product_name": _NAME,
                 "quantity": {"type": "integer"},
                 "unit_price": _MONEY,
                 "line_total": _MONEY,
@@ -49,8 +56,8 @@ MAPPING: dict[str, Any] = {
         "discount": _MONEY,
         "total": _MONEY,
         "discount_authorised_by": {"type": "keyword"},
-        "note": {"type": "text"},
-        "cancel_reason": {"type": "text"},
+        "note": _FOLDED,
+        "cancel_reason": _FOLDED,
         "placed_at": _DATE,
         "confirmed_at": _DATE,
         "shipped_at": _DATE,
@@ -66,6 +73,12 @@ DIMENSIONS_MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
     "name": {"type": "keyword", "index": False}, "email": {"type": "keyword", "index": False},
     "position": {"type": "long"}}}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+#: Filters from the prism-analysis plugin (infra/elasticsearch/prism-analysis): the distribution has no analysis-common.
+ANALYSIS = {"analyzer": {
+    "folded": {"type": "custom", "tokenizer": "standard", "filter": ["prism_lowercase", "prism_folding"]},
+    "prefixes": {"type": "custom", "tokenizer": "standard",
+                 "filter": ["prism_lowercase", "prism_folding", "prism_edge_ngram"]},
+}}
 
 
 class Names:
@@ -98,7 +111,7 @@ class OrderSearch:
         self.names = Names(stores.namespace, version)
 
     async def setup(self) -> None:
-        await self._create(self.names.index, MAPPING)
+        await self._create(self.names.index, MAPPING, analysis=ANALYSIS)
         await self._create(self.names.dimensions, DIMENSIONS_MAPPING)
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
         if not await self.es.indices.exists_alias(name=self.names.alias):
@@ -107,15 +120,24 @@ class OrderSearch:
     async def serve(self) -> None:
         await self.es.indices.update_aliases(actions=self.names.serving())
 
-    async def _create(self, index: str, mappings: dict[str, Any], **extra: Any) -> None:
+    async def _create(self, index: str, mappings: dict[str, Any], analysis: dict[str, Any] | None = None) -> None:
         """Create unless it exists; another process starting at the same time may win the race."""
         if await self.es.indices.exists(index=index):
+            await self._warn_if_outdated(index, mappings)
             return
+        settings = SETTINGS | ({"analysis": analysis} if analysis else {})
         try:
-            await self.es.indices.create(index=index, mappings=mappings, settings=SETTINGS, **extra)
+            await self.es.indices.create(index=index, mappings=mappings, settings=settings)
         except BadRequestError as error:
             if error.error != "resource_already_exists_exception":
                 raise
+
+    async def _warn_if_outdated(self, index: str, mappings: dict[str, Any]) -> None:
+        """An index made by an older release keeps its mapping: say how to move to the current one."""
+        found = await self.es.indices.get_mapping(index=index)
+        if found[index]["mappings"].get("properties") != _normalised(mappings)["properties"]:
+            log.warning("%s has an older mapping than this release's; `prism rebuild %s` builds a version with the "
+                        "current one without downtime", index, self.name)
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.es, self.names)
@@ -196,6 +218,11 @@ class OrderSearch:
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
         return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
                                                                       size=1000)}
+
+
+def _normalised(mappings: dict[str, Any]) -> dict[str, Any]:
+    """The mapping as Elasticsearch reports it back (it drops defaults such as ``index: true``)."""
+    return json.loads(json.dumps(mappings))
 
 
 async def read_checkpoint(es, names: Names, served: bool = False) -> int:

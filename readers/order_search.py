@@ -1,12 +1,21 @@
-"""The search box, read from the Elasticsearch order index."""
+"""The search box, read from the Elasticsearch order index.
+
+Full text is folded ("jose" finds "José") and typo-tolerant (fuzziness AUTO) over
+customer name and email, product names, notes and cancellation reasons. Pages go by
+``page`` near the top and by ``cursor`` (``search_after`` on the sort values plus the
+order id) anywhere, so deep pages never ask Elasticsearch for ``from`` past 10,000.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from projections.order_search import Names, read_checkpoint
 from readers.consistency import Consistency, wait_for
@@ -15,7 +24,18 @@ from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["search (Elasticsearch)"])
 PAGE_SIZE = 20
-STATUSES = ("pending", "confirmed", "shipped", "cancelled")
+#: Elasticsearch's own window for from + size; deeper pages go by cursor.
+MAX_WINDOW = 10_000
+TEXT_FIELDS = ["customer_name^3", "customer_email", "note", "cancel_reason"]
+HIGHLIGHTED = ("customer_name", "customer_email", "note", "cancel_reason")
+SORTS: dict[str, list[dict[str, Any]]] = {
+    "relevance": [{"_score": "desc"}, {"placed_at": "desc"}],
+    "newest": [{"placed_at": "desc"}],
+    "oldest": [{"placed_at": "asc"}],
+    "total_desc": [{"total": "desc"}],
+    "total_asc": [{"total": "asc"}],
+}
+Money = Annotated[Decimal | None, Query(ge=0, le=Decimal("1e10"))]
 
 
 class Hit(BaseModel):
@@ -28,60 +48,157 @@ class Hit(BaseModel):
     placed_at: str
     products: list[str]
     score: float | None
+    highlights: dict[str, list[str]] = Field(description="Matched terms wrapped in <em>, per field")
+
+
+class Bucket(BaseModel):
+    key: str
+    count: int
+
+
+class Facets(BaseModel):
+    status: list[Bucket]
+    total_histogram: list[Bucket] = Field(description="Orders per total range; key is the range's lower bound")
+    top_products: list[Bucket]
 
 
 class SearchResults(BaseModel):
     total: int
-    page: int
+    page: int | None
     page_size: int
     hits: list[Hit]
+    facets: Facets
+    next_cursor: str | None = Field(description="Pass as cursor for the next page (works at any depth)")
+    consistency: Consistency
+
+
+class Suggestions(BaseModel):
+    suggestions: list[str]
     consistency: Consistency
 
 
 def search_query(tenant: str, q: str | None, status: str | None, min_total: Decimal | None,
-                 max_total: Decimal | None) -> dict[str, Any]:
-    """Tenant-filtered full text over customer and product names, with exact filters."""
+                 max_total: Decimal | None, start: date | None = None, end: date | None = None,
+                 customer_id: str | None = None) -> dict[str, Any]:
+    """Tenant-filtered, folded, typo-tolerant full text with exact filters."""
     filters: list[dict[str, Any]] = [{"term": {"tenant_id": tenant}}]
     if status:
         filters.append({"term": {"status": status}})
+    if customer_id:
+        filters.append({"term": {"customer_id": customer_id}})
     if min_total is not None or max_total is not None:
         bounds = {k: str(v) for k, v in (("gte", min_total), ("lte", max_total)) if v is not None}
         filters.append({"range": {"total": bounds}})
+    if start or end:
+        filters.append({"range": {"placed_at": {k: v.isoformat() for k, v in (("gte", start), ("lt", end)) if v}}})
     must: list[dict[str, Any]] = []
     if q:
         must.append({"bool": {"minimum_should_match": 1, "should": [
-            {"multi_match": {"query": q, "fields": ["customer_name^2", "customer_email", "note", "cancel_reason"],
-                             "fuzziness": "AUTO"}},
-            {"nested": {"path": "items", "score_mode": "max", "query": {
-                "match": {"items.product_name": {"query": q, "fuzziness": "AUTO"}}}}},
+            {"multi_match": {"query": q, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}},
+            {"nested": {"path": "items", "score_mode": "max", "inner_hits": {
+                "size": 5, "_source": False, "highlight": {"fields": {"items.product_name": {}}}},
+                "query": {"match": {"items.product_name": {"query": q, "fuzziness": "AUTO"}}}}},
         ]}})
     return {"bool": {"filter": filters, "must": must or [{"match_all": {}}]}}
 
 
+def facets_request(histogram_interval: int) -> dict[str, Any]:
+    return {
+        "status": {"terms": {"field": "status", "size": 10}},
+        "total_histogram": {"histogram": {"field": "total", "interval": histogram_interval, "min_doc_count": 1}},
+        "items": {"nested": {"path": "items"}, "aggs": {
+            "top_products": {"terms": {"field": "items.product_name.raw", "size": 10}}}},
+    }
+
+
 @router.get("/search", response_model=SearchResults)
 async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                        q: Annotated[str | None, Query(max_length=200)] = None,
+                        q: Annotated[str | None, Query(max_length=200, examples=["widgte"])] = None,
                         status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
-                        min_total: Annotated[Decimal | None, Query(ge=0, le=Decimal("1e10"))] = None,
-                        max_total: Annotated[Decimal | None, Query(ge=0, le=Decimal("1e10"))] = None,
-                        page: Annotated[int, Query(ge=1, le=500)] = 1,
+                        min_total: Money = None, max_total: Money = None,
+                        start: Annotated[date | None, Query(alias="from", description="Placed on or after")] = None,
+                        end: Annotated[date | None, Query(alias="to", description="Placed before")] = None,
+                        customer_id: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F-]{36}$")] = None,
+                        sort: Literal["relevance", "newest", "oldest", "total_desc", "total_asc"] | None = None,
+                        page: Annotated[int | None, Query(ge=1)] = None,
+                        cursor: Annotated[str | None, Query(max_length=500)] = None,
+                        histogram_interval: Annotated[int, Query(ge=1, le=1_000_000)] = 100,
                         min_position: MinPosition = None) -> Any:
     if min_total is not None and max_total is not None and min_total > max_total:
         raise InvalidQuery("min_total must not exceed max_total", "min_total")
+    if start and end and start >= end:
+        raise InvalidQuery("from must be before to", "from")
+    if page and cursor:
+        raise InvalidQuery("give page or cursor, not both", "cursor")
+    if page and page * PAGE_SIZE > MAX_WINDOW:
+        raise InvalidQuery(f"page {page} is past the first {MAX_WINDOW} results; follow next_cursor instead", "page")
+    order = SORTS[sort or ("relevance" if q else "newest")] + [{"order_id": "asc"}]
     names = Names(stores.namespace)
     served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
-    sort = None if q else [{"placed_at": "desc"}]
+    paging = {"search_after": _decode(cursor)} if cursor else {"from_": ((page or 1) - 1) * PAGE_SIZE}
     found = await stores.elasticsearch.search(
-        index=names.alias, query=search_query(tenant, q, status, min_total, max_total), sort=sort,
-        from_=(page - 1) * PAGE_SIZE, size=PAGE_SIZE, track_total_hits=True)
+        index=names.alias, query=search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
+        sort=order, size=PAGE_SIZE, track_total_hits=True, aggs=facets_request(histogram_interval),
+        highlight={"fields": {field: {} for field in HIGHLIGHTED}}, **paging)
     served.stamp(response)
-    return {"total": found["hits"]["total"]["value"], "page": page, "page_size": PAGE_SIZE,
-            "hits": [_hit(h) for h in found["hits"]["hits"]], "consistency": served.model()}
+    hits = found["hits"]["hits"]
+    more = len(hits) == PAGE_SIZE and (cursor or (page or 1) * PAGE_SIZE < found["hits"]["total"]["value"])
+    return {"total": found["hits"]["total"]["value"], "page": None if cursor else (page or 1),
+            "page_size": PAGE_SIZE, "hits": [_hit(h) for h in hits], "facets": _facets(found["aggregations"]),
+            "next_cursor": _encode(hits[-1]["sort"]) if more else None, "consistency": served.model()}
+
+
+@router.get("/search/suggest", response_model=Suggestions)
+async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
+                  q: Annotated[str, Query(min_length=1, max_length=50, examples=["wid"])],
+                  min_position: MinPosition = None) -> Any:
+    """Customer and product names starting with what was typed (folded: "jos" suggests "José"), at most 10."""
+    names = Names(stores.namespace)
+    served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
+    prefix = {"match": {"customer_name.prefix": {"query": q, "operator": "and"}}}
+    product_prefix = {"match": {"items.product_name.prefix": {"query": q, "operator": "and"}}}
+    found = await stores.elasticsearch.search(index=names.alias, size=0, query={"bool": {
+        "filter": [{"term": {"tenant_id": tenant}}], "should": [
+            prefix, {"nested": {"path": "items", "query": product_prefix}}], "minimum_should_match": 1}}, aggs={
+        "customers": {"filter": prefix, "aggs": {"names": {"terms": {"field": "customer_name.raw", "size": 10}}}},
+        "items": {"nested": {"path": "items"}, "aggs": {"matching": {"filter": product_prefix, "aggs": {
+            "names": {"terms": {"field": "items.product_name.raw", "size": 10}}}}}}})
+    buckets = found["aggregations"]["customers"]["names"]["buckets"] + \
+        found["aggregations"]["items"]["matching"]["names"]["buckets"]
+    ranked = sorted(buckets, key=lambda b: (-b["doc_count"], b["key"]))
+    served.stamp(response)
+    return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
     doc = hit["_source"]
+    highlights = dict(hit.get("highlight", {}))
+    for inner in hit.get("inner_hits", {}).get("items", {}).get("hits", {}).get("hits", []):
+        highlights.setdefault("items.product_name", []).extend(inner.get("highlight", {}).get(
+            "items.product_name", []))
     return {key: doc[key] for key in ("order_id", "customer_id", "customer_name", "customer_email", "status",
                                       "total", "placed_at")} | {
-        "products": [item["product_name"] for item in doc["items"]], "score": hit.get("_score")}
+        "products": [item["product_name"] for item in doc["items"]], "score": hit.get("_score"),
+        "highlights": highlights}
 
+
+def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    def buckets(found: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"key": str(b["key"]), "count": b["doc_count"]} for b in found["buckets"]]
+
+    return {"status": buckets(aggs["status"]), "total_histogram": buckets(aggs["total_histogram"]),
+            "top_products": buckets(aggs["items"]["top_products"])}
+
+
+def _encode(sort_values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode()
+
+
+def _decode(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise InvalidQuery("cursor is not one this API gave out", "cursor") from None
+    if not isinstance(values, list) or not all(isinstance(v, (str, int, float)) or v is None for v in values):
+        raise InvalidQuery("cursor is not one this API gave out", "cursor")
+    return values
