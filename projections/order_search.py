@@ -73,12 +73,23 @@ DIMENSIONS_MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
     "name": {"type": "keyword", "index": False}, "email": {"type": "keyword", "index": False},
     "position": {"type": "long"}}}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
-#: Filters from the prism-analysis plugin (infra/elasticsearch/prism-analysis): the distribution has no analysis-common.
-ANALYSIS = {"analyzer": {
-    "folded": {"type": "custom", "tokenizer": "standard", "filter": ["prism_lowercase", "prism_folding"]},
-    "prefixes": {"type": "custom", "tokenizer": "standard",
-                 "filter": ["prism_lowercase", "prism_folding", "prism_edge_ngram"]},
-}}
+#: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/elasticsearch/prism-analysis) on the
+#: Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
+PLUGIN_FILTERS = {"lowercase": "prism_lowercase", "folding": "prism_folding", "prefixes": "prism_edge_ngram"}
+BUILTIN_FILTERS = {"lowercase": "lowercase", "folding": "asciifolding", "prefixes": "prism_prefixes"}
+
+
+def analysis(filters: dict[str, str]) -> dict[str, Any]:
+    folded = [filters["lowercase"], filters["folding"]]
+    settings: dict[str, Any] = {"analyzer": {
+        "folded": {"type": "custom", "tokenizer": "standard", "filter": folded},
+        "prefixes": {"type": "custom", "tokenizer": "standard", "filter": folded + [filters["prefixes"]]},
+    }}
+    if filters["prefixes"] == "prism_prefixes":
+        settings["filter"] = {"prism_prefixes": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}}
+    return settings
+
+
 
 
 class Names:
@@ -111,11 +122,18 @@ class OrderSearch:
         self.names = Names(stores.namespace, version)
 
     async def setup(self) -> None:
-        await self._create(self.names.index, MAPPING, analysis=ANALYSIS)
+        await self._create(self.names.index, MAPPING, analysis=analysis(await self._filters()))
         await self._create(self.names.dimensions, DIMENSIONS_MAPPING)
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
         if not await self.es.indices.exists_alias(name=self.names.alias):
             await self.serve()
+
+    async def _filters(self) -> dict[str, str]:
+        try:
+            await self.es.indices.analyze(tokenizer="standard", filter=["prism_folding"], text="é")
+        except BadRequestError:
+            return BUILTIN_FILTERS
+        return PLUGIN_FILTERS
 
     async def serve(self) -> None:
         await self.es.indices.update_aliases(actions=self.names.serving())
