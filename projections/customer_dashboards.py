@@ -37,14 +37,21 @@ class Tables:
         self.schema = namespace
         self.customers = f"{namespace}.dash_customers_v{version}"
         self.orders = f"{namespace}.dash_orders_v{version}"
+        self.lines = f"{namespace}.dash_order_lines_v{version}"
+        self.products = f"{namespace}.dash_products_v{version}"
         self.dashboards = f"{namespace}.customer_dashboards_v{version}"
         self.checkpoints = f"{namespace}.projection_checkpoints"
         self.checkpoint_key = f"customer_dashboards_v{version}"
         self.served = f"{namespace}.customer_dashboards"
+        self.served_orders = f"{namespace}.dash_orders"
+        self.served_lines = f"{namespace}.dash_order_lines"
+        self.served_products = f"{namespace}.dash_products"
         self.served_checkpoint = f"{namespace}.customer_dashboards_checkpoint"
 
     def views(self) -> dict[str, str]:
-        return {self.served: f"SELECT * FROM {self.dashboards}",
+        """What each served view selects from this version, the checkpoint last."""
+        return {self.served: f"SELECT * FROM {self.dashboards}", self.served_orders: f"SELECT * FROM {self.orders}",
+                self.served_lines: f"SELECT * FROM {self.lines}", self.served_products: f"SELECT * FROM {self.products}",
                 self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
                                         f"WHERE projection = '{self.checkpoint_key}'"}
 
@@ -60,7 +67,14 @@ class Tables:
                 order_id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid NOT NULL,
                 status text NOT NULL, total numeric(14, 2) NOT NULL, placed_at timestamptz NOT NULL,
                 position bigint NOT NULL)""",
-            f"CREATE INDEX IF NOT EXISTS dash_orders_customer_idx ON {self.orders} (customer_id)",
+            f"CREATE INDEX IF NOT EXISTS dash_orders_customer_idx ON {self.orders} (customer_id, placed_at)",
+            f"""CREATE TABLE IF NOT EXISTS {self.lines} (
+                order_id uuid NOT NULL, line_no smallint NOT NULL, customer_id uuid NOT NULL, product_id uuid NOT NULL,
+                quantity integer NOT NULL, line_total numeric(14, 2) NOT NULL, position bigint NOT NULL,
+                PRIMARY KEY (order_id, line_no))""",
+            f"CREATE INDEX IF NOT EXISTS dash_order_lines_customer_idx ON {self.lines} (customer_id)",
+            f"""CREATE TABLE IF NOT EXISTS {self.products} (
+                product_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, position bigint NOT NULL)""",
             f"""CREATE TABLE IF NOT EXISTS {self.dashboards} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
                 order_count integer NOT NULL, pending_count integer NOT NULL, confirmed_count integer NOT NULL,
@@ -68,6 +82,8 @@ class Tables:
                 lifetime_value numeric(20, 2) NOT NULL, average_order_value numeric(20, 2) NOT NULL,
                 last_order_at timestamptz, position bigint NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS customer_dashboards_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_ltv_idx ON {self.dashboards} (tenant_id, lifetime_value DESC)",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_orders_idx ON {self.dashboards} (tenant_id, order_count DESC)",
         ]
 
 
@@ -76,6 +92,28 @@ def latest_customers(events: list[StoredEvent]) -> list[dict[str, Any]]:
     rows = {ev.payload["customer_id"]: {
         "customer_id": uuid.UUID(ev.payload["customer_id"]), "tenant_id": ev.tenant_id, "name": ev.payload["name"],
         "email": ev.payload["email"], "position": ev.position} for ev in events if ev.type in e.CUSTOMER_EVENTS}
+    return list(rows.values())
+
+
+def latest_products(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The newest name of each product in the batch (top products show today's names)."""
+    rows = {ev.payload["product_id"]: {"product_id": uuid.UUID(ev.payload["product_id"]), "tenant_id": ev.tenant_id,
+                                       "name": ev.payload["name"], "position": ev.position}
+            for ev in events if ev.type in e.PRODUCT_EVENTS}
+    return list(rows.values())
+
+
+def latest_lines(events: list[StoredEvent]) -> list[dict[str, Any]]:
+    """The lines of each order as of its newest event in the batch."""
+    rows = {}
+    for ev in events:
+        if ev.type in e.ORDER_EVENTS:
+            o = ev.payload["order"]
+            for item in o["items"]:
+                rows[(o["order_id"], item["line_no"])] = {
+                    "order_id": uuid.UUID(o["order_id"]), "line_no": item["line_no"],
+                    "customer_id": uuid.UUID(o["customer"]["id"]), "product_id": uuid.UUID(item["product_id"]),
+                    "quantity": item["quantity"], "line_total": Decimal(item["line_total"]), "position": ev.position}
     return list(rows.values())
 
 
@@ -96,7 +134,7 @@ class CustomerDashboards:
     """Projection of customer and order events into per-customer dashboard rows."""
 
     name: ClassVar[str] = "customer_dashboards"
-    handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS
+    handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS | e.PRODUCT_EVENTS
 
     def __init__(self, stores: Stores, version: int = 1) -> None:
         self.version, self.label = version, label(self.name, version)
@@ -136,6 +174,8 @@ class CustomerDashboards:
         async with self.engine.begin() as conn:
             await self._upsert(conn, self.tables.customers, "customer_id", customers)
             await self._upsert(conn, self.tables.orders, "order_id", orders)
+            await self._upsert(conn, self.tables.lines, "order_id, line_no", latest_lines(batch.events))
+            await self._upsert(conn, self.tables.products, "product_id", latest_products(batch.events))
             if touched:
                 await conn.execute(text(self._recompute_sql()), {"ids": touched})
             await conn.execute(text(
@@ -147,7 +187,8 @@ class CustomerDashboards:
         async with self.engine.begin() as conn:
             for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
                 await conn.execute(text(statement))
-            for table in (self.tables.customers, self.tables.orders, self.tables.dashboards):
+            for table in (self.tables.customers, self.tables.orders, self.tables.lines, self.tables.products,
+                          self.tables.dashboards):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
             await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
                                {"p": self.tables.checkpoint_key})
@@ -158,7 +199,8 @@ class CustomerDashboards:
     async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
         t = self.tables
         async with self.engine.begin() as conn:
-            for table, key, ids in ((t.orders, "order_id", order_ids), (t.customers, "customer_id", customer_ids),
+            for table, key, ids in ((t.orders, "order_id", order_ids), (t.lines, "order_id", order_ids),
+                                    (t.customers, "customer_id", customer_ids),
                                     (t.dashboards, "customer_id", customer_ids)):
                 if ids:
                     await conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"),
@@ -177,7 +219,7 @@ class CustomerDashboards:
         for n, row in enumerate(rows):
             values.append("(" + ", ".join(f":{col}_{n}" for col in columns) + ")")
             params |= {f"{col}_{n}": row[col] for col in columns}
-        updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col != key)
+        updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col not in key.split(", "))
         await conn.execute(text(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(values)} "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"), params)

@@ -7,7 +7,7 @@ with a deduplication token, and the checkpoint row goes in last.
 
 Each version has tables of its own (``orders_v<n>``...); readers and analysts query
 views with the plain names (``orders``, ``order_lines``, ``order_events``,
-``products``, and ``order_analytics_checkpoint``), which ``serve`` moves to a version
+``products``, ``daily_orders`` and ``order_analytics_checkpoint``), which ``serve`` moves to a version
 with ``EXCHANGE TABLES``, the checkpoint view last.
 """
 
@@ -23,6 +23,9 @@ from write.events import StoredEvent
 
 _TS = "DateTime64(3, 'UTC')"
 _SETTINGS = "SETTINGS non_replicated_deduplication_window = 1000"
+#: The daily rollup is recomputed from the facts (never incremented, so a replay cannot double-count it); it
+#: trails the checkpoint by up to this long.
+ROLLUP_SECONDS = 30
 
 
 class Tables:
@@ -35,18 +38,21 @@ class Tables:
         self.order_lines = f"{namespace}.order_lines_{self.suffix}"
         self.order_events = f"{namespace}.order_events_{self.suffix}"
         self.products = f"{namespace}.products_{self.suffix}"
+        self.daily_orders = f"{namespace}.daily_orders_{self.suffix}"
         self.checkpoints = f"{namespace}.checkpoints"
         self.checkpoint_key = f"order_analytics_{self.suffix}"
         self.served_checkpoint = f"{namespace}.order_analytics_checkpoint"
 
     def view(self, name: str) -> str:
-        """The served view over one table (``orders``, ``order_lines``, ``order_events``, ``products``)."""
+        """The served view over one table (``orders``, ``order_lines``, ``order_events``, ``products``,
+        ``daily_orders``: orders, revenue and discounts per tenant, day and status, refreshed from the facts)."""
         return f"{self.database}.{name}"
 
     def views(self) -> dict[str, str]:
         """What each served view selects from this version, in switching order (the checkpoint last)."""
         views = {self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
                  for name in ("orders", "order_lines", "order_events", "products")}
+        views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
         views[self.served_checkpoint] = (f"SELECT max(position) AS position FROM {self.checkpoints} "
                                          f"WHERE name = '{self.checkpoint_key}'")
         return views
@@ -74,6 +80,11 @@ class Tables:
                 tenant_id LowCardinality(String), product_id UUID, name String, price Decimal(12, 2),
                 version UInt64
             ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, product_id) {_SETTINGS}""",
+            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {self.daily_orders} REFRESH EVERY {ROLLUP_SECONDS} SECOND
+                ENGINE = MergeTree ORDER BY (tenant_id, day, status) AS
+                SELECT tenant_id, toDate(placed_at) AS day, status, count() AS orders, sum(total) AS revenue,
+                       sum(discount) AS discounts
+                FROM {self.orders} FINAL GROUP BY tenant_id, day, status""",
             f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
                 ENGINE = ReplacingMergeTree(position) ORDER BY name""",
         ]
@@ -172,7 +183,8 @@ class OrderAnalytics:
             self.client.command(f"DROP VIEW {staged}")
 
     def _drop(self) -> None:
-        for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events, self.tables.products):
+        for table in (self.tables.daily_orders, self.tables.orders, self.tables.order_lines, self.tables.order_events,
+                      self.tables.products):
             self.client.command(f"DROP TABLE IF EXISTS {table}")
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
             self.client.command(statement)

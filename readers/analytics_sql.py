@@ -5,7 +5,7 @@ value to ``formatQuerySingleLine`` (the embedded engine would otherwise run ever
 statement of a multi-statement text, even under ``EXPLAIN``), which refuses several
 statements and gives back one canonical statement; that is what ``EXPLAIN AST`` checks
 and what runs. It is accepted only if it is one SELECT whose tables are the served views
-(``orders``, ``order_lines``, ``order_events``, ``products``), unqualified, with no
+(``orders``, ``order_lines``, ``order_events``, ``products``, ``daily_orders``), unqualified, with no
 table functions (``file``, ``url``, ``remote``, ``numbers``...), no system tables and no
 ``INTO OUTFILE``. It then runs with ``additional_table_filters`` that keep only the
 tenant's rows of every view, and ``readonly = 1`` last, so neither a write nor a
@@ -24,7 +24,7 @@ from projections.base import Stores
 from projections.clickhouse import connect
 from readers.errors import ReaderError
 
-TABLES = ("orders", "order_lines", "order_events", "products")
+TABLES = ("orders", "order_lines", "order_events", "products", "daily_orders")
 _TABLE = re.compile(r"^\s*TableIdentifier (\S+)")
 _TABLE_EXPRESSION = re.compile(r"^(\s*)TableExpression")
 _FUNCTION = re.compile(r"^(\s*)Function (\w+)")

@@ -1,15 +1,18 @@
-"""Customer dashboards, read from the Postgres dashboards database."""
+"""Customer dashboards, read from the Postgres dashboards database (its served views), one statement each."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
+from projections.base import Stores
 from projections.customer_dashboards import Tables, query_served, read_checkpoint
-from readers.consistency import Consistency, wait_for
+from readers import examples
+from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import NotFound
 
@@ -24,24 +27,90 @@ class OrderCounts(BaseModel):
     cancelled: int
 
 
+class MonthSpend(BaseModel):
+    month: str = Field(examples=["2026-11"])
+    orders: int
+    spend: str
+
+
+class ProductSpend(BaseModel):
+    product_id: str
+    name: str
+    quantity: int
+    revenue: str
+
+
+class LastOrder(BaseModel):
+    order_id: str
+    status: str
+    total: str
+    placed_at: str
+
+
 class Dashboard(BaseModel):
+    """Money as decimal strings; spend and top products leave cancelled orders out."""
+
+    model_config = examples.example(examples.DASHBOARD)
+
     customer_id: str
     name: str
     email: str
     orders: OrderCounts
-    lifetime_value: str
+    lifetime_value: str = Field(examples=["1204.50"])
     average_order_value: str
     last_order_at: str | None
+    spend_by_month: list[MonthSpend] = Field(description="The last 12 months (UTC), oldest first, empty ones too")
+    top_products: list[ProductSpend] = Field(description="Up to 5, by revenue")
+    last_order: LastOrder | None
     consistency: Consistency
+
+
+class TopCustomer(BaseModel):
+    customer_id: str
+    name: str
+    email: str
+    orders: int
+    lifetime_value: str
+
+
+class TopCustomers(BaseModel):
+    model_config = examples.example(examples.TOP_CUSTOMERS)
+
+    by: str
+    customers: list[TopCustomer]
+    consistency: Consistency
+
+
+def dashboard_sql(t: Tables) -> str:
+    month = "date_trunc('month', now() AT TIME ZONE 'UTC')"
+    return f"""
+        SELECT d.*,
+          (SELECT json_agg(m ORDER BY m.month) FROM (
+             SELECT to_char(g.month, 'YYYY-MM') AS month, count(o.order_id) AS orders,
+                    coalesce(sum(o.total), 0)::text AS spend
+             FROM generate_series({month} - interval '11 months', {month}, interval '1 month') AS g(month)
+             LEFT JOIN {t.served_orders} o ON o.customer_id = d.customer_id AND o.status <> 'cancelled'
+               AND o.placed_at >= (g.month AT TIME ZONE 'UTC')
+               AND o.placed_at < ((g.month + interval '1 month') AT TIME ZONE 'UTC')
+             GROUP BY g.month) m) AS spend_by_month,
+          (SELECT coalesce(json_agg(p), '[]') FROM (
+             SELECT l.product_id::text AS product_id, coalesce(max(pr.name), '') AS name,
+                    sum(l.quantity)::int AS quantity, sum(l.line_total)::text AS revenue
+             FROM {t.served_lines} l JOIN {t.served_orders} o ON o.order_id = l.order_id AND o.status <> 'cancelled'
+             LEFT JOIN {t.served_products} pr ON pr.product_id = l.product_id
+             WHERE l.customer_id = d.customer_id
+             GROUP BY l.product_id ORDER BY sum(l.line_total) DESC, l.product_id LIMIT 5) p) AS top_products,
+          (SELECT row_to_json(x) FROM (
+             SELECT order_id::text AS order_id, status, total::text AS total, placed_at
+             FROM {t.served_orders} WHERE customer_id = d.customer_id ORDER BY placed_at DESC LIMIT 1) x) AS last_order
+        FROM {t.served} d WHERE d.customer_id = :c AND d.tenant_id = :t"""
 
 
 @router.get("/customers/{customer_id}/dashboard", response_model=Dashboard)
 async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
                              response: Response, min_position: MinPosition = None) -> Any:
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.dashboards, tables, served=True), min_position, wait)
-    rows = await query_served(stores.dashboards, f"SELECT * FROM {tables.served} WHERE customer_id = :c "
-                              "AND tenant_id = :t", {"c": customer_id, "t": tenant})
+    tables, served = await _served(stores, min_position, wait)
+    rows = await query_served(stores.dashboards, dashboard_sql(tables), {"c": customer_id, "t": tenant})
     row = rows[0] if rows else None
     if row is None:
         raise NotFound(f"customer {customer_id} has no dashboard in this tenant (position {served.position})"
@@ -53,5 +122,32 @@ async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: Sto
                    "shipped": row.shipped_count, "cancelled": row.cancelled_count},
         "lifetime_value": str(row.lifetime_value), "average_order_value": str(row.average_order_value),
         "last_order_at": row.last_order_at.isoformat() if row.last_order_at else None,
-        "consistency": served.model(),
+        "spend_by_month": _json(row.spend_by_month), "top_products": _json(row.top_products),
+        "last_order": _json(row.last_order), "consistency": served.model(),
     }
+
+
+@router.get("/dashboards/top-customers", response_model=TopCustomers)
+async def top_customers(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
+                        by: Literal["lifetime_value", "orders"] = "lifetime_value",
+                        limit: Annotated[int, Query(ge=1, le=100)] = 10, min_position: MinPosition = None) -> Any:
+    """The tenant's best customers by lifetime value or by number of orders (indexed for both)."""
+    tables, served = await _served(stores, min_position, wait)
+    column = "lifetime_value" if by == "lifetime_value" else "order_count"
+    rows = await query_served(stores.dashboards, f"""
+        SELECT customer_id::text, name, email, order_count, lifetime_value::text FROM {tables.served}
+        WHERE tenant_id = :t ORDER BY {column} DESC, customer_id LIMIT :n""", {"t": tenant, "n": limit})
+    served.stamp(response)
+    return {"by": by, "consistency": served.model(), "customers": [
+        {"customer_id": r[0], "name": r[1], "email": r[2], "orders": r[3], "lifetime_value": r[4]} for r in rows]}
+
+
+def _json(value: Any) -> Any:
+    """asyncpg hands json columns over as text."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
+    """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
+    tables = Tables(stores.namespace)
+    return tables, await wait_for(lambda: read_checkpoint(stores.dashboards, tables, served=True), min_position, wait)

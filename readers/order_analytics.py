@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from projections.base import Stores
 from projections.order_analytics import Tables, read_checkpoint
-from readers.consistency import Consistency, wait_for
+from readers import examples
+from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.analytics_sql import Result
 from readers.errors import InvalidQuery
@@ -32,6 +33,8 @@ class RevenueRow(BaseModel):
 
 
 class Revenue(BaseModel):
+    model_config = examples.example(examples.REVENUE)
+
     granularity: str
     rows: list[RevenueRow]
     consistency: Consistency
@@ -45,6 +48,8 @@ class ProductRow(BaseModel):
 
 
 class TopProducts(BaseModel):
+    model_config = examples.example(examples.TOP_PRODUCTS)
+
     rows: list[ProductRow]
     consistency: Consistency
 
@@ -100,8 +105,7 @@ async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[t
 @router.get("/analytics/revenue", response_model=Revenue)
 async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
                   granularity: Literal["day", "week", "month"] = "day", min_position: MinPosition = None) -> Any:
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, revenue_sql(tables, granularity), period.parameters(tenant))
     served.stamp(response)
     return {"granularity": granularity, "consistency": served.model(),
@@ -112,8 +116,7 @@ async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
 async def top_products(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
                        by: Literal["revenue", "quantity"] = "revenue",
                        limit: Annotated[int, Query(ge=1, le=100)] = 10, min_position: MinPosition = None) -> Any:
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, top_products_sql(tables, by), {"tenant": tenant, "limit": limit})
     served.stamp(response)
     return {"consistency": served.model(), "rows": [
@@ -122,6 +125,8 @@ async def top_products(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, res
 
 class Summary(BaseModel):
     """Order figures of a period: average order value and revenue leave cancelled orders out."""
+
+    model_config = examples.example(examples.SUMMARY)
 
     orders: int
     cancelled: int
@@ -141,6 +146,8 @@ class HourRow(BaseModel):
 
 
 class OrdersByHour(BaseModel):
+    model_config = examples.example(examples.BY_HOUR)
+
     rows: list[HourRow]
     consistency: Consistency
 
@@ -166,8 +173,7 @@ def by_hour_sql(t: Tables) -> str:
 async def summary(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
                   min_position: MinPosition = None) -> Any:
     """Average order value, cancellation rate and what discounts cost, over placing dates (UTC)."""
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    tables, served = await _served(stores, min_position, wait)
     [(orders, cancelled, revenue_, discounted, discounts, subtotals)] = await _query(
         stores, summary_sql(tables), period.parameters(tenant))
     kept = orders - cancelled
@@ -183,8 +189,7 @@ async def summary(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
 async def orders_by_hour(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
                          min_position: MinPosition = None) -> Any:
     """Non-cancelled orders and revenue per hour of the day (UTC) they were placed."""
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, by_hour_sql(tables), period.parameters(tenant))
     served.stamp(response)
     return {"consistency": served.model(), "rows": [{"hour": h, "orders": n, "revenue": str(r)} for h, n, r in rows]}
@@ -198,6 +203,8 @@ class SqlQuery(BaseModel):
 
 
 class SqlAnswer(BaseModel):
+    model_config = examples.example(examples.SQL)
+
     columns: list[str]
     rows: list[list[Any]]
     consistency: Consistency
@@ -207,8 +214,7 @@ class SqlAnswer(BaseModel):
 async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, request: Request,
                       response: Response, min_position: MinPosition = None) -> Any:
     """Ad-hoc SQL for analysts: read-only, limited in time, rows and memory, and scoped to the caller's tenant."""
-    tables = Tables(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+    tables, served = await _served(stores, min_position, wait)
     answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
     if not isinstance(answer, Result):
         raw = RawResponse(answer, media_type="text/csv")
@@ -216,3 +222,9 @@ async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: 
         return raw
     served.stamp(response)
     return {"columns": answer.columns, "rows": answer.rows, "consistency": served.model()}
+
+
+async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
+    """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
+    tables = Tables(stores.namespace)
+    return tables, await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)

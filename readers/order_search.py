@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from projections.order_search import Names, read_checkpoint
+from readers import examples
 from readers.consistency import Consistency, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery
@@ -63,6 +64,8 @@ class Facets(BaseModel):
 
 
 class SearchResults(BaseModel):
+    model_config = examples.example(examples.SEARCH)
+
     total: int
     page: int | None
     page_size: int
@@ -73,6 +76,8 @@ class SearchResults(BaseModel):
 
 
 class Suggestions(BaseModel):
+    model_config = examples.example(examples.SUGGESTIONS)
+
     suggestions: list[str]
     consistency: Consistency
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from projections.order_summaries import ServedReader
+from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery, NotFound
@@ -27,6 +28,8 @@ class Item(BaseModel):
 
 class OrderSummary(BaseModel):
     """Everything an order page shows; money as decimal strings."""
+
+    model_config = examples.example(examples.ORDER)
 
     order_id: str
     tenant_id: str
@@ -78,6 +81,8 @@ def _missing(order_id: uuid.UUID, served: Served) -> str:
 
 class CustomerOrders(BaseModel):
     """One page of a customer's orders, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    model_config = examples.example(examples.CUSTOMER_ORDERS)
 
     orders: list[OrderSummary]
     next_cursor: str | None

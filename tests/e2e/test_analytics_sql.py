@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from tests.conftest import eventually
 from tests.e2e.test_read_your_writes import open_shop
 
 
@@ -68,3 +71,23 @@ async def test_what_the_guard_refuses(two_shops, query, expect, words):
     assert answer.status_code == expect, answer.text
     body = answer.json()
     assert body["code"] == ("sql_refused" if expect == 400 else "sql_failed") and words in body["message"], body
+
+
+async def test_the_daily_rollup_is_recomputed_from_the_facts_and_scoped_by_tenant(two_shops, stores):
+    mine, made, theirs, made_there = two_shops
+    cancelled = await mine.post(f"/orders/{made['order']['id']}/cancel", {"reason": "late", "expected_version": 1})
+    rollups = await asyncio.to_thread(stores.clickhouse.query, "SELECT database, name FROM system.tables "
+                                      "WHERE database = %(d)s AND name LIKE 'daily_orders_v%%'",
+                                      parameters={"d": stores.namespace})
+    expected = [["cancelled", 1, "25.00"]]
+
+    async def rolled_up() -> bool:
+        for database, name in rollups.result_rows:  # sooner than its schedule
+            await asyncio.to_thread(stores.clickhouse.command, f"SYSTEM REFRESH VIEW {database}.{name}")
+        answer = await sql(mine, "SELECT status, sum(orders), sum(revenue) FROM daily_orders GROUP BY status",
+                           cancelled["position"])
+        return answer.status_code == 200 and answer.json()["rows"] == expected
+
+    await eventually(rolled_up, 30, "the rollup showing the cancellation")
+    theirs_rows = (await sql(theirs, "SELECT DISTINCT tenant_id FROM daily_orders", cancelled["position"])).json()
+    assert theirs_rows["rows"] in ([], [[theirs.tenant]])
