@@ -154,9 +154,10 @@ async def renames(seeder: Seeder, tenants: list[Tenant]) -> None:
 
 
 async def wait_for_lag_zero(client: httpx.AsyncClient, timeout: float) -> list[dict[str, Any]]:
+    """Until every running version has applied the whole log (a previous version stays frozen until a rollback)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = (await client.get("/projections")).json()
+        rows = [r for r in (await client.get("/projections")).json() if r["state"] != "previous"]
         if all(r["lag_events"] == 0 for r in rows):
             return rows
         if time.monotonic() > deadline:

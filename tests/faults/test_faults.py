@@ -128,7 +128,7 @@ async def lag_zero_within(base: str, seconds: float) -> float:
         while True:
             try:
                 rows = (await client.get("/projections")).json()
-                if all(r["lag_events"] == 0 for r in rows):
+                if all(r["lag_events"] == 0 for r in rows if r["state"] != "previous"):
                     return time.monotonic() - started
             except (httpx.TransportError, ValueError, TypeError):
                 pass
