@@ -59,7 +59,7 @@ def app_with_pipeline(settings: Settings, pipeline: Pipeline) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """API, readers, relay and workers in one process: the embedded default (chDB needs one process)."""
-    app = app_with_pipeline(settings, Pipeline(settings))
+    app = app_with_pipeline(settings, Pipeline(settings, with_relay=settings.serve_relay))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
 
 

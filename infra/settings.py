@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
+    serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
+                                                "`prism relay` process runs)")
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
     retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
