@@ -12,6 +12,7 @@ transaction.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +27,7 @@ from write import events as e
 from write.events import StoredEvent
 
 
+log = logging.getLogger("prism.customer_dashboards")
 #: asyncpg allows 32,767 parameters per statement; rows have at most 7 columns.
 _ROWS_PER_STATEMENT = 4000
 
@@ -149,11 +151,23 @@ class CustomerDashboards:
 
     async def _create(self) -> None:
         async with self.engine.begin() as conn:
+            older = await self._made_by_an_older_release(conn)
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))
+            if older:
+                log.warning("%s was made by an older release without order lines: top products cover only orders "
+                            "from now on until `prism rebuild %s`", self.tables.orders, self.name)
             for view, select in self.tables.views().items():  # served only if nothing is yet
                 if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
                     await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+
+    async def _made_by_an_older_release(self, conn: AsyncConnection) -> bool:
+        """This version has orders but no order-lines table yet."""
+        found = await conn.execute(text("SELECT to_regclass(:o) IS NOT NULL AND to_regclass(:l) IS NULL"),
+                                   {"o": self.tables.orders, "l": self.tables.lines})
+        if not found.scalar():
+            return False
+        return bool((await conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {self.tables.orders})"))).scalar())
 
     async def serve(self) -> None:
         """Staged views renamed into place in one transaction: readers see the old version or this one."""
