@@ -175,7 +175,12 @@ class OrderAnalytics:
             self.client.command(f"CREATE VIEW IF NOT EXISTS {view} AS {select}")
 
     def _serve(self) -> None:
-        """Each view is swapped atomically with a staged one pointing at this version."""
+        """Each view is swapped atomically with a staged one pointing at this version.
+
+        The rollup is refreshed first: left to its schedule it could show an early point of the rebuild.
+        """
+        self.client.command(f"SYSTEM REFRESH VIEW {self.tables.daily_orders}")
+        self.client.command(f"SYSTEM WAIT VIEW {self.tables.daily_orders}")
         for view, select in self.tables.views().items():
             staged = f"{view}__staged"
             self.client.command(f"CREATE OR REPLACE VIEW {staged} AS {select}")

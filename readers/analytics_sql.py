@@ -6,8 +6,10 @@ statement of a multi-statement text, even under ``EXPLAIN``), which refuses seve
 statements and gives back one canonical statement; that is what ``EXPLAIN AST`` checks
 and what runs. It is accepted only if it is one SELECT whose tables are the served views
 (``orders``, ``order_lines``, ``order_events``, ``products``, ``daily_orders``), unqualified, with no
-table functions (``file``, ``url``, ``remote``, ``numbers``...), no system tables and no
-``INTO OUTFILE``. It then runs with ``additional_table_filters`` that keep only the
+table functions (``file``, ``url``, ``remote``, ``numbers``...), no system tables, no ``IN <table>``,
+no ``INTO OUTFILE``, and only functions that compute on their arguments (chosen by the
+engine's own categories: ``file()``, ``getSetting()``, ``dictGet()``, ``hasColumnInTable()``
+and their kind reach past the tenant's rows). It then runs with ``additional_table_filters`` that keep only the
 tenant's rows of every view, and ``readonly = 1`` last, so neither a write nor a
 ``SETTINGS`` clause that would lift the filters or the limits is accepted.
 """
@@ -15,19 +17,20 @@ tenant's rows of every view, and ``readonly = 1`` last, so neither a write nor a
 from __future__ import annotations
 
 import asyncio
+import csv as csv_module
+import io
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from projections.base import Stores
 from projections.clickhouse import connect
 from readers.errors import ReaderError
 
 TABLES = ("orders", "order_lines", "order_events", "products", "daily_orders")
-_TABLE = re.compile(r"^\s*TableIdentifier (\S+)")
-_TABLE_EXPRESSION = re.compile(r"^(\s*)TableExpression")
-_FUNCTION = re.compile(r"^(\s*)Function (\w+)")
 
 
 class SqlRefused(ReaderError):
@@ -57,24 +60,89 @@ class Result:
     rows: list[list[Any]]
 
 
-def refusal(ast: list[str]) -> str | None:
+#: Function categories (``system.functions.categories``) that compute on their arguments only. "Other",
+#: "Dictionary", "Introspection" and "Internal" hold the ones that reach files, settings, other tables or the server.
+SAFE_CATEGORIES = frozenset({
+    "Aggregate Functions", "Type Conversion", "Dates and Times", "Arrays", "String", "Hash", "String Search", "JSON",
+    "Mathematical", "URL", "Arithmetic", "Map", "IP Address", "Comparison", "Tuple", "Distance", "Random Number",
+    "Bitmap", "Bit", "Encoding", "UUID", "String Splitting", "String Replacement", "Null", "Rounding", "Conditional",
+    "Logical", "Financial", "Geo", "Geo Polygon", "Time Series", "Time Window"})
+#: From "Other": the ones that only compute.
+SAFE_OTHERS = frozenset({
+    "bar", "byteSize", "countDigits", "finalizeAggregation", "formatReadableDecimalSize", "formatReadableQuantity",
+    "formatReadableSize", "formatReadableTimeDelta", "identity", "ignore", "initializeAggregation", "isConstant",
+    "isDecimalOverflow", "materialize", "neighbor", "parseReadableSize", "parseReadableSizeOrNull",
+    "parseReadableSizeOrZero", "parseTimeDelta", "runningAccumulate", "runningDifference",
+    "runningDifferenceStartingWithFirstValue", "throwIf", "toColumnTypeName", "toTypeName", "transform",
+    "visibleWidth", "lambda"})
+_COMBINATORS = ("If", "Array", "Map", "Distinct", "OrDefault", "OrNull", "State", "Merge", "ForEach", "Resample",
+                "SimpleState", "ArgMin", "ArgMax")
+_IN = frozenset({"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"})
+
+
+@dataclass
+class Node:
+    text: str
+    children: list["Node"]
+
+
+def tree(ast: list[str]) -> Node:
+    """``EXPLAIN AST`` lines (one space of indent per level) as a tree."""
+    root, stack = Node("", []), []
+    for line in ast:
+        depth = len(line) - len(line.lstrip(" "))
+        node = Node(line.strip(), [])
+        del stack[depth:]
+        (stack[-1] if stack else root).children.append(node)
+        stack.append(node)
+    return root
+
+
+def refusal(ast: list[str], allowed_functions: frozenset[str]) -> str | None:
     """Why the query whose ``EXPLAIN AST`` lines these are may not run, or None."""
     if not ast or ast[0].strip() != "SelectWithUnionQuery (children 2)" or ast[-1].strip() != "Identifier Native":
         return "only a single SELECT query is allowed (no INSERT, DDL, SYSTEM, INTO OUTFILE or several statements)"
-    if any(line.strip() == "Set" for line in ast):
+    return _refusal(tree(ast), None, allowed_functions)
+
+
+def _refusal(node: Node, parent: Node | None, allowed: frozenset[str]) -> str | None:
+    kind, _, rest = node.text.partition(" ")
+    name = rest.split(" ", 1)[0]
+    if kind == "Set":
         return "a SETTINGS clause is not allowed; the limits and the tenant filter are set by Prism"
-    table_expression_depth = None
-    for line in ast:
-        if (found := _TABLE_EXPRESSION.match(line)) is not None:
-            table_expression_depth = len(found.group(1))
-            continue
-        if (function := _FUNCTION.match(line)) is not None and table_expression_depth is not None \
-                and len(function.group(1)) == table_expression_depth + 1:
-            return f"table function {function.group(2)}() is not allowed; query the views {', '.join(TABLES)}"
-        table_expression_depth = None
-        if (table := _TABLE.match(line)) is not None and table.group(1) not in TABLES:
-            return f"table {table.group(1)} is not available; query the views {', '.join(TABLES)} (unqualified)"
+    if kind == "TableIdentifier" and name not in TABLES:
+        return f"table {name} is not available; query the views {', '.join(TABLES)} (unqualified)"
+    if kind == "Function":
+        if parent is not None and parent.text.startswith("TableExpression"):
+            return f"table function {name}() is not allowed; query the views {', '.join(TABLES)}"
+        if not _allowed(name, allowed):
+            return f"function {name}() is not available to analysts' queries"
+        arguments = node.children[0].children if node.children else []
+        if name in _IN and len(arguments) == 2 and arguments[1].text.startswith("Identifier"):
+            return "IN takes a list or a subquery here, not a table name"
+    for child in node.children:
+        if (found := _refusal(child, node, allowed)) is not None:
+            return found
     return None
+
+
+def _allowed(name: str, allowed: frozenset[str]) -> bool:
+    """A safe function, or a safe aggregate with combinators (``sumIf``, ``uniqExactState``...)."""
+    while name not in allowed:
+        stripped = next((name[:-len(c)] for c in _COMBINATORS if name.endswith(c) and len(name) > len(c)), None)
+        if stripped is None:
+            return False
+        name = stripped
+    return True
+
+
+def safe_functions(client) -> frozenset[str]:
+    """The functions analysts may call: by category, aliases included, from the engine's own list."""
+    rows = client.query("SELECT name, categories, alias_to FROM system.functions").result_rows
+    categories = {name: category for name, category, _ in rows}
+    return frozenset(name for name, category, alias_to in rows
+                     if (categories.get(alias_to, category) if alias_to else category) in SAFE_CATEGORIES
+                     or name in SAFE_OTHERS or alias_to in SAFE_OTHERS) | SAFE_OTHERS
 
 
 class AnalystSql:
@@ -88,6 +156,7 @@ class AnalystSql:
     def __init__(self, stores: Stores, clickhouse_url: str, chdb_path: str, limits: Limits) -> None:
         self.database, self.limits = stores.namespace, limits
         self._connect = lambda: connect(clickhouse_url, chdb_path, database=stores.namespace)
+        self._functions: frozenset[str] | None = None
 
     async def run(self, tenant: str, sql: str, csv: bool = False) -> Result | bytes:
         return await asyncio.to_thread(self._run, tenant, sql, csv)
@@ -99,15 +168,16 @@ class AnalystSql:
         finally:
             client.close()
 
-    @staticmethod
-    def _checked(client, sql: str) -> str:
+    def _checked(self, client, sql: str) -> str:
         """The query as one canonical statement, or a SqlFailed / SqlRefused saying why not."""
         try:  # passed as a value, never run: one statement back, or a syntax error
             canonical = client.query("SELECT formatQuerySingleLine(%(q)s)", parameters={"q": sql}).result_rows[0][0]
             ast = client.query(f"EXPLAIN AST {canonical}")
         except Exception as error:
             raise SqlFailed(f"ClickHouse cannot parse the query: {_reason(error)}", "sql") from None
-        reason = refusal([row[0] for row in ast.result_rows])
+        if self._functions is None:
+            self._functions = safe_functions(client)
+        reason = refusal([row[0] for row in ast.result_rows], self._functions)
         if reason:
             raise SqlRefused(reason, "sql")
         return canonical
@@ -116,20 +186,13 @@ class AnalystSql:
         # One row past the limit tells "too many" without trusting the engine's own row check.
         bounded = f"SELECT * FROM ({sql}) LIMIT {self.limits.rows + 1}"
         try:
-            if csv:
-                body = client.raw_query(f"{bounded} FORMAT CSVWithNames", settings=self._settings(tenant))
-                if body.count(b"\n") > self.limits.rows + 1:
-                    raise SqlFailed(f"the query returns more than {self.limits.rows} rows; aggregate or add a LIMIT",
-                                    "sql")
-                return body
             result = client.query(bounded, settings=self._settings(tenant))
-        except SqlFailed:
-            raise
         except Exception as error:
             raise SqlFailed(f"the query failed: {_reason(error)}", "sql") from None
         if len(result.result_rows) > self.limits.rows:
             raise SqlFailed(f"the query returns more than {self.limits.rows} rows; aggregate or add a LIMIT", "sql")
-        return Result(list(result.column_names), [[_plain(value) for value in row] for row in result.result_rows])
+        answer = Result(list(result.column_names), [[_plain(value) for value in row] for row in result.result_rows])
+        return _csv(answer) if csv else answer
 
     def _settings(self, tenant: str) -> dict[str, Any]:
         """Limits and the tenant filter first: ``readonly`` last, after which nothing may change a setting."""
@@ -141,9 +204,19 @@ class AnalystSql:
         }
 
 
+def _csv(result: Result) -> bytes:
+    out = io.StringIO()
+    writer = csv_module.writer(out, quoting=csv_module.QUOTE_NONNUMERIC, lineterminator="\n")
+    writer.writerow(result.columns)
+    writer.writerows(result.rows)
+    return out.getvalue().encode()
+
+
 def _plain(value: Any) -> Any:
-    """Exact decimals as strings (JSON numbers would round money); the rest as the JSON encoder does."""
-    return str(value) if isinstance(value, Decimal) else value
+    """Exact decimals as strings (JSON numbers would round money), ids and times as text, the rest as it is."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return str(value) if isinstance(value, (Decimal, UUID)) else value
 
 
 def _reason(error: Exception) -> str:

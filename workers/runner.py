@@ -94,17 +94,28 @@ class ProjectionRunner:
         return True
 
     async def _switch(self, name: str, live: Projection, building: Projection, policy: Policy) -> None:
-        """With both versions' locks held, bring both to the same position, then move readers over."""
+        """With both versions' locks held, bring both to the same position, then move readers over.
+
+        The roles are read again under the locks: another worker may have switched (or an
+        operator retired a version) since this message read them.
+        """
         engine = (await self.resources()).log_engine
         async with engine.connect() as conn:
             head = await event_log.head(conn)
         async with exclusively(engine, live.label), exclusively(engine, building.label):
+            async with engine.connect() as conn:
+                roles = await versions.roles(conn, name)
+            if roles[versions.LIVE] != live.version or roles.get(versions.NEXT) != building.version:
+                return
             old = await drain(engine, live, self.batch_size, policy, until=head)
             new = await drain(engine, building, self.batch_size, policy, until=old.checkpoint)
-            if old.halted or new.halted or new.checkpoint < old.checkpoint:
+            if new.halted or new.checkpoint < old.checkpoint:  # a live version halted at a poison event may be left
+                log.warning("%s: version %d not switched in: it is at %d, the live one at %d%s", name,
+                            building.version, new.checkpoint, old.checkpoint, " (halted)" if new.halted else "")
                 return
             await building.serve()
-            await versions.switched(engine, name, building.version, new.checkpoint)
+            if not await versions.switched(engine, name, building.version, new.checkpoint):
+                return
         log.warning("%s: readers switched from version %d to %d at position %d", name, live.version,
                     building.version, new.checkpoint)
 
@@ -112,6 +123,9 @@ class ProjectionRunner:
         engine = (await self.resources()).log_engine
         retiring = await self.projection(name, version)
         async with exclusively(engine, retiring.label):
+            async with engine.connect() as conn:
+                if (await versions.roles(conn, name)).get(versions.RETIRING) != version:
+                    return  # another worker dropped it already
             await retiring.drop()
             await versions.dropped(engine, name, version)
         self._built.pop((name, version), None)

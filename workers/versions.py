@@ -99,10 +99,15 @@ async def record_checkpoint(engine: AsyncEngine, name: str, version: int, checkp
                                 "WHERE projection = :p AND version = :v"), {"p": name, "v": version, "c": checkpoint})
 
 
-async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> None:
-    """Record a switch: the old previous retires, live becomes previous, ``version`` becomes live."""
+async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> bool:
+    """Record a switch: the old previous retires, live becomes previous, ``version`` becomes live.
+
+    False, changing nothing, when ``version`` is no longer the next one (another worker recorded it first).
+    """
     async with engine.begin() as conn:
         current = await _locked_roles(conn, name)
+        if current.get(NEXT) != version:
+            return False
         if PREVIOUS in current:
             await _set_role(conn, name, current[PREVIOUS], RETIRING)
         await conn.execute(text(
@@ -112,6 +117,7 @@ async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int
         await conn.execute(text("UPDATE projection_versions SET role = 'live', checkpoint = :c, switched_at = now(), "
                                 "updated_at = now() WHERE projection = :p AND version = :v"),
                            {"p": name, "v": version, "c": checkpoint})
+        return True
 
 
 async def dropped(engine: AsyncEngine, name: str, version: int) -> None:

@@ -38,11 +38,22 @@ async def test_each_tenant_sees_only_its_own_rows_in_every_view(two_shops):
     assert joined.headers["X-Prism-Position"] and int(joined.headers["X-Prism-Position"]) >= position
 
 
+async def test_everyday_analyst_sql_passes_the_guard(two_shops):
+    mine, made, _, _ = two_shops
+    answer = await sql(mine, "SELECT toStartOfMonth(placed_at) AS m, countIf(status != 'cancelled') AS n, "
+                             "round(avgIf(total, total > 0), 2) AS aov, arrayMap(x -> x * 2, [1, 2]) AS a, "
+                             "row_number() OVER (ORDER BY m) AS r, multiIf(n > 0, 'some', 'none') AS label "
+                             "FROM orders WHERE order_id IN (SELECT order_id FROM order_lines) GROUP BY m",
+                       made["order"]["position"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"][0][1:] == [1, 25.0, [2, 4], 1, "some"]
+
+
 async def test_csv_answers_carry_a_header_row(two_shops):
     mine, made, _, _ = two_shops
     answer = await sql(mine, "SELECT order_id, total FROM orders", made["order"]["position"], format="csv")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
-    assert answer.text.splitlines() == ['"order_id","total"', f'"{made["order"]["id"]}",25']
+    assert answer.text.splitlines() == ['"order_id","total"', f'"{made["order"]["id"]}","25.00"']
 
 
 @pytest.mark.parametrize("query, expect, words", [
@@ -64,6 +75,14 @@ async def test_csv_answers_carry_a_header_row(two_shops):
     ("SELECT count() FROM (SELECT * FROM orders SETTINGS max_threads = 1)", 400, "SETTINGS clause"),
     ("SELECT arrayJoin(range(20000))", 422, "more than 10000 rows"),
     ("SELECT nonsense FROM orders", 422, "nonsense"),
+    ("SELECT file('/etc/passwd')", 400, "function file() is not available"),
+    ("SELECT count() FROM orders WHERE note = file('/etc/hostname')", 400, "function file()"),
+    ("SELECT getSetting('additional_table_filters')", 400, "function getSetting()"),
+    ("SELECT getServerSetting('path')", 400, "function getServerSetting()"),
+    ("SELECT hasColumnInTable('prismtest', 'orders_v1', 'total')", 400, "function hasColumnInTable()"),
+    ("SELECT dictGet('d', 'x', 1)", 400, "function dictGet()"),
+    ("SELECT 0 IN system.one", 400, "IN takes a list or a subquery"),
+    ("SELECT count() FROM orders WHERE 1 IN orders_v1", 400, "IN takes a list or a subquery"),
 ])
 async def test_what_the_guard_refuses(two_shops, query, expect, words):
     mine, made, _, _ = two_shops
