@@ -78,7 +78,7 @@ def runner(settings: Settings) -> ProjectionRunner:
             await close_stores(stores)
             await engine.dispose()
 
-        return Resources(engine, stores, lambda name, version: PROJECTIONS[name](stores, version), close)
+        return Resources(engine, lambda name, version: PROJECTIONS[name](stores, version), close)
 
     return ProjectionRunner(open_resources, settings.batch_size, policies(settings))
 

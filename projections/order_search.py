@@ -9,7 +9,6 @@ search what N wrote.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, ClassVar
 
@@ -153,7 +152,7 @@ class OrderSearch:
     async def _warn_if_outdated(self, index: str, mappings: dict[str, Any]) -> None:
         """An index made by an older release keeps its mapping: say how to move to the current one."""
         found = await self.es.indices.get_mapping(index=index)
-        if found[index]["mappings"].get("properties") != _normalised(mappings)["properties"]:
+        if found[index]["mappings"].get("properties") != mappings["properties"]:
             log.warning("%s has an older mapping than this release's; `prism rebuild %s` builds a version with the "
                         "current one without downtime", index, self.name)
 
@@ -236,11 +235,6 @@ class OrderSearch:
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
         return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
                                                                       size=1000)}
-
-
-def _normalised(mappings: dict[str, Any]) -> dict[str, Any]:
-    """The mapping as Elasticsearch reports it back (it drops defaults such as ``index: true``)."""
-    return json.loads(json.dumps(mappings))
 
 
 async def read_checkpoint(es, names: Names, served: bool = False) -> int:

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import Response as RawResponse
 from pydantic import BaseModel, Field
 
 from projections.base import Stores
@@ -217,7 +216,7 @@ async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: 
     tables, served = await _served(stores, min_position, wait)
     answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
     if not isinstance(answer, Result):
-        raw = RawResponse(answer, media_type="text/csv")
+        raw = Response(answer, media_type="text/csv")
         served.stamp(raw)
         return raw
     served.stamp(response)

@@ -17,9 +17,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from projections.base import Stores
 from projections.order_search import Names, read_checkpoint
 from readers import examples
-from readers.consistency import Consistency, wait_for
+from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery
 
@@ -138,8 +139,7 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
     if page and page * PAGE_SIZE > MAX_WINDOW:
         raise InvalidQuery(f"page {page} is past the first {MAX_WINDOW} results; follow next_cursor instead", "page")
     order = SORTS[sort or ("relevance" if q else "newest")] + [{"order_id": "asc"}]
-    names = Names(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
+    names, served = await _served(stores, min_position, wait)
     paging = {"search_after": _decode(cursor)} if cursor else {"from_": ((page or 1) - 1) * PAGE_SIZE}
     found = await stores.elasticsearch.search(
         index=names.alias, query=search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
@@ -158,8 +158,7 @@ async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
                   q: Annotated[str, Query(min_length=1, max_length=50, examples=["wid"])],
                   min_position: MinPosition = None) -> Any:
     """Customer and product names starting with what was typed (folded: "jos" suggests "José"), at most 10."""
-    names = Names(stores.namespace)
-    served = await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
+    names, served = await _served(stores, min_position, wait)
     prefix = {"match": {"customer_name.prefix": {"query": q, "operator": "and"}}}
     product_prefix = {"match": {"items.product_name.prefix": {"query": q, "operator": "and"}}}
     found = await stores.elasticsearch.search(index=names.alias, size=0, query={"bool": {
@@ -173,6 +172,13 @@ async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
     ranked = sorted(buckets, key=lambda b: (-b["doc_count"], b["key"]))
     served.stamp(response)
     return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
+
+
+async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Names, Served]:
+    """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is over)."""
+    names = Names(stores.namespace)
+    return names, await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position,
+                                 wait)
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:

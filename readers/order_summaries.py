@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from projections.base import Stores
 from projections.order_summaries import ServedReader
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
@@ -58,7 +59,7 @@ class OrderSummary(BaseModel):
 @router.get("/orders/{order_id}", response_model=OrderSummary)
 async def order_summary(order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
                         response: Response, min_position: MinPosition = None) -> Any:
-    reader, found = ServedReader(stores.redis, stores.namespace), {}
+    reader, found = _reader(stores), {}
 
     async def read() -> int:  # the document comes with each checkpoint read: one round trip when no wait is needed
         position, found["doc"] = await reader.order(str(order_id))
@@ -94,7 +95,7 @@ async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: Stores
                           response: Response, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                           cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")]
                           = None, min_position: MinPosition = None) -> Any:
-    reader, found = ServedReader(stores.redis, stores.namespace), {}
+    reader, found = _reader(stores), {}
 
     async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
         position, found["docs"], found["remaining"] = await reader.customer_orders(
@@ -110,3 +111,10 @@ async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: Stores
         doc["consistency"] = served.model()
     return {"orders": docs, "consistency": served.model(),
             "next_cursor": docs[-1]["order_id"] if docs and found["remaining"] > 0 else None}
+
+
+def _reader(stores: Stores) -> ServedReader:
+    """One per set of clients: it holds the scripts, registered (and hashed) once."""
+    if "served_reader" not in stores.extra:
+        stores.extra["served_reader"] = ServedReader(stores.redis, stores.namespace)
+    return stores.extra["served_reader"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.base import Projection, Stores
+from projections.base import Projection
 from workers import versions
 from workers.catch_up import Policy, Progress, catch_up, drain
 from workers.locks import exclusively
@@ -31,7 +31,6 @@ SLICE_SECONDS = 1.0
 @dataclass
 class Resources:
     log_engine: AsyncEngine
-    stores: Stores
     make: Callable[[str, int], Projection]
     close: Callable[[], Awaitable[None]]
 

@@ -119,13 +119,13 @@ async def test_rebuild_all_four_under_write_load_then_roll_back_and_drop(http, a
     for name in PROJECTIONS:
         dropped = await http.post(f"/projections/{name}/drop-previous", headers=OPERATOR)
         assert dropped.status_code == 202, dropped.text
-    await eventually(lambda: _true_all_dropped(write_engine, targets), 60, "the rebuilt versions dropped")
+    await eventually(lambda: _all_dropped(write_engine, targets), 60, "the rebuilt versions dropped")
     await _assert_storage_gone(stores, write_engine, targets)
     refused = await http.post("/projections/order_search/rollback", headers=OPERATOR)
     assert refused.status_code == 409 and "no previous version" in refused.json()["message"]
 
 
-async def _true_all_dropped(write_engine, targets: dict[str, int]) -> bool:
+async def _all_dropped(write_engine, targets: dict[str, int]) -> bool:
     async with write_engine.connect() as conn:
         roles = {(r[0], r[1]): r[2] for r in await conn.execute(text(
             "SELECT projection, version, role FROM projection_versions"))}

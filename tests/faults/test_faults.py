@@ -24,7 +24,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from infra import services
-from tests.conftest import OPERATOR, _free_port
+from tests.conftest import OPERATOR, _free_port, eventually
 
 pytestmark = pytest.mark.faults
 RECOVERY_SECONDS = 30
@@ -52,17 +52,15 @@ class Serve:
                                         cwd=Path(__file__).parents[2])
         if self.command != "serve":
             return  # no HTTP to wait on: the drill's lag check shows whether it works
-        deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
+            async def answering() -> bool:
                 assert self.process.poll() is None, self.log.read_text()[-3000:]
-                assert time.monotonic() < deadline, "prism serve did not start within 60s"
-                await asyncio.sleep(0.1)
+                try:
+                    return (await client.get("/health")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(answering, 60, "prism serve answering /health")
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -120,24 +118,27 @@ class Workload:
 
     async def more(self, count: int, timeout: float = 60) -> None:
         """Wait until ``count`` more orders went through."""
-        target, deadline = self.placed + count, time.monotonic() + timeout
-        while self.placed < target:
-            assert time.monotonic() < deadline, f"the workload placed {self.placed}, not {target}"
-            await asyncio.sleep(0.05)
+        target = self.placed + count
+
+        async def placed() -> bool:
+            return self.placed >= target
+
+        await eventually(placed, timeout, f"{count} more orders placed by the workload")
 
 
 async def lag_zero_within(base: str, seconds: float) -> float:
+    """Seconds until every running version has applied the whole log (at most ``seconds``)."""
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-        while True:
+        async def caught_up() -> bool:
             try:
                 rows = (await client.get("/projections")).json()
-                if all(r["lag_events"] == 0 for r in rows if r["state"] != "previous"):
-                    return time.monotonic() - started
-            except (httpx.TransportError, ValueError, TypeError):
-                pass
-            assert time.monotonic() - started < seconds, f"lag not 0 after {seconds}s: {rows}"
-            await asyncio.sleep(0.1)
+            except (httpx.TransportError, ValueError):
+                return False
+            return all(r["lag_events"] == 0 for r in rows if r["state"] != "previous")
+
+        await eventually(caught_up, seconds, "lag 0 in every running version")
+    return time.monotonic() - started
 
 
 async def drift(base: str, tenant: str) -> list:
