@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test services-up services-down migrate serve status clean
+# `make bench` measures on the real services (`make bench-quick`: a short run).
+.PHONY: demo test bench bench-quick services-up services-down migrate serve status clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 services-up: $(STAMP)
@@ -29,6 +30,12 @@ serve: migrate
 
 status: $(STAMP)
 	$(BIN)/prism status
+
+bench: migrate
+	$(BIN)/prism bench
+
+bench-quick: migrate
+	$(BIN)/prism bench --quick
 
 test: migrate
 	$(BIN)/pytest -q -p no:cacheprovider

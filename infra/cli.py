@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import sys
+from pathlib import Path
 
 from infra.settings import Settings
 
@@ -254,7 +255,20 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=_demo)
+    bench = sub.add_parser("bench", help="measure writes, commit-to-visible latency, replay and readers on the real "
+                           "stores, beside the naive design; prints a table, writes JSON and a PNG chart")
+    bench.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes)")
+    bench.add_argument("--out", type=Path, default=Path("var/bench/results"), help="folder for the JSON and PNG")
+    bench.add_argument("--profile", action="store_true", help="record py-spy flame graphs of serve under write load")
+    bench.set_defaults(run=_bench)
     return root
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.bench.run import run
+
+    run(settings, quick=args.quick, out=args.out, profile=args.profile)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

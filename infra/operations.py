@@ -18,6 +18,7 @@ from infra.status import projection_status
 from readers.errors import NotFound, ReaderError
 from workers import dead_letters, versions
 from workers.locks import ProjectionBusy
+from write import event_log
 
 router = APIRouter(tags=["operations"])
 
@@ -89,6 +90,17 @@ async def _status(request: Request):
     state = request.app.state
     shown = await active_projections(state.write_engine, state.stores, (versions.LIVE, versions.NEXT, versions.PREVIOUS))
     return await projection_status(state.write_engine, shown)
+
+
+@router.get("/positions")
+async def positions(request: Request) -> dict[str, Any]:
+    """The log's head and each live version's checkpoint, read from the stores at once: a cheap lag probe."""
+    state = request.app.state
+    live = await active_projections(state.write_engine, state.stores, (versions.LIVE,))
+    async with state.write_engine.connect() as conn:
+        head = await event_log.head(conn)
+    checkpoints = await asyncio.gather(*(p.checkpoint() for p in live.values()))
+    return {"head": head, "checkpoints": {p.name: c for p, c in zip(live.values(), checkpoints)}}
 
 
 @router.get("/health")

@@ -10,17 +10,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-from infra import bootstrap
+from infra import bootstrap, sandbox
 from infra.settings import Settings
 from projections.base import Projection, Stores
 from workers.catch_up import catch_up
 from write.bus import CommandBus
-from write.migrate import upgrade
 
 NAMESPACE = "prismtest"
 OPERATOR_TOKEN = "test-operator-token"
@@ -37,23 +35,12 @@ def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
         env="test", namespace=NAMESPACE,
-        write_database_url=base.write_database_url.rsplit("/", 1)[0] + "/prism_test_write",
-        dashboards_database_url=base.dashboards_database_url.rsplit("/", 1)[0] + "/prism_test_dashboards",
-        redis_url=base.redis_url.rsplit("/", 1)[0] + "/2", broker_url=base.broker_url.rsplit("/", 1)[0] + "/3",
+        write_database_url=sandbox.sibling(base.write_database_url, "prism_test_write"),
+        dashboards_database_url=sandbox.sibling(base.dashboards_database_url, "prism_test_dashboards"),
+        redis_url=sandbox.sibling(base.redis_url, "2"), broker_url=sandbox.sibling(base.broker_url, "3"),
         chdb_path=tmp / "chdb", api_port=_free_port(), read_wait_seconds=2.0, batch_size=500,
         retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
     )
-
-
-async def _recreate_database(url: str) -> None:
-    admin = url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
-    name = url.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -64,21 +51,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest_asyncio.fixture(scope="session")
 async def fresh_services(settings: Settings) -> Settings:
     """Empty test databases, Redis databases and indexes; the write schema migrated with Alembic."""
-    await _recreate_database(settings.write_database_url)
-    await _recreate_database(settings.dashboards_database_url)
-    await asyncio.to_thread(upgrade, settings.write_database_url)
-    stores = await bootstrap.open_stores(settings)
-    try:
-        await stores.redis.flushdb()
-        from redis.asyncio import Redis
-        broker_redis = Redis.from_url(settings.broker_url)
-        await broker_redis.flushdb()
-        await broker_redis.aclose()
-        await stores.elasticsearch.indices.delete(index=f"{NAMESPACE}*", ignore_unavailable=True,
-                                                  allow_no_indices=True, expand_wildcards="all")
-        await asyncio.to_thread(stores.clickhouse.command, f"DROP DATABASE IF EXISTS {NAMESPACE}")
-    finally:
-        await bootstrap.close_stores(stores)
+    await sandbox.reset(settings)
     return settings
 
 

@@ -1,0 +1,152 @@
+"""The benchmarks that go through HTTP: a ``prism serve`` child process on the bench sandbox, and load from
+this process (so the two share the machine's cores, as a client on the same host would)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager, nullcontext
+from pathlib import Path
+
+import aiohttp
+
+from infra.bench import load
+from infra.bench.environment import environment
+from infra.settings import Settings
+from projections.registry import PROJECTIONS
+
+#: Searched with a typo: the seeded catalogue names products "Widget …".
+TYPO = "widgte"
+
+
+class ServeFailed(RuntimeError):
+    """``prism serve`` did not become ready; its log says why."""
+
+
+@asynccontextmanager
+async def serving(settings: Settings, log_path: Path):
+    """``prism serve`` on the bench settings until the block ends."""
+    env = os.environ | environment(settings)
+    prism = Path(sys.executable).with_name("prism")
+    with log_path.open("w") as out:
+        child = subprocess.Popen([str(prism), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path)
+            yield child
+        finally:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+async def _ready(base: str, child: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise ServeFailed(f"prism serve exited with {child.returncode}; see {log_path}")
+            try:
+                async with session.get(f"{base}/ready") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise ServeFailed(f"prism serve was not ready within {timeout:.0f}s; see {log_path}")
+
+
+class Workload:
+    """Requests built from the seeded ids."""
+
+    def __init__(self, base: str, seeded: dict, rng: random.Random) -> None:
+        self.base, self.seeded, self.rng = base, seeded, rng
+        self.tenant = seeded["tenants"][0]
+        self.headers = {"X-Tenant-ID": self.tenant}
+
+    async def place_order(self, session: aiohttp.ClientSession) -> dict:
+        products = self.rng.sample(self.seeded["products"][self.tenant], 3)
+        body = {"customer_id": self.rng.choice(self.seeded["customers"][self.tenant]),
+                "items": [{"product_id": p, "quantity": self.rng.randint(1, 4)} for p in products]}
+        return await load.call(session, "POST", f"{self.base}/orders", json=body, headers=self.headers)
+
+    async def order_detail(self, session: aiohttp.ClientSession) -> dict:
+        order = self.rng.choice(self.seeded["orders"][self.tenant])
+        return await load.call(session, "GET", f"{self.base}/orders/{order}", headers=self.headers)
+
+    async def search(self, session: aiohttp.ClientSession) -> dict:
+        return await load.call(session, "GET", f"{self.base}/search", params={"q": TYPO}, headers=self.headers)
+
+    async def dashboard(self, session: aiohttp.ClientSession) -> dict:
+        customer = self.rng.choice(self.seeded["customers"][self.tenant])
+        return await load.call(session, "GET", f"{self.base}/customers/{customer}/dashboard", headers=self.headers)
+
+    async def analytics(self, session: aiohttp.ClientSession) -> dict:
+        return await load.call(session, "GET", f"{self.base}/analytics/top-products",
+                               params={"by": "revenue", "limit": 10}, headers=self.headers)
+
+
+async def lag_zero(session: aiohttp.ClientSession, base: str, timeout: float) -> float | None:
+    """Seconds until every store has the head it found first; None past the timeout."""
+    started = time.monotonic()
+    target = (await load.call(session, "GET", f"{base}/positions"))["head"]
+    while time.monotonic() - started < timeout:
+        try:
+            body = await load.call(session, "GET", f"{base}/positions")
+        except (load.Failed, aiohttp.ClientError):
+            continue
+        if all(body["checkpoints"].get(name, 0) >= target for name in PROJECTIONS):
+            return round(time.monotonic() - started, 2)
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, log=print, profile=None) -> dict:
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    work = Workload(base, seeded, random.Random(11))
+    result: dict = {}
+    async with serving(settings, folder / "serve.log") as child:
+        # Idle connections go before uvicorn's 5 s keep-alive closes them under a request.
+        connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=3)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+            result["catch_up_before_s"] = await lag_zero(session, base, 300)
+            result["readers"] = {}
+            for name, request in (("order_detail", work.order_detail), ("search_typo", work.search),
+                                  ("dashboard", work.dashboard), ("analytics_top_products", work.analytics)):
+                log(f"  readers: {name}, {plan.reader_clients} clients, {plan.reader_seconds:.0f}s")
+                await load.closed_loop(session, request, 4, 1.0)  # warm caches and pools
+                result["readers"][name] = await load.closed_loop(session, request, plan.reader_clients,
+                                                                 plan.reader_seconds)
+            result["write_path"] = []
+            for clients in plan.write_clients:
+                log(f"  write path: PlaceOrder, {clients} clients, {plan.write_seconds:.0f}s")
+                with (profile(child.pid, f"write-{clients}") if profile else nullcontext()):
+                    run = await load.closed_loop(session, work.place_order, clients, plan.write_seconds)
+                result["write_path"].append({"clients": clients, **run})
+                await lag_zero(session, base, 120)
+            result["visibility"] = []
+            for rate in plan.loads:
+                log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
+                result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
+    return result
+
+
+async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload, rate: int, seconds: float) -> dict:
+    probe = load.Probe(f"{base}/positions")
+    probing = asyncio.create_task(probe.run(session))
+    started = time.perf_counter()
+    run = await load.open_loop(session, work.place_order, rate, seconds)
+    sent_for = time.perf_counter() - started
+    drained = await lag_zero(session, base, 120)
+    probe.stop()
+    await probing
+    latencies = [s.answered - s.scheduled for s in run.sent]
+    return {"offered_per_s": rate, "achieved_per_s": round(len(run.sent) / sent_for, 1), "errors": len(run.errors),
+            "command": load.summary(latencies, sent_for, len(run.errors)), "drain_after_s": drained,
+            "probe_interval_ms": probe.interval_ms(), "stores": load.visibility(run, probe, list(PROJECTIONS))}

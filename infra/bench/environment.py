@@ -1,0 +1,41 @@
+"""Where a benchmark runs: a sandbox of its own beside the demo's data, on the same local services."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from pathlib import Path
+
+from infra import sandbox
+from infra.settings import Settings
+
+NAMESPACE = "prismbench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_settings(base: Settings, folder: Path) -> Settings:
+    """The base settings moved to bench databases, Redis databases 4 and 5, and a chDB folder of its own."""
+    return base.model_copy(update={
+        "env": "test", "namespace": NAMESPACE,
+        "write_database_url": sandbox.sibling(base.write_database_url, "prism_bench_write"),
+        "dashboards_database_url": sandbox.sibling(base.dashboards_database_url, "prism_bench_dashboards"),
+        "redis_url": sandbox.sibling(base.redis_url, "4"), "broker_url": sandbox.sibling(base.broker_url, "5"),
+        "chdb_path": folder / "chdb", "api_port": free_port(), "operator_token": secrets.token_hex(8),
+    })
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The settings as ``PRISM_*`` variables, for a ``prism serve`` child process."""
+    values = settings.model_dump(mode="json")
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        out[f"PRISM_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out

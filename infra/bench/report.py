@@ -1,0 +1,128 @@
+"""What ``prism bench`` prints and keeps: a table, the JSON of the run, and a chart of commit-to-visible latency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+STORES = {"order_summaries": "Redis", "order_search": "Elasticsearch", "order_analytics": "ClickHouse",
+          "customer_dashboards": "Postgres"}
+VISIBLE_P99_MS = 250
+REPLAY_GOALS = {"order_summaries": 25_000, "order_search": 8_000, "order_analytics": 25_000,
+                "customer_dashboards": 25_000}
+READER_GOALS_MS = {"order_detail": 5, "dashboard": 10, "search_typo": 50}
+
+
+def sustained(results: dict) -> int | None:
+    """The highest offered load that was met, every command answered, with p99 commit-to-visible within goal."""
+    best = None
+    for run in results.get("visibility", []):
+        met = run["achieved_per_s"] >= 0.95 * run["offered_per_s"] and not run["errors"] and all(
+            s["not_visible"] == 0 and s["p99_ms"] is not None and s["p99_ms"] <= VISIBLE_P99_MS
+            for s in run["stores"].values())
+        if met:
+            best = max(best or 0, run["offered_per_s"])
+    return best
+
+
+def goals(results: dict) -> list[dict]:
+    rows = [{"goal": "orders/s sustained, p99 commit-to-visible <= 250 ms in all four", "target": 1000,
+             "measured": sustained(results), "higher_is_better": True}]
+    for name, target in REPLAY_GOALS.items():
+        rows.append({"goal": f"replay into {STORES[name]} alone, events/s", "target": target,
+                     "measured": results["replay"]["alone"][name]["events_per_s"], "higher_is_better": True})
+    for name, target in READER_GOALS_MS.items():
+        rows.append({"goal": f"{name} p99 ms, {results['plan']['reader_clients']} clients", "target": target,
+                     "measured": results["readers"][name]["p99_ms"], "higher_is_better": False})
+    rows.append({"goal": "projection throughput / naive design", "target": 20, "measured": ratio(results),
+                 "higher_is_better": True})
+    for row in rows:
+        m = row["measured"]
+        row["met"] = m is not None and (m >= row["target"] if row["higher_is_better"] else m <= row["target"])
+    return rows
+
+
+def ratio(results: dict) -> float | None:
+    naive = results["naive"]["events_per_s"]
+    return round(results["replay"]["together"]["events_per_s"] / naive, 1) if naive else None
+
+
+def table(results: dict) -> str:
+    out = [f"prism bench ({results['mode']}), {results['seconds']:.0f} s, on {results['machine']['cores']} cores "
+           f"({results['machine']['cpu']}), {results['machine']['memory_gib']} GiB",
+           f"log: {results['seed']['events']:,} events, {results['seed']['orders']:,} orders, "
+           f"{results['seed']['order_lines']:,} order lines (seeded in {results['seed']['seconds']} s)", ""]
+    out.append("Write path (PlaceOrder, 3 items, HTTP)")
+    out.append(f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for r in results["write_path"]:
+        out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}")
+    out += ["", "Commit-to-visible, open loop (p50 / p95 / p99 ms)"]
+    out.append(f"  {'offered':>8} {'achieved':>9} " + " ".join(f"{STORES[s]:>22}" for s in STORES))
+    for r in results["visibility"]:
+        cells = " ".join(f"{_triple(r['stores'][s]):>22}" for s in STORES)
+        out.append(f"  {r['offered_per_s']:>8} {r['achieved_per_s']:>9} {cells}")
+    out.append(f"  highest load with p99 <= {VISIBLE_P99_MS} ms in all four: {sustained(results) or 'none'}")
+    replay = results["replay"]
+    out += ["", f"Replay of {replay['log_events']:,} events (events/s)",
+            f"  {'store':<15} {'alone':>9} {'all four at once':>18}"]
+    for name, label in STORES.items():
+        out.append(f"  {label:<15} {replay['alone'][name]['events_per_s']:>9} "
+                   f"{replay['together']['per_store'][name]['events_per_s']:>18}")
+    out.append(f"  {'all four':<15} {'':>9} {replay['together']['events_per_s']:>18}")
+    naive = results["naive"]
+    out += ["", f"Naive design (one message per event and store, {naive['threads']} threads): "
+                f"{naive['events_per_s']} events/s into all four ({naive['events']:,} events, "
+                f"{'finished' if naive['finished'] else 'cut at ' + str(naive['seconds']) + ' s'}); "
+                f"Prism all four at once / naive = {ratio(results)}x", ""]
+    out.append(f"Readers, {results['plan']['reader_clients']} concurrent clients")
+    out.append(f"  {'reader':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, r in results["readers"].items():
+        out.append(f"  {name:<24} {r['per_s']:>8} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}")
+    out += ["", "Goals"]
+    for g in results["goals"]:
+        out.append(f"  {'met ' if g['met'] else 'MISS'} {g['goal']:<62} target {g['target']:>7}  "
+                   f"measured {g['measured']}")
+    return "\n".join(out)
+
+
+def _f(value) -> str:
+    return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
+
+
+def _triple(s: dict) -> str:
+    cells = [f"{s[k]:.0f}" if s[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
+    return " / ".join(cells) + (f" ({s['not_visible']} missing)" if s["not_visible"] else "")
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=110)
+    loads = [r["offered_per_s"] for r in results["visibility"]]
+    for name, label in STORES.items():
+        axis.plot(loads, [r["stores"][name]["p99_ms"] for r in results["visibility"]], marker="o", label=f"{label} p99")
+        axis.plot(loads, [r["stores"][name]["p50_ms"] for r in results["visibility"]], linestyle=":",
+                  color=axis.lines[-1].get_color(), label=f"{label} p50")
+    axis.axhline(VISIBLE_P99_MS, color="grey", linestyle="--", linewidth=1, label=f"goal p99 {VISIBLE_P99_MS} ms")
+    axis.set_xlabel("offered load (orders/s, open loop)")
+    axis.set_ylabel("commit-to-visible latency (ms)")
+    axis.set_yscale("log")
+    axis.set_title(f"Prism commit-to-visible latency ({results['machine']['cores']} cores, {results['mode']} run)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write(results: dict, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{results['started_at']}.json"
+    path.write_text(json.dumps(results, indent=2))
+    chart(results, path.with_suffix(".png"))
+    print(table(results))
+    print(f"\nwrote {path} and {path.with_suffix('.png')}")
+    return path

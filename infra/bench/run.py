@@ -1,0 +1,134 @@
+"""``prism bench``: the store benchmarks in a child process (it owns the embedded ClickHouse while it runs),
+then the HTTP benchmarks against ``prism serve``, then the report."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import platform
+import shutil
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from infra import bootstrap, sandbox
+from infra.bench import report
+from infra.bench.api import http_benchmarks
+from infra.bench.environment import bench_settings
+from infra.bench.naive import naive_rate
+from infra.bench.replay import replay_rates
+from infra.bench.seed import seed
+from infra.settings import Settings
+from write.bus import CommandBus
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    orders: int
+    customers: int
+    products: int
+    naive_events: int
+    naive_seconds: float
+    write_clients: tuple[int, ...]
+    write_seconds: float
+    loads: tuple[int, ...]
+    load_seconds: float
+    reader_clients: int
+    reader_seconds: float
+
+
+#: ≥ 200,000 events and ≥ 1,000,000 order lines (5 a order on average), in one tenant.
+FULL = Plan("full", orders=210_000, customers=2000, products=200, naive_events=3000, naive_seconds=120,
+            write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500, 1000), load_seconds=15,
+            reader_clients=64, reader_seconds=10)
+QUICK = Plan("quick", orders=12_000, customers=300, products=60, naive_events=600, naive_seconds=30,
+             write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
+             reader_clients=64, reader_seconds=3)
+
+
+def _store_phase(settings: Settings, plan: Plan) -> dict:
+    return asyncio.run(_stores(settings, plan))
+
+
+async def _stores(settings: Settings, plan: Plan) -> dict:
+    await sandbox.reset(settings)
+    engine = bootstrap.write_engine(settings)
+    stores = await bootstrap.open_stores(settings)
+    try:
+        services = await _versions(engine, stores, settings)
+        print(f"  seeding {plan.orders:,} orders", flush=True)
+        started = time.perf_counter()
+        seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders)
+        seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
+                   "seconds": round(time.perf_counter() - started, 1)}
+        replay = await replay_rates(engine, stores, settings.batch_size, log=lambda m: print(m, flush=True))
+        naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
+                                 log=lambda m: print(m, flush=True))
+    finally:
+        await bootstrap.close_stores(stores)
+        await engine.dispose()
+    return {"services": services, "seed": seeding, "replay": replay, "naive": naive, "seeded": asdict(seeded)}
+
+
+async def _versions(engine, stores, settings: Settings) -> dict:
+    async with engine.connect() as conn:
+        postgres = (await conn.exec_driver_sql("SHOW server_version")).scalar_one()
+    clickhouse = await asyncio.to_thread(stores.clickhouse.command, "SELECT version()")
+    return {"postgres": postgres, "redis": (await stores.redis.info("server"))["redis_version"],
+            "elasticsearch": (await stores.elasticsearch.info())["version"]["number"],
+            "clickhouse": f"{clickhouse} ({'chDB, embedded' if settings.uses_chdb else 'server'})"}
+
+
+@contextmanager
+def _py_spy(folder: Path, seconds: float):
+    """``profile(pid, label)``: py-spy samples the serve process while the block runs (a flame graph per label)."""
+    spy = shutil.which("py-spy") or str(Path(__file__).resolve().parents[2] / ".venv/bin/py-spy")
+
+    @contextmanager
+    def profile(pid: int, label: str):
+        out = folder / f"profile-{label}.svg"
+        child = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 1),
+                                  "--rate", "100", "--output", str(out), "--nonblocking"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            child.wait(timeout=60)
+
+    yield profile
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next((int(line.split()[1]) // 1024 // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), None)
+    return {"cpu": cpu, "cores": multiprocessing.cpu_count(), "memory_gib": memory,
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results"), profile: bool = False) -> Path:
+    plan = QUICK if quick else FULL
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path("var/bench") / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = bench_settings(base, folder)
+    started = time.perf_counter()
+    print(f"prism bench ({plan.mode}): store benchmarks", flush=True)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        stored = pool.submit(_store_phase, settings, plan).result()
+    print("prism bench: HTTP benchmarks against prism serve", flush=True)
+    with _py_spy(folder, plan.write_seconds) as profiler:
+        http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, profile=profiler if profile
+                                           else None))
+    shutil.rmtree(settings.chdb_path, ignore_errors=True)
+    results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),
+               "seconds": round(time.perf_counter() - started, 1),
+               **{k: v for k, v in stored.items() if k != "seeded"}, **http}
+    results["goals"] = report.goals(results)
+    return report.write(results, out)

@@ -1,0 +1,147 @@
+"""A large, valid history written fast: the bulk path a data import would take.
+
+Tenants, customers and products go through the command bus. Orders are decided by
+the domain model, then written in chunks: each chunk's rows and events are copied
+in one transaction under the log's append lock, so the state and its events land
+together and positions keep commit order, as with any command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from write import commands as c
+from write import domain, snapshots
+from write import events as e
+from write.bus import CommandBus
+from write.event_log import APPEND_LOCK_KEY, NOTIFY_CHANNEL
+
+FIRST = ["Ana", "José", "Nora", "Liam", "Maya", "Omar", "Zoë", "Ivan", "Chen", "Sofía", "Ada", "Björn"]
+LAST = ["Álvarez", "Weber", "Okafor", "Smith", "Nguyen", "Rossi", "Müller", "Kowalski", "Tanaka", "Silva"]
+KINDS = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Flange", "Bracket", "Lamp", "Kettle", "Blender"]
+GRADES = ["Lite", "Plus", "Pro", "Max", "Mini"]
+#: Order events beside OrderPlaced: about one order in three moves on at least once.
+LIFECYCLE = ((0.30, "confirm"), (0.15, "ship"), (0.05, "cancel"))
+EVENT_COLUMNS = ("event_id", "tenant_id", "aggregate_type", "aggregate_id", "aggregate_version", "type",
+                 "schema_version", "occurred_at", "payload")
+
+
+@dataclass
+class Catalogue:
+    """What the orders are placed against, per tenant."""
+
+    tenant: str
+    customers: list  # rows: id, name, email
+    products: list  # rows: id, name, price
+
+
+@dataclass(frozen=True)
+class Seeded:
+    tenants: list[str]
+    customers: dict[str, list[str]]
+    products: dict[str, list[str]]
+    orders: dict[str, list[str]]
+    order_lines: int
+    events: int
+    head: int
+
+
+async def seed(engine: AsyncEngine, bus: CommandBus, tenants: int, customers: int, products: int, orders: int,
+               lines: tuple[int, int] = (3, 7), chunk: int = 2000, seed_value: int = 7) -> Seeded:
+    """``orders`` orders over ``tenants`` tenants with ``customers`` and ``products`` each."""
+    rng = random.Random(seed_value)
+    tag = uuid.uuid4().hex[:4]
+    catalogues = [await _catalogue(bus, engine, f"bench{n}-{tag}", customers, products, rng) for n in range(tenants)]
+    placed: dict[str, list[str]] = {cat.tenant: [] for cat in catalogues}
+    line_count = event_count = 0
+    now = datetime.now(UTC)
+    for start in range(0, orders, chunk):
+        batch = [_order(catalogues[(start + n) % tenants], rng, now, lines) for n in range(min(chunk, orders - start))]
+        await _copy(engine, batch)
+        for order, history in batch:
+            placed[order.tenant_id].append(str(order.id))
+            line_count += len(order.lines)
+            event_count += len(history)
+    async with engine.connect() as conn:
+        head = (await conn.exec_driver_sql("SELECT coalesce(max(position), 0) FROM events")).scalar_one()
+    return Seeded([cat.tenant for cat in catalogues], {cat.tenant: [str(r.id) for r in cat.customers] for cat in catalogues},
+                  {cat.tenant: [str(r.id) for r in cat.products] for cat in catalogues}, placed, line_count,
+                  event_count, head)
+
+
+async def _catalogue(bus: CommandBus, engine: AsyncEngine, tenant: str, customers: int, products: int,
+                     rng: random.Random) -> Catalogue:
+    await bus.execute(c.RegisterTenant(tenant, f"Bench {tenant}"))
+    gate = asyncio.Semaphore(16)
+
+    async def run(command: c.Command) -> None:
+        async with gate:
+            await bus.execute(command)
+
+    await asyncio.gather(*(run(c.RegisterCustomer(tenant, f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                                                  f"c{n}@{tenant}.example")) for n in range(customers)))
+    await asyncio.gather(*(run(c.AddProduct(tenant, f"{KINDS[n % len(KINDS)]} {GRADES[n % len(GRADES)]} {n}",
+                                            Decimal(rng.randint(199, 19999)) / 100)) for n in range(products)))
+    async with engine.connect() as conn:
+        people = (await conn.exec_driver_sql(
+            "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,))).all()
+        goods = (await conn.exec_driver_sql(
+            "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,))).all()
+    return Catalogue(tenant, people, goods)
+
+
+def _order(cat: Catalogue, rng: random.Random, now: datetime, lines: tuple[int, int]
+           ) -> tuple[domain.Order, list[e.NewEvent]]:
+    """One order decided by the domain, with the events its history wrote."""
+    buyer = rng.choice(cat.customers)
+    chosen = rng.sample(cat.products, rng.randint(*lines))
+    at = now - timedelta(seconds=rng.randint(0, 90 * 86400))
+    order = domain.Order(uuid.uuid4(), cat.tenant, buyer.id, domain.PENDING,
+                         tuple(domain.Line(n, p.id, p.name, rng.randint(1, 5), p.price)
+                               for n, p in enumerate(chosen, start=1)), at)
+    history = [_event(order, buyer, e.ORDER_PLACED)]
+    roll = rng.random()
+    if roll < LIFECYCLE[0][0]:
+        order = order.confirm(at + timedelta(hours=1))
+        history.append(_event(order, buyer, e.ORDER_CONFIRMED))
+        if roll < LIFECYCLE[1][0]:
+            order = order.ship(at + timedelta(days=1))
+            history.append(_event(order, buyer, e.ORDER_SHIPPED))
+        elif roll < LIFECYCLE[1][0] + LIFECYCLE[2][0]:
+            order = order.cancel("changed my mind", at + timedelta(hours=2))
+            history.append(_event(order, buyer, e.ORDER_CANCELLED, reason="changed my mind"))
+    return order, history
+
+
+def _event(order: domain.Order, buyer, event_type: str, **extra) -> e.NewEvent:
+    return e.NewEvent(e.ORDER, order.id, order.version, event_type, {"order": snapshots.order(order, buyer), **extra})
+
+
+async def _copy(engine: AsyncEngine, batch: list[tuple[domain.Order, list[e.NewEvent]]]) -> None:
+    """One transaction: the orders, their lines and their events, the events under the append lock."""
+    orders = [(o.id, o.tenant_id, o.customer_id, o.status, o.subtotal, o.discount_percent, o.discount, o.total,
+               o.note, o.cancel_reason, o.placed_at, o.confirmed_at, o.shipped_at, o.cancelled_at, o.version)
+              for o, _ in batch]
+    items = [(o.id, ln.line_no, ln.product_id, ln.quantity, ln.unit_price) for o, _ in batch for ln in o.lines]
+    stamp = datetime.now(UTC)
+    logged = [(ev.event_id, o.tenant_id, ev.aggregate_type, ev.aggregate_id, ev.aggregate_version, ev.type,
+               ev.schema_version, stamp, json.dumps(ev.payload)) for o, history in batch for ev in history]
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        async with raw.transaction():
+            await raw.copy_records_to_table("orders", records=orders, columns=(
+                "id", "tenant_id", "customer_id", "status", "subtotal", "discount_percent", "discount", "total",
+                "note", "cancel_reason", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version"))
+            await raw.copy_records_to_table("order_items", records=items, columns=(
+                "order_id", "line_no", "product_id", "quantity", "unit_price"))
+            await raw.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+            await raw.copy_records_to_table("events", records=logged, columns=EVENT_COLUMNS)
+            await raw.execute("SELECT pg_notify($1, (SELECT max(position) FROM events)::text)", NOTIFY_CHANNEL)

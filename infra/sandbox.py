@@ -1,0 +1,49 @@
+"""A private, empty Prism environment on the local services: its own databases, Redis databases and namespace.
+
+The tests and ``prism bench`` each run in one, so neither touches the demo's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from redis.asyncio import Redis
+
+from infra import bootstrap
+from infra.settings import Settings
+from write.migrate import upgrade
+
+
+def sibling(url: str, last: str) -> str:
+    """``url`` with its last path part (database name or number) replaced."""
+    return url.rsplit("/", 1)[0] + "/" + last
+
+
+async def recreate_database(url: str) -> None:
+    admin = sibling(url.replace("postgresql+asyncpg://", "postgresql://"), "postgres")
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def reset(settings: Settings) -> None:
+    """Empty databases with the write schema migrated, empty Redis databases, no indexes or tables of the namespace."""
+    await recreate_database(settings.write_database_url)
+    await recreate_database(settings.dashboards_database_url)
+    await asyncio.to_thread(upgrade, settings.write_database_url)
+    stores = await bootstrap.open_stores(settings)
+    try:
+        await stores.redis.flushdb()
+        broker_redis = Redis.from_url(settings.broker_url)
+        await broker_redis.flushdb()
+        await broker_redis.aclose()
+        await stores.elasticsearch.indices.delete(index=f"{settings.namespace}*", ignore_unavailable=True,
+                                                  allow_no_indices=True, expand_wildcards="all")
+        await asyncio.to_thread(stores.clickhouse.command, f"DROP DATABASE IF EXISTS {settings.namespace}")
+    finally:
+        await bootstrap.close_stores(stores)
