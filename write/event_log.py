@@ -6,16 +6,17 @@ on. Appends therefore take one transaction-scoped advisory lock just before
 inserting: positions are handed out while the lock is held and the lock is
 released at commit, so commit order equals position order and a reader never
 sees position N+1 before N. Per-aggregate order follows for free. The locked
-part is one multi-row insert and a notify, then the commit.
+part is one statement (lock, multi-row insert, notify), then the commit.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write.events import NewEvent, StoredEvent
@@ -37,14 +38,43 @@ class EventLog:
     async def append(
         self, conn: AsyncConnection, tenant_id: str, new: Sequence[NewEvent], correlation_id: uuid.UUID | None = None
     ) -> int:
-        """Insert ``new`` in the caller's transaction and return the last position."""
-        if self.serialize:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
-        rows = [_row(tenant_id, event, correlation_id) for event in new]
-        result = await conn.execute(insert(events).returning(events.c.position), rows)
-        position = max(result.scalars().all())
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(position))))
-        return position
+        """Insert ``new`` in the caller's transaction and return the last position.
+
+        The lock, the insert and the notify are one statement: the lock is then held for
+        that statement and the commit only, not for client round trips in between (each
+        of which may wait on a busy event loop while every other writer waits on it).
+        """
+        columns = {name: [] for name in _ARRAYS}
+        for event in new:
+            for name, value in _row(tenant_id, event, correlation_id).items():
+                columns[name].append(value)
+        statement = _APPEND_LOCKED if self.serialize else _APPEND
+        result = await conn.execute(statement, {"key": APPEND_LOCK_KEY, "channel": NOTIFY_CHANNEL, **columns})
+        return result.scalar_one()
+
+
+#: Each column of the new events as one array parameter, with its element type.
+_ARRAYS = {"event_id": "uuid", "tenant_id": "text", "aggregate_type": "text", "aggregate_id": "uuid",
+           "aggregate_version": "int", "type": "text", "schema_version": "smallint", "payload": "text",
+           "correlation_id": "uuid"}
+_UNNEST = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ARRAYS.items())
+_COLUMNS = ", ".join(_ARRAYS)
+_SELECTED = ", ".join("e.payload::jsonb" if name == "payload" else f"e.{name}" for name in _ARRAYS)
+
+
+def _append_sql(locked: bool) -> TextClause:
+    """One statement: (take the append lock,) insert the events in order, notify the head, answer it."""
+    lock = "locked AS (SELECT pg_advisory_xact_lock(:key)), " if locked else ""
+    source = "locked, " if locked else ""
+    return text(
+        f"WITH {lock}inserted AS ("
+        f"INSERT INTO events ({_COLUMNS}) SELECT {_SELECTED} "
+        f"FROM {source}unnest({_UNNEST}) WITH ORDINALITY AS e({_COLUMNS}, n) ORDER BY e.n "
+        f"RETURNING position) "
+        f"SELECT max(position), pg_notify(:channel, max(position)::text) FROM inserted")
+
+
+_APPEND_LOCKED, _APPEND = _append_sql(True), _append_sql(False)
 
 
 def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> dict:
@@ -56,7 +86,7 @@ def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> d
         "aggregate_version": event.aggregate_version,
         "type": event.type,
         "schema_version": event.schema_version,
-        "payload": event.payload,
+        "payload": json.dumps(event.payload),
         "correlation_id": correlation_id,
     }
 

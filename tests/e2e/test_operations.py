@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import OPERATOR
+from infra.bench.report import STORES
+from tests.conftest import OPERATOR, eventually
 from tests.e2e.test_read_your_writes import open_shop
 from workers import dead_letters
 from write import event_log
@@ -19,6 +20,18 @@ async def test_status_and_metrics_report_every_projection(http, api_tenant):
                  "prism_projection_lag_seconds", "prism_projection_dead_letters", "prism_projection_halted"):
         assert f"# TYPE {name} gauge" in metrics
     assert 'prism_projection_checkpoint{projection="order_search"}' in metrics
+
+
+async def test_positions_reach_a_write_in_every_store(http, api_tenant):
+    _, made = await open_shop(http, api_tenant)
+    position = made["order"]["position"]
+
+    async def everywhere() -> bool:
+        body = (await http.get("/positions")).json()
+        assert body["head"] >= position
+        return set(body["checkpoints"]) == set(STORES) and min(body["checkpoints"].values()) >= position
+
+    await eventually(everywhere, what=f"every store at position {position}")
 
 
 async def test_health_and_readiness(http):

@@ -1,0 +1,45 @@
+"""The benchmark's arithmetic: commit-to-visible from probe readings, and which load counts as sustained."""
+
+from infra.bench import load, report
+
+
+def _run(*sent: tuple[float, int]) -> load.OpenLoop:
+    run = load.OpenLoop(rate=10, seconds=1)
+    run.sent = [load.Sent(scheduled=at - 0.01, answered=at, position=pos) for at, pos in sent]
+    return run
+
+
+def _probe(*readings: tuple[float, int]) -> load.Probe:
+    probe = load.Probe("unused")
+    probe.readings = [(at, {"order_summaries": pos}) for at, pos in readings]
+    return probe
+
+
+def test_visible_at_the_first_reading_at_or_past_the_position():
+    run = _run((1.0, 5), (1.1, 6), (1.1, 9))
+    seen = load.visibility(run, _probe((1.05, 4), (1.2, 6), (1.5, 9)), ["order_summaries"])
+    # 5 and 6 first seen at 1.2 (0.2 s and 0.1 s after their answers); 9 at 1.5 (0.4 s)
+    assert seen["order_summaries"]["visible"] == 3
+    assert seen["order_summaries"]["p50_ms"] == 200.0
+    assert seen["order_summaries"]["p99_ms"] == 400.0
+
+
+def test_a_position_never_reached_counts_as_not_visible_and_earlier_readings_as_zero():
+    seen = load.visibility(_run((1.0, 3), (1.0, 12)), _probe((0.9, 5), (1.3, 10)), ["order_summaries"])
+    assert seen["order_summaries"]["not_visible"] == 1
+    assert seen["order_summaries"]["p99_ms"] == 0.0
+
+
+def _load(offered: int, achieved: float, p99: float, missing: int = 0) -> dict:
+    store = {"p99_ms": p99, "not_visible": missing}
+    return {"offered_per_s": offered, "achieved_per_s": achieved, "errors": 0,
+            "stores": {name: store for name in report.STORES}}
+
+
+def test_sustained_is_the_highest_load_met_within_the_p99_goal():
+    results = {"visibility": [_load(100, 100, 40), _load(250, 249, 120), _load(500, 380, 90), _load(1000, 990, 900)]}
+    assert report.sustained(results) == 250
+
+
+def test_no_load_is_sustained_when_writes_go_missing():
+    assert report.sustained({"visibility": [_load(100, 100, 40, missing=1)]}) is None
