@@ -63,12 +63,15 @@ def table(results: dict) -> str:
         out.append(f"  {r['offered_per_s']:>8} {r['achieved_per_s']:>9} {cells}")
     out.append(f"  highest load with p99 <= {VISIBLE_P99_MS} ms in all four: {sustained(results) or 'none'}")
     replay = results["replay"]
-    out += ["", f"Replay of {replay['log_events']:,} events (events/s)",
-            f"  {'store':<15} {'alone':>9} {'all four at once':>18}"]
+    together = replay["together"]
+    out += ["", f"Replay of {replay['log_events']:,} events (events/s); all four at once: the first "
+                f"{together['events']:,} events ({together['seconds']:.0f} s)",
+            f"  {'store':<15} {'alone':>9} {'s':>6} {'all four at once':>18}"]
     for name, label in STORES.items():
-        out.append(f"  {label:<15} {replay['alone'][name]['events_per_s']:>9} "
-                   f"{replay['together']['per_store'][name]['events_per_s']:>18}")
-    out.append(f"  {'all four':<15} {'':>9} {replay['together']['events_per_s']:>18}")
+        alone = replay["alone"][name]
+        out.append(f"  {label:<15} {alone['events_per_s']:>9} {alone['seconds']:>6.0f} "
+                   f"{together['per_store'][name]['events_per_s']:>18}")
+    out.append(f"  {'all four':<15} {'':>9} {'':>6} {together['events_per_s']:>18}")
     naive = results["naive"]
     out += ["", f"Naive design (one message per event and store, {naive['threads']} threads): "
                 f"{naive['events_per_s']} events/s into all four ({naive['events']:,} events, "

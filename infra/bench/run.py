@@ -32,6 +32,8 @@ class Plan:
     orders: int
     customers: int
     products: int
+    lines: tuple[int, int]
+    together_seconds: float
     naive_events: int
     naive_seconds: float
     write_clients: tuple[int, ...]
@@ -42,11 +44,13 @@ class Plan:
     reader_seconds: float
 
 
-#: ≥ 200,000 events and ≥ 1,000,000 order lines (5 a order on average), in one tenant.
-FULL = Plan("full", orders=210_000, customers=2000, products=200, naive_events=3000, naive_seconds=120,
+#: ≥ 200,000 events and ≥ 1,000,000 order lines (6 an order on average), in one tenant.
+FULL = Plan("full", orders=180_000, customers=2000, products=200, lines=(4, 8), together_seconds=60,
+            naive_events=2000, naive_seconds=60,
             write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500, 1000), load_seconds=15,
             reader_clients=64, reader_seconds=10)
-QUICK = Plan("quick", orders=12_000, customers=300, products=60, naive_events=600, naive_seconds=30,
+QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(4, 8), together_seconds=10,
+             naive_events=500, naive_seconds=15,
              write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
              reader_clients=64, reader_seconds=3)
 
@@ -63,10 +67,11 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
         services = await _versions(engine, stores, settings)
         print(f"  seeding {plan.orders:,} orders", flush=True)
         started = time.perf_counter()
-        seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders)
+        seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders, plan.lines)
         seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
                    "seconds": round(time.perf_counter() - started, 1)}
-        replay = await replay_rates(engine, stores, settings.batch_size, log=lambda m: print(m, flush=True))
+        replay = await replay_rates(engine, stores, settings.batch_size, plan.together_seconds,
+                                    log=lambda m: print(m, flush=True))
         naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
                                  log=lambda m: print(m, flush=True))
     finally:

@@ -28,8 +28,8 @@ FIRST = ["Ana", "José", "Nora", "Liam", "Maya", "Omar", "Zoë", "Ivan", "Chen",
 LAST = ["Álvarez", "Weber", "Okafor", "Smith", "Nguyen", "Rossi", "Müller", "Kowalski", "Tanaka", "Silva"]
 KINDS = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Flange", "Bracket", "Lamp", "Kettle", "Blender"]
 GRADES = ["Lite", "Plus", "Pro", "Max", "Mini"]
-#: Order events beside OrderPlaced: about one order in three moves on at least once.
-LIFECYCLE = ((0.30, "confirm"), (0.15, "ship"), (0.05, "cancel"))
+#: Order events beside OrderPlaced: one order in eight is confirmed; of those, some ship and some are cancelled.
+LIFECYCLE = ((0.12, "confirm"), (0.06, "ship"), (0.02, "cancel"))
 EVENT_COLUMNS = ("event_id", "tenant_id", "aggregate_type", "aggregate_id", "aggregate_version", "type",
                  "schema_version", "occurred_at", "payload")
 
