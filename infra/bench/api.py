@@ -143,10 +143,11 @@ async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload,
     started = time.perf_counter()
     run = await load.open_loop(session, work.place_order, rate, seconds)
     sent_for = time.perf_counter() - started
-    drained = await lag_zero(session, base, 120)
+    drained = await lag_zero(session, base, 30)
     probe.stop()
     await probing
     latencies = [s.answered - s.scheduled for s in run.sent]
-    return {"offered_per_s": rate, "achieved_per_s": round(len(run.sent) / sent_for, 1), "errors": len(run.errors),
+    return {"offered_per_s": rate, "achieved_per_s": round(len(run.sent) / sent_for, 1),
+            "errors": len(run.errors) + run.unanswered, "unanswered": run.unanswered,
             "command": load.summary(latencies, sent_for, len(run.errors)), "drain_after_s": drained,
             "probe_interval_ms": probe.interval_ms(), "stores": load.visibility(run, probe, list(PROJECTIONS))}

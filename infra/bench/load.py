@@ -83,10 +83,16 @@ class OpenLoop:
     seconds: float
     sent: list[Sent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unanswered: int = 0
 
 
-async def open_loop(session: aiohttp.ClientSession, request: Request, rate: float, seconds: float) -> OpenLoop:
-    """Requests scheduled every ``1/rate`` seconds whatever the answers; each must answer ``{position}``."""
+async def open_loop(session: aiohttp.ClientSession, request: Request, rate: float, seconds: float,
+                    grace: float = 10.0) -> OpenLoop:
+    """Requests scheduled every ``1/rate`` seconds whatever the answers; each must answer ``{position}``.
+
+    Requests still unanswered ``grace`` seconds after the last was sent are abandoned
+    and counted (an overloaded server would otherwise stretch the run without bound).
+    """
     run = OpenLoop(rate, seconds)
     start = time.perf_counter()
     tasks = []
@@ -105,7 +111,11 @@ async def open_loop(session: aiohttp.ClientSession, request: Request, rate: floa
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(at)))
-    await asyncio.gather(*tasks)
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    run.unanswered = len(pending)
     return run
 
 
