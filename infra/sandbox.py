@@ -6,6 +6,7 @@ The tests and ``prism bench`` each run in one, so neither touches the demo's dat
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import asyncpg
 from redis.asyncio import Redis
@@ -13,6 +14,13 @@ from redis.asyncio import Redis
 from infra import bootstrap
 from infra.settings import Settings
 from write.migrate import upgrade
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now, for a ``prism serve`` of the sandbox."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def sibling(url: str, last: str) -> str:

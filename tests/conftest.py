@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,12 +24,6 @@ OPERATOR_TOKEN = "test-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
@@ -38,7 +31,7 @@ def _test_settings(tmp: Path) -> Settings:
         write_database_url=sandbox.sibling(base.write_database_url, "prism_test_write"),
         dashboards_database_url=sandbox.sibling(base.dashboards_database_url, "prism_test_dashboards"),
         redis_url=sandbox.sibling(base.redis_url, "2"), broker_url=sandbox.sibling(base.broker_url, "3"),
-        chdb_path=tmp / "chdb", api_port=_free_port(), read_wait_seconds=2.0, batch_size=500,
+        chdb_path=tmp / "chdb", api_port=sandbox.free_port(), read_wait_seconds=2.0, batch_size=500,
         retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
     )
 

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from pathlib import Path
 
 from infra import sandbox
 from infra.settings import Settings
 
 NAMESPACE = "prismbench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_settings(base: Settings, folder: Path) -> Settings:
@@ -26,7 +19,7 @@ def bench_settings(base: Settings, folder: Path) -> Settings:
         "write_database_url": sandbox.sibling(base.write_database_url, "prism_bench_write"),
         "dashboards_database_url": sandbox.sibling(base.dashboards_database_url, "prism_bench_dashboards"),
         "redis_url": sandbox.sibling(base.redis_url, "4"), "broker_url": sandbox.sibling(base.broker_url, "5"),
-        "chdb_path": folder / "chdb", "api_port": free_port(), "operator_token": secrets.token_hex(8),
+        "chdb_path": folder / "chdb", "api_port": sandbox.free_port(), "operator_token": secrets.token_hex(8),
     })
 
 

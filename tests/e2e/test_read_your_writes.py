@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+
+from tests.conftest import eventually
 
 
 class Shop:
@@ -127,13 +128,13 @@ async def test_each_reader_filters_by_tenant(http, api_tenant, bus):
 
 async def test_projections_report_lag_zero_once_caught_up(http, api_tenant):
     await open_shop(http, api_tenant)
-    deadline = time.monotonic() + 20
-    while True:
-        rows = (await http.get("/projections")).json()
-        if all(r["lag_events"] == 0 for r in rows):
-            break
-        assert time.monotonic() < deadline, rows
-        await asyncio.sleep(0.1)
+    rows: list = []
+
+    async def caught_up() -> bool:
+        rows[:] = (await http.get("/projections")).json()
+        return all(r["lag_events"] == 0 for r in rows)
+
+    await eventually(caught_up, timeout=20, what="lag 0 in every projection")
     assert {r["projection"] for r in rows} == {"order_summaries", "order_search", "order_analytics",
                                                "customer_dashboards"}
     assert all(r["checkpoint"] == r["head"] and r["lag_seconds"] == 0 for r in rows)

@@ -24,7 +24,8 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from infra import services
-from tests.conftest import OPERATOR, _free_port, eventually
+from infra.sandbox import free_port
+from tests.conftest import OPERATOR, eventually
 
 pytestmark = pytest.mark.faults
 RECOVERY_SECONDS = 30
@@ -149,7 +150,7 @@ async def drift(base: str, tenant: str) -> list:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def serve(fresh_services, tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
-    settings = fresh_services.model_copy(update={"chdb_path": folder / "chdb", "api_port": _free_port(),
+    settings = fresh_services.model_copy(update={"chdb_path": folder / "chdb", "api_port": free_port(),
                                                  "relay_poll_seconds": 0.5, "serve_relay": False})
     running, relay = Serve(settings, folder / "serve.log"), Serve(settings, folder / "relay.log", "relay")
     await running.start()
