@@ -19,7 +19,12 @@ from projections.base import Projection, Stores
 from workers.catch_up import catch_up
 from write.bus import CommandBus
 
-NAMESPACE = "prismtest"
+#: ``PRISM_TEST_SLOT=N`` (1-3) gives a run databases, Redis databases and a namespace of its own, so that
+#: two runs on one machine never touch each other's data.
+SLOT = int(os.environ.get("PRISM_TEST_SLOT", "0"))
+NAMESPACE = f"prismslot{SLOT}" if SLOT else "prismtest"
+_DATABASES = f"prism_slot{SLOT}" if SLOT else "prism_test"
+_REDIS_DBS = (str(4 + 2 * SLOT), str(5 + 2 * SLOT)) if SLOT else ("2", "3")
 OPERATOR_TOKEN = "test-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -28,9 +33,10 @@ def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
         env="test", namespace=NAMESPACE,
-        write_database_url=sandbox.sibling(base.write_database_url, "prism_test_write"),
-        dashboards_database_url=sandbox.sibling(base.dashboards_database_url, "prism_test_dashboards"),
-        redis_url=sandbox.sibling(base.redis_url, "2"), broker_url=sandbox.sibling(base.broker_url, "3"),
+        write_database_url=sandbox.sibling(base.write_database_url, f"{_DATABASES}_write"),
+        dashboards_database_url=sandbox.sibling(base.dashboards_database_url, f"{_DATABASES}_dashboards"),
+        redis_url=sandbox.sibling(base.redis_url, _REDIS_DBS[0]),
+        broker_url=sandbox.sibling(base.broker_url, _REDIS_DBS[1]),
         chdb_path=tmp / "chdb", api_port=sandbox.free_port(), read_wait_seconds=2.0, batch_size=500,
         retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
     )

@@ -24,8 +24,24 @@ async def http(server):
         yield client
 
 
+#: The headers that act as each tenant these tests registered.
+_CREDENTIALS: dict[str, dict[str, str]] = {}
+
+
+async def open_tenant(http: httpx.AsyncClient, tenant_id: str, name: str = "Shop") -> dict[str, str]:
+    """Register a tenant; answer the headers that act as it."""
+    response = await http.post("/tenants", json={"name": name}, headers={"X-Tenant-ID": tenant_id})
+    assert response.status_code == 201, response.text
+    _CREDENTIALS[tenant_id] = {"X-Tenant-ID": tenant_id}
+    return _CREDENTIALS[tenant_id]
+
+
+def headers_of(tenant_id: str) -> dict[str, str]:
+    """The headers of a tenant registered with ``open_tenant``."""
+    return dict(_CREDENTIALS[tenant_id])
+
+
 @pytest_asyncio.fixture
 async def api_tenant(http, tenant_id):
-    response = await http.post("/tenants", json={"name": "Shop"}, headers={"X-Tenant-ID": tenant_id})
-    assert response.status_code == 201, response.text
+    await open_tenant(http, tenant_id)
     return tenant_id

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from projections.base import Batch
 from projections.order_summaries import OrderSummaries
+from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
 from workers.catch_up import catch_up
 from workers.locks import lock_key
@@ -35,7 +36,7 @@ class Flaky(OrderSummaries):
 @pytest.fixture
 async def flaky(stores, bus, tenant):
     await write_history(bus, tenant)
-    projection = Flaky(replace(stores, namespace="prismtest_flaky"), fail_on=2)
+    projection = Flaky(replace(stores, namespace=f"{NAMESPACE}_flaky"), fail_on=2)
     await projection.drop()
     return projection
 

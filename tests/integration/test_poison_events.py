@@ -9,6 +9,7 @@ import pytest
 
 from projections.base import Batch
 from projections.customer_dashboards import CustomerDashboards
+from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
 from workers import dead_letters
 from workers.catch_up import Policy, catch_up
@@ -44,7 +45,7 @@ async def run_until_settled(engine, projection, policy: Policy) -> list:
 @pytest.fixture
 async def poisoned(stores, bus, tenant, write_engine):
     await write_history(bus, tenant)
-    projection = Poisoned(replace(stores, namespace="prismtest_poison"))
+    projection = Poisoned(replace(stores, namespace=f"{NAMESPACE}_poison"))
     projection.poison_tenant = tenant
     await projection.drop()
     await projection.setup()

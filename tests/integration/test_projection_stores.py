@@ -9,6 +9,7 @@ import pytest
 
 from projections.base import Batch, Stores
 from projections.registry import PROJECTIONS
+from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
 from tests.integration.store_state import store_state
 from write import event_log
@@ -48,14 +49,14 @@ def delivery(events, rng: random.Random) -> list[Batch]:
 
 @pytest.mark.parametrize("name", list(PROJECTIONS))
 async def test_replayed_and_reordered_batches_converge(name, stores, tenant_events):
-    in_order = await fresh(name, stores, "prismtest_inorder")
+    in_order = await fresh(name, stores, f"{NAMESPACE}_inorder")
     for batch in batches_of(tenant_events, 5):
         await in_order.apply(handled(in_order, batch))
     expected = await store_state(in_order)
     assert expected, "the in-order run wrote nothing"
 
     for seed in range(3):
-        shuffled = await fresh(name, stores, "prismtest_shuffled")
+        shuffled = await fresh(name, stores, f"{NAMESPACE}_shuffled")
         for batch in delivery(tenant_events, random.Random(f"{name}-{seed}")):
             await shuffled.apply(handled(shuffled, batch))
         assert await store_state(shuffled) == expected, f"seed {seed}"
@@ -64,7 +65,7 @@ async def test_replayed_and_reordered_batches_converge(name, stores, tenant_even
 
 @pytest.mark.parametrize("name", list(PROJECTIONS))
 async def test_the_same_batch_twice_changes_nothing(name, stores, tenant_events):
-    projection = await fresh(name, stores, "prismtest_twice")
+    projection = await fresh(name, stores, f"{NAMESPACE}_twice")
     for batch in batches_of(tenant_events, 1000):
         await projection.apply(handled(projection, batch))
     once = await store_state(projection)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from projections.base import Batch
 from projections.registry import PROJECTIONS
+from tests.conftest import NAMESPACE
 from tests.integration.store_state import store_state
 from write import event_log
 from write.event_log import EventLog
@@ -33,8 +34,8 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
         [event] = await event_log.read_after(conn, position - 1, 1)
     assert event.schema_version == 1 and event.payload["order"]["customer"]["name"] == "Amélie Old"
 
-    summaries = PROJECTIONS["order_summaries"](replace(stores, namespace="prismtest_upcast"))
-    dashboards = PROJECTIONS["customer_dashboards"](replace(stores, namespace="prismtest_upcast"))
+    summaries = PROJECTIONS["order_summaries"](replace(stores, namespace=f"{NAMESPACE}_upcast"))
+    dashboards = PROJECTIONS["customer_dashboards"](replace(stores, namespace=f"{NAMESPACE}_upcast"))
     for projection in (summaries, dashboards):
         await projection.drop()
         await projection.setup()
