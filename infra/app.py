@@ -7,17 +7,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infra import bootstrap, operations
+from infra import bootstrap, openapi, operations
+from infra.auth import AuthError, Authenticator, requires
+from infra.body_limit import BodyLimit
+from infra.error_body import error_body
 from infra.settings import Settings
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
 from readers.analytics_sql import AnalystSql, Limits
 from readers.errors import ReaderError
 from workers.versions import LIVE
 from write import api as command_api
+from write.api_keys import OPERATOR
 from write.bus import CommandBus
 from write.errors import WriteError
 
@@ -25,12 +30,9 @@ Hook = Callable[[FastAPI], Awaitable[None]]
 log = logging.getLogger("prism.api")
 
 
-def error_body(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"status": status, "code": code, "message": message, "field": field}
-
-
 def _domain_error(_: Request, exc: Any) -> JSONResponse:
-    return JSONResponse(error_body(exc.http_status, exc.code, exc.message, exc.field), status_code=exc.http_status)
+    return JSONResponse(error_body(exc.http_status, exc.code, exc.message, exc.field), status_code=exc.http_status,
+                        headers=getattr(exc, "headers", None))
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -39,6 +41,13 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     field = ".".join(where) or None
     message = f"{field}: {first['msg']}" if field else first["msg"]
     return JSONResponse(error_body(422, "invalid", message, field), status_code=422)
+
+
+def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """What the framework itself refuses (a body it cannot parse, an unknown path or method), in the common body."""
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -56,7 +65,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.bus = CommandBus(app.state.write_engine)
         app.state.stores = await bootstrap.open_stores(settings)
         app.state.read_wait_seconds = settings.read_wait_seconds
-        app.state.operator_token = settings.operator_token
+        app.state.authenticator = Authenticator(app.state.write_engine, settings)
         live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
@@ -77,10 +86,18 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
                   description="Commands on one write model; reads from four projections kept in sync from its log.")
     app.add_exception_handler(WriteError, _domain_error)
     app.add_exception_handler(ReaderError, _domain_error)
+    app.add_exception_handler(AuthError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for router in (command_api.router, order_summaries.router, order_search.router, order_analytics.router,
-                   customer_dashboards.router, operations.router):
-        app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Each router's scope is decided here, once: its routes then take the tenant from the credential.
+    for router, scope in ((command_api.tenants_router, OPERATOR), (command_api.router, "commands"),
+                          (order_summaries.router, "read"), (order_search.router, "read"),
+                          (customer_dashboards.router, "read"), (order_analytics.router, "analytics")):
+        app.include_router(router, dependencies=[Security(requires(scope))])
+    app.include_router(operations.router)
+    app.include_router(operations.probes(settings.open_routes))
+    app.openapi = lambda: openapi.schema(app)  # type: ignore[method-assign]  # the shared errors and links
     return app
 

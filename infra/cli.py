@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import sys
@@ -53,11 +54,81 @@ def _running_status(settings: Settings) -> list[dict] | None:
     """The status rows of a Prism process answering on the configured address, if one does."""
     import httpx
 
+    base = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        response = httpx.get(f"http://{settings.api_host}:{settings.api_port}/projections", timeout=5)
+        httpx.get(f"{base}/health", timeout=2)
     except httpx.HTTPError:
         return None
+    with _local_key(settings, None, ["operator"]) as headers:
+        response = httpx.get(f"{base}/projections", headers=headers, timeout=5)
     return response.json() if response.status_code == 200 else None
+
+
+@contextlib.contextmanager
+def _local_key(settings: Settings, tenant: str | None, scopes: list[str]):
+    """Headers with a key issued for one command and revoked after it: who can reach the write database may."""
+    from datetime import timedelta
+
+    from infra import bootstrap
+    from write import api_keys
+
+    async def issue() -> tuple[str, str]:
+        engine = bootstrap.write_engine(settings, pool_size=1)
+        try:
+            key, plain = await api_keys.issue(engine, tenant, scopes, "prism cli", timedelta(minutes=10))
+        finally:
+            await engine.dispose()
+        return key.id, plain
+
+    async def revoke(key_id: str) -> None:
+        engine = bootstrap.write_engine(settings, pool_size=1)
+        try:
+            await api_keys.revoke(engine, key_id)
+        finally:
+            await engine.dispose()
+
+    key_id, plain = asyncio.run(issue())
+    try:
+        yield {"Authorization": f"Bearer {plain}"}
+    finally:
+        asyncio.run(revoke(key_id))
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys in the write database."""
+    from datetime import timedelta
+
+    from infra import bootstrap
+    from write import api_keys
+    from write.errors import WriteError
+
+    async def run() -> int:
+        engine = bootstrap.write_engine(settings, pool_size=1)
+        try:
+            if args.action == "create":
+                expires = timedelta(days=args.expires) if args.expires else None
+                key, plain = await api_keys.issue(engine, args.tenant, args.scopes.split(","), args.name, expires)
+                print(f"created key {key.id} for {key.tenant_id or 'operators'} with scopes {','.join(key.scopes)}"
+                      f"{f', expiring {key.expires_at:%Y-%m-%d %H:%M} UTC' if key.expires_at else ''}; "
+                      "it is shown only now:", file=sys.stderr)
+                print(plain)
+            elif args.action == "list":
+                rows = [[k.id, k.tenant_id or "-", ",".join(k.scopes), k.name, f"{k.created_at:%Y-%m-%d %H:%M}",
+                         f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "-",
+                         f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-"]
+                        for k in await api_keys.listing(engine, args.tenant)]
+                print(_table(["id", "tenant", "scopes", "name", "created", "expires", "revoked"], rows))
+            else:
+                key = await api_keys.revoke(engine, args.id)
+                print(f"revoked key {key.id} ({key.tenant_id or 'operators'})")
+        except WriteError as error:
+            print(f"error: {error.message}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+        return 0
+
+    return asyncio.run(run())
 
 
 def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
@@ -152,16 +223,19 @@ def _sql(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
     from readers.analytics_sql import AnalystSql, Limits, Result
-    from readers.deps import TENANT_PATTERN
+    from write.api import TENANT_PATTERN
     from readers.errors import ReaderError
 
     if not re.match(TENANT_PATTERN, args.tenant):
         print(f"error: tenant {args.tenant!r} must match {TENANT_PATTERN}", file=sys.stderr)
         return 2
     body = {"sql": args.query, "format": "csv" if args.format == "csv" else "json"}
+    base = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        answer = httpx.post(f"http://{settings.api_host}:{settings.api_port}/analytics/sql", json=body,
-                            headers={"X-Tenant-ID": args.tenant}, timeout=settings.sql_max_seconds + 30)
+        httpx.get(f"{base}/health", timeout=2)
+        with _local_key(settings, args.tenant, ["analytics"]) as headers:
+            answer = httpx.post(f"{base}/analytics/sql", json=body, headers=headers,
+                                timeout=settings.sql_max_seconds + 30)
     except httpx.HTTPError:
         answer = None
     if answer is not None:
@@ -247,6 +321,17 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--drop-previous", metavar="NAME", help="drop the previous version (no rollback after)")
     rebuild.add_argument("--no-wait", action="store_true", help="ask and return; `prism status` shows progress")
     rebuild.set_defaults(run=_rebuild)
+    keys = sub.add_parser("keys", help="create, list or revoke API keys (only their hashes are stored)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="issue a key and print it once")
+    create.add_argument("--tenant", help="the tenant the key acts as (none for --scopes operator)")
+    create.add_argument("--scopes", default="commands,read,analytics",
+                        help="comma-separated: commands, read, analytics; or operator alone")
+    create.add_argument("--name", default="", help="what the key is for")
+    create.add_argument("--expires", type=int, metavar="DAYS", help="days until the key stops working")
+    keys_sub.add_parser("list", help="keys, without their secrets").add_argument("--tenant")
+    keys_sub.add_parser("revoke", help="stop a key from working").add_argument("id")
+    keys.set_defaults(run=_keys)
     sql = sub.add_parser("sql", help="run an analyst's read-only SQL on ClickHouse, scoped to one tenant")
     sql.add_argument("query", help="one SELECT over orders, order_lines, order_events, products")
     sql.add_argument("--tenant", required=True)

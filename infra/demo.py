@@ -10,6 +10,7 @@ import secrets
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from infra import bootstrap
 from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
 from infra.settings import Settings
 from infra.status import ProjectionStatus, table
+from write import api_keys
 
 FIRST = ["José", "Zoë", "Amélie", "Liam", "Noah", "Olivia", "Mateo", "Sofía", "Björn", "Chloé", "Ava", "Lucas",
          "Mia", "Ethan", "Léa", "Hugo", "Emma", "Jonas", "Inès", "Oscar", "Nora", "Felix", "Ida", "Malik"]
@@ -32,6 +34,7 @@ KIND = ["Pro", "Mini", "Max", "Lite", "Plus", "Classic", "Deluxe", "Ultra", "Eco
 @dataclass
 class Tenant:
     id: str
+    key: str = ""
     customers: list[dict[str, Any]] = field(default_factory=list)
     products: list[dict[str, Any]] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)
@@ -40,16 +43,30 @@ class Tenant:
 class Seeder:
     """Drives the command API with bounded concurrency and prints progress."""
 
-    def __init__(self, client: httpx.AsyncClient, concurrency: int, rng: random.Random) -> None:
-        self.client, self.rng = client, rng
+    def __init__(self, client: httpx.AsyncClient, concurrency: int, rng: random.Random,
+                 operator: dict[str, str]) -> None:
+        self.client, self.rng, self.operator = client, rng, operator
+        self.keys: dict[str, dict[str, str]] = {}
         self.gate = asyncio.Semaphore(concurrency)
         self.sent = 0
         self.head = 0
         self.started = time.monotonic()
 
+    async def register(self, tenant: Tenant) -> None:
+        """Register the tenant as the operator; the answer carries the tenant's first API key."""
+        body = {"id": tenant.id, "name": tenant.id.split("-")[0].title() + " Ltd"}
+        response = await self.client.post("/tenants", json=body, headers=self.operator)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /tenants answered {response.status_code}: {response.text}")
+        issued = response.json()["key"]
+        tenant.key = issued["key"]
+        self.keys[tenant.id] = {"Authorization": f"Bearer {tenant.key}"}
+        print(f"  {tenant.id}: API key {issued['id']} ({tenant.key[:10]}…, scopes {','.join(issued['scopes'])})",
+              flush=True)
+
     async def post(self, tenant: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.gate:
-            response = await self.client.post(path, json=body, headers={"X-Tenant-ID": tenant})
+            response = await self.client.post(path, json=body, headers=self.keys[tenant])
         if response.status_code >= 300:
             raise RuntimeError(f"POST {path} answered {response.status_code}: {response.text}")
         answer = response.json()
@@ -66,8 +83,8 @@ class Seeder:
 
 async def seed(seeder: Seeder, tenants: list[Tenant], customers: int, products: int, orders: int) -> None:
     rng = seeder.rng
-    print(f"seeding {len(tenants)} tenants", flush=True)
-    await seeder.each([seeder.post(t.id, "/tenants", {"name": t.id.split("-")[0].title() + " Ltd"}) for t in tenants])
+    print(f"registering {len(tenants)} tenants as the operator, each with an API key of its own", flush=True)
+    await seeder.each([seeder.register(t) for t in tenants])
 
     async def customer(t: Tenant, n: int) -> None:
         name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
@@ -153,11 +170,12 @@ async def renames(seeder: Seeder, tenants: list[Tenant]) -> None:
         await seeder.each([rename_product(t, p) for p in rng.sample(t.products, 8)])
 
 
-async def wait_for_lag_zero(client: httpx.AsyncClient, timeout: float) -> list[dict[str, Any]]:
+async def wait_for_lag_zero(client: httpx.AsyncClient, timeout: float, headers: dict[str, str]
+                            ) -> list[dict[str, Any]]:
     """Until every running version has applied the whole log (a previous version stays frozen until a rollback)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = [r for r in (await client.get("/projections")).json() if r["state"] != "previous"]
+        rows = [r for r in (await client.get("/projections", headers=headers)).json() if r["state"] != "previous"]
         if all(r["lag_events"] == 0 for r in rows):
             return rows
         if time.monotonic() > deadline:
@@ -171,7 +189,8 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
     customer = tenant.customers[0]
     word = tenant.products[0]["name"].split()[0]
     typo = word[:-2] + word[-1] + word[-2]
-    headers = {"X-Tenant-ID": tenant.id}
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    print(f"\nreading back as {tenant.id}, with its API key {tenant.key[:10]}…")
     calls = [
         ("Redis order summary", f"/orders/{order['id']}", {}),
         (f"Elasticsearch search q={typo!r} (a typo of {word!r})", "/search", {"q": typo}),
@@ -225,14 +244,15 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
     return ok
 
 
-def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str) -> None:
+def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str,
+                  operator: dict[str, str]) -> None:
     """The load generator runs in a process of its own so it does not share the server's interpreter."""
 
     async def run() -> None:
         tenants = [Tenant(tid) for tid in tenant_ids]
         async with httpx.AsyncClient(base_url=base, timeout=60,
                                      limits=httpx.Limits(max_connections=concurrency)) as client:
-            seeder = Seeder(client, concurrency, random.Random(tenant_ids[0]))
+            seeder = Seeder(client, concurrency, random.Random(tenant_ids[0]), operator)
             await seed(seeder, tenants, **sizes)
             took = time.monotonic() - seeder.started
             print(f"{seeder.sent} commands in {took:.1f}s ({seeder.sent / took:,.0f}/s)", flush=True)
@@ -242,11 +262,12 @@ def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concu
     asyncio.run(run())
 
 
-async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int) -> tuple[int, list[Tenant]]:
+async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int,
+                operator: dict[str, str]) -> tuple[int, list[Tenant]]:
     with tempfile.TemporaryDirectory() as folder:
         out = f"{folder}/seeded.json"
         child = multiprocessing.get_context("spawn").Process(
-            target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out), name="prism-demo-load")
+            target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out, operator), name="prism-demo-load")
         child.start()
         await asyncio.to_thread(child.join)
         if child.exitcode != 0:
@@ -267,15 +288,22 @@ async def run_demo(settings: Settings, tenants: int = 3, customers: int = 70, pr
     tenant_ids = [f"{names[n % len(names)]}-{run}" for n in range(tenants)]
     base = f"http://{settings.api_host}:{settings.api_port}"
     stores = await bootstrap.open_stores(settings)
+    engine = bootstrap.write_engine(settings, pool_size=1)
+    # The demo acts as the operator who registers tenants: a key of its own, revoked when it ends.
+    key, plain = await api_keys.issue(engine, None, [api_keys.OPERATOR], "demo", timedelta(hours=1))
+    operator = {"Authorization": f"Bearer {plain}"}
+    print(f"operator key {key.id} issued for the demo (revoked at its end)", flush=True)
     try:
         head, seeded = await _seed(base, tenant_ids, {"customers": customers, "products": products,
-                                                       "orders": orders}, concurrency)
+                                                       "orders": orders}, concurrency, operator)
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             print("waiting for every projection to reach the log's head", flush=True)
-            rows = await wait_for_lag_zero(client, timeout=300)
+            rows = await wait_for_lag_zero(client, 300, operator)
             await show_readers(client, seeded[0], head)
         print("\n" + table([ProjectionStatus(**row) for row in rows]))
         return await reconcile(settings, stores, seeded)
     finally:
+        await api_keys.revoke(engine, key.id)
+        await engine.dispose()
         await bootstrap.close_stores(stores)
         server.stop()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from infra.auth import requires
 from infra.bootstrap import active_projections
 from infra.metrics import exposition
 from infra.rebuild import UnknownProjection, known
@@ -19,25 +19,14 @@ from readers.errors import NotFound, ReaderError
 from workers import dead_letters, versions
 from workers.locks import ProjectionBusy
 from write import event_log
+from write.api_keys import OPERATOR, TENANT_SCOPES
 
 router = APIRouter(tags=["operations"])
 
-
-class Unauthorized(ReaderError):
-    """Raised when an operator route is called without the operator token."""
-
-    http_status = 401
-    code = "unauthorized"
-
-
-def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Audit and dead letters span every tenant: with PRISM_OPERATOR_TOKEN set, they need it as a bearer token."""
-    token = request.app.state.operator_token
-    if token and not hmac.compare_digest(authorization or "", f"Bearer {token}"):
-        raise Unauthorized("this operations route needs 'Authorization: Bearer <PRISM_OPERATOR_TOKEN>'")
-
-
-Operator = [Depends(_operator)]
+#: Audit, dead letters and version changes span every tenant: operators only.
+Operator = [Security(requires(OPERATOR))]
+#: Status and positions say nothing of any tenant's data (commands answer positions too): any valid credential.
+Anyone = [Security(requires(OPERATOR, *TENANT_SCOPES))]
 
 
 class OperationRefused(ReaderError):
@@ -47,7 +36,7 @@ class OperationRefused(ReaderError):
     code = "conflict"
 
 
-@router.get("/projections")
+@router.get("/projections", dependencies=Anyone)
 async def projections(request: Request) -> list[dict[str, Any]]:
     """Per projection: state, checkpoint, head, lag in events and seconds, dead letters, last batch."""
     return [row.as_dict() for row in await _status(request)]
@@ -81,8 +70,8 @@ async def _version_change(request: Request, name: str, change) -> dict[str, Any]
     return {"projection": name, "version": version}
 
 
-@router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
+    """The projection status for Prometheus."""
     return Response(exposition(await _status(request)), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -92,7 +81,7 @@ async def _status(request: Request):
     return await projection_status(state.write_engine, shown)
 
 
-@router.get("/positions")
+@router.get("/positions", dependencies=Anyone)
 async def positions(request: Request) -> dict[str, Any]:
     """The log's head and each live version's checkpoint, read from the stores at once: a cheap lag probe."""
     state = request.app.state
@@ -103,13 +92,11 @@ async def positions(request: Request) -> dict[str, Any]:
     return {"head": head, "checkpoints": {p.name: c for p, c in zip(live.values(), checkpoints)}}
 
 
-@router.get("/health")
 async def health() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Every store answers; 503 names the ones that do not."""
     state = request.app.state
@@ -129,6 +116,16 @@ async def ready(request: Request) -> JSONResponse:
 async def _sql(engine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+def probes(open_routes: list[str]) -> APIRouter:
+    """Health, readiness and metrics: open where ``open_routes`` says so, else for operators only."""
+    probe_router = APIRouter(tags=["operations"])
+    for path, endpoint, extra in (("/health", health, {}), ("/ready", ready, {}),
+                                  ("/metrics", metrics, {"response_class": Response})):
+        guard = [] if path in open_routes else Operator
+        probe_router.add_api_route(path, endpoint, methods=["GET"], dependencies=guard, **extra)
+    return probe_router
 
 
 @router.get("/audit", dependencies=Operator)

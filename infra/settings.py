@@ -17,7 +17,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
 
-    env: str = Field("development", description="development | test | production")
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="development | test | production; anything else refuses to start")
     namespace: str = Field("prism", pattern=r"^[a-z][a-z0-9_]{0,39}$",
                            description="Prefix of Redis keys, Elasticsearch indexes, the ClickHouse database, "
                                        "the dashboards schema and the queues")
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
     api_port: int = Field(8000, description="Port of the HTTP API")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the HTTP API reads (413 past "
+                                                                  "it)")
 
     batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
@@ -55,18 +58,40 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(10_000, ge=1, description="Most rows an analyst's ad-hoc SQL query may return")
     sql_max_memory_mb: int = Field(512, ge=16, description="Most memory an analyst's ad-hoc SQL query may use")
 
-    operator_token: str = Field("", description="Bearer token the audit and dead-letter routes require (empty: "
-                                                "open, refused in production)")
+    operator_token: str = Field("", description="Deprecated: a bearer token that acts as an operator key (use "
+                                                "`prism keys create --scopes operator`); empty: none")
+    auth_cache_seconds: float = Field(5.0, ge=0, description="How long a verified API key is remembered (a "
+                                                             "revocation takes effect within it)")
+    open_routes: list[str] = Field(["/health", "/ready", "/metrics"],
+                                   description="Operations routes answered without a credential, as JSON; the "
+                                               "others of /health, /ready, /metrics need an operator credential")
+    jwt_issuer: str = Field("", description="Expected `iss` of JWTs from an identity provider")
+    jwt_audience: str = Field("", description="Expected `aud` of JWTs")
+    jwt_jwks_url: str = Field("", description="JWKS URL of the identity provider's signing keys")
+    jwt_public_key: str = Field("", description="PEM public key that signs JWTs (instead of a JWKS URL)")
+    jwt_algorithms: list[str] = Field(["RS256", "ES256"], description="Signature algorithms accepted, as JSON")
+    jwt_tenant_claim: str = Field("tenant", description="JWT claim that holds the caller's tenant")
 
     @model_validator(mode="after")
-    def _refuse_dev_credentials_in_production(self) -> "Settings":
-        if self.env == "production" and not self.operator_token:
-            raise ValueError("PRISM_OPERATOR_TOKEN must be set with PRISM_ENV=production")
-        if self.env == "production":
-            for url in (self.write_database_url, self.dashboards_database_url):
-                if f":{_DEV_PASSWORD}@" in url:
-                    raise ValueError("refusing the development database password with PRISM_ENV=production")
+    def _refuse_unsafe_values_outside_development(self) -> "Settings":
+        if self.env == "development":
+            return self
+        for url in (self.write_database_url, self.dashboards_database_url):
+            if f":{_DEV_PASSWORD}@" in url:
+                raise ValueError(f"refusing the development database password with PRISM_ENV={self.env}")
+        if self.operator_token and len(self.operator_token) < 32:
+            raise ValueError(f"PRISM_OPERATOR_TOKEN must have at least 32 characters with PRISM_ENV={self.env}")
         return self
+
+    @model_validator(mode="after")
+    def _jwt_needs_a_key(self) -> "Settings":
+        if (self.jwt_issuer or self.jwt_audience) and not self.jwt_configured:
+            raise ValueError("PRISM_JWT_ISSUER/AUDIENCE need PRISM_JWT_JWKS_URL or PRISM_JWT_PUBLIC_KEY")
+        return self
+
+    @property
+    def jwt_configured(self) -> bool:
+        return bool(self.jwt_jwks_url or self.jwt_public_key)
 
     @property
     def uses_chdb(self) -> bool:

@@ -42,14 +42,18 @@ return {redis.call('GET', prefix .. 'checkpoint'), redis.call('HGET', prefix .. 
 """
 
 #: The served version's checkpoint and a page of one customer's orders, newest first, after the cursor order
-#: (by its rank now, so orders placed meanwhile do not shift the page); ``false`` for an unknown cursor.
+#: (by its rank now, so orders placed meanwhile do not shift the page); ``false`` for a cursor that is not an
+#: order of this customer in the caller's tenant (ARGV[5]): another tenant's order must look like an unknown one.
 READ_CUSTOMER_PAGE = """
 local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
 local key = prefix .. 'customer:' .. ARGV[2] .. ':orders'
 local start, limit = 0, tonumber(ARGV[4])
 if ARGV[3] ~= '' then
   local rank = redis.call('ZREVRANK', key, ARGV[3])
-  if not rank then return {redis.call('GET', prefix .. 'checkpoint') or '0', false, 0} end
+  local doc = rank and redis.call('HGET', prefix .. 'order:' .. ARGV[3], 'doc')
+  if not doc or cjson.decode(doc)['tenant_id'] ~= ARGV[5] then
+    return {redis.call('GET', prefix .. 'checkpoint') or '0', false, 0}
+  end
   start = rank + 1
 end
 local docs = {}
@@ -194,11 +198,12 @@ class ServedReader:
         checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
         return int(checkpoint or 0), json.loads(doc) if doc else None
 
-    async def customer_orders(self, customer_id: str, after: str | None, limit: int
+    async def customer_orders(self, customer_id: str, after: str | None, limit: int, tenant: str
                               ) -> tuple[int, list[dict] | None, int]:
-        """Checkpoint, up to ``limit`` documents after the ``after`` order (None if unknown), and how many remain."""
+        """Checkpoint, up to ``limit`` documents after the ``after`` order (None unless it is an order of this
+        customer in ``tenant``), and how many remain."""
         checkpoint, docs, remaining = await self._page(keys=[self.keys.serving], args=[
-            self.keys.root + "v", customer_id, after or "", limit])
+            self.keys.root + "v", customer_id, after or "", limit, tenant])
         if docs is None:
             return int(checkpoint), None, 0
         return int(checkpoint), [json.loads(doc) for doc in docs if doc], int(remaining)

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
+from pydantic import BeforeValidator
 
 from projections.base import Stores
 
-TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
-Tenant = Annotated[str, Header(alias="X-Tenant-ID", pattern=TENANT_PATTERN, description="The caller's tenant")]
+def _tenant(request: Request) -> str:
+    """The caller's tenant, as the credential that the application checked before this route proved it."""
+    tenant = getattr(request.state, "tenant", None)
+    if tenant is None:  # fail closed: a route reached without the credential check is a wiring error
+        raise RuntimeError("reader route reached without an authenticated tenant")
+    return tenant
+
+
+Tenant = Annotated[str, Depends(_tenant)]
+
+
+def _iso_date(value: object) -> object:
+    """Dates as the schema says (``format: date``): pydantic alone would also take a number as a Unix time."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 MinPosition = Annotated[int | None, Query(ge=0, description="Wait until the projection has applied this log position")]
 
 

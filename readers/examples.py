@@ -24,7 +24,7 @@ SEARCH = {
     "total": 1, "page": 1, "page_size": 20, "next_cursor": None, "consistency": CONSISTENCY,
     "hits": [{"order_id": ORDER["order_id"], "customer_id": ORDER["customer_id"], "customer_name": "José Okafor",
               "customer_email": "jose@okafor.example", "status": "confirmed", "total": "35.82",
-              "placed_at": ORDER["placed_at"], "products": ["Widget Pro 21"], "score": 3.71,
+              "placed_at": ORDER["placed_at"], "products": ["Widget Pro 21"],
               "highlights": {"items.product_name": ["<em>Widget</em> Pro 21"]}}],
     "facets": {"status": [{"key": "confirmed", "count": 1}], "total_histogram": [{"key": "0.0", "count": 1}],
                "top_products": [{"key": "Widget Pro 21", "count": 1}]},

@@ -15,7 +15,7 @@ from projections.base import Stores
 from projections.order_analytics import Tables, read_checkpoint
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
-from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.analytics_sql import Result
 from readers.errors import InvalidQuery
 
@@ -23,6 +23,9 @@ router = APIRouter(tags=["analytics (ClickHouse)"])
 PERIODS = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}
 #: The range of ClickHouse's DateTime64.
 EARLIEST, LATEST = date(1900, 4, 1), date(2299, 12, 31)
+#: The same range for the schema, which has no bounds for dates but a pattern.
+IN_RANGE = {"pattern": r"^(1900-(0[4-9]|1[0-2])|(190[1-9]|19[1-9][0-9]|2[0-2][0-9]{2})-(0[1-9]|1[0-2]))"
+                       r"-(0[1-9]|[12][0-9]|3[01])$"}
 
 
 class RevenueRow(BaseModel):
@@ -62,8 +65,10 @@ class DateRange:
         return {"tenant": tenant, "start": self.start, "end": self.end}
 
 
-def _period(start: Annotated[date | None, Query(alias="from", ge=EARLIEST, le=LATEST)] = None,
-            end: Annotated[date | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST)] = None
+def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST,
+                                                   json_schema_extra=IN_RANGE)] = None,
+            end: Annotated[IsoDate | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST,
+                                                 json_schema_extra=IN_RANGE)] = None
             ) -> DateRange:
     """Placing dates from (inclusive) to (exclusive); the last 90 days by default."""
     end = end or date.today() + timedelta(days=1)

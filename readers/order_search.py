@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -21,7 +23,7 @@ from projections.base import Stores
 from projections.order_search import Names, read_checkpoint
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
-from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["search (Elasticsearch)"])
@@ -49,7 +51,6 @@ class Hit(BaseModel):
     total: str
     placed_at: str
     products: list[str]
-    score: float | None
     highlights: dict[str, list[str]] = Field(description="Matched terms wrapped in <em>, per field")
 
 
@@ -122,8 +123,8 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
                         q: Annotated[str | None, Query(max_length=200, examples=["widgte"])] = None,
                         status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
                         min_total: Money = None, max_total: Money = None,
-                        start: Annotated[date | None, Query(alias="from", description="Placed on or after")] = None,
-                        end: Annotated[date | None, Query(alias="to", description="Placed before")] = None,
+                        start: Annotated[IsoDate | None, Query(alias="from", description="Placed on or after")] = None,
+                        end: Annotated[IsoDate | None, Query(alias="to", description="Placed before")] = None,
                         customer_id: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F-]{36}$")] = None,
                         sort: Literal["relevance", "newest", "oldest", "total_desc", "total_asc"] | None = None,
                         page: Annotated[int | None, Query(ge=1)] = None,
@@ -138,19 +139,21 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
         raise InvalidQuery("give page or cursor, not both", "cursor")
     if page and page * PAGE_SIZE > MAX_WINDOW:
         raise InvalidQuery(f"page {page} is past the first {MAX_WINDOW} results; follow next_cursor instead", "page")
-    order = SORTS[sort or ("relevance" if q else "newest")] + [{"order_id": "asc"}]
+    sort = sort or ("relevance" if q else "newest")
+    after = _decode(cursor, sort) if cursor else None  # checked before any wait
     names, served = await _served(stores, min_position, wait)
-    paging = {"search_after": _decode(cursor)} if cursor else {"from_": ((page or 1) - 1) * PAGE_SIZE}
+    query = search_query(tenant, q, status, min_total, max_total, start, end, customer_id)
     found = await stores.elasticsearch.search(
-        index=names.alias, query=search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
-        sort=order, size=PAGE_SIZE, track_total_hits=True, aggs=facets_request(histogram_interval),
-        highlight={"fields": {field: {} for field in HIGHLIGHTED}}, **paging)
+        index=names.alias, query=query, sort=SORTS[sort] + [{"order_id": "asc"}], size=PAGE_SIZE,
+        track_total_hits=True, aggs=facets_request(histogram_interval),
+        highlight={"fields": {field: {} for field in HIGHLIGHTED}},
+        **await _paging(stores, names, query, sort, after, page))
     served.stamp(response)
     hits = found["hits"]["hits"]
     more = len(hits) == PAGE_SIZE and (cursor or (page or 1) * PAGE_SIZE < found["hits"]["total"]["value"])
     return {"total": found["hits"]["total"]["value"], "page": None if cursor else (page or 1),
             "page_size": PAGE_SIZE, "hits": [_hit(h) for h in hits], "facets": _facets(found["aggregations"]),
-            "next_cursor": _encode(hits[-1]["sort"]) if more else None, "consistency": served.model()}
+            "next_cursor": _encode(sort, hits[-1]["sort"]) if more else None, "consistency": served.model()}
 
 
 @router.get("/search/suggest", response_model=Suggestions)
@@ -189,8 +192,7 @@ def _hit(hit: dict[str, Any]) -> dict[str, Any]:
             "items.product_name", []))
     return {key: doc[key] for key in ("order_id", "customer_id", "customer_name", "customer_email", "status",
                                       "total", "placed_at")} | {
-        "products": [item["product_name"] for item in doc["items"]], "score": hit.get("_score"),
-        "highlights": highlights}
+        "products": [item["product_name"] for item in doc["items"]], "highlights": highlights}
 
 
 def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -201,15 +203,62 @@ def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             "top_products": buckets(aggs["items"]["top_products"])}
 
 
-def _encode(sort_values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode()
+async def _paging(stores: Stores, names: Names, query: dict[str, Any], sort: str, after: list[Any] | None,
+                  page: int | None) -> dict[str, Any]:
+    """``search_after`` the cursor's values (with the relevance score recomputed), else ``from`` the page."""
+    if after is None:
+        return {"from_": ((page or 1) - 1) * PAGE_SIZE}
+    if sort == "relevance":
+        return {"search_after": [await _score_of(stores, names, query, after[-1]), *after]}
+    return {"search_after": after}
 
 
-def _decode(cursor: str) -> list[Any]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        raise InvalidQuery("cursor is not one this API gave out", "cursor") from None
-    if not isinstance(values, list) or not all(isinstance(v, (str, int, float)) or v is None for v in values):
-        raise InvalidQuery("cursor is not one this API gave out", "cursor")
+async def _score_of(stores: Stores, names: Names, query: dict[str, Any], order_id: str) -> float:
+    """The relevance score of the cursor's order under this query, recomputed: a cursor that carried it would tell
+    how rare a term is across every tenant's documents (the index statistics are shared)."""
+    pinned = {"bool": query["bool"] | {"filter": [*query["bool"]["filter"], {"term": {"order_id": order_id}}]}}
+    found = await stores.elasticsearch.search(index=names.alias, query=pinned, size=1, source=False)
+    if not found["hits"]["hits"]:
+        raise InvalidQuery("cursor's order does not match this search (any more); start again from the first page",
+                           "cursor")
+    return found["hits"]["hits"][0]["_score"]
+
+
+def _encode(sort: str, sort_values: list[Any]) -> str:
+    """The sort's name and the last hit's sort values, without the relevance score (see ``_score_of``)."""
+    values = sort_values[1:] if sort == "relevance" else sort_values
+    return base64.urlsafe_b64encode(json.dumps([sort, *values]).encode()).decode()
+
+
+#: What a cursor may hold for each sort field: Elasticsearch answers a 500 for values of the wrong kind or count.
+_CURSOR_VALUES: dict[str, Callable[[Any], bool]] = {
+    "placed_at": lambda v: type(v) is int and -2**63 <= v < 2**63,  # epoch milliseconds
+    "total": lambda v: type(v) in (int, float) and abs(v) <= 1e10,  # also refuses NaN and infinities
+    "order_id": lambda v: isinstance(v, str) and _ORDER_ID.fullmatch(v) is not None,
+}
+_ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _decode(cursor: str, sort: str) -> list[Any]:
+    """The sort values a cursor carries, checked against the fields ``sort`` orders by."""
+    given = _cursor_json(cursor)
+    if not isinstance(given, list) or not given or not isinstance(given[0], str) or given[0] not in SORTS:
+        raise InvalidQuery(_NOT_OURS, "cursor")
+    if given[0] != sort:
+        raise InvalidQuery(f"cursor pages the sort {given[0]!r}, not {sort!r}; ask with sort={given[0]} or start "
+                           f"again from the first page", "cursor")
+    fields = [name for key in SORTS[sort] for name in key if name != "_score"] + ["order_id"]
+    values = given[1:]
+    if len(values) != len(fields) or not all(_CURSOR_VALUES[f](v) for f, v in zip(fields, values)):
+        raise InvalidQuery(_NOT_OURS, "cursor")
     return values
+
+
+_NOT_OURS = "cursor is not one this API gave out; pass the next_cursor of the page before"
+
+
+def _cursor_json(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, RecursionError):  # bad base64, bad UTF-8 and bad JSON are all ValueErrors
+        raise InvalidQuery(_NOT_OURS, "cursor") from None

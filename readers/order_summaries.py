@@ -16,6 +16,7 @@ from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery, NotFound
 
 router = APIRouter(tags=["order pages (Redis)"])
+INVALID_CURSOR = "cursor is not an order of this customer; pass the next_cursor of the page before"
 
 
 class Item(BaseModel):
@@ -99,12 +100,12 @@ async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: Stores
 
     async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
         position, found["docs"], found["remaining"] = await reader.customer_orders(
-            str(customer_id), str(cursor) if cursor else None, limit)
+            str(customer_id), str(cursor) if cursor else None, limit, tenant)
         return position
 
     served = await wait_for(read, min_position, wait)
-    if found["docs"] is None:
-        raise InvalidQuery(f"cursor {cursor} is not an order of customer {customer_id}", "cursor")
+    if found["docs"] is None:  # one message whatever the cursor is, so it tells nothing of other tenants' orders
+        raise InvalidQuery(INVALID_CURSOR, "cursor")
     docs = [doc for doc in found["docs"] if doc["tenant_id"] == tenant]
     served.stamp(response)
     for doc in docs:

@@ -32,13 +32,14 @@ OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
-        env="test", namespace=NAMESPACE,
+        env="development", namespace=NAMESPACE,
         write_database_url=sandbox.sibling(base.write_database_url, f"{_DATABASES}_write"),
         dashboards_database_url=sandbox.sibling(base.dashboards_database_url, f"{_DATABASES}_dashboards"),
         redis_url=sandbox.sibling(base.redis_url, _REDIS_DBS[0]),
         broker_url=sandbox.sibling(base.broker_url, _REDIS_DBS[1]),
         chdb_path=tmp / "chdb", api_port=sandbox.free_port(), read_wait_seconds=2.0, batch_size=500,
         retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
+        auth_cache_seconds=1.0,
     )
 
 
@@ -122,4 +123,4 @@ async def count_rows(engine, table: str, tenant: str) -> int:
         return (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant})).scalar()
 
 
-os.environ.setdefault("PRISM_ENV", "test")
+os.environ.setdefault("PRISM_ENV", "development")

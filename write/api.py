@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from write import commands as c
+from write import api_keys, commands as c
 from write.bus import CommandBus, Idempotency, Result
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 router = APIRouter(tags=["commands"])
+#: Registering tenants spans them all: the application guards this router with an operator credential.
+tenants_router = APIRouter(tags=["tenants"])
 
 
 class Body(BaseModel):
+    """A command's body. Every text and list has a cap (the domain's own limits where it has them, so OpenAPI
+    documents them): without one, a few megabytes of sku or note would go into the event log and every store."""
+
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*")
@@ -36,26 +42,29 @@ class Versioned(Body):
 
 
 class TenantIn(Body):
-    name: str
+    id: str = Field(pattern=TENANT_PATTERN, description="The new tenant's id", examples=["acme"])
+    name: str = Field(max_length=200)
+    issue_key: bool = Field(True, description="Also issue the tenant's first API key (scopes commands, read, "
+                                              "analytics), shown once in the answer")
 
 
 class CustomerIn(Body):
-    name: str
-    email: str
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=254)
 
 
 class EmailIn(Versioned):
-    email: str
+    email: str = Field(max_length=254)
 
 
 class NameIn(Versioned):
-    name: str
+    name: str = Field(max_length=200)
 
 
 class ProductIn(Body):
-    name: str
+    name: str = Field(max_length=200)
     price: Decimal = Field(description="Unit price, at most 2 decimal places", examples=["19.99"])
-    sku: str | None = None
+    sku: str | None = Field(None, max_length=64)
 
 
 class PriceIn(Versioned):
@@ -64,22 +73,22 @@ class PriceIn(Versioned):
 
 class LineIn(Body):
     product_id: uuid.UUID
-    quantity: int
+    quantity: int = Field(ge=1, le=10_000)
 
 
 class OrderIn(Body):
     customer_id: uuid.UUID
-    items: list[LineIn]
-    note: str | None = None
+    items: list[LineIn] = Field(min_length=1, max_length=100, description="1 to 100 lines")
+    note: str | None = Field(None, max_length=1000)
 
 
 class CancelIn(Versioned):
-    reason: str = ""
+    reason: str = Field("", max_length=500)
 
 
 class DiscountIn(Versioned):
     percent: Decimal = Field(description="0 < percent <= 100", examples=["10"])
-    authorised_by: str
+    authorised_by: str = Field(max_length=200)
 
 
 class Accepted(BaseModel):
@@ -93,12 +102,34 @@ class Accepted(BaseModel):
         {"id": "0b6f8f3e-4a58-4f0e-9a0e-2b1f9b7d2c11", "version": 1, "position": 1042}]})
 
 
+class IssuedKey(BaseModel):
+    """A new API key: its plain text is in this answer only, and never stored."""
+
+    id: str
+    key: str = Field(description="Send as 'Authorization: Bearer <key>'; keep it secret, it is not shown again")
+    tenant: str | None
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+class TenantRegistered(Accepted):
+    key: IssuedKey | None = None
+
+
 def _bus(request: Request) -> CommandBus:
     return request.app.state.bus
 
 
+def _tenant(request: Request) -> str:
+    """The caller's tenant, as the credential that the application checked before this route proved it."""
+    tenant = getattr(request.state, "tenant", None)
+    if tenant is None:  # fail closed: a route reached without the credential check is a wiring error
+        raise RuntimeError("command route reached without an authenticated tenant")
+    return tenant
+
+
 Bus = Annotated[CommandBus, Depends(_bus)]
-Tenant = Annotated[str, Header(alias="X-Tenant-ID", pattern=TENANT_PATTERN, description="The caller's tenant")]
+Tenant = Annotated[str, Depends(_tenant)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -112,9 +143,16 @@ async def _run(bus: CommandBus, request: Request, key: str | None, command: c.Co
     return Accepted(id=result.id, version=result.version, position=result.position)
 
 
-@router.post("/tenants", status_code=201, response_model=Accepted)
-async def register_tenant(body: TenantIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
-    return await _run(bus, request, key, c.RegisterTenant(tenant, body.name))
+@tenants_router.post("/tenants", status_code=201, response_model=TenantRegistered)
+async def register_tenant(body: TenantIn, bus: Bus) -> TenantRegistered:
+    """Register a tenant (operators only) and, unless ``issue_key`` is false, issue its first API key."""
+    result = await bus.execute(c.RegisterTenant(body.id, body.name))
+    answer = TenantRegistered(id=result.id, version=result.version, position=result.position)
+    if body.issue_key:
+        issued, plain = await api_keys.issue(bus.engine, body.id, list(api_keys.TENANT_SCOPES), "first key")
+        answer.key = IssuedKey(id=issued.id, key=plain, tenant=issued.tenant_id, scopes=list(issued.scopes),
+                               expires_at=issued.expires_at)
+    return answer
 
 
 @router.post("/customers", status_code=201, response_model=Accepted)

@@ -36,7 +36,7 @@ async def register_tenant(conn: AsyncConnection, cmd: c.RegisterTenant) -> Outco
     name = domain.check_name(cmd.name)
     statement = pg_insert(tenants).values(id=cmd.tenant_id, name=name, version=1).on_conflict_do_nothing()
     if (await conn.execute(statement.returning(tenants.c.id))).first() is None:
-        raise Conflict(f"tenant {cmd.tenant_id!r} is already registered", "X-Tenant-ID")
+        raise Conflict(f"tenant {cmd.tenant_id!r} is already registered", "id")
     tenant_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"prism:tenant:{cmd.tenant_id}")
     event = e.NewEvent(e.TENANT, tenant_uuid, 1, e.TENANT_REGISTERED, {"tenant_id": cmd.tenant_id, "name": name})
     return cmd.tenant_id, 1, [event]

@@ -23,7 +23,7 @@ from write.schema import customers, order_items, orders, products, tenants
 async def require_tenant(conn: AsyncConnection, tenant_id: str) -> None:
     found = (await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id))).first()
     if found is None:
-        raise NotFound(f"tenant {tenant_id!r} is not registered", "X-Tenant-ID")
+        raise NotFound(f"tenant {tenant_id!r} is not registered", "tenant")
 
 
 async def customer(conn: AsyncConnection, tenant_id: str, customer_id: uuid.UUID, lock: str = "share") -> Any:

@@ -6,7 +6,7 @@ from sqlalchemy import (
     BigInteger, Column, DateTime, ForeignKey, Identity, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint,
     SmallInteger, String, Table, Text, UniqueConstraint, func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 
 metadata = MetaData()
 Money = Numeric(12, 2)
@@ -108,4 +108,16 @@ idempotency_keys = Table(
     Column("response", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("tenant_id", "key"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Text, primary_key=True),
+    Column("secret_hash", BYTEA, nullable=False, unique=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id")),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
 )

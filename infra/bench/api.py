@@ -68,7 +68,7 @@ class Workload:
     def __init__(self, base: str, seeded: dict, rng: random.Random) -> None:
         self.base, self.seeded, self.rng = base, seeded, rng
         self.tenant = seeded["tenants"][0]
-        self.headers = {"X-Tenant-ID": self.tenant}
+        self.headers: dict[str, str] = {}  # the session carries the tenant's key
 
     async def place_order(self, session: aiohttp.ClientSession) -> dict:
         products = self.rng.sample(self.seeded["products"][self.tenant], 3)
@@ -111,10 +111,12 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
     base = f"http://{settings.api_host}:{settings.api_port}"
     work = Workload(base, seeded, random.Random(11))
     result: dict = {}
+    key = await _tenant_key(settings, work.tenant)
     async with serving(settings, folder / "serve.log") as child:
         # Idle connections go before uvicorn's 5 s keep-alive closes them under a request.
         connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=3)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60),
+                                         headers={"Authorization": f"Bearer {key}"}) as session:
             result["catch_up_before_s"] = await lag_zero(session, base, 300)
             result["readers"] = {}
             for name, request in (("order_detail", work.order_detail), ("search_typo", work.search),
@@ -135,6 +137,19 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
                 result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
     return result
+
+
+async def _tenant_key(settings: Settings, tenant: str) -> str:
+    """An API key of the seeded tenant: the bench's clients call as that tenant, as users do."""
+    from infra.bootstrap import write_engine
+    from write import api_keys
+
+    engine = write_engine(settings, pool_size=1)
+    try:
+        _, plain = await api_keys.issue(engine, tenant, list(api_keys.TENANT_SCOPES), "bench")
+    finally:
+        await engine.dispose()
+    return plain
 
 
 async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload, rate: int, seconds: float) -> dict:

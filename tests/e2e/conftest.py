@@ -6,6 +6,7 @@ import httpx
 import pytest_asyncio
 
 from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
+from tests.conftest import OPERATOR
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
@@ -29,10 +30,10 @@ _CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
 async def open_tenant(http: httpx.AsyncClient, tenant_id: str, name: str = "Shop") -> dict[str, str]:
-    """Register a tenant; answer the headers that act as it."""
-    response = await http.post("/tenants", json={"name": name}, headers={"X-Tenant-ID": tenant_id})
+    """Register a tenant as an operator; answer the headers that act as it (its first API key)."""
+    response = await http.post("/tenants", json={"id": tenant_id, "name": name}, headers=OPERATOR)
     assert response.status_code == 201, response.text
-    _CREDENTIALS[tenant_id] = {"X-Tenant-ID": tenant_id}
+    _CREDENTIALS[tenant_id] = {"Authorization": f"Bearer {response.json()['key']['key']}"}
     return _CREDENTIALS[tenant_id]
 
 

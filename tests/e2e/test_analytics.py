@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import open_shop
 
 
@@ -32,11 +33,11 @@ async def test_summary_and_hours_reflect_cancellations_and_discounts(http, api_t
 async def test_no_analytics_answer_contains_another_tenants_orders(http, api_tenant):
     shop, made = await open_shop(http, api_tenant)
     other = f"{api_tenant}-y"
-    assert (await http.post("/tenants", json={"name": "Other"}, headers={"X-Tenant-ID": other})).status_code == 201
+    theirs = await open_tenant(http, other, "Other")
     position = made["order"]["position"]
     for path in ("/analytics/summary", "/analytics/revenue", "/analytics/top-products", "/analytics/orders-by-hour"):
         await shop.get(path, position)  # the order is there for its own tenant
-        response = await http.get(path, headers={"X-Tenant-ID": other}, params={"min_position": position})
+        response = await http.get(path, headers=theirs, params={"min_position": position})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body.get("rows", []) == [] and body.get("orders", 0) == 0, (path, body)

@@ -7,13 +7,14 @@ import asyncio
 import pytest
 
 from tests.conftest import eventually
+from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import open_shop
 
 
 @pytest.fixture
 async def two_shops(http, api_tenant):
     other = f"{api_tenant}-b"
-    assert (await http.post("/tenants", json={"name": "Other"}, headers={"X-Tenant-ID": other})).status_code == 201
+    await open_tenant(http, other, "Other")
     mine, made = await open_shop(http, api_tenant)
     theirs, made_there = await open_shop(http, other)
     return mine, made, theirs, made_there

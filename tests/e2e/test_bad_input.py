@@ -8,6 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from tests.e2e.conftest import headers_of
 from tests.e2e.test_read_your_writes import open_shop
 
 
@@ -31,11 +32,10 @@ def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]
         ("/orders", {"customer_id": str(uuid.uuid4()), "items": [line]}, {}, 404, "not_found", "customer_id"),
         ("/orders", {"customer_id": cid, "items": [{"product_id": str(uuid.uuid4()), "quantity": 1}]}, {}, 404,
          "not_found", "items"),
-        ("/orders", {"customer_id": cid, "items": [line]}, {"X-Tenant-ID": None}, 422, "invalid", "X-Tenant-ID"),
-        ("/orders", {"customer_id": cid, "items": [line]}, {"X-Tenant-ID": "nobody-here"}, 404, "not_found",
-         "X-Tenant-ID"),
-        ("/orders", {"customer_id": cid, "items": [line]}, {"X-Tenant-ID": "Bad Tenant!"}, 422, "invalid",
-         "X-Tenant-ID"),
+        ("/orders", {"customer_id": cid, "items": [line]}, {"Authorization": None}, 401, "unauthenticated", None),
+        ("/orders", {"customer_id": cid, "items": [line]}, {"Authorization": "Bearer prk_0_x"}, 401,
+         "unauthenticated", None),
+        ("/orders", {"customer_id": cid, "items": [line]}, {"X-Tenant-ID": "nobody-here"}, 403, "forbidden", None),
         (f"/orders/{oid}/ship", {"expected_version": 1}, {}, 409, "illegal_transition", None),
         (f"/orders/{oid}/confirm", {"expected_version": 9}, {}, 409, "version_conflict", "expected_version"),
         (f"/orders/{oid}/confirm", {}, {}, 422, "invalid", "expected_version"),
@@ -100,13 +100,13 @@ async def test_the_same_idempotency_key_returns_the_first_answer(http, api_tenan
     ("/orders/not-a-uuid", {}, "order_id"),
 ])
 async def test_bad_reader_queries_get_a_422_naming_the_parameter(http, api_tenant, path, params, field):
-    response = await http.get(path, params=params, headers={"X-Tenant-ID": api_tenant})
+    response = await http.get(path, params=params, headers=headers_of(api_tenant))
     assert (response.status_code, response.json()["field"]) == (422, field), response.text
 
 
 @pytest.mark.parametrize("path", ["/orders/{oid}", "/customers/{cid}/dashboard"])
 async def test_readers_answer_a_clear_404_for_unknown_ids(http, api_tenant, path):
     unknown = uuid.uuid4()
-    response = await http.get(path.format(oid=unknown, cid=unknown), headers={"X-Tenant-ID": api_tenant})
+    response = await http.get(path.format(oid=unknown, cid=unknown), headers=headers_of(api_tenant))
     assert response.status_code == 404
     assert response.json()["code"] == "not_found" and str(unknown) in response.json()["message"]

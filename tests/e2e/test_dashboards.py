@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import Shop
 
 
@@ -39,8 +40,7 @@ async def test_a_dashboard_shows_spend_by_month_top_products_and_the_last_order(
     by_orders, _ = await shop.get("/dashboards/top-customers", renamed["position"], by="orders", limit=1)
     assert [(c["name"], c["orders"]) for c in by_orders["customers"]] == [("Ann Lee", 3)]
 
-    other = {"X-Tenant-ID": f"{api_tenant}-w"}
-    assert (await http.post("/tenants", json={"name": "Other"}, headers=other)).status_code == 201
+    other = await open_tenant(http, f"{api_tenant}-w", "Other")
     params = {"min_position": renamed["position"]}
     assert (await http.get(f"/customers/{ann['id']}/dashboard", headers=other, params=params)).status_code == 404
     top = await http.get("/dashboards/top-customers", headers=other, params=params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import open_shop
 
 
@@ -30,9 +31,9 @@ async def test_customer_orders_page_newest_first_with_a_stable_cursor(http, api_
 async def test_another_tenant_sees_none_of_the_customers_orders(http, api_tenant):
     shop, made = await open_shop(http, api_tenant)
     other = f"{api_tenant}-x"
-    assert (await http.post("/tenants", json={"name": "Other"}, headers={"X-Tenant-ID": other})).status_code == 201
+    theirs = await open_tenant(http, other, "Other")
     await shop.get(f"/orders/{made['order']['id']}", made["order"]["position"])
-    response = await http.get(f"/customers/{made['customer']['id']}/orders", headers={"X-Tenant-ID": other})
+    response = await http.get(f"/customers/{made['customer']['id']}/orders", headers=theirs)
     assert response.status_code == 200 and response.json()["orders"] == []
     assert response.json()["next_cursor"] is None
 
@@ -42,4 +43,4 @@ async def test_an_unknown_cursor_is_a_clear_422(http, api_tenant):
     response = await http.get(f"/customers/{made['customer']['id']}/orders", headers=shop.headers,
                               params={"cursor": made["customer"]["id"], "min_position": made["order"]["position"]})
     assert response.status_code == 422 and response.json()["field"] == "cursor"
-    assert "is not an order of customer" in response.json()["message"]
+    assert "is not an order of this customer" in response.json()["message"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import eventually
+from tests.conftest import OPERATOR, eventually
+from tests.e2e.conftest import headers_of, open_tenant
 
 
 class Shop:
     def __init__(self, http, tenant: str) -> None:
         self.http, self.tenant = http, tenant
-        self.headers = {"X-Tenant-ID": tenant}
+        self.headers = headers_of(tenant)
 
     async def post(self, path: str, body: dict, expect: int = 200, **headers) -> dict:
         response = await self.http.post(path, json=body, headers=self.headers | headers)
@@ -115,7 +116,7 @@ async def test_a_position_not_reached_in_time_is_answered_as_stale(http, api_ten
 async def test_each_reader_filters_by_tenant(http, api_tenant, bus):
     shop, made = await open_shop(http, api_tenant)
     pos = made["order"]["position"]
-    stranger = {"X-Tenant-ID": api_tenant + "-x"}
+    stranger = await open_tenant(http, api_tenant + "-x", "Stranger")
     assert (await http.get(f"/orders/{made['order']['id']}", headers=stranger,
                            params={"min_position": pos})).status_code == 404
     assert (await http.get(f"/customers/{made['customer']['id']}/dashboard", headers=stranger,
@@ -131,7 +132,7 @@ async def test_projections_report_lag_zero_once_caught_up(http, api_tenant):
     rows: list = []
 
     async def caught_up() -> bool:
-        rows[:] = (await http.get("/projections")).json()
+        rows[:] = (await http.get("/projections", headers=OPERATOR)).json()
         return all(r["lag_events"] == 0 for r in rows)
 
     await eventually(caught_up, timeout=20, what="lag 0 in every projection")

@@ -91,7 +91,7 @@ async def test_rebuild_all_four_under_write_load_then_roll_back_and_drop(http, a
         again = await http.post("/projections/order_search/rebuild", headers=OPERATOR)
         assert again.status_code == 409 and "already building" in again.json()["message"]
 
-        status = {row["projection"]: row for row in (await http.get("/projections")).json()}
+        status = {row["projection"]: row for row in (await http.get("/projections", headers=OPERATOR)).json()}
         assert {status[f"{n}@v{v}"]["state"] for n, v in targets.items()} <= {"rebuilding", "live"}
 
         await eventually(lambda: _switched(write_engine, targets), 120, "the four new versions switched in")

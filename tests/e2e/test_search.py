@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import Shop
 
 
@@ -75,8 +76,7 @@ async def test_cursor_pages_reach_every_order_once(catalogue):
 
 async def test_another_tenant_finds_and_is_suggested_nothing(catalogue, http):
     shop, made = catalogue
-    other = {"X-Tenant-ID": f"{shop.tenant}-z"}
-    assert (await http.post("/tenants", json={"name": "Other"}, headers=other)).status_code == 201
+    other = await open_tenant(http, f"{shop.tenant}-z", "Other")
     params = {"min_position": made["position"]}
     found = (await http.get("/search", params=params | {"q": "jose"}, headers=other)).json()
     assert found["total"] == 0 and found["facets"]["top_products"] == [] and found["facets"]["status"] == []

@@ -81,14 +81,15 @@ class Workload:
 
     def __init__(self, base: str, tenant: str) -> None:
         self.base, self.tenant = base, tenant
-        self.headers = {"X-Tenant-ID": tenant}
+        self.headers: dict[str, str] = {}
         self.placed = self.failed = 0
         self.running = asyncio.Event()
         self.running.set()
         self.task: asyncio.Task | None = None
 
     async def open(self, client: httpx.AsyncClient) -> None:
-        await client.post("/tenants", json={"name": "Faults"}, headers=self.headers)
+        registered = await client.post("/tenants", json={"id": self.tenant, "name": "Faults"}, headers=OPERATOR)
+        self.headers = {"Authorization": f"Bearer {registered.json()['key']['key']}"}
         self.customers = [(await client.post("/customers", json={"name": f"Ana {n}", "email": f"ana{n}@f.io"},
                                              headers=self.headers)).json()["id"] for n in range(5)]
         self.products = [(await client.post("/products", json={"name": f"Lamp {n}", "price": "3.50"},
@@ -133,7 +134,7 @@ async def lag_zero_within(base: str, seconds: float) -> float:
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
         async def caught_up() -> bool:
             try:
-                rows = (await client.get("/projections")).json()
+                rows = (await client.get("/projections", headers=OPERATOR)).json()
             except (httpx.TransportError, ValueError):
                 return False
             return all(r["lag_events"] == 0 for r in rows if r["state"] != "previous")
