@@ -70,8 +70,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
         app.state.analyst_sql = AnalystSql(app.state.stores, settings.clickhouse_url, str(settings.chdb_path),
-                                           Limits(settings.sql_max_seconds, settings.sql_max_rows,
-                                                  settings.sql_max_memory_mb * 1024 * 1024))
+                                           Limits.of(settings))
         if on_start:
             await on_start(app)
         try:
@@ -79,6 +78,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         finally:
             if on_stop:
                 await on_stop(app)
+            app.state.analyst_sql.close()
             await bootstrap.close_stores(app.state.stores)
             await app.state.write_engine.dispose()
 

@@ -250,9 +250,11 @@ def _sql(settings: Settings, args: argparse.Namespace) -> int:
 
         stores = await bootstrap.open_stores(settings)
         try:
-            limits = Limits(settings.sql_max_seconds, settings.sql_max_rows, settings.sql_max_memory_mb * 1024 * 1024)
-            found = await AnalystSql(stores, settings.clickhouse_url, str(settings.chdb_path), limits).run(
-                args.tenant, args.query, csv=args.format == "csv")
+            analyst = AnalystSql(stores, settings.clickhouse_url, str(settings.chdb_path), Limits.of(settings))
+            try:
+                found = await analyst.run(args.tenant, args.query, csv=args.format == "csv")
+            finally:
+                analyst.close()
         except ReaderError as error:
             print(f"error: {error.message}", file=sys.stderr)
             return 1

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     sql_max_seconds: float = Field(10.0, gt=0, description="Longest an analyst's ad-hoc SQL query may run")
     sql_max_rows: int = Field(10_000, ge=1, description="Most rows an analyst's ad-hoc SQL query may return")
     sql_max_memory_mb: int = Field(512, ge=16, description="Most memory an analyst's ad-hoc SQL query may use")
+    sql_max_bytes: int = Field(10_000_000, ge=1024, description="Most bytes an analyst's ad-hoc SQL result may hold")
+    sql_max_concurrent: int = Field(2, ge=1, description="Analyst queries one tenant may have in flight")
+    sql_max_concurrent_total: int = Field(4, ge=1, description="Analyst queries all tenants together may have in "
+                                                               "flight (the analysts' own thread pool)")
+    sql_queue_seconds: float = Field(1.0, ge=0, description="Longest an analyst query waits for a turn before a 429")
+    sql_max_threads: int = Field(1, ge=1, description="Threads one analyst query may use")
 
     operator_token: str = Field("", description="Deprecated: a bearer token that acts as an operator key (use "
                                                 "`prism keys create --scopes operator`); empty: none")

@@ -17,7 +17,6 @@ from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.analytics_sql import Result
-from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["analytics (ClickHouse)"])
 PERIODS = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}
@@ -70,11 +69,10 @@ def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le
             end: Annotated[IsoDate | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST,
                                                  json_schema_extra=IN_RANGE)] = None
             ) -> DateRange:
-    """Placing dates from (inclusive) to (exclusive); the last 90 days by default."""
+    """Placing dates from (inclusive) to (exclusive); the last 90 days by default. A range with from on or after to
+    is empty, and answers as one (no rows, zero counts): an empty range is a valid question."""
     end = end or date.today() + timedelta(days=1)
     start = start or end - timedelta(days=90)
-    if start >= end:
-        raise InvalidQuery("from must be before to", "from")
     return DateRange(start, end)
 
 
@@ -201,7 +199,7 @@ async def orders_by_hour(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, r
 
 class SqlQuery(BaseModel):
     sql: str = Field(min_length=1, max_length=20_000, description="One SELECT over the views orders, order_lines, "
-                     "order_events and products; it sees only the caller's tenant",
+                     "order_events, products and daily_orders; it sees only the caller's tenant",
                      examples=["SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status"])
     format: Literal["json", "csv"] = "json"
 
@@ -217,7 +215,8 @@ class SqlAnswer(BaseModel):
 @router.post("/analytics/sql", response_model=SqlAnswer, responses={200: {"content": {"text/csv": {}}}})
 async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, request: Request,
                       response: Response, min_position: MinPosition = None) -> Any:
-    """Ad-hoc SQL for analysts: read-only, limited in time, rows and memory, and scoped to the caller's tenant."""
+    """Ad-hoc SQL for analysts: read-only, limited in time, rows, bytes and memory, scoped to the caller's tenant,
+    and a few at a time per tenant (429 with Retry-After past that)."""
     tables, served = await _served(stores, min_position, wait)
     answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
     if not isinstance(answer, Result):

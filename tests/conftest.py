@@ -39,7 +39,7 @@ def _test_settings(tmp: Path) -> Settings:
         broker_url=sandbox.sibling(base.broker_url, _REDIS_DBS[1]),
         chdb_path=tmp / "chdb", api_port=sandbox.free_port(), read_wait_seconds=2.0, batch_size=500,
         retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
-        auth_cache_seconds=1.0,
+        auth_cache_seconds=1.0, sql_max_seconds=5.0,
     )
 
 

@@ -10,12 +10,34 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from write import api_keys, commands as c
 from write.bus import CommandBus, Idempotency, Result
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: What ``str.strip`` (and so the domain) takes for whitespace, spelled out: ``\s`` differs between Python (which
+#: adds \x1c-\x1f), pydantic's Rust engine and ECMA (which adds \ufeff), and the schema must mean one thing.
+_WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: ``domain.check_name``: something left after stripping whitespace (its 200 cap is each field's max_length).
+NAME_PATTERN = f"[^{_WS}]"
+#: ``domain.check_email``: stripped, lowercased, ``^[^@\s]+@[^@\s]+\.[^@\s]+$``. U+0130 is left out because
+#: lowercasing makes it two characters, which could take a 254-character address past the domain's 254.
+EMAIL_PATTERN = rf"^[{_WS}]*[^@{_WS}\u0130]+@[^@{_WS}\u0130]+\.[^@{_WS}\u0130]+[{_WS}]*$"
+#: Money as the domain takes it (``domain.check_price``): a decimal string (like the domain, the API takes no
+#: floats, which cannot hold cents), above 0 and below 10,000,000,000, at most 2 decimal places.
+PRICE_PATTERN = r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
+#: ``Order.apply_discount``: above 0, at most 100, at most 2 decimal places; a decimal string too.
+PERCENT_PATTERN = r"^(100(\.00?)?|[1-9][0-9]?(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN,
+                            description="1 to 200 characters, not all whitespace")]
+Email = Annotated[str, Field(min_length=5, max_length=254, pattern=EMAIL_PATTERN,
+                             description="An address like name@example.com; stored trimmed and lowercased")]
+Price = Annotated[str, Field(pattern=PRICE_PATTERN, description="Unit price as a decimal string: above 0, below "
+                             "10,000,000,000, at most 2 decimal places", examples=["19.99"]), AfterValidator(Decimal)]
+Percent = Annotated[str, Field(pattern=PERCENT_PATTERN, description="Decimal string: 0 < percent <= 100, at most 2 "
+                               "decimal places", examples=["10"]), AfterValidator(Decimal)]
 
 router = APIRouter(tags=["commands"])
 #: Registering tenants spans them all: the application guards this router with an operator credential.
@@ -43,32 +65,32 @@ class Versioned(Body):
 
 class TenantIn(Body):
     id: str = Field(pattern=TENANT_PATTERN, description="The new tenant's id", examples=["acme"])
-    name: str = Field(max_length=200)
+    name: Name
     issue_key: bool = Field(True, description="Also issue the tenant's first API key (scopes commands, read, "
                                               "analytics), shown once in the answer")
 
 
 class CustomerIn(Body):
-    name: str = Field(max_length=200)
-    email: str = Field(max_length=254)
+    name: Name
+    email: Email
 
 
 class EmailIn(Versioned):
-    email: str = Field(max_length=254)
+    email: Email
 
 
 class NameIn(Versioned):
-    name: str = Field(max_length=200)
+    name: Name
 
 
 class ProductIn(Body):
-    name: str = Field(max_length=200)
-    price: Decimal = Field(description="Unit price, at most 2 decimal places", examples=["19.99"])
+    name: Name
+    price: Price
     sku: str | None = Field(None, max_length=64)
 
 
 class PriceIn(Versioned):
-    price: Decimal
+    price: Price
 
 
 class LineIn(Body):
@@ -87,8 +109,8 @@ class CancelIn(Versioned):
 
 
 class DiscountIn(Versioned):
-    percent: Decimal = Field(description="0 < percent <= 100", examples=["10"])
-    authorised_by: str = Field(max_length=200)
+    percent: Percent
+    authorised_by: Name
 
 
 class Accepted(BaseModel):

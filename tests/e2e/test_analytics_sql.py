@@ -84,6 +84,16 @@ async def test_csv_answers_carry_a_header_row(two_shops):
     ("SELECT dictGet('d', 'x', 1)", 400, "function dictGet()"),
     ("SELECT 0 IN system.one", 400, "IN takes a list or a subquery"),
     ("SELECT count() FROM orders WHERE 1 IN orders_v1", 400, "IN takes a list or a subquery"),
+    ("SELECT * APPLY(x -> (SELECT groupArray(tenant_id) FROM orders_v1)) FROM orders", 400, "column transformers"),
+    ("SELECT * REPLACE((SELECT groupArray(name) FROM system.tables) AS tenant_id) FROM orders", 400,
+     "column transformers"),
+    ("SELECT COLUMNS('id') APPLY(x -> (SELECT count() FROM system.processes)) FROM orders", 400, "COLUMNS() matchers"),
+    ("SELECT (SELECT groupArray(tenant_id) FROM orders_v1).*", 400, "(expression).* is not allowed"),
+    ("SELECT inIgnoreSet(order_id, orders_v1) FROM orders", 400, "function inIgnoreSet()"),
+    ("SELECT joinGet('orders_v1', 'total', 1)", 400, "function joinGet()"),
+    ("WITH t AS (SELECT * FROM orders SETTINGS additional_table_filters = {}) SELECT * FROM t", 400, "SETTINGS clause"),
+    ("SELECT * FROM merge(currentDatabase(), 'orders_v')", 400, "table function merge()"),
+    ("SELECT repeat('x', 100000) FROM (SELECT arrayJoin(range(1000)) AS a)", 422, "larger than 10,000,000 bytes"),
 ])
 async def test_what_the_guard_refuses(two_shops, query, expect, words):
     mine, made, _, _ = two_shops
@@ -91,6 +101,17 @@ async def test_what_the_guard_refuses(two_shops, query, expect, words):
     assert answer.status_code == expect, answer.text
     body = answer.json()
     assert body["code"] == ("sql_refused" if expect == 400 else "sql_failed") and words in body["message"], body
+
+
+async def test_values_without_a_json_type_answer_as_text_not_a_500(two_shops):
+    mine, made, _, _ = two_shops
+    answer = await sql(mine, "SELECT toIPv4('1.2.3.4') AS ip, toIPv6('::1') AS ip6, map(toIPv4('1.1.1.1'), 1) AS m, "
+                             "tuple(1, 'a') AS t, [[toUUID('00000000-0000-0000-0000-000000000001')]] AS ids, "
+                             "CAST('a', 'Enum8(\\'a\\' = 1)') AS e, toFixedString('ab', 2) AS b",
+                       made["order"]["position"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [["1.2.3.4", "::1", {"1.1.1.1": 1}, [1, "a"],
+                                      [["00000000-0000-0000-0000-000000000001"]], "a", "ab"]]
 
 
 async def test_the_daily_rollup_is_recomputed_from_the_facts_and_scoped_by_tenant(two_shops, stores):

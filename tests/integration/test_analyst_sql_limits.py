@@ -71,7 +71,7 @@ async def _timed(call) -> float:
 
 async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_services, stores, projections, tenant):
     fair = AnalystSql(stores, fresh_services.clickhouse_url, str(fresh_services.chdb_path),
-                      Limits(seconds=3, concurrent=2, concurrent_total=4, queue_seconds=1.0))
+                      Limits(seconds=4, concurrent=2, concurrent_total=4, queue_seconds=1.0))
     tables, period = Tables(stores.namespace), DateRange(date(2020, 1, 1), date(2100, 1, 1))
 
     async def canned() -> None:  # what GET /analytics/revenue runs, on asyncio's shared pool
@@ -84,7 +84,7 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
     probes = {"canned analytics": canned, "readiness": ready}
     for probe in probes.values():  # warm: the first call of each pays for connections and caches
         await probe()
-    idle = {name: [await _timed(probe) for _ in range(30)] for name, probe in probes.items()}
+    idle = {name: [await _timed(probe) for _ in range(60)] for name, probe in probes.items()}
     try:
         runs = [asyncio.create_task(fair.run(tenant, SLOW)) for _ in range(6)]
 
@@ -94,7 +94,7 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
         await eventually(two_running, 5, "two of the tenant's queries running")
         loaded: dict[str, list[float]] = {name: [] for name in probes}
         peak = 0
-        while fair.admission.in_flight(tenant) and len(loaded["readiness"]) < 60:
+        while fair.admission.in_flight(tenant) and len(loaded["readiness"]) < 100:
             peak = max(peak, fair.admission.in_flight(tenant))
             for name, probe in probes.items():
                 loaded[name].append(await _timed(probe))
@@ -104,10 +104,12 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
     refused = [o for o in outcomes if isinstance(o, TooManyQueries)]
     stopped = [o for o in outcomes if isinstance(o, SqlFailed)]
     assert (len(refused), len(stopped), peak) == (4, 2, 2), outcomes
-    assert all(r.http_status == 429 and r.headers == {"Retry-After": "3"} for r in refused)
+    assert all(r.http_status == 429 and r.headers == {"Retry-After": "4"} for r in refused)
     assert all("timeout" in s.message.lower() or "time limit" in s.message.lower() for s in stopped), stopped
     for name in probes:
         print(f"{name}: idle p99 {_p99(idle[name]) * 1000:.1f} ms, loaded p99 {_p99(loaded[name]) * 1000:.1f} ms "
               f"({len(loaded[name])} samples while loaded)")
+        print("   slowest idle", [round(v * 1000, 1) for v in sorted(idle[name])[-4:]],
+              "slowest loaded", [round(v * 1000, 1) for v in sorted(loaded[name])[-4:]])
         assert len(loaded[name]) >= 10
         assert _p99(loaded[name]) <= 2 * _p99(idle[name]) + 0.050, name

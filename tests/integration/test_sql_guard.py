@@ -29,7 +29,7 @@ ONLY_MINE = None
 
 
 async def _shop(bus, tenant: str, prices: list[str], orders: list[list[tuple[int, int]]]) -> dict[str, list[str]]:
-    """A tenant with one customer, products at ``prices`` and ``orders`` (product index, quantity); the last cancelled."""
+    """A tenant with a customer, products at ``prices``, ``orders`` of (product, quantity); the last one cancelled."""
     await bus.execute(c.RegisterTenant(tenant, f"Shop {tenant}"))
     customer = (await bus.execute(c.RegisterCustomer(tenant, f"Customer of {tenant}", f"{tenant}@x.io"))).id
     products = [(await bus.execute(c.AddProduct(tenant, f"Product {n} of {tenant}", Decimal(p)))).id
@@ -363,7 +363,7 @@ async def test_a_long_ordered_result_keeps_its_order(analyst, shops):
     assert [row[0] for row in answer.rows] == list(range(4999, -1, -1))
 
 
-async def test_values_json_has_no_type_for_answer_as_text(analyst, shops):
+async def test_values_without_a_json_type_answer_as_text(analyst, shops):
     answer = await analyst.run(shops[0], (
         "SELECT toIPv4('1.2.3.4') AS ip4, toIPv6('::1') AS ip6, toUUID('00000000-0000-0000-0000-000000000001') AS id, "
         "toDecimal64(1.5, 2) AS money, CAST('a', 'Enum8(\\'a\\' = 1)') AS enum, map(1, 'x') AS m, "

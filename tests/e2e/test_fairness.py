@@ -1,0 +1,69 @@
+"""One tenant's slow analyst queries stall no one: readiness, canned analytics and read-your-writes stay fast."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.e2e.test_read_your_writes import open_shop
+
+#: Runs until the time limit stops it: 10^12 products on one thread.
+SLOW = ("SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
+        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
+        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z")
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usual_speed(http, api_tenant):
+    shop, made = await open_shop(http, api_tenant)
+    order_body = {"customer_id": made["customer"]["id"], "items": [{"product_id": made["product"]["id"],
+                                                                    "quantity": 1}]}
+
+    async def ready() -> None:
+        response = await http.get("/ready")
+        assert response.status_code == 200, response.text
+
+    async def canned() -> None:
+        response = await http.get("/analytics/summary", headers=shop.headers)
+        assert response.status_code == 200, response.text
+
+    async def read_your_write() -> None:
+        placed = await shop.post("/orders", order_body, 201)
+        await shop.get(f"/customers/{made['customer']['id']}/dashboard", placed["position"])  # asserts not stale
+
+    probes = {"/ready": ready, "/analytics/summary": canned, "dashboard read-your-writes": read_your_write}
+
+    async def sample() -> dict[str, float]:
+        timings = {}
+        for name, probe in probes.items():
+            started = time.perf_counter()
+            await probe()
+            timings[name] = time.perf_counter() - started
+        return timings
+
+    for _ in range(3):  # warm connections and caches
+        await sample()
+    idle = [await sample() for _ in range(20)]
+    stalls = [asyncio.create_task(http.post("/analytics/sql", json={"sql": SLOW}, headers=shop.headers,
+                                            timeout=60)) for _ in range(6)]
+    loaded = []
+    while not all(task.done() for task in stalls) and len(loaded) < 40:
+        loaded.append(await sample())
+    answers = await asyncio.gather(*stalls)
+
+    for name in probes:
+        before, during = _p99([s[name] for s in idle]), _p99([s[name] for s in loaded])
+        print(f"{name}: idle p99 {before * 1000:.1f} ms, during the stall p99 {during * 1000:.1f} ms "
+              f"({len(loaded)} samples)")
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [422, 422, 429, 429, 429, 429], [a.text for a in answers]
+    assert all(a.headers["Retry-After"].isdigit() for a in answers if a.status_code == 429)
+    assert all("time" in a.json()["message"].lower() for a in answers if a.status_code == 422)
+    assert len(loaded) >= 5, len(loaded)
+    for name in probes:
+        before, during = _p99([s[name] for s in idle]), _p99([s[name] for s in loaded])
+        assert during <= 2 * before + 0.05, (name, before, during)
