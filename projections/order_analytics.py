@@ -26,6 +26,9 @@ _SETTINGS = "SETTINGS non_replicated_deduplication_window = 1000"
 #: The daily rollup is recomputed from the facts (never incremented, so a replay cannot double-count it); it
 #: trails the checkpoint by up to this long.
 ROLLUP_SECONDS = 30
+#: The served views read their tables as the user who made them: analysts' users (on a server) are granted the
+#: views alone, never the versioned tables behind them.
+VIEW_SECURITY = "SQL SECURITY DEFINER"
 
 
 class Tables:
@@ -172,7 +175,7 @@ class OrderAnalytics:
         for statement in self.tables.ddl():
             self.client.command(statement)
         for view, select in self.tables.views().items():  # served only if nothing is yet
-            self.client.command(f"CREATE VIEW IF NOT EXISTS {view} AS {select}")
+            self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
 
     def _serve(self) -> None:
         """Each view is swapped atomically with a staged one pointing at this version.
@@ -183,7 +186,7 @@ class OrderAnalytics:
         self.client.command(f"SYSTEM WAIT VIEW {self.tables.daily_orders}")
         for view, select in self.tables.views().items():
             staged = f"{view}__staged"
-            self.client.command(f"CREATE OR REPLACE VIEW {staged} AS {select}")
+            self.client.command(f"CREATE OR REPLACE VIEW {staged} {VIEW_SECURITY} AS {select}")
             self.client.command(f"EXCHANGE TABLES {view} AND {staged}")
             self.client.command(f"DROP VIEW {staged}")
 

@@ -279,20 +279,25 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *
 
 class ServerAccess:
     """With a ClickHouse server, each tenant's queries run as a user of its own: granted SELECT on the
-    served views only, with a row policy on each that keeps ``tenant_id`` to the tenant's, and readonly.
+    served views only (which read their tables as their definer), readonly, and held to the tenant's
+    rows by a row policy on each view.
 
     This is the second wall behind the guard (the embedded engine has none: its only access storage is
-    read-only, so ``CREATE USER`` fails there). The password is derived from the server's URL (which
-    holds the administrator's credentials) so that every Prism process pointing at the server agrees on it.
+    read-only, so ``CREATE USER`` fails there). A row policy on a table filters every user's reads of
+    it, so the one policy per view is ``TO ALL`` and keeps rows only for the namespace's analyst users
+    (whose names end in their tenant): Prism's own user still reads everything. The password is derived
+    from the server's URL (which holds the administrator's credentials) so that every Prism process
+    pointing at the server agrees on it.
     """
 
     def __init__(self, url: str, database: str) -> None:
         self.url, self.database = url, database
+        self.prefix = f"{database}_analyst_"
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
     def user(self, tenant: str) -> str:
-        return "prism_analyst_" + hashlib.sha256(f"{self.database}/{tenant}".encode()).hexdigest()[:20]
+        return f"{self.prefix}{tenant}"
 
     def password(self, tenant: str) -> str:
         return hmac.new(self.url.encode(), f"analyst/{self.database}/{tenant}".encode(), hashlib.sha256).hexdigest()
@@ -305,17 +310,17 @@ class ServerAccess:
                                              database=self.database)
 
     def statements(self, tenant: str) -> list[str]:
-        """What makes the tenant's user: idempotent, so every process may run it once."""
-        user, db = self.user(tenant), self.database
-        password = _quote(self.password(tenant))
+        """What makes the tenant's user and the views' row policies: idempotent, so every process may run it."""
+        user, db, password = f"`{self.user(tenant)}`", self.database, _quote(self.password(tenant))
+        rows = (f"NOT startsWith(currentUser(), {_quote(self.prefix)}) "
+                f"OR tenant_id = substring(currentUser(), {len(self.prefix) + 1})")
         return [
             f"CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_password BY {password} DEFAULT DATABASE {db} "
             "SETTINGS readonly = 2",  # 2: Prism may still set the limits per query; its own readonly=1 comes last
             f"ALTER USER {user} IDENTIFIED WITH sha256_password BY {password}",
             f"REVOKE ALL ON *.* FROM {user}",
             *(f"GRANT SELECT ON {db}.{view} TO {user}" for view in TABLES),
-            *(f"CREATE ROW POLICY OR REPLACE {user}_{view} ON {db}.{view} USING tenant_id = {_quote(tenant)} "
-              f"AS RESTRICTIVE TO {user}" for view in TABLES),
+            *(f"CREATE ROW POLICY OR REPLACE prism_analyst_rows ON {db}.{view} USING {rows} TO ALL" for view in TABLES),
         ]
 
     def _provision(self, tenant: str) -> None:

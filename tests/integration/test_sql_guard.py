@@ -7,6 +7,7 @@ fails. Everyday analysts' queries must keep answering, with the right figures.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
@@ -14,7 +15,8 @@ from decimal import Decimal
 import pytest
 import pytest_asyncio
 
-from readers.analytics_sql import AnalystSql, Limits, Result, SqlFailed, SqlRefused
+from readers.analytics_sql import AnalystSql, Limits, Result, ServerAccess, SqlFailed, SqlRefused
+from readers.sql_guard import TABLES
 from tests.conftest import NAMESPACE
 from workers.catch_up import catch_up
 from write import commands as c
@@ -375,3 +377,16 @@ async def test_values_without_a_json_type_answer_as_text(analyst, shops):
         [1, "a"], [[1, 2], [3]], "ab\x00", "nan", "1970-01-01T00:00:00", 1, ["1.2.3.4"]]]
     csv = await analyst.run(shops[0], "SELECT toIPv4('1.2.3.4') AS ip, map(1, 'x') AS m", csv=True)
     assert csv.decode().splitlines() == ['"ip","m"', '"1.2.3.4","{\'1\': \'x\'}"']
+
+
+async def test_the_server_access_statements_parse_on_the_engine(stores):
+    """A ClickHouse server is not here to run them; its parser (the same engine's) at least takes each one."""
+    access = ServerAccess("http://admin:secret@clickhouse:8123", stores.namespace)
+    statements = access.statements("acme-shop")
+    assert access.user("acme-shop").endswith("_analyst_acme-shop")
+    assert sum("GRANT SELECT ON" in s for s in statements) == len(TABLES)
+    assert not any("GRANT" in s and "_v" in s.split(" TO ")[0] for s in statements)  # views only, never tables
+    for statement in statements:
+        parsed = await asyncio.to_thread(stores.clickhouse.query, "SELECT formatQuerySingleLine(%(q)s)",
+                                         parameters={"q": statement})
+        assert parsed.result_rows[0][0], statement
