@@ -66,6 +66,9 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.stores = await bootstrap.open_stores(settings)
         app.state.read_wait_seconds = settings.read_wait_seconds
         app.state.authenticator = Authenticator(app.state.write_engine, settings)
+        if settings.operator_token:
+            log.warning("PRISM_OPERATOR_TOKEN acts as an operator key for this release only; issue one with "
+                        "`prism keys create --scopes operator` instead")
         live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,15 @@ class Settings(BaseSettings):
         if (self.jwt_issuer or self.jwt_audience) and not self.jwt_configured:
             raise ValueError("PRISM_JWT_ISSUER/AUDIENCE need PRISM_JWT_JWKS_URL or PRISM_JWT_PUBLIC_KEY")
         return self
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``PRISM_*`` variables, for a child process (``prism serve`` of the bench or a test)."""
+        out = {}
+        for key, value in self.model_dump(mode="json").items():
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            out[f"PRISM_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
 
     @property
     def jwt_configured(self) -> bool:

@@ -19,7 +19,7 @@ from projections.base import Projection, Stores
 from workers.catch_up import catch_up
 from write.bus import CommandBus
 
-#: ``PRISM_TEST_SLOT=N`` (1-3) gives a run databases, Redis databases and a namespace of its own, so that
+#: ``PRISM_TEST_SLOT=N`` (1-5) gives a run databases, Redis databases and a namespace of its own, so that
 #: two runs on one machine never touch each other's data.
 SLOT = int(os.environ.get("PRISM_TEST_SLOT", "0"))
 NAMESPACE = f"prismslot{SLOT}" if SLOT else "prismtest"

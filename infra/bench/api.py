@@ -16,7 +16,6 @@ from pathlib import Path
 import aiohttp
 
 from infra.bench import load
-from infra.bench.environment import environment
 from infra.settings import Settings
 from projections.registry import PROJECTIONS
 
@@ -31,7 +30,7 @@ class ServeFailed(RuntimeError):
 @asynccontextmanager
 async def serving(settings: Settings, log_path: Path):
     """``prism serve`` on the bench settings until the block ends."""
-    env = os.environ | environment(settings)
+    env = os.environ | settings.as_environment()
     prism = Path(sys.executable).with_name("prism")
     with log_path.open("w") as out:
         child = subprocess.Popen([str(prism), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)

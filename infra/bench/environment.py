@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 
@@ -21,14 +20,3 @@ def bench_settings(base: Settings, folder: Path) -> Settings:
         "redis_url": sandbox.sibling(base.redis_url, "4"), "broker_url": sandbox.sibling(base.broker_url, "5"),
         "chdb_path": folder / "chdb", "api_port": sandbox.free_port(), "operator_token": secrets.token_hex(8),
     })
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """The settings as ``PRISM_*`` variables, for a ``prism serve`` child process."""
-    values = settings.model_dump(mode="json")
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        out[f"PRISM_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out

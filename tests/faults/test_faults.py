@@ -9,7 +9,6 @@ own and is killed alone. The stores are the real local services.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -32,10 +31,7 @@ RECOVERY_SECONDS = 30
 
 
 def environment(settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
-    for name, value in settings.model_dump().items():
-        env[f"PRISM_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
-    return env
+    return {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")} | settings.as_environment()
 
 
 class Serve:
