@@ -36,7 +36,9 @@ _TENANT_ID = re.compile(TENANT_PATTERN)
 
 bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="API key (prk_…) or JWT",
                     description="`Authorization: Bearer <key>`: a key from `prism keys create` (or the one "
-                                "`POST /tenants` issues), or a JWT from the configured identity provider.")
+                                "`POST /tenants` issues), or a JWT from the configured identity provider. The "
+                                "tenant comes from the credential; an `X-Tenant-ID` header, if sent, must name "
+                                "that tenant (else 403) and be sent once (else 400).")
 
 
 class AuthError(Exception):
