@@ -118,6 +118,17 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0
         pause = min(pause * 2, 0.2)
 
 
+#: An analyst's query that runs until the time limit stops it: 10^12 products on one thread.
+SLOW_SQL = ("SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
+            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
+            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z")
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
 async def count_rows(engine, table: str, tenant: str) -> int:
     async with engine.connect() as conn:
         return (await conn.execute(text(f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant})).scalar()

@@ -5,17 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.conftest import SLOW_SQL, p99
 from tests.e2e.test_read_your_writes import open_shop
-
-#: Runs until the time limit stops it: 10^12 products on one thread.
-SLOW = ("SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
-        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
-        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z")
-
-
-def _p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usual_speed(http, api_tenant, settings):
@@ -54,14 +45,14 @@ async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usua
     await measure(lambda: time.monotonic() > warm_until)  # connections and caches
     idle_until = time.monotonic() + 5
     idle = await measure(lambda: time.monotonic() > idle_until)
-    stalls = [asyncio.create_task(http.post("/analytics/sql", json={"sql": SLOW}, headers=shop.headers,
+    stalls = [asyncio.create_task(http.post("/analytics/sql", json={"sql": SLOW_SQL}, headers=shop.headers,
                                             timeout=60)) for _ in range(6)]
     loaded = await measure(lambda: all(task.done() for task in stalls))
     answers = await asyncio.gather(*stalls)
 
     for name in probes:
-        print(f"{name}: idle p99 {_p99(idle[name]) * 1000:.1f} ms ({len(idle[name])} calls), during the stall "
-              f"p99 {_p99(loaded[name]) * 1000:.1f} ms ({len(loaded[name])} calls)")
+        print(f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms ({len(idle[name])} calls), during the stall "
+              f"p99 {p99(loaded[name]) * 1000:.1f} ms ({len(loaded[name])} calls)")
     statuses = sorted(answer.status_code for answer in answers)
     running = min(settings.sql_max_concurrent, settings.sql_max_concurrent_total)
     assert statuses == [422] * running + [429] * (6 - running), [a.text for a in answers]
@@ -69,5 +60,5 @@ async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usua
     assert all("time" in a.json()["message"].lower() for a in answers if a.status_code == 422)
     for name in probes:
         assert len(loaded[name]) >= 5, (name, len(loaded[name]))
-        before, during = _p99(idle[name]), _p99(loaded[name])
+        before, during = p99(idle[name]), p99(loaded[name])
         assert during <= 2 * before + 0.05, (name, before, during)

@@ -11,7 +11,7 @@ import pytest
 from projections.order_analytics import Tables
 from readers.analytics_sql import AnalystSql, Limits, SqlFailed, TooManyQueries
 from readers.order_analytics import DateRange, _query, revenue_sql
-from tests.conftest import eventually
+from tests.conftest import SLOW_SQL, eventually, p99
 
 
 @pytest.fixture
@@ -52,17 +52,6 @@ async def test_a_result_past_the_byte_cap_is_stopped_quickly(fresh_services, sto
         capped.close()
 
 
-#: Runs until the time limit stops it: 10^12 products on one thread.
-SLOW = ("SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
-        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
-        "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z")
-
-
-def _p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 async def _timed(call) -> float:
     started = time.perf_counter()
     await call()
@@ -86,7 +75,7 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
         await probe()
     idle = {name: [await _timed(probe) for _ in range(60)] for name, probe in probes.items()}
     try:
-        runs = [asyncio.create_task(fair.run(tenant, SLOW)) for _ in range(6)]
+        runs = [asyncio.create_task(fair.run(tenant, SLOW_SQL)) for _ in range(6)]
 
         async def two_running() -> bool:
             return fair.admission.in_flight(tenant) == 2
@@ -107,9 +96,9 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
     assert all(r.http_status == 429 and r.headers == {"Retry-After": "4"} for r in refused)
     assert all("timeout" in s.message.lower() or "time limit" in s.message.lower() for s in stopped), stopped
     for name in probes:
-        print(f"{name}: idle p99 {_p99(idle[name]) * 1000:.1f} ms, loaded p99 {_p99(loaded[name]) * 1000:.1f} ms "
+        print(f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms, loaded p99 {p99(loaded[name]) * 1000:.1f} ms "
               f"({len(loaded[name])} samples while loaded)")
         print("   slowest idle", [round(v * 1000, 1) for v in sorted(idle[name])[-4:]],
               "slowest loaded", [round(v * 1000, 1) for v in sorted(loaded[name])[-4:]])
         assert len(loaded[name]) >= 10
-        assert _p99(loaded[name]) <= 2 * _p99(idle[name]) + 0.050, name
+        assert p99(loaded[name]) <= 2 * p99(idle[name]) + 0.050, name
