@@ -50,6 +50,11 @@ class BodyLimit:
             drained = declared <= LINGER_BYTES and await _drain(receive)
             await self._refuse(send, exchange, close=not drained)
             return
+        if declared is not None or not _chunked(scope):
+            # The HTTP server holds a body to its declared length, and one without a length or chunking is
+            # empty: only a chunked body has to be counted (and the reads, most of them bodiless, stay direct).
+            await self.app(scope, receive, send)
+            return
         await self.app(scope, self._counting(receive, send, exchange), _guarded(send, exchange))
 
     def _counting(self, receive: Receive, send: Send, exchange: _Exchange) -> Receive:
@@ -113,3 +118,7 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" and b"chunked" in value.lower() for name, value in scope["headers"])
