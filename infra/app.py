@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra import bootstrap, openapi, operations
-from infra.auth import AuthError, Authenticator, requires
+from infra.auth import Authenticator, AuthError, requires
 from infra.body_limit import BodyLimit
 from infra.error_body import error_body
+from infra.forwarding import ToOwner
 from infra.settings import Settings
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
 from readers.analytics_sql import AnalystSql, Limits
@@ -72,8 +73,8 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
-        app.state.analyst_sql = AnalystSql(app.state.stores, settings.clickhouse_url, str(settings.chdb_path),
-                                           Limits.of(settings))
+        app.state.analyst_sql = None if app.state.stores.clickhouse is None else AnalystSql(
+            app.state.stores, settings.clickhouse_url, str(settings.chdb_path), Limits.of(settings))
         if on_start:
             await on_start(app)
         try:
@@ -81,7 +82,8 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         finally:
             if on_stop:
                 await on_stop(app)
-            app.state.analyst_sql.close()
+            if app.state.analyst_sql is not None:
+                app.state.analyst_sql.close()
             await bootstrap.close_stores(app.state.stores)
             await app.state.write_engine.dispose()
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
+        app.add_middleware(ToOwner, socket_path=settings.clickhouse_owner_socket)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Each router's scope is decided here, once: its routes then take the tenant from the credential.
     for router, scope in ((command_api.tenants_router, OPERATOR), (command_api.router, "commands"),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from infra.settings import Settings
 from projections.base import Projection, Stores
 from projections.clickhouse import connect as connect_clickhouse
 from projections.registry import PROJECTIONS
+from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
-from workers import versions
 from workers.dead_letters import HALT
-from workers.versions import LIVE, NEXT
 from workers.runner import ProjectionRunner, Resources
+from workers.versions import LIVE, NEXT
 
 
 def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
@@ -26,33 +29,58 @@ def listen_dsn(settings: Settings) -> str:
     return settings.write_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def open_stores(settings: Settings) -> Stores:
-    """Clients of the four read stores; call on the event loop that will use them."""
-    from elasticsearch import AsyncElasticsearch
+#: The read stores, as ``Stores`` names them.
+STORES = ("redis", "elasticsearch", "clickhouse", "dashboards")
+
+
+async def open_stores(settings: Settings, only: Collection[str] | None = None) -> Stores:
+    """Clients of the read stores (``only`` these, if given); call on the event loop that will use them.
+
+    An API process beside the embedded engine's owner (``clickhouse_owner_socket``)
+    opens no ClickHouse client: the engine allows one process, and that one answers.
+    """
+    wanted = set(STORES if only is None else only)
+    if settings.clickhouse_owner_socket:
+        wanted.discard("clickhouse")
+    return Stores(namespace=settings.namespace, **{name: _OPEN[name](settings) for name in wanted})
+
+
+def _redis(settings: Settings) -> Any:
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    return Stores(
-        namespace=settings.namespace,
-        # A restarted Redis leaves dead pooled connections: retry a command on a fresh one.
-        redis=Redis.from_url(settings.redis_url, max_connections=64, retry=Retry(ExponentialBackoff(), 3),
-                             retry_on_error=[RedisConnectionError, RedisTimeoutError]),
-        elasticsearch=AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2,
-                                         retry_on_timeout=True),
-        clickhouse=connect_clickhouse(settings.clickhouse_url, settings.chdb_path),
-        dashboards=create_async_engine(settings.dashboards_database_url, pool_size=10, max_overflow=10,
-                                       pool_pre_ping=True),
-    )
+    # A restarted Redis leaves dead pooled connections: retry a command on a fresh one.
+    return Redis.from_url(settings.redis_url, max_connections=64, retry=Retry(ExponentialBackoff(), 3),
+                          retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def _elasticsearch(settings: Settings) -> Any:
+    from elasticsearch import AsyncElasticsearch
+
+    return AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2, retry_on_timeout=True)
+
+
+_OPEN: dict[str, Callable[[Settings], Any]] = {
+    "redis": _redis,
+    "elasticsearch": _elasticsearch,
+    "clickhouse": lambda settings: connect_clickhouse(settings.clickhouse_url, settings.chdb_path),
+    "dashboards": lambda settings: create_async_engine(settings.dashboards_database_url, pool_size=10,
+                                                       max_overflow=10, pool_pre_ping=True),
+}
 
 
 async def close_stores(stores: Stores) -> None:
-    await stores.redis.aclose()
-    await stores.elasticsearch.close()
-    stores.clickhouse.close()
-    await stores.dashboards.dispose()
+    if stores.redis is not None:
+        await stores.redis.aclose()
+    if stores.elasticsearch is not None:
+        await stores.elasticsearch.close()
+    if stores.clickhouse is not None:
+        stores.clickhouse.close()
+    if stores.dashboards is not None:
+        await stores.dashboards.dispose()
 
 
 def projections(stores: Stores, names: list[str] | None = None) -> dict[str, Projection]:
@@ -62,17 +90,19 @@ def projections(stores: Stores, names: list[str] | None = None) -> dict[str, Pro
 
 async def active_projections(engine: AsyncEngine, stores: Stores, roles: tuple[str, ...] = (LIVE, NEXT)
                              ) -> dict[str, Projection]:
-    """The versions in these roles of every registered projection, by label."""
-    found = [v for v in await versions.listing(engine, list(PROJECTIONS)) if v.role in roles]
-    built = [PROJECTIONS[v.projection](stores, v.version) for v in found if v.projection in PROJECTIONS]
+    """The versions in these roles of every registered projection whose store is open here, by label."""
+    found = [v for v in await versions.listing(engine, list(PROJECTIONS)) if v.role in roles
+             and v.projection in PROJECTIONS and getattr(stores, PROJECTIONS[v.projection].store) is not None]
+    built = [PROJECTIONS[v.projection](stores, v.version) for v in found]
     return {p.label: p for p in built}
 
 
-def runner(settings: Settings) -> ProjectionRunner:
-    """The worker side's resources, opened lazily on the worker's event loop."""
+def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunner:
+    """The worker side's resources (the stores of ``names`` only, if given), opened lazily on the worker's loop."""
+    needed = None if names is None else {PROJECTIONS[name].store for name in names}
 
     async def open_resources() -> Resources:
-        engine, stores = write_engine(settings, pool_size=5), await open_stores(settings)
+        engine, stores = write_engine(settings, pool_size=5), await open_stores(settings, needed)
 
         async def close() -> None:
             await close_stores(stores)

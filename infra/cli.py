@@ -223,8 +223,8 @@ def _sql(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
     from readers.analytics_sql import AnalystSql, Limits, Result
-    from write.api import TENANT_PATTERN
     from readers.errors import ReaderError
+    from write.api import TENANT_PATTERN
 
     if not re.match(TENANT_PATTERN, args.tenant):
         print(f"error: tenant {args.tenant!r} must match {TENANT_PATTERN}", file=sys.stderr)
@@ -281,15 +281,39 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _runtime(name: str):
-    def run(settings: Settings, _: argparse.Namespace) -> int:
-        from infra import runtime
+def _serve(settings: Settings, _: argparse.Namespace) -> int:
+    from infra import runtime
 
-        {"serve": runtime.serve, "api": runtime.api, "relay": runtime.relay_only,
-         "worker": runtime.worker_only}[name](settings)
-        return 0
+    runtime.serve(settings)
+    return 0
 
-    return run
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import runtime
+
+    runtime.api(settings, args.fd)
+    return 0
+
+
+def _relay(settings: Settings, _: argparse.Namespace) -> int:
+    from infra import runtime
+
+    runtime.relay_only(settings)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import rebuild, runtime
+
+    runtime.worker_only(settings, rebuild.known(args.projections) if args.projections else None)
+    return 0
+
+
+def _clickhouse_owner(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import runtime
+
+    runtime.clickhouse_owner(settings, args.socket)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -300,9 +324,19 @@ def parser() -> argparse.ArgumentParser:
     services.set_defaults(run=_services)
     sub.add_parser("migrate", help="bring the write database to the latest schema").set_defaults(run=_migrate)
     sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=_status)
-    for name, text in (("serve", "API, readers, relay and workers in one process"), ("api", "API and readers"),
-                       ("relay", "the relay alone"), ("worker", "a projection worker alone")):
-        sub.add_parser(name, help=text).set_defaults(run=_runtime(name))
+    sub.add_parser("serve", help="all of Prism: API processes, a worker per projection, the relay and, with the "
+                   "embedded ClickHouse, its owner; restarted when one dies").set_defaults(run=_serve)
+    api = sub.add_parser("api", help="the API and readers alone")
+    api.add_argument("--fd", type=int, help="accept on this inherited listening socket (as `serve` runs it)")
+    api.set_defaults(run=_api)
+    sub.add_parser("relay", help="the relay alone").set_defaults(run=_relay)
+    worker = sub.add_parser("worker", help="a projection worker alone")
+    worker.add_argument("projections", nargs="*", help="the projections whose queues it takes (default: all)")
+    worker.set_defaults(run=_worker)
+    owner = sub.add_parser("clickhouse-owner", help="the process that holds the embedded ClickHouse: the analytics "
+                           "projection, and the app on a Unix socket (started by `serve`)")
+    owner.add_argument("--socket", required=True, help="path of the Unix socket to answer on")
+    owner.set_defaults(run=_clickhouse_owner)
     dead = sub.add_parser("deadletters", help="list, retry or discard parked poison events")
     dead_sub = dead.add_subparsers(dest="action", required=True)
     listed = dead_sub.add_parser("list", help="parked events (all with --all)")
@@ -359,8 +393,10 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infra.supervisor import follow_parent
     from projections.clickhouse import EmbeddedEngineBusy
 
+    follow_parent()
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

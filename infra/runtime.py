@@ -1,10 +1,12 @@
-"""Running Prism: the embedded ``serve`` (API, relay and workers in one process) and each part alone."""
+"""Running Prism: each part alone (API, worker, relay, the embedded engine's owner), and all in one process
+for the demo's and the tests' background server."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import socket
 import threading
 
 import dramatiq
@@ -14,20 +16,28 @@ from fastapi import FastAPI
 from infra import bootstrap
 from infra.app import create_app
 from infra.settings import Settings
-from workers.broker import send_coalesced
+from projections.registry import writing_to
+from workers.broker import queue_name, send_coalesced
 from workers.relay import Relay
 
 log = logging.getLogger("prism")
 
 
 class Pipeline:
-    """The relay and a Dramatiq worker, started and stopped alongside an app or alone."""
+    """The relay and a Dramatiq worker, started and stopped alongside an app or alone.
 
-    def __init__(self, settings: Settings, with_worker: bool = True, with_relay: bool = True) -> None:
+    ``projections`` limits the worker to those projections' queues (a worker process per
+    projection under ``serve``); every actor is declared either way, so any process can send.
+    """
+
+    def __init__(self, settings: Settings, with_worker: bool = True, with_relay: bool = True,
+                 projections: list[str] | None = None) -> None:
         self.settings = settings
-        self.runner = bootstrap.runner(settings)
+        self.runner = bootstrap.runner(settings, projections)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
-        self.worker = dramatiq.Worker(self.broker, worker_threads=settings.worker_threads) if with_worker else None
+        queues = None if projections is None else {queue_name(settings.namespace, name) for name in projections}
+        self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=settings.worker_threads,
+                                      worker_timeout=settings.worker_poll_ms) if with_worker else None
         self.with_relay = with_relay
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task | None = None
@@ -58,21 +68,31 @@ def app_with_pipeline(settings: Settings, pipeline: Pipeline) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    """API, readers, relay and workers in one process: the embedded default (chDB needs one process)."""
-    app = app_with_pipeline(settings, Pipeline(settings, with_relay=settings.serve_relay))
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+    """The embedded default: a supervisor of API, worker, relay and ClickHouse-owner processes."""
+    from infra.supervisor import Supervisor
+
+    raise SystemExit(Supervisor(settings).run())
 
 
-def api(settings: Settings) -> None:
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+def api(settings: Settings, fd: int | None = None) -> None:
+    """The API and readers; on an inherited listening socket (``fd``) when ``serve`` runs several."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                                           log_level="warning"))
+    server.run(sockets=None if fd is None else [socket.socket(fileno=fd)])
+
+
+def clickhouse_owner(settings: Settings, socket_path: str) -> None:
+    """The one process that opens the embedded engine: the analytics projection, and the whole app on a socket."""
+    pipeline = Pipeline(settings, with_relay=False, projections=writing_to("clickhouse"))
+    uvicorn.run(app_with_pipeline(settings, pipeline), uds=socket_path, log_level="warning")
 
 
 def relay_only(settings: Settings) -> None:
     asyncio.run(_until_signal(Pipeline(settings, with_worker=False)))
 
 
-def worker_only(settings: Settings) -> None:
-    asyncio.run(_until_signal(Pipeline(settings, with_relay=False)))
+def worker_only(settings: Settings, projections: list[str] | None = None) -> None:
+    asyncio.run(_until_signal(Pipeline(settings, with_relay=False, projections=projections or None)))
 
 
 async def _until_signal(pipeline: Pipeline) -> None:

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
     api_port: int = Field(8000, description="Port of the HTTP API")
+    api_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+                               description="API processes `prism serve` runs on the one port (default: one per core)")
+    clickhouse_owner_socket: str = Field(
+        "", description="Set by `prism serve` for its API processes: the Unix socket of the process that owns the "
+                        "embedded ClickHouse engine, to which routes that need it are forwarded")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the HTTP API reads (413 past "
                                                                   "it)")
 
@@ -49,6 +54,8 @@ class Settings(BaseSettings):
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
                                                 "`prism relay` process runs)")
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
+    worker_poll_ms: int = Field(20, ge=1, description="Longest an idle worker waits between two looks at its queue "
+                                                      "(Dramatiq's worker_timeout; its default, 1 s, is latency)")
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
     retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
     max_retries: int = Field(10, ge=0, description="Retries of a failed catch-up before Dramatiq dead-letters it")

@@ -52,6 +52,8 @@ class Projection(Protocol):
     """
 
     name: ClassVar[str]
+    #: The ``Stores`` client it writes through (the embedded ClickHouse can be open in one process only).
+    store: ClassVar[str]
     handles: ClassVar[frozenset[str]]
     version: int
     label: str

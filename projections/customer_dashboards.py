@@ -136,6 +136,7 @@ class CustomerDashboards:
     """Projection of customer and order events into per-customer dashboard rows."""
 
     name: ClassVar[str] = "customer_dashboards"
+    store: ClassVar[str] = "dashboards"
     handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS | e.PRODUCT_EVENTS
 
     def __init__(self, stores: Stores, version: int = 1) -> None:

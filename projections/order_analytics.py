@@ -138,6 +138,7 @@ class OrderAnalytics:
     """Projection of order and product events into ClickHouse tables for analysts."""
 
     name: ClassVar[str] = "order_analytics"
+    store: ClassVar[str] = "clickhouse"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS | e.PRODUCT_EVENTS
 
     def __init__(self, stores: Stores, version: int = 1) -> None:

@@ -113,6 +113,7 @@ class OrderSearch:
     """Projection of order events (and renames) into a searchable order index."""
 
     name: ClassVar[str] = "order_search"
+    store: ClassVar[str] = "elasticsearch"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 
     def __init__(self, stores: Stores, version: int = 1) -> None:

@@ -96,6 +96,7 @@ class OrderSummaries:
     """Projection of order events (and renames) into Redis order documents."""
 
     name: ClassVar[str] = "order_summaries"
+    store: ClassVar[str] = "redis"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 
     def __init__(self, stores: Stores, version: int = 1) -> None:

@@ -13,3 +13,8 @@ PROJECTIONS = {
     OrderAnalytics.name: OrderAnalytics,
     CustomerDashboards.name: CustomerDashboards,
 }
+
+
+def writing_to(store: str) -> list[str]:
+    """The projections that write through one of the ``Stores`` clients."""
+    return [name for name, cls in PROJECTIONS.items() if cls.store == store]

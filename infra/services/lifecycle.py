@@ -1,0 +1,181 @@
+"""Orchestration of the local services: start order, health waits, up, down, stop and status."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from infra.services.elasticsearch_server import Elasticsearch
+from infra.services.postgres import Postgres
+from infra.services.redis_server import Redis
+from infra.services.supervision import (
+    Service,
+    ServiceError,
+    ServiceStatus,
+    exclusive,
+    host_port,
+    make_dir,
+    port_open,
+    say,
+    tail,
+    wait_until,
+)
+from infra.settings import Settings
+
+
+def _clickhouse_status(settings: Settings) -> ServiceStatus:
+    """ClickHouse runs inside the Prism processes (chDB) unless a server URL is configured."""
+    if settings.uses_chdb:
+        path = settings.chdb_path.absolute()
+        return ServiceStatus("clickhouse", True, None, "embedded", f"embedded chDB at {path}")
+    host, port = host_port(settings.clickhouse_url, 8123)
+    reachable = port_open(host, port)
+    detail = f"server {settings.clickhouse_url} ({'reachable' if reachable else 'not reachable'}, not managed here)"
+    return ServiceStatus("clickhouse", reachable, None, f"{host}:{port}", detail)
+
+
+# ---------------------------------------------------------------------------
+# Life cycle of one service
+# ---------------------------------------------------------------------------
+
+
+def _services(settings: Settings) -> list[Service]:
+    """Start order: the write model first, then the read-side stores."""
+    return [Postgres(settings), Redis(settings), Elasticsearch(settings)]
+
+
+def _await_health(service: Service, deadline: float) -> None:
+    """Wait for the health check; give up early if the process we started has died."""
+    seen_pid = False
+
+    def ready_or_dead() -> bool:
+        nonlocal seen_pid
+        pid = service.pid()
+        seen_pid = seen_pid or pid is not None
+        return service.healthy() or (seen_pid and pid is None)
+
+    if wait_until(ready_or_dead, deadline) and service.healthy():
+        return
+    reason = "exited" if seen_pid and service.pid() is None else "did not become healthy"
+    raise ServiceError(
+        f"{service.name} {reason} within {service.deadline_seconds:.0f}s on {service.address}\n"
+        f"{tail(service.log_files)}"
+    )
+
+
+def _start(service: Service) -> None:
+    """Install, prepare and launch a service that is not running, then wait until it answers."""
+    service.install()
+    service.prepare()
+    service.clear_stale_pid()
+    if port_open(service.host, service.port):
+        raise ServiceError(
+            f"{service.name}: {service.address} is already taken by a process prism did not start; "
+            "stop it or change the port in the settings"
+        )
+    say(f"{service.name}: starting on {service.address} ... ", end="")
+    started = time.monotonic()
+    try:
+        service.launch()
+    except ServiceError as error:
+        say("failed")
+        raise ServiceError(f"{service.name} failed to start, {error}\n{tail(service.log_files)}") from error
+    _await_health(service, started + service.deadline_seconds)
+    say(f"ready in {time.monotonic() - started:.1f}s")
+
+
+def _up_one(service: Service) -> None:
+    """Start a service that is not running; restart one whose install changed; otherwise wait until it answers."""
+    if not service.managed:
+        say(f"{service.name}: external at {service.address}, not managed here")
+        return
+    pid = service.pid()
+    if pid is not None and service.outdated():
+        say(f"{service.name}: restarting to apply changes")
+        _down_one(service)
+        pid = None
+    if pid is None:
+        _start(service)
+    elif service.healthy():
+        say(f"{service.name}: already running on {service.address} (pid {pid})")
+    else:
+        say(f"{service.name}: running (pid {pid}) but not answering yet, waiting")
+        _await_health(service, time.monotonic() + service.deadline_seconds)
+    service.after_ready()
+
+
+def _down_one(service: Service) -> None:
+    """Stop the service only if its pid file names a live process we started."""
+    if not service.managed:
+        return
+    pid = service.pid()
+    if pid is None:
+        service.clear_stale_pid()
+        say(f"{service.name}: not running")
+        return
+    say(f"{service.name}: stopping pid {pid} ... ", end="")
+    started = time.monotonic()
+    service.stop(pid)
+    service.clear_stale_pid()
+    say(f"stopped in {time.monotonic() - started:.1f}s")
+
+
+def _status_one(service: Service) -> ServiceStatus:
+    pid = service.pid()
+    if pid is not None:
+        detail = service.detail()
+    elif port_open(service.host, service.port):
+        detail = "port taken by a process prism did not start" if service.managed else "external, not managed here"
+    else:
+        detail = "stopped"
+    return ServiceStatus(service.name, pid is not None, pid, service.address, detail)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+def _layout(settings: Settings) -> Path:
+    """Create services_dir with its shared logs/ and run/ folders (the per-service ones come later)."""
+    if os.geteuid() != 0:
+        raise ServiceError("starting and stopping the local services needs root (they run as their own users)")
+    root = settings.services_dir.absolute()
+    make_dir(root)
+    make_dir(root / "logs")
+    return make_dir(root / "run")
+
+
+def up(settings: Settings) -> None:
+    """Start every local service that is not running yet and wait until each one answers."""
+    run_dir = _layout(settings)
+    with exclusive(run_dir):
+        for service in _services(settings):
+            _up_one(service)
+
+
+def down(settings: Settings) -> None:
+    """Stop the services this module started, in reverse start order."""
+    root = settings.services_dir.absolute()
+    if not (root / "run").is_dir():
+        say("nothing to stop")
+        return
+    run_dir = _layout(settings)
+    with exclusive(run_dir):
+        for service in reversed(_services(settings)):
+            _down_one(service)
+
+
+def stop_service(settings: Settings, name: str) -> None:
+    """Stop one service this module started (fault drills; ``up`` starts it again)."""
+    run_dir = _layout(settings)
+    with exclusive(run_dir):
+        for service in _services(settings):
+            if service.name == name:
+                _down_one(service)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """Report each service; ClickHouse is listed too although it has no process of its own."""
+    return [*(_status_one(service) for service in _services(settings)), _clickhouse_status(settings)]
