@@ -110,7 +110,8 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
 
         return Resources(engine, lambda name, version: PROJECTIONS[name](stores, version), close)
 
-    return ProjectionRunner(open_resources, settings.batch_size, policies(settings))
+    return ProjectionRunner(open_resources, settings.batch_size, policies(settings),
+                            gap_seconds=settings.catch_up_gap_ms / 1000)
 
 
 def policies(settings: Settings) -> dict[str, Policy]:

@@ -52,6 +52,16 @@ def _status(settings: Settings, _: argparse.Namespace) -> int:
 
 def _running_status(settings: Settings) -> list[dict] | None:
     """The status rows of a Prism process answering on the configured address, if one does."""
+    response = _ask_running(settings, "GET", "/projections")
+    return response.json() if response is not None and response.status_code == 200 else None
+
+
+def _ask_running(settings: Settings, method: str, path: str, **kwargs):
+    """An operator's request to a Prism answering on the configured address; None when none answers.
+
+    A running ``serve`` holds the embedded engine (chDB allows one process), so commands that read
+    every store ask it instead of opening the stores themselves.
+    """
     import httpx
 
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -60,8 +70,7 @@ def _running_status(settings: Settings) -> list[dict] | None:
     except httpx.HTTPError:
         return None
     with _local_key(settings, None, ["operator"]) as headers:
-        response = httpx.get(f"{base}/projections", headers=headers, timeout=5)
-    return response.json() if response.status_code == 200 else None
+        return httpx.request(method, f"{base}{path}", headers=headers, timeout=600, **kwargs)
 
 
 @contextlib.contextmanager
@@ -135,6 +144,11 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
     from infra import bootstrap
     from workers import dead_letters
 
+    if args.action != "list":
+        answer = _ask_running(settings, "POST", f"/deadletters/{args.id}/{args.action}")
+        if answer is not None:
+            return _print_letter(answer)
+
     async def run() -> int:
         engine, stores = bootstrap.write_engine(settings, pool_size=1), await bootstrap.open_stores(settings)
         try:
@@ -159,8 +173,23 @@ def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _print_letter(answer) -> int:
+    if answer.status_code != 200:
+        print(f"error: {answer.json().get('message', answer.text)}", file=sys.stderr)
+        return 1
+    letter = answer.json()
+    print(f"dead letter {letter['id']} ({letter['projection']} at {letter['position']}) is now {letter['status']}")
+    return 0
+
+
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from infra import audit, bootstrap
+
+    params = {"tenant": args.tenant} if args.tenant else {}
+    answer = _ask_running(settings, "POST" if args.repair else "GET", "/audit/repair" if args.repair else "/audit",
+                          params=params)
+    if answer is not None:
+        return _print_audit(answer)
 
     async def run() -> int:
         engine, stores = bootstrap.write_engine(settings, pool_size=2), await bootstrap.open_stores(settings)
@@ -180,6 +209,19 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _print_audit(answer) -> int:
+    from infra import audit
+
+    if answer.status_code != 200:
+        print(f"error: {answer.json().get('message', answer.text)}", file=sys.stderr)
+        return 1
+    body = answer.json()
+    if "repaired" in body:
+        print(f"repaired {body['repaired']} aggregates")
+    print(audit.report([audit.Drift(**d) for d in body["drift"]]))
+    return 1 if body["drift"] else 0
 
 
 def _rebuild(settings: Settings, args: argparse.Namespace) -> int:

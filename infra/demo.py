@@ -18,9 +18,9 @@ import httpx
 from sqlalchemy import text
 
 from infra import bootstrap
-from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
 from infra.settings import Settings
 from infra.status import ProjectionStatus, table
+from infra.supervisor import serving
 from write import api_keys
 
 FIRST = ["José", "Zoë", "Amélie", "Liam", "Noah", "Olivia", "Mateo", "Sofía", "Björn", "Chloé", "Ava", "Lucas",
@@ -208,10 +208,12 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
         print(json.dumps(body, indent=1, ensure_ascii=False)[:1500])
 
 
-async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
-    """Per tenant: orders in the write model against documents in each store, and dashboard lifetime values."""
+async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenants: list[Tenant]) -> bool:
+    """Per tenant: orders in the write model against documents in each store, and dashboard lifetime values.
+
+    ClickHouse is asked through the API, as the tenant's analyst: under ``serve`` one process holds the engine.
+    """
     from projections.customer_dashboards import Tables as DashboardTables
-    from projections.order_analytics import Tables
     from projections.order_search import Names
     from projections.order_summaries import Keys, served_version
 
@@ -228,16 +230,15 @@ async def reconcile(settings: Settings, stores, tenants: list[Tenant]) -> bool:
             stores.redis, settings.namespace)).tenant_orders(t.id))
         es_docs = (await stores.elasticsearch.count(index=Names(settings.namespace).alias,
                                                     query={"term": {"tenant_id": t.id}}))["count"]
-        ch = await asyncio.to_thread(stores.clickhouse.query, f"SELECT count(DISTINCT order_id) FROM "
-                                     f"{Tables(settings.namespace).view('orders')} WHERE tenant_id = %(t)s",
-                                     parameters={"t": t.id})
+        ch = await client.post("/analytics/sql", json={"sql": "SELECT count(DISTINCT order_id) FROM orders"},
+                               headers={"Authorization": f"Bearer {t.key}"})
         async with stores.dashboards.connect() as conn:
             dash = dict((await conn.execute(text(
                 f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).served} "
                 "WHERE tenant_id = :t"),
                 {"t": t.id})).all())
         mismatches = sum(1 for cid, value in ltv.items() if dash.get(cid) != value)
-        counts = (orders, redis_docs, es_docs, ch.result_rows[0][0])
+        counts = (orders, redis_docs, es_docs, ch.json()["rows"][0][0] if ch.status_code == 200 else ch.text)
         ok = ok and len(set(counts)) == 1 and mismatches == 0
         print(f"{t.id:<18}{counts[0]:>9}{counts[1]:>8}{counts[2]:>9}{counts[3]:>11}{mismatches:>16}")
     await engine.dispose()
@@ -279,31 +280,32 @@ async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurr
 
 async def run_demo(settings: Settings, tenants: int = 3, customers: int = 70, products: int = 35,
                    orders: int = 1700, concurrency: int = 32) -> bool:
-    """Serve in this process, load from another, then read back and reconcile every store."""
-    app = app_with_pipeline(settings, Pipeline(settings))
-    server = BackgroundServer(app, settings.api_host, settings.api_port)
-    server.start()
+    """``prism serve`` as a child (its processes in ``ps``), load from another process, then read back and
+    reconcile every store."""
     run = secrets.token_hex(2)
     names = ["acme", "globex", "initech", "umbrella", "hooli"]
     tenant_ids = [f"{names[n % len(names)]}-{run}" for n in range(tenants)]
     base = f"http://{settings.api_host}:{settings.api_port}"
-    stores = await bootstrap.open_stores(settings)
-    engine = bootstrap.write_engine(settings, pool_size=1)
-    # The demo acts as the operator who registers tenants: a key of its own, revoked when it ends.
-    key, plain = await api_keys.issue(engine, None, [api_keys.OPERATOR], "demo", timedelta(hours=1))
-    operator = {"Authorization": f"Bearer {plain}"}
-    print(f"operator key {key.id} issued for the demo (revoked at its end)", flush=True)
-    try:
-        head, seeded = await _seed(base, tenant_ids, {"customers": customers, "products": products,
-                                                       "orders": orders}, concurrency, operator)
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            print("waiting for every projection to reach the log's head", flush=True)
-            rows = await wait_for_lag_zero(client, 300, operator)
-            await show_readers(client, seeded[0], head)
-        print("\n" + table([ProjectionStatus(**row) for row in rows]))
-        return await reconcile(settings, stores, seeded)
-    finally:
-        await api_keys.revoke(engine, key.id)
-        await engine.dispose()
-        await bootstrap.close_stores(stores)
-        server.stop()
+    log_path = settings.chdb_path.resolve().parent / "demo-serve.log"
+    print(f"starting prism serve (its processes' log: {log_path})", flush=True)
+    async with serving(settings, log_path) as child:
+        print(f"prism serve is ready (pid {child.pid})", flush=True)
+        stores = await bootstrap.open_stores(settings, only=("redis", "elasticsearch", "dashboards"))
+        engine = bootstrap.write_engine(settings, pool_size=1)
+        # The demo acts as the operator who registers tenants: a key of its own, revoked when it ends.
+        key, plain = await api_keys.issue(engine, None, [api_keys.OPERATOR], "demo", timedelta(hours=1))
+        operator = {"Authorization": f"Bearer {plain}"}
+        print(f"operator key {key.id} issued for the demo (revoked at its end)", flush=True)
+        try:
+            head, seeded = await _seed(base, tenant_ids, {"customers": customers, "products": products,
+                                                           "orders": orders}, concurrency, operator)
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                print("waiting for every projection to reach the log's head", flush=True)
+                rows = await wait_for_lag_zero(client, 300, operator)
+                await show_readers(client, seeded[0], head)
+                print("\n" + table([ProjectionStatus(**row) for row in rows]))
+                return await reconcile(settings, stores, client, seeded)
+        finally:
+            await api_keys.revoke(engine, key.id)
+            await engine.dispose()
+            await bootstrap.close_stores(stores)

@@ -139,6 +139,22 @@ async def audit_stores(request: Request, tenant: str | None = None) -> dict[str,
     return {"tenants": len(tenant_ids), "drift": [d.__dict__ for d in drift]}
 
 
+@router.post("/audit/repair", dependencies=Operator)
+async def repair_stores(request: Request, tenant: str | None = None) -> dict[str, Any]:
+    """Audit, re-project every aggregate that drifted from its events, audit again (``prism audit --repair``)."""
+    from infra import audit
+
+    state = request.app.state
+    tenant_ids = [tenant] if tenant else await audit.tenants(state.write_engine)
+    drift = await audit.audit(state.write_engine, state.stores, tenant_ids)
+    repaired = 0
+    if drift:
+        live = await active_projections(state.write_engine, state.stores, (versions.LIVE,))
+        repaired = await audit.repair(state.write_engine, {p.name: p for p in live.values()}, drift)
+        drift = await audit.audit(state.write_engine, state.stores, tenant_ids)
+    return {"tenants": len(tenant_ids), "repaired": repaired, "drift": [d.__dict__ for d in drift]}
+
+
 @router.get("/deadletters", dependencies=Operator)
 async def list_dead_letters(request: Request, projection: str | None = None,
                             status: str | None = Query("parked", pattern="^(parked|retried|discarded)$")) -> list[dict]:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
                                                 "`prism relay` process runs)")
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
+    catch_up_gap_ms: int = Field(100, ge=0, description="Shortest time between the starts of two catch-ups of one "
+                                                        "projection: under steady writes, one batch per gap instead "
+                                                        "of one per commit; an idle projection starts at once")
     worker_poll_ms: int = Field(20, ge=1, description="Longest an idle worker waits between two looks at its queue "
                                                       "(Dramatiq's worker_timeout; its default, 1 s, is latency)")
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")

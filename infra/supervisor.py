@@ -22,6 +22,7 @@ supervisor's stderr, each line prefixed with the child's name.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -31,8 +32,11 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
@@ -186,3 +190,41 @@ def follow_parent() -> None:
         pass  # not Linux: the supervisor's own stop still reaches every child
     if os.getppid() != int(parent):
         raise SystemExit("prism serve, which started this process, has already exited")
+
+
+class ServeFailed(RuntimeError):
+    """``prism serve`` did not become ready; its log says why."""
+
+
+@asynccontextmanager
+async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
+    """``prism serve`` on these settings as a child of this process, ready (every store answers) until the block
+    ends, then stopped as Ctrl-C stops it; its output goes to ``log_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")} | settings.as_environment()
+    with log_path.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+        try:
+            await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path, timeout)
+            yield child
+        finally:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=STOP_GRACE_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+async def _ready(base: str, child: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise ServeFailed(f"prism serve exited with {child.returncode}; see {log_path}")
+            try:
+                if (await client.get(f"{base}/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise ServeFailed(f"prism serve was not ready within {timeout:.0f}s; see {log_path}")

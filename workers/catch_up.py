@@ -79,9 +79,12 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
         progress.halted = True
         return progress
     while True:
+        if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
+            progress.drained = True
+            return progress
         async with log_engine.connect() as conn:
             events = await event_log.read_after(conn, progress.checkpoint, batch_size, upcasting=False)
-        if not events or (until is not None and progress.checkpoint >= until):
+        if not events:
             progress.drained = True
             return progress
         if deadline is not None and time.monotonic() > deadline:

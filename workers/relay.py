@@ -1,8 +1,9 @@
 """The relay: notices new log positions and asks each projection's queue to catch up.
 
-It listens for the log's commit notifications and also ticks on a timer, so a
-lost notification or message costs latency, never data. Notifications that
-arrive while it is sending are coalesced into one round.
+It listens for the log's commit notifications, whose payload is the committed
+head, and also ticks on a timer (reading the head from the log), so a lost
+notification or message costs latency, never data. Notifications that arrive
+while it is sending are coalesced into one round.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from write import event_log
 
 log = logging.getLogger("prism.relay")
-#: Shortest gap between two rounds of messages; bounds the message rate under heavy write load.
-MIN_ROUND_SECONDS = 0.05
+#: Shortest gap between two rounds of messages; bounds the message rate under heavy write load, and is the most
+#: a commit waits for its round (a waiting catch-up message already serves it, see ``send_coalesced``).
+MIN_ROUND_SECONDS = 0.01
 
 
 class Relay:
@@ -30,6 +32,7 @@ class Relay:
         self.send = send
         self.poll_seconds = poll_seconds
         self.sent_head = -1
+        self.noticed = 0
         self._woken = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -48,21 +51,26 @@ class Relay:
     async def _relay(self, stop: asyncio.Event) -> None:
         listener = await asyncpg.connect(self.listen_dsn)
         try:
-            await listener.add_listener(event_log.NOTIFY_CHANNEL, lambda *_: self._woken.set())
+            await listener.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
             await self.round(force=True)  # whatever committed while not listening
             while not stop.is_set():
                 if listener.is_closed():
                     raise ConnectionError("the LISTEN connection closed")
                 ticked = not await self._wait(stop)
-                await self.round(force=ticked)
+                await self.round(force=ticked, head=None if ticked else self.noticed)
                 await asyncio.sleep(MIN_ROUND_SECONDS)
         finally:
             await listener.close()
 
-    async def round(self, force: bool = False) -> int:
-        """Send every projection the head if it moved (or on a tick); return the head."""
-        async with self.log_engine.connect() as conn:
-            head = await event_log.head(conn)
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.noticed = max(self.noticed, int(payload or 0))
+        self._woken.set()
+
+    async def round(self, force: bool = False, head: int | None = None) -> int:
+        """Send every projection the head (read from the log unless given) if it moved, or on a tick."""
+        if head is None:
+            async with self.log_engine.connect() as conn:
+                head = await event_log.head(conn)
         if force or head > self.sent_head:
             await asyncio.to_thread(self.send, head)
             self.sent_head = head

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from write import event_log
 log = logging.getLogger("prism.runner")
 #: Time a message may spend on one version before it hands the worker back to the other queues.
 SLICE_SECONDS = 1.0
+#: How often the last batch's size and time are written for status.
+RECORD_SECONDS = 1.0
 
 
 @dataclass
@@ -39,10 +42,13 @@ class ProjectionRunner:
     """Catches projections up on demand; resources open lazily because async clients belong to one event loop."""
 
     def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
-                 policies: dict[str, Policy] | None = None) -> None:
+                 policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0) -> None:
         self._open = open_resources
         self.batch_size = batch_size
         self.policies = policies or {}
+        self.gap_seconds = gap_seconds
+        self._last_start: dict[str, float] = {}
+        self._last_record: dict[str, float] = {}
         self._resources: Resources | None = None
         self._built: dict[tuple[str, int], Projection] = {}
         self._opening = asyncio.Lock()
@@ -64,6 +70,7 @@ class ProjectionRunner:
 
     async def catch_up(self, name: str, target: int = 0) -> bool:
         """Catch up the live version, then advance any other; False when more is left for another message."""
+        await self._pace(name)
         engine = (await self.resources()).log_engine
         async with engine.connect() as conn:
             roles, head = await versions.roles(conn, name), await event_log.head(conn)
@@ -77,6 +84,19 @@ class ProjectionRunner:
         if versions.NEXT in roles:
             return await self._build(name, live, roles[versions.NEXT], head) and done
         return done
+
+    async def _pace(self, name: str) -> None:
+        """Start at once when the last catch-up began at least ``gap_seconds`` ago, else when it has.
+
+        Each catch-up has a fixed cost (the lock, the checkpoint, a store write that on
+        ClickHouse makes a part to merge); under steady writes this turns one catch-up
+        per commit into one per gap, each with the commits of the gap, while an idle
+        projection still starts on the next commit at once.
+        """
+        wait = self._last_start.get(name, 0.0) + self.gap_seconds - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_start[name] = time.monotonic()
 
     async def _build(self, name: str, live: Projection, version: int, head: int) -> bool:
         engine, policy = (await self.resources()).log_engine, self.policies.get(name) or Policy()
@@ -130,7 +150,10 @@ class ProjectionRunner:
         self._built.pop((name, version), None)
 
     async def _record(self, progress: Progress) -> None:
-        if progress.batches:
+        """The last batch, for status: at most once a second per projection, not a transaction per catch-up."""
+        now = time.monotonic()
+        if progress.batches and now - self._last_record.get(progress.projection, 0.0) >= RECORD_SECONDS:
+            self._last_record[progress.projection] = now
             await record_run((await self.resources()).log_engine, progress)
 
     async def close(self) -> None:

@@ -4,61 +4,21 @@ this process (so the two share the machine's cores, as a client on the same host
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import aiohttp
 
 from infra.bench import load
+from infra.bench.cpu import CpuMeter
 from infra.settings import Settings
+from infra.supervisor import serving
 from projections.registry import PROJECTIONS
 
 #: Searched with a typo: the seeded catalogue names products "Widget …".
 TYPO = "widgte"
-
-
-class ServeFailed(RuntimeError):
-    """``prism serve`` did not become ready; its log says why."""
-
-
-@asynccontextmanager
-async def serving(settings: Settings, log_path: Path):
-    """``prism serve`` on the bench settings until the block ends."""
-    env = os.environ | settings.as_environment()
-    prism = Path(sys.executable).with_name("prism")
-    with log_path.open("w") as out:
-        child = subprocess.Popen([str(prism), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path)
-            yield child
-        finally:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
-async def _ready(base: str, child: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                raise ServeFailed(f"prism serve exited with {child.returncode}; see {log_path}")
-            try:
-                async with session.get(f"{base}/ready") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise ServeFailed(f"prism serve was not ready within {timeout:.0f}s; see {log_path}")
 
 
 class Workload:
@@ -155,7 +115,8 @@ async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload,
     probe = load.Probe(f"{base}/positions")
     probing = asyncio.create_task(probe.run(session))
     started = time.perf_counter()
-    run = await load.open_loop(session, work.place_order, rate, seconds)
+    with CpuMeter() as cpu:
+        run = await load.open_loop(session, work.place_order, rate, seconds)
     sent_for = time.perf_counter() - started
     drained = await lag_zero(session, base, 30)
     probe.stop()
@@ -164,4 +125,5 @@ async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload,
     return {"offered_per_s": rate, "achieved_per_s": round(len(run.sent) / sent_for, 1),
             "errors": len(run.errors) + run.unanswered, "unanswered": run.unanswered,
             "command": load.summary(latencies, sent_for, len(run.errors)), "drain_after_s": drained,
-            "probe_interval_ms": probe.interval_ms(), "stores": load.visibility(run, probe, list(PROJECTIONS))}
+            "probe_interval_ms": probe.interval_ms(), "stores": load.visibility(run, probe, list(PROJECTIONS)),
+            "cpu_percent": cpu.shares()}

@@ -1,9 +1,11 @@
 """Fault drills under a steady workload: after each, lag returns to 0 within 30 s and every store agrees.
 
-``prism serve`` runs as a child process with the API and the workers together (the
-embedded chDB engine allows one process), so killing it with SIGKILL kills the API
-mid-command and a worker mid-batch at once; ``prism relay`` runs as a process of its
-own and is killed alone. The stores are the real local services.
+``prism serve`` runs as a child process and supervises its own: API processes, a
+worker per projection, the relay and the embedded ClickHouse's owner. Each kind of
+child is killed alone with SIGKILL while commands flow (an API process mid-command, a
+worker mid-batch) and the supervisor must start it again; then the supervisor itself
+is killed, and none of its children may outlive it. The stores are the real local
+services.
 """
 
 from __future__ import annotations
@@ -35,29 +37,30 @@ def environment(settings) -> dict[str, str]:
 
 
 class Serve:
-    """A ``prism`` command (``serve`` by default) as a child process with its own log."""
+    """``prism serve`` as a child process with its own log, and the processes it runs."""
 
-    def __init__(self, settings, log: Path, command: str = "serve") -> None:
-        self.settings, self.log, self.command = settings, log, command
+    def __init__(self, settings, log: Path) -> None:
+        self.settings, self.log = settings, log
         self.process: subprocess.Popen | None = None
         self.base = f"http://{settings.api_host}:{settings.api_port}"
 
     async def start(self) -> None:
         out = self.log.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", self.command],
-                                        env=environment(self.settings), stdout=out, stderr=subprocess.STDOUT,
-                                        cwd=Path(__file__).parents[2])
-        if self.command != "serve":
-            return  # no HTTP to wait on: the drill's lag check shows whether it works
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=environment(self.settings),
+                                        stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
         async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
-            async def answering() -> bool:
+            async def ready() -> bool:
                 assert self.process.poll() is None, self.log.read_text()[-3000:]
                 try:
-                    return (await client.get("/health")).status_code == 200
+                    return (await client.get("/ready")).status_code == 200
                 except httpx.TransportError:
                     return False
 
-            await eventually(answering, 60, "prism serve answering /health")
+            await eventually(ready, 60, "prism serve ready (every store and the ClickHouse owner answer)")
+
+    def children(self) -> dict[int, str]:
+        """pid -> role (``api``, ``worker order_search``, ``relay``, ``clickhouse-owner``) of serve's children."""
+        return children_of(self.process.pid)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -65,11 +68,34 @@ class Serve:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def children_of(parent: int) -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"infra.cli" in args:
+            role = [a.decode() for a in args[args.index(b"infra.cli") + 1:] if a]
+            found[int(entry.name)] = " ".join(r for r in role if not r.startswith("-") and not r.isdigit()
+                                              and not r.startswith("/"))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Workload:
@@ -130,9 +156,12 @@ async def lag_zero_within(base: str, seconds: float) -> float:
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
         async def caught_up() -> bool:
             try:
-                rows = (await client.get("/projections", headers=OPERATOR)).json()
-            except (httpx.TransportError, ValueError):
+                answer = await client.get("/projections", headers=OPERATOR)
+            except httpx.TransportError:
                 return False
+            if answer.status_code != 200:  # 503 while the ClickHouse owner, which answers it, starts again
+                return False
+            rows = answer.json()
             return all(r["lag_events"] == 0 for r in rows if r["state"] != "previous")
 
         await eventually(caught_up, seconds, "lag 0 in every running version")
@@ -148,37 +177,50 @@ async def drift(base: str, tenant: str) -> list:
 async def serve(fresh_services, tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
     settings = fresh_services.model_copy(update={"chdb_path": folder / "chdb", "api_port": free_port(),
-                                                 "relay_poll_seconds": 0.5, "serve_relay": False})
-    running, relay = Serve(settings, folder / "serve.log"), Serve(settings, folder / "relay.log", "relay")
+                                                 "relay_poll_seconds": 0.5, "api_processes": 2})
+    running = Serve(settings, folder / "serve.log")
     await running.start()
-    await relay.start()
-    running.relay = relay
     yield running
-    relay.stop()
     running.stop()
 
 
+@pytest.mark.timeout(900)  # eleven drills; Elasticsearch alone takes up to two minutes to start again under load
 async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
     settings = serve.settings
     workload = Workload(serve.base, f"faults-{uuid.uuid4().hex[:6]}")
     async with httpx.AsyncClient(base_url=serve.base, timeout=10) as client:
         await workload.open(client)
     workload.task = asyncio.create_task(workload.run())
+    started = serve.children()
+    assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", "worker order_summaries",
+                                               "worker order_search", "worker customer_dashboards"]), started
 
-    async def kill_serve() -> None:
+    def kill_child(role: str):
+        async def inject() -> None:
+            victim = next(pid for pid, r in serve.children().items() if r == role)
+            os.kill(victim, signal.SIGKILL)
+
+            async def replaced() -> bool:
+                now = serve.children()
+                return victim not in now and sorted(now.values()) == sorted(started.values())
+
+            await eventually(replaced, 30, f"the supervisor starting {role} again")
+        return inject
+
+    async def kill_supervisor() -> None:
+        orphans = serve.children()
         serve.kill()
-        await serve.start()
 
-    async def kill_relay() -> None:
-        serve.relay.kill()
-        await workload.more(10)  # commands still commit while no relay tells the workers
-        await serve.relay.start()
+        async def none_left() -> bool:
+            return not any(alive(pid) for pid in orphans)
+
+        await eventually(none_left, 30, "no child of the killed supervisor left")
+        await serve.start()
 
     async def elasticsearch_away() -> None:
         await asyncio.to_thread(services.stop_service, settings, "elasticsearch")
         await asyncio.sleep(20)  # the outage itself
         await asyncio.to_thread(services.up, settings)
-
     async def restart(name: str) -> None:
         if name == "redis":
             admin = Redis.from_url(settings.redis_url)
@@ -192,8 +234,12 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         await broker.flushdb()
         await broker.aclose()
 
-    drills = [("kill -9 of serve (API, worker) mid-batch", kill_serve),
-              ("kill -9 of the relay process", kill_relay),
+    drills = [("kill -9 of one API process mid-command", kill_child("api")),
+              *[(f"kill -9 of the {name} worker mid-batch", kill_child(f"worker {name}"))
+                for name in ("order_summaries", "order_search", "customer_dashboards")],
+              ("kill -9 of the relay", kill_child("relay")),
+              ("kill -9 of the ClickHouse owner", kill_child("clickhouse-owner")),
+              ("kill -9 of prism serve itself", kill_supervisor),
               ("Elasticsearch stopped for 20 s", elasticsearch_away),
               ("Redis restarted", lambda: restart("redis")),
               ("Postgres (write and dashboards) restarted", lambda: restart("postgres")),
@@ -202,18 +248,28 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
     try:
         for name, inject in drills:
             await workload.more(20)
+            injected = time.monotonic()
             await inject()
             recovered = time.monotonic()
             await workload.more(20)
             workload.running.clear()
             lag_seconds = await lag_zero_within(serve.base, RECOVERY_SECONDS)
             found = await drift(serve.base, workload.tenant)
-            report.append((name, round(time.monotonic() - recovered, 1), round(lag_seconds, 1), len(found)))
+            report.append((name, round(recovered - injected, 1), round(time.monotonic() - recovered, 1),
+                           round(lag_seconds, 1), len(found)))
             assert found == [], (name, found[:5])
             workload.running.set()
+        last = serve.children()
+        serve.stop()  # SIGINT, as Ctrl-C: the supervisor stops every child before it exits
+
+        async def none_left() -> bool:
+            return not any(alive(pid) for pid in last)
+
+        assert serve.process.returncode == 0, serve.log.read_text()[-3000:]
+        await eventually(none_left, 5, "no child left after SIGINT")
     finally:
         workload.task.cancel()
-        print("\nfault drill                                   recovered->lag0 s  final wait s  drift")
-        for name, total, lag, n in report:
-            print(f"{name:<46}{total:>18}{lag:>14}{n:>7}")
+        print("\nfault drill                                        back s  back->lag0 s  final wait s  drift")
+        for name, back, total, lag, n in report:
+            print(f"{name:<50}{back:>7}{total:>14}{lag:>14}{n:>7}")
         print(f"orders placed {workload.placed}, commands refused or lost in faults {workload.failed}")

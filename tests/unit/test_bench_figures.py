@@ -43,3 +43,25 @@ def test_sustained_is_the_highest_load_met_within_the_p99_goal():
 
 def test_no_load_is_sustained_when_writes_go_missing():
     assert report.sustained({"visibility": [_load(100, 100, 40, missing=1)]}) is None
+
+
+def test_the_goal_at_a_load_is_the_slowest_store_and_none_when_a_write_went_missing():
+    run = _load(250, 250, 90)
+    run["stores"] = {**run["stores"], "order_search": {"p99_ms": 310.0, "not_visible": 0}}
+    assert report._worst({"visibility": [run]}, 250, "p99_ms") == 310.0
+    assert report._worst({"visibility": [_load(250, 250, 90, missing=2)]}, 250, "p99_ms") is None
+    assert report._worst({"visibility": [run]}, 100, "p99_ms") is None
+
+
+def test_prism_cpu_counts_only_prism_processes():
+    run = {"cpu_percent": {"prism api": 80.0, "prism worker order_search": 30.5, "java": 50.0, "postgres": 20.0}}
+    assert report.prism_cpu(run) == 110.5
+
+
+def test_cpu_meter_names_prism_children_by_role():
+    from infra.bench.cpu import _name
+
+    assert _name(["/venv/bin/python3", "-m", "infra.cli", "api", "--fd", "3"], "1 (python3) S") == "prism api"
+    assert _name(["python", "-m", "infra.cli", "clickhouse-owner", "--socket", "/x/y.sock"],
+                 "1 (python) S") == "prism clickhouse-owner"
+    assert _name(["/usr/lib/postgresql/15/bin/postgres", "-D", "/d"], "7 (postgres) S") == "postgres"

@@ -8,12 +8,20 @@ from infra.settings import Settings
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APPS = ("api", "relay", "worker")
+WORKERS = ("worker-summaries", "worker-search", "worker-analytics", "worker-dashboards")
+APPS = ("api", "relay", *WORKERS)
 STORES = ("postgres", "redis", "elasticsearch", "clickhouse")
 
 
-def test_it_runs_the_four_stores_and_the_three_processes():
+def test_it_runs_the_four_stores_and_the_processes_serve_runs():
     assert set(STORES + APPS) <= set(SERVICES)
+
+
+def test_each_projection_has_a_worker_of_its_own():
+    from projections.registry import PROJECTIONS
+
+    taken = [SERVICES[name]["command"][2:] for name in WORKERS]
+    assert sorted(p for projections in taken for p in projections) == sorted(PROJECTIONS)
 
 
 def test_every_store_and_the_api_have_a_healthcheck():
