@@ -15,6 +15,7 @@ from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
 from workers.dead_letters import HALT
+from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
 
@@ -111,7 +112,7 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
         return Resources(engine, lambda name, version: PROJECTIONS[name](stores, version), close)
 
     return ProjectionRunner(open_resources, settings.batch_size, policies(settings),
-                            gap_seconds=settings.catch_up_gap_ms / 1000)
+                            gap_seconds=settings.catch_up_gap_ms / 1000, notices=Notices(listen_dsn(settings)))
 
 
 def policies(settings: Settings) -> dict[str, Policy]:

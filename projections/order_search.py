@@ -167,7 +167,8 @@ class OrderSearch:
             await self._bulk(changed, changed_dims)
         try:
             await self.es.index(index=self.names.checkpoints, id=self.names.checkpoint_id, version=batch.upto,
-                                version_type="external_gte", document={"position": batch.upto}, refresh=True)
+                                version_type="external_gte", document={"position": batch.upto})
+            # No refresh: the checkpoint is read with a realtime GET; the documents were refreshed by their bulk.
         except ConflictError:
             pass  # the checkpoint is already past this batch: a replay
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +21,7 @@ from projections.base import Batch, Projection
 from workers import dead_letters
 from workers.errors import is_transient
 from workers.locks import projection_lock
+from workers.notices import Notices
 from write import event_log
 from write.events import StoredEvent
 from write.upcasting import upcast
@@ -66,18 +68,46 @@ async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: 
         return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until)
 
 
+async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
+                 notices: Notices, seconds: float, pace: Callable[[], Awaitable[None]]) -> Progress:
+    """``catch_up``, then keep the lock for ``seconds`` and apply each commit as soon as it is announced.
+
+    Between batches only the log is read and the store written: no message, lock,
+    checkpoint read or halt check per commit (this consumer is the one that would
+    halt). ``pace`` spaces the batches, so each holds the commits of a gap.
+    """
+    async with projection_lock(log_engine, projection.label) as held:
+        if not held:
+            return Progress(projection.label, 0, skipped=True)
+        await notices.listening()  # before the first read: a commit after it is then announced
+        progress = await drain(log_engine, projection, batch_size, policy)
+        deadline = time.monotonic() + seconds
+        while not progress.halted and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()):
+            await pace()
+            more = await drain(log_engine, projection, batch_size, policy, start=progress.checkpoint)
+            progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
+            progress.checkpoint, progress.halted, progress.parked = more.checkpoint, more.halted, progress.parked + \
+                more.parked
+            if more.batches:
+                progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
+        return progress
+
+
 async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                seconds: float | None = None, until: int | None = None) -> Progress:
+                seconds: float | None = None, until: int | None = None, start: int | None = None) -> Progress:
     """``catch_up`` for a caller that already holds the projection's lock; with ``until``, stop once past it.
 
     Under steady writes the log may never look empty to a slow store, so "caught up"
     also means "past the head this call was given" (``drained``).
     """
     deadline = None if seconds is None else time.monotonic() + seconds
-    progress = Progress(projection.label, await projection.checkpoint())
-    if await dead_letters.halted_at(log_engine, projection.label) is not None:
-        progress.halted = True
-        return progress
+    if start is not None:  # the caller has held the lock since it last read the checkpoint
+        progress = Progress(projection.label, start)
+    else:
+        progress = Progress(projection.label, await projection.checkpoint())
+        if await dead_letters.halted_at(log_engine, projection.label) is not None:
+            progress.halted = True
+            return progress
     while True:
         if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
             progress.drained = True

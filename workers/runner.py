@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
 from workers import versions
-from workers.catch_up import Policy, Progress, catch_up, drain
+from workers.catch_up import Policy, Progress, catch_up, drain, follow
 from workers.locks import exclusively
+from workers.notices import Notices
 from write import event_log
 
 log = logging.getLogger("prism.runner")
@@ -42,8 +43,10 @@ class ProjectionRunner:
     """Catches projections up on demand; resources open lazily because async clients belong to one event loop."""
 
     def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
-                 policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0) -> None:
+                 policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0,
+                 notices: Notices | None = None) -> None:
         self._open = open_resources
+        self.notices = notices
         self.batch_size = batch_size
         self.policies = policies or {}
         self.gap_seconds = gap_seconds
@@ -75,8 +78,12 @@ class ProjectionRunner:
         async with engine.connect() as conn:
             roles, head = await versions.roles(conn, name), await event_log.head(conn)
         live = await self.projection(name, roles[versions.LIVE])
-        progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
-                                  seconds=SLICE_SECONDS, until=head)
+        if self.notices is not None and not {versions.NEXT, versions.RETIRING} & set(roles):
+            progress = await follow(engine, live, self.batch_size, self.policies.get(name) or Policy(), self.notices,
+                                    SLICE_SECONDS, lambda: self._pace(name))
+        else:  # a version to build or drop: bounded slices, so each gets its turn
+            progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
+                                      seconds=SLICE_SECONDS, until=head)
         await self._record(progress)
         if versions.RETIRING in roles:
             await self._retire(name, roles[versions.RETIRING])
@@ -157,6 +164,8 @@ class ProjectionRunner:
             await record_run((await self.resources()).log_engine, progress)
 
     async def close(self) -> None:
+        if self.notices is not None:
+            await self.notices.close()
         if self._resources is not None:
             await self._resources.close()
             self._resources = None

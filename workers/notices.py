@@ -1,0 +1,67 @@
+"""Commit notices for a worker: the log's head as the write side announces it, awaited without polling.
+
+The log notifies every append with its last position (``event_log.NOTIFY_CHANNEL``).
+A worker that holds a projection's lock listens on one connection of its own and
+applies the next batch as soon as a commit past its checkpoint is announced. A lost
+notice, or a lost connection, costs latency only: the wait has a deadline, and the
+relay's messages still come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from write import event_log
+
+log = logging.getLogger("prism.notices")
+
+
+class Notices:
+    def __init__(self, listen_dsn: str) -> None:
+        self.listen_dsn = listen_dsn
+        self.head = 0
+        self._moved = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
+
+    async def wait_past(self, position: int, timeout: float) -> bool:
+        """True once a commit past ``position`` is announced, False at the timeout (or with no connection)."""
+        if not await self.listening():
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.head <= position:
+            self._moved.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._moved.wait(), remaining)
+            except TimeoutError:
+                return self.head > position
+        return True
+
+    async def listening(self) -> bool:
+        """Listen if not yet (or again after a lost connection); False when the database is away."""
+        if self._connection is not None and not self._connection.is_closed():
+            return True
+        try:
+            self._connection = await asyncpg.connect(self.listen_dsn)
+            await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("commit notices unavailable (%s); catching up on messages only", error)
+            self._connection = None
+            return False
+        return True
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.head = max(self.head, int(payload or 0))
+        self._moved.set()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
