@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import threading
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from infra import bootstrap
 from infra.app import create_app
 from infra.settings import Settings
-from projections.registry import writing_to
+from projections.registry import PROJECTIONS, writing_to
 from workers.broker import queue_name, send_coalesced
 from workers.relay import Relay
 
@@ -36,7 +37,9 @@ class Pipeline:
         self.runner = bootstrap.runner(settings, projections)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
         queues = None if projections is None else {queue_name(settings.namespace, name) for name in projections}
-        self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=settings.worker_threads,
+        # A catch-up follows commits for a slice while holding its thread: one thread per projection taken here.
+        threads = max(settings.worker_threads, len(PROJECTIONS if projections is None else projections))
+        self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=threads,
                                       worker_timeout=settings.worker_poll_ms) if with_worker else None
         self.with_relay = with_relay
         self._stop = asyncio.Event()
@@ -92,6 +95,7 @@ def relay_only(settings: Settings) -> None:
 
 
 def worker_only(settings: Settings, projections: list[str] | None = None) -> None:
+    os.nice(settings.worker_nice)
     asyncio.run(_until_signal(Pipeline(settings, with_relay=False, projections=projections or None)))
 
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
                                                 "`prism relay` process runs)")
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
+    worker_nice: int = Field(5, ge=0, le=19, description="Niceness of projection worker processes: under a full "
+                                                        "machine the API is served first, and the projections take "
+                                                        "larger batches, at a lower cost per event")
     catch_up_gap_ms: int = Field(100, ge=0, description="Shortest time between the starts of two catch-ups of one "
                                                         "projection: under steady writes, one batch per gap instead "
                                                         "of one per commit; an idle projection starts at once")
