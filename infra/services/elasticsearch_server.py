@@ -66,7 +66,7 @@ class Elasticsearch(Service):
     """
 
     name = "elasticsearch"
-    deadline_seconds = 120.0
+    deadline_seconds = 300.0  # a JVM start on two busy cores has taken over two minutes
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, *host_port(settings.elasticsearch_url, 9200))
