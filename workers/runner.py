@@ -146,15 +146,15 @@ class ProjectionRunner:
                     building.version, new.checkpoint)
 
     async def _retire(self, name: str, version: int) -> None:
-        engine = (await self.resources()).log_engine
-        retiring = await self.projection(name, version)
-        async with exclusively(engine, retiring.label):
-            async with engine.connect() as conn:
+        """Drop a retiring version's storage; never set it up, or a worker late to the drop would make it again."""
+        resources = await self.resources()
+        retiring = self._built.pop((name, version), None) or resources.make(name, version)
+        async with exclusively(resources.log_engine, retiring.label):
+            async with resources.log_engine.connect() as conn:
                 if (await versions.roles(conn, name)).get(versions.RETIRING) != version:
                     return  # another worker dropped it already
             await retiring.drop()
-            await versions.dropped(engine, name, version)
-        self._built.pop((name, version), None)
+            await versions.dropped(resources.log_engine, name, version)
 
     async def _record(self, progress: Progress) -> None:
         """The last batch, for status: at most once a second per projection, not a transaction per catch-up."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from sqlalchemy import text
 
 from infra import bootstrap, rebuild
 from infra.status import projection_status
+from projections.customer_dashboards import CustomerDashboards
 from projections.order_summaries import OrderSummaries, ServedReader, served_version
 from tests.integration.history import write_history
 from workers import versions
@@ -70,3 +72,28 @@ async def test_a_rebuilt_version_is_served_after_its_switch_and_the_old_one_come
 async def test_an_unknown_projection_is_refused_with_the_registered_names(write_engine):
     with pytest.raises(rebuild.UnknownProjection, match="registered: order_summaries"):
         await rebuild.start(write_engine, ["order_sumaries"])
+
+
+async def test_a_worker_late_to_a_drop_does_not_make_the_dropped_version_again(
+        runner, fresh_services, write_engine, stores, bus, tenant):
+    """Two workers can both read the role `retiring`; the one that comes second must find nothing to do."""
+    name = CustomerDashboards.name
+    await write_history(bus, tenant)
+    await settle(runner, name)
+    built = (await rebuild.start(write_engine, [name]))[name]
+    await settle(runner, name)
+    await versions.start_rollback(write_engine, name)
+    await settle(runner, name)
+    assert await versions.retire_previous(write_engine, name) == built
+    await settle(runner, name)
+    assert await rebuild.wait_dropped(write_engine, name, built, timeout=5)
+
+    late = bootstrap.runner(fresh_services, [name])  # a second worker process, which never built that version
+    try:
+        await late._retire(name, built)  # what its message, which read the roles before the drop, goes on to do
+    finally:
+        await late.close()
+    async with stores.dashboards.connect() as conn:
+        left = (await conn.execute(text("SELECT to_regclass(:t)"),
+                                   {"t": f"{stores.namespace}.customer_dashboards_v{built}"})).scalar()
+    assert left is None, "the dropped version's table was created again"
