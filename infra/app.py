@@ -95,16 +95,18 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
-        app.add_middleware(ToOwner, socket_path=settings.clickhouse_owner_socket)
+        app.add_middleware(ToOwner, socket_path=settings.clickhouse_owner_socket,
+                           routers=(order_analytics.router, operations.router, probes))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Each router's scope is decided here, once: its routes then take the tenant from the credential.
     for router, scope in ((command_api.tenants_router, OPERATOR), (command_api.router, "commands"),
                           (order_summaries.router, "read"), (order_search.router, "read"),
                           (customer_dashboards.router, "read"), (order_analytics.router, "analytics")):
         app.include_router(router, dependencies=[Security(requires(scope))])
-    app.include_router(operations.router)
-    app.include_router(operations.probes(settings.open_routes))
+    for router in (operations.router, probes, operations.liveness(settings.open_routes)):
+        app.include_router(router)
     app.openapi = lambda: openapi.schema(app)  # type: ignore[method-assign]  # the shared errors and links
     return app
 

@@ -29,12 +29,16 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def _status(settings: Settings, _: argparse.Namespace) -> int:
     from infra import bootstrap
-    from infra.status import ProjectionStatus, projection_status, table
+    from infra.status import ProjectionStatus, process_table, projection_status, table
+    from infra.supervisor import running_processes
     from workers.versions import LIVE, NEXT, PREVIOUS
 
     served = _running_status(settings)
     if served is not None:  # a running process holds the stores (chDB allows one): ask it
         print(table([ProjectionStatus(**row) for row in served]))
+        processes = running_processes(settings)
+        if processes is not None:
+            print("\n" + process_table(processes))
         return 0
 
     async def run() -> None:

@@ -9,34 +9,35 @@ checks credentials as for any request; the public surface stays one port.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
+from fastapi import APIRouter
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from infra.error_body import error_body
 
-#: Path prefixes answered by the owner: they read the embedded engine.
-OWNER_PATHS = ("/analytics", "/projections", "/positions", "/audit", "/deadletters", "/ready", "/metrics")
 #: Headers that belong to one connection, not to the request or answer they travel with.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
                         b"proxy-authenticate", b"proxy-authorization"})
 
 
-def owned(path: str) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in OWNER_PATHS)
-
-
 class ToOwner:
-    """ASGI middleware: requests for ``OWNER_PATHS`` go to the owner over its socket, the rest to the app."""
+    """ASGI middleware: requests for the routes of ``routers`` go to the owner over its socket, the rest to the app."""
 
-    def __init__(self, app: Any, socket_path: str) -> None:
+    def __init__(self, app: Any, socket_path: str, routers: Iterable[APIRouter]) -> None:
         self.app, self.socket_path = app, socket_path
+        self.routes = [route for router in routers for route in router.routes]
         self._client: httpx.AsyncClient | None = None
 
+    def owned(self, scope: dict) -> bool:
+        """Whether the path is one of the owner's routes (whatever the method: the owner answers 405 itself)."""
+        return any(route.matches(scope)[0] is not Match.NONE for route in self.routes)
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not owned(scope["path"]):
+        if scope["type"] != "http" or not self.owned(scope):
             await self.app(scope, receive, send)
             return
         try:

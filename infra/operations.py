@@ -119,10 +119,18 @@ async def _sql(engine) -> None:
 
 
 def probes(open_routes: list[str]) -> APIRouter:
-    """Health, readiness and metrics: open where ``open_routes`` says so, else for operators only."""
+    """Readiness and metrics: open where ``open_routes`` says so, else for operators only."""
+    return _open_where_asked(open_routes, ("/ready", ready, {}), ("/metrics", metrics, {"response_class": Response}))
+
+
+def liveness(open_routes: list[str]) -> APIRouter:
+    """Health: the answering process is up (it reads no store, so any process answers it)."""
+    return _open_where_asked(open_routes, ("/health", health, {}))
+
+
+def _open_where_asked(open_routes: list[str], *routes) -> APIRouter:
     probe_router = APIRouter(tags=["operations"])
-    for path, endpoint, extra in (("/health", health, {}), ("/ready", ready, {}),
-                                  ("/metrics", metrics, {"response_class": Response})):
+    for path, endpoint, extra in routes:
         guard = [] if path in open_routes else Operator
         probe_router.add_api_route(path, endpoint, methods=["GET"], dependencies=guard, **extra)
     return probe_router

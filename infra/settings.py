@@ -122,6 +122,10 @@ class Settings(BaseSettings):
             out[f"PRISM_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return out
 
+    def child_environment(self) -> dict[str, str]:
+        """The environment of a child process that runs on these settings: this one's, its own ``PRISM_*`` replaced."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")} | self.as_environment()
+
     @property
     def jwt_configured(self) -> bool:
         return bool(self.jwt_jwks_url or self.jwt_public_key)

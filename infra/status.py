@@ -80,3 +80,14 @@ def table(rows: list[ProjectionStatus]) -> str:
         lines.append(f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
                      f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}")
     return "\n".join(lines)
+
+
+def process_table(processes: list[dict]) -> str:
+    """The children of a running ``prism serve``: what each is, whether it runs, how often it was restarted."""
+    now = datetime.now(UTC).timestamp()
+    lines = [f"{'process':<34}{'pid':>8}  {'state':<12}{'restarts':>9}{'up s':>10}"]
+    for p in processes:
+        pid = "-" if p["pid"] is None else str(p["pid"])
+        up = f"{now - p['since']:.0f}" if p["state"] == "running" else "-"
+        lines.append(f"{p['name']:<34}{pid:>8}  {p['state']:<12}{p['restarts']:>9}{up:>10}")
+    return "\n".join(lines)

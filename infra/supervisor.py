@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -66,6 +67,7 @@ class Child:
     spec: ChildSpec
     process: subprocess.Popen | None = None
     started_at: float = 0.0
+    wall_started: float = 0.0
     failures: int = 0
     restart_at: float | None = None
     restarts: int = 0
@@ -74,6 +76,22 @@ class Child:
 def owner_socket(settings: Settings) -> Path:
     """Where the embedded engine's owner answers: beside the engine's data folder."""
     return settings.chdb_path.resolve().parent / f"{settings.namespace}-clickhouse.sock"
+
+
+def processes_file(settings: Settings) -> Path:
+    """Where a running ``serve`` keeps the list of its children, for ``prism status``."""
+    return settings.chdb_path.resolve().parent / f"{settings.namespace}-serve.json"
+
+
+def running_processes(settings: Settings) -> list[dict] | None:
+    """The children of the ``serve`` running on these settings (name, pid, state, restarts, up since); None if none
+    runs."""
+    try:
+        record = json.loads(processes_file(settings).read_text())
+        os.kill(record["supervisor"], 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return record["children"]
 
 
 def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
@@ -104,15 +122,18 @@ class Supervisor:
         self.children = [Child(spec) for spec in children(self.settings, listener.fileno())]
         for child in self.children:
             self._start(child)
+        self._record()
         self._say(f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
                   + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
                   + "; stop with Ctrl-C")
         try:
             while not self._stopping.wait(0.1):
-                self._watch()
+                if self._watch():
+                    self._record()
         finally:
             self._stop_all()
             listener.close()
+            processes_file(self.settings).unlink(missing_ok=True)
         self._say("stopped; no child left")
         return 0
 
@@ -122,32 +143,47 @@ class Supervisor:
         return listener
 
     def _start(self, child: Child) -> None:
-        env = os.environ | self.settings.as_environment() | child.spec.env | {
+        env = self.settings.child_environment() | child.spec.env | {
             PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         child.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", *child.spec.args], env=env, pass_fds=child.spec.fds,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        child.started_at, child.restart_at = time.monotonic(), None
+        child.started_at, child.wall_started, child.restart_at = time.monotonic(), time.time(), None
         threading.Thread(target=self._pump, args=(child.spec.name, child.process), daemon=True,
                          name=f"output-{child.spec.name}").start()
 
-    def _watch(self) -> None:
-        """Schedule a restart for each child that exited; start those whose pause is over."""
-        now = time.monotonic()
+    def _watch(self) -> bool:
+        """Schedule a restart for each child that exited; start those whose pause is over. True if any changed."""
+        now, changed = time.monotonic(), False
         for child in self.children:
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restarts += 1
                     self._start(child)
+                    changed = True
                 continue
             code = child.process.poll() if child.process else None
             if code is None:
                 continue
+            changed = True
             child.failures = 0 if now - child.started_at >= HEALTHY_SECONDS else child.failures + 1
             pause = min(FIRST_BACKOFF_SECONDS * 2 ** max(child.failures - 1, 0), MAX_BACKOFF_SECONDS)
             child.restart_at = now + pause
             log.warning("%s (pid %d) %s after %.1fs; starting it again in %.2fs", child.spec.name,
                         child.process.pid, _exit(code), now - child.started_at, pause)
+        return changed
+
+    def _record(self) -> None:
+        """The children as they are now, written whole (renamed into place) for ``prism status``."""
+        record = {"supervisor": os.getpid(), "children": [
+            {"name": c.spec.name, "pid": c.process.pid if c.process else None,
+             "state": "restarting" if c.restart_at is not None else "running", "restarts": c.restarts,
+             "since": c.wall_started} for c in self.children]}
+        path = processes_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(record))
+        scratch.replace(path)
 
     def _stop_all(self) -> None:
         running = [c.process for c in self.children if c.process and c.process.poll() is None]
@@ -200,10 +236,9 @@ class ServeFailed(RuntimeError):
 async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
     """``prism serve`` on these settings as a child of this process, ready (every store answers) until the block
     ends, then stopped as Ctrl-C stops it; its output goes to ``log_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")} | settings.as_environment()
     with log_path.open("w") as out:
-        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
+        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=settings.child_environment(),
+                                 stdout=out, stderr=subprocess.STDOUT)
         try:
             await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path, timeout)
             yield child

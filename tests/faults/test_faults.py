@@ -26,14 +26,11 @@ from redis.asyncio import Redis
 
 from infra import services
 from infra.sandbox import free_port
+from infra.supervisor import running_processes
 from tests.conftest import OPERATOR, eventually
 
 pytestmark = pytest.mark.faults
 RECOVERY_SECONDS = 30
-
-
-def environment(settings) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")} | settings.as_environment()
 
 
 class Serve:
@@ -46,8 +43,9 @@ class Serve:
 
     async def start(self) -> None:
         out = self.log.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=environment(self.settings),
-                                        stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"],
+                                        env=self.settings.child_environment(), stdout=out, stderr=subprocess.STDOUT,
+                                        cwd=Path(__file__).parents[2])
         async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
             async def ready() -> bool:
                 assert self.process.poll() is None, self.log.read_text()[-3000:]
@@ -194,6 +192,11 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
     started = serve.children()
     assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", "worker order_summaries",
                                                "worker order_search", "worker customer_dashboards"]), started
+    status = subprocess.run([sys.executable, "-m", "infra.cli", "status"], env=settings.child_environment(),
+                            capture_output=True, text=True, timeout=60)
+    listed = {int(line.split()[1]): line.split()[0] for line in status.stdout.splitlines()
+              if line.split()[:1] and line.split()[0] in {p["name"] for p in running_processes(settings)}}
+    assert set(listed) == set(started) and "worker-order_search" in listed.values(), status.stdout + status.stderr
 
     def kill_child(role: str):
         async def inject() -> None:
@@ -201,8 +204,9 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
             os.kill(victim, signal.SIGKILL)
 
             async def replaced() -> bool:
-                now = serve.children()
-                return victim not in now and sorted(now.values()) == sorted(started.values())
+                now, listed = serve.children(), running_processes(settings) or []
+                return victim not in now and sorted(now.values()) == sorted(started.values()) \
+                    and {p["pid"] for p in listed} == set(now) and any(p["restarts"] for p in listed)
 
             await eventually(replaced, 30, f"the supervisor starting {role} again")
         return inject
@@ -269,6 +273,7 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
 
         assert serve.process.returncode == 0, serve.log.read_text()[-3000:]
         await eventually(none_left, 5, "no child left after SIGINT")
+        assert running_processes(settings) is None
     finally:
         workload.task.cancel()
         print("\nfault drill                                        back s  back->lag0 s  final wait s  drift")
