@@ -62,6 +62,8 @@ class Pipeline:
         if self._relay_task:
             await asyncio.gather(self._relay_task, return_exceptions=True)
         if self.worker:
+            if self.runner.notices is not None:
+                self.runner.notices.stop()  # a catch-up following commits returns now, not at its slice's end
             await asyncio.to_thread(self.worker.stop)
         self.broker.close()
 

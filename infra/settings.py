@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     catch_up_gap_ms: int = Field(100, ge=0, description="Shortest time between the starts of two catch-ups of one "
                                                         "projection: under steady writes, one batch per gap instead "
                                                         "of one per commit; an idle projection starts at once")
-    worker_poll_ms: int = Field(20, ge=1, description="Longest an idle worker waits between two looks at its queue "
-                                                      "(Dramatiq's worker_timeout; its default, 1 s, is latency)")
+    worker_poll_ms: int = Field(100, ge=1, description="Longest an idle worker waits between two looks at its queue "
+                                                       "(Dramatiq's worker_timeout; its default, 1 s, is latency; "
+                                                       "each look costs a Redis script call)")
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
     retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
     max_retries: int = Field(10, ge=0, description="Retries of a failed catch-up before Dramatiq dead-letters it")

@@ -211,12 +211,22 @@ class OrderAnalytics:
 
 
 def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_token: str | None = None) -> None:
-    """One block insert as JSONEachRow: on chDB this is an order of magnitude cheaper than the Native path."""
-    settings: dict[str, Any] = {"date_time_input_format": "best_effort"}
+    """One block insert as JSONEachRow: on chDB this is an order of magnitude cheaper than the Native path.
+
+    The settings go in the statement: passed as the client's per-call settings, the
+    chDB backend reads, sets and restores each one around the call (six engine
+    queries per insert, half the analytics projection's time under load).
+    """
+    settings = {"date_time_input_format": "best_effort"}
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
+    clause = ", ".join(f"{name} = {_quoted(value)}" for name, value in settings.items())
     body = "\n".join(json.dumps(row, separators=(",", ":")) for row in table_rows)
-    client.command(f"INSERT INTO {table} FORMAT JSONEachRow\n{body}", settings=settings)
+    client.command(f"INSERT INTO {table} SETTINGS {clause} FORMAT JSONEachRow\n{body}")
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 async def read_checkpoint(client, tables: Tables, served: bool = False) -> int:

@@ -12,7 +12,7 @@ from pydantic import BeforeValidator
 from projections.base import Stores
 
 
-def _tenant(request: Request) -> str:
+async def _tenant(request: Request) -> str:
     """The caller's tenant, as the credential that the application checked before this route proved it."""
     tenant = getattr(request.state, "tenant", None)
     if tenant is None:  # fail closed: a route reached without the credential check is a wiring error
@@ -34,11 +34,11 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 MinPosition = Annotated[int | None, Query(ge=0, description="Wait until the projection has applied this log position")]
 
 
-def _stores(request: Request) -> Stores:
+async def _stores(request: Request) -> Stores:
     return request.app.state.stores
 
 
-def _wait_seconds(request: Request) -> float:
+async def _wait_seconds(request: Request) -> float:
     return request.app.state.read_wait_seconds
 
 

@@ -64,7 +64,7 @@ class DateRange:
         return {"tenant": tenant, "start": self.start, "end": self.end}
 
 
-def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST,
+async def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST,
                                                    json_schema_extra=IN_RANGE)] = None,
             end: Annotated[IsoDate | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST,
                                                  json_schema_extra=IN_RANGE)] = None

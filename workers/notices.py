@@ -26,14 +26,18 @@ class Notices:
         self.head = 0
         self._moved = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopped = False
 
     async def wait_past(self, position: int, timeout: float) -> bool:
         """True once a commit past ``position`` is announced, False at the timeout (or with no connection)."""
-        if not await self.listening():
+        if self.stopped or not await self.listening():
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.head <= position:
+            if self.stopped:
+                return False
             self._moved.clear()
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -48,6 +52,7 @@ class Notices:
         """Listen if not yet (or again after a lost connection); False when the database is away."""
         if self._connection is not None and not self._connection.is_closed():
             return True
+        self._loop = asyncio.get_running_loop()
         try:
             self._connection = await asyncpg.connect(self.listen_dsn)
             await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
@@ -60,6 +65,13 @@ class Notices:
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.head = max(self.head, int(payload or 0))
         self._moved.set()
+
+    def stop(self) -> None:
+        """End every wait now and each later one at once, so a worker that stops never waits out a follow; callable
+        from any thread."""
+        self.stopped = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._moved.set)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -28,6 +28,9 @@ from write import event_log
 log = logging.getLogger("prism.runner")
 #: Time a message may spend on one version before it hands the worker back to the other queues.
 SLICE_SECONDS = 1.0
+#: Time a message follows the commits of a live version alone (each projection has a worker thread of its own):
+#: long enough that under steady writes a worker rarely waits on its queue between two messages.
+FOLLOW_SECONDS = 5.0
 #: How often the last batch's size and time are written for status.
 RECORD_SECONDS = 1.0
 
@@ -80,7 +83,7 @@ class ProjectionRunner:
         live = await self.projection(name, roles[versions.LIVE])
         if self.notices is not None and not {versions.NEXT, versions.RETIRING} & set(roles):
             progress = await follow(engine, live, self.batch_size, self.policies.get(name) or Policy(), self.notices,
-                                    SLICE_SECONDS, lambda: self._pace(name))
+                                    FOLLOW_SECONDS, lambda: self._pace(name))
         else:  # a version to build or drop: bounded slices, so each gets its turn
             progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
                                       seconds=SLICE_SECONDS, until=head)

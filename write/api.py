@@ -138,11 +138,11 @@ class TenantRegistered(Accepted):
     key: IssuedKey | None = None
 
 
-def _bus(request: Request) -> CommandBus:
+async def _bus(request: Request) -> CommandBus:
     return request.app.state.bus
 
 
-def _tenant(request: Request) -> str:
+async def _tenant(request: Request) -> str:
     """The caller's tenant, as the credential that the application checked before this route proved it."""
     tenant = getattr(request.state, "tenant", None)
     if tenant is None:  # fail closed: a route reached without the credential check is a wiring error
