@@ -29,12 +29,21 @@ def sibling(url: str, last: str) -> str:
 
 
 async def recreate_database(url: str) -> None:
+    await _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', 'CREATE DATABASE "{name}"')
+
+
+async def drop_database(url: str) -> None:
+    await _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _on_server(url: str, *statements: str) -> None:
+    """Statements about the database of ``url`` (``{name}``), run from the server's ``postgres`` database."""
     admin = sibling(url.replace("postgresql+asyncpg://", "postgresql://"), "postgres")
     name = url.rsplit("/", 1)[1]
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        for statement in statements:
+            await conn.execute(statement.format(name=name))
     finally:
         await conn.close()
 

@@ -47,12 +47,13 @@ class ProjectionRunner:
 
     def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
                  policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0,
+                 gaps: dict[str, float] | None = None,
                  notices: Notices | None = None) -> None:
         self._open = open_resources
         self.notices = notices
         self.batch_size = batch_size
         self.policies = policies or {}
-        self.gap_seconds = gap_seconds
+        self.gap_seconds, self.gaps = gap_seconds, gaps or {}  # the common gap, and projections' own
         self._last_start: dict[str, float] = {}
         self._last_record: dict[str, float] = {}
         self._resources: Resources | None = None
@@ -96,14 +97,14 @@ class ProjectionRunner:
         return done
 
     async def _pace(self, name: str) -> None:
-        """Start at once when the last catch-up began at least ``gap_seconds`` ago, else when it has.
+        """Start at once when the last catch-up began at least the projection's gap ago, else when it has.
 
         Each catch-up has a fixed cost (the lock, the checkpoint, a store write that on
         ClickHouse makes a part to merge); under steady writes this turns one catch-up
         per commit into one per gap, each with the commits of the gap, while an idle
         projection still starts on the next commit at once.
         """
-        wait = self._last_start.get(name, 0.0) + self.gap_seconds - time.monotonic()
+        wait = self._last_start.get(name, 0.0) + self.gaps.get(name, self.gap_seconds) - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_start[name] = time.monotonic()

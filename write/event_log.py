@@ -62,7 +62,7 @@ _COLUMNS = ", ".join(_ARRAYS)
 _SELECTED = ", ".join("e.payload::jsonb" if name == "payload" else f"e.{name}" for name in _ARRAYS)
 
 
-def _append_sql(locked: bool) -> TextClause:
+def append_statement(locked: bool) -> TextClause:
     """One statement: (take the append lock,) insert the events in order, notify the head, answer it."""
     lock = "locked AS (SELECT pg_advisory_xact_lock(:key)), " if locked else ""
     source = "locked, " if locked else ""
@@ -74,7 +74,7 @@ def _append_sql(locked: bool) -> TextClause:
         f"SELECT max(position), pg_notify(:channel, max(position)::text) FROM inserted")
 
 
-_APPEND_LOCKED, _APPEND = _append_sql(True), _append_sql(False)
+_APPEND_LOCKED, _APPEND = append_statement(True), append_statement(False)
 
 
 def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> dict:

@@ -13,6 +13,7 @@ import aiohttp
 
 from infra.bench import load
 from infra.bench.cpu import CpuMeter
+from infra.bench.floor import Floor
 from infra.settings import Settings
 from infra.supervisor import serving
 from projections.registry import PROJECTIONS
@@ -85,12 +86,19 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
                 result["readers"][name] = await load.closed_loop(session, request, plan.reader_clients,
                                                                  plan.reader_seconds)
             result["write_path"] = []
-            for clients in plan.write_clients:
-                log(f"  write path: PlaceOrder, {clients} clients, {plan.write_seconds:.0f}s")
-                with (profile(child.pid, f"write-{clients}") if profile else nullcontext()):
-                    run = await load.closed_loop(session, work.place_order, clients, plan.write_seconds)
-                result["write_path"].append({"clients": clients, **run})
-                await lag_zero(session, base, 120)
+            floor = Floor(settings, work.tenant)
+            await floor.prepare()
+            try:
+                for clients in plan.write_clients:
+                    log(f"  write path: PlaceOrder's statements on raw asyncpg, then over HTTP, {clients} clients, "
+                        f"{plan.write_seconds:.0f}s each")
+                    floor_run = await floor.closed_loop(clients, plan.write_seconds, random.Random(clients))
+                    with (profile(child.pid, f"write-{clients}") if profile else nullcontext()):
+                        run = await load.closed_loop(session, work.place_order, clients, plan.write_seconds)
+                    result["write_path"].append({"clients": clients, **run, "floor": floor_run})
+                    await lag_zero(session, base, 120)
+            finally:
+                await floor.drop()
             result["visibility"] = []
             for rate in plan.loads:
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")

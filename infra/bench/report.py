@@ -52,6 +52,7 @@ def goals(results: dict) -> list[dict]:
     if _at(results, 100) is not None:
         rows.append({"goal": "CPU of Prism's processes at 100 orders/s, % of one core", "target": 100,
                      "measured": prism_cpu(_at(results, 100)), "higher_is_better": True})
+    rows += write_goals(results)
     for name, target in REPLAY_GOALS.items():
         rows.append({"goal": f"replay into {STORES[name]} alone, events/s", "target": target,
                      "measured": results["replay"]["alone"][name]["events_per_s"], "higher_is_better": True})
@@ -66,6 +67,34 @@ def goals(results: dict) -> list[dict]:
     return rows
 
 
+def floor_ratio(run: dict) -> float | None:
+    """Prism's PlaceOrder/s over the floor's (its statements on raw asyncpg) at the same clients."""
+    floor = (run.get("floor") or {}).get("per_s")
+    return round(run["per_s"] / floor, 2) if floor else None
+
+
+def _write_at(results: dict, clients: int) -> dict | None:
+    return next((r for r in results.get("write_path", []) if r["clients"] == clients), None)
+
+
+def write_goals(results: dict) -> list[dict]:
+    rows = []
+    at_64, at_1 = _write_at(results, 64), _write_at(results, 1)
+    if at_64 is not None:
+        rows += [{"goal": "PlaceOrder/s at 64 clients over HTTP", "target": 1000, "measured": at_64["per_s"],
+                  "higher_is_better": True},
+                 {"goal": "PlaceOrder p99 ms at 64 clients", "target": 100, "measured": at_64["p99_ms"],
+                  "higher_is_better": False}]
+    widest = max(results.get("write_path", []), key=lambda r: r["clients"], default=None)
+    if widest is not None and widest.get("floor"):
+        rows.append({"goal": f"PlaceOrder/s / statement floor at {widest['clients']} clients", "target": 1.0,
+                     "measured": floor_ratio(widest), "higher_is_better": True})
+    if at_1 is not None:
+        rows.append({"goal": "PlaceOrder p50 ms at 1 client", "target": 3, "measured": at_1["p50_ms"],
+                     "higher_is_better": False})
+    return rows
+
+
 def ratio(results: dict) -> float | None:
     naive = results["naive"]["events_per_s"]
     return round(results["replay"]["together"]["events_per_s"] / naive, 1) if naive else None
@@ -76,10 +105,14 @@ def table(results: dict) -> str:
            f"({results['machine']['cpu']}), {results['machine']['memory_gib']} GiB",
            f"log: {results['seed']['events']:,} events, {results['seed']['orders']:,} orders, "
            f"{results['seed']['order_lines']:,} order lines (seeded in {results['seed']['seconds']} s)", ""]
-    out.append("Write path (PlaceOrder, 3 items, HTTP)")
-    out.append(f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    out.append("Write path (PlaceOrder, 3 items): over HTTP, and its statements on raw asyncpg (the floor)")
+    out.append(f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+               f" {'floor/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ floor':>8}")
     for r in results["write_path"]:
-        out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}")
+        floor = r.get("floor") or {"per_s": None, "p50_ms": None, "p99_ms": None}
+        out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}"
+                   f" {_f(floor['per_s']):>9} {_f(floor['p50_ms'])} {_f(floor['p99_ms'])} "
+                   f"{_f(floor_ratio(r)):>8}")
     out += ["", "Commit-to-visible, open loop (p50 / p95 / p99 ms)"]
     out.append(f"  {'offered':>8} {'achieved':>9} " + " ".join(f"{STORES[s]:>22}" for s in STORES))
     for r in results["visibility"]:

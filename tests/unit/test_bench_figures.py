@@ -65,3 +65,23 @@ def test_cpu_meter_names_prism_children_by_role():
     assert _name(["python", "-m", "infra.cli", "clickhouse-owner", "--socket", "/x/y.sock"],
                  "1 (python) S") == "prism clickhouse-owner"
     assert _name(["/usr/lib/postgresql/15/bin/postgres", "-D", "/d"], "7 (postgres) S") == "postgres"
+
+
+def _write(clients: int, per_s: float, p50: float, p99: float, floor_per_s: float | None) -> dict:
+    floor = None if floor_per_s is None else {"per_s": floor_per_s, "p50_ms": 1.0, "p99_ms": 2.0}
+    return {"clients": clients, "per_s": per_s, "p50_ms": p50, "p99_ms": p99, "errors": 0, "floor": floor}
+
+
+def test_the_write_path_is_measured_against_its_floor_at_the_same_clients():
+    assert report.floor_ratio(_write(16, 200.0, 5, 9, 800.0)) == 0.25
+    assert report.floor_ratio(_write(16, 200.0, 5, 9, None)) is None
+
+
+def test_write_goals_read_64_clients_the_widest_floor_and_one_client():
+    results = {"write_path": [_write(1, 300, 2.5, 4, 900), _write(16, 900, 9, 40, 1000), _write(64, 1100, 30, 120,
+                                                                                               1000)]}
+    goals = {g["goal"]: g["measured"] for g in report.write_goals(results)}
+    assert goals == {"PlaceOrder/s at 64 clients over HTTP": 1100, "PlaceOrder p99 ms at 64 clients": 120,
+                     "PlaceOrder/s / statement floor at 64 clients": 1.1, "PlaceOrder p50 ms at 1 client": 2.5}
+    quick = {g["goal"] for g in report.write_goals({"write_path": [_write(16, 50, 300, 900, 700)]})}
+    assert quick == {"PlaceOrder/s / statement floor at 16 clients"}
