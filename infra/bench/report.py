@@ -112,7 +112,7 @@ def table(results: dict) -> str:
         floor = r.get("floor") or {"per_s": None, "p50_ms": None, "p99_ms": None}
         out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}"
                    f" {_f(floor['per_s']):>9} {_f(floor['p50_ms'])} {_f(floor['p99_ms'])} "
-                   f"{_f(floor_ratio(r)):>8}")
+                   f"{_ratio(floor_ratio(r))}")
     out += ["", "Commit-to-visible, open loop (p50 / p95 / p99 ms)"]
     out.append(f"  {'offered':>8} {'achieved':>9} " + " ".join(f"{STORES[s]:>22}" for s in STORES))
     for r in results["visibility"]:
@@ -151,6 +151,10 @@ def table(results: dict) -> str:
 
 def _f(value) -> str:
     return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:>8.2f}" if value is not None else f"{'-':>8}"
 
 
 def _triple(s: dict) -> str:
