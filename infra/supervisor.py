@@ -235,7 +235,8 @@ class ServeFailed(RuntimeError):
 @asynccontextmanager
 async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
     """``prism serve`` on these settings as a child of this process, ready (every store answers) until the block
-    ends, then stopped as Ctrl-C stops it; its output goes to ``log_path``."""
+    ends, then stopped as Ctrl-C stops it; its output goes to ``log_path`` (its folder made if missing)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=settings.child_environment(),
                                  stdout=out, stderr=subprocess.STDOUT)
