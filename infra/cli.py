@@ -320,9 +320,13 @@ def _table(columns: list[str], rows: list[list]) -> str:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from infra.demo import run_demo
+    from infra.demo import INTERRUPTED, run_demo
 
-    ok = asyncio.run(run_demo(settings, orders=args.orders))
+    try:
+        ok = asyncio.run(run_demo(settings, orders=args.orders))
+    except KeyboardInterrupt:
+        print("\ndemo interrupted; prism serve and its processes were stopped", file=sys.stderr)
+        return INTERRUPTED
     print("\ndemo finished: every store agrees with the write model" if ok else "\ndemo finished WITH DRIFT")
     return 0 if ok else 1
 

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import random
 import secrets
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -245,6 +246,10 @@ async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenan
     return ok
 
 
+#: Exit status of a process stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED = 130
+
+
 def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str,
                   operator: dict[str, str]) -> None:
     """The load generator runs in a process of its own so it does not share the server's interpreter."""
@@ -260,7 +265,10 @@ def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concu
         with open(out, "w") as f:
             json.dump({"head": seeder.head, "tenants": [t.__dict__ for t in tenants]}, f)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent says so, once
+        raise SystemExit(INTERRUPTED) from None
 
 
 async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int,
@@ -271,6 +279,8 @@ async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurr
             target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out, operator), name="prism-demo-load")
         child.start()
         await asyncio.to_thread(child.join)
+        if child.exitcode in (INTERRUPTED, -signal.SIGINT):
+            raise KeyboardInterrupt
         if child.exitcode != 0:
             raise RuntimeError(f"the demo's load generator failed (exit code {child.exitcode}); see above")
         with open(out) as f:
