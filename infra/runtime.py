@@ -79,17 +79,24 @@ def serve(settings: Settings) -> None:
     raise SystemExit(Supervisor(settings).run())
 
 
+#: How long the server keeps an idle connection open. Longer than clients keep theirs (httpx 5 s, aiohttp 15 s),
+#: so a client never sends a request on a connection the server is closing at that moment (a ReadError that no
+#: client retries for a POST); uvicorn's default, 5 s, was exactly httpx's.
+KEEP_ALIVE_SECONDS = 75
+
+
 def api(settings: Settings, fd: int | None = None) -> None:
     """The API and readers; on an inherited listening socket (``fd``) when ``serve`` runs several."""
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                                           log_level="warning"))
+                                           log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS))
     server.run(sockets=None if fd is None else [socket.socket(fileno=fd)])
 
 
 def clickhouse_owner(settings: Settings, socket_path: str) -> None:
     """The one process that opens the embedded engine: the analytics projection, and the whole app on a socket."""
     pipeline = Pipeline(settings, with_relay=False, projections=writing_to("clickhouse"))
-    uvicorn.run(app_with_pipeline(settings, pipeline), uds=socket_path, log_level="warning")
+    uvicorn.run(app_with_pipeline(settings, pipeline), uds=socket_path, log_level="warning",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 def relay_only(settings: Settings) -> None:
@@ -117,7 +124,8 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         # The default loop setup would install uvloop as the process-wide policy, under the caller's own loop.
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="asyncio")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="asyncio",
+                                timeout_keep_alive=KEEP_ALIVE_SECONDS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="prism-http", daemon=True)
 
