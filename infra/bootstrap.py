@@ -25,9 +25,14 @@ def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
                                pool_pre_ping=True)
 
 
+def asyncpg_dsn(url: str) -> str:
+    """asyncpg's own DSN for a SQLAlchemy URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def listen_dsn(settings: Settings) -> str:
-    """asyncpg's own DSN for LISTEN, from the SQLAlchemy URL."""
-    return settings.write_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The DSN for LISTEN on the write database."""
+    return asyncpg_dsn(settings.write_database_url)
 
 
 #: The read stores, as ``Stores`` names them.

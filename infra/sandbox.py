@@ -38,7 +38,7 @@ async def drop_database(url: str) -> None:
 
 async def _on_server(url: str, *statements: str) -> None:
     """Statements about the database of ``url`` (``{name}``), run from the server's ``postgres`` database."""
-    admin = sibling(url.replace("postgresql+asyncpg://", "postgresql://"), "postgres")
+    admin = sibling(bootstrap.asyncpg_dsn(url), "postgres")
     name = url.rsplit("/", 1)[1]
     conn = await asyncpg.connect(admin)
     try:

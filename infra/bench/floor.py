@@ -23,15 +23,12 @@ import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from infra import sandbox
+from infra.bootstrap import asyncpg_dsn
 from infra.bench.load import summary
 from infra.settings import Settings
 from write import event_log
 from write import events as e
 from write.migrate import upgrade
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
 
 def _append() -> tuple[str, list[str]]:
     """The write side's locked append in asyncpg's ``$n`` form, and the names of its parameters in order."""
@@ -44,6 +41,7 @@ class Floor:
 
     def __init__(self, settings: Settings, tenant: str) -> None:
         self.url = settings.write_database_url + "_floor"
+        self.dsn = asyncpg_dsn(self.url)
         self.source, self.tenant = settings.write_database_url, tenant
         self.append_sql, self.append_names = _append()
         self.customers: list[asyncpg.Record] = []
@@ -52,7 +50,7 @@ class Floor:
     async def prepare(self) -> None:
         await sandbox.recreate_database(self.url)
         await asyncio.to_thread(upgrade, self.url)
-        source, scratch = await asyncpg.connect(_dsn(self.source)), await asyncpg.connect(_dsn(self.url))
+        source, scratch = await asyncpg.connect(asyncpg_dsn(self.source)), await asyncpg.connect(self.dsn)
         try:
             for table in ("tenants", "customers", "products"):
                 column = "id" if table == "tenants" else "tenant_id"
@@ -68,7 +66,7 @@ class Floor:
 
     async def closed_loop(self, clients: int, seconds: float, rng: random.Random) -> dict:
         """``clients`` connections placing orders back to back for ``seconds``: orders/s and latency."""
-        connections = [await asyncpg.connect(_dsn(self.url)) for _ in range(clients)]
+        connections = [await asyncpg.connect(self.dsn) for _ in range(clients)]
         latencies: list[float] = []
         errors = 0
         deadline = time.monotonic() + seconds

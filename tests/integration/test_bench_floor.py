@@ -19,7 +19,7 @@ async def test_the_floor_places_whole_orders_under_the_append_lock_in_a_scratch_
     try:
         run = await floor.closed_loop(4, 1.0, random.Random(1))
         assert run["errors"] == 0 and run["per_s"] > 0
-        conn = await asyncpg.connect(floor.url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(floor.dsn)
         try:
             orders = await conn.fetchval("SELECT count(*) FROM orders")
             lines = await conn.fetchval("SELECT count(*) FROM order_items")
