@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -13,7 +14,7 @@ from write.commands import Command
 from write.errors import IdempotencyMismatch
 from write.event_log import EventLog
 from write.handlers import EMAIL_KEY, HANDLERS, email_taken
-from write.schema import idempotency_keys
+from write.schema import events, idempotency_keys
 
 
 IDEMPOTENCY_KEY = "idempotency_keys_pkey"
@@ -76,25 +77,36 @@ class CommandBus:
                     "tenant_id": command.tenant_id, "key": idempotency.key,
                     "request_hash": idempotency.request_hash, "response": {}})
             ident, version, new_events = await HANDLERS[type(command)](conn, command)
-            position = await self.log.append(conn, command.tenant_id, new_events, correlation_id=uuid.uuid4())
-            result = Result(str(ident), version, position)
             if idempotency is not None:
-                await self._remember(conn, command.tenant_id, idempotency, result)
-            return result
+                # Remembered before the append, so that the locked append is the last statement before COMMIT;
+                # the position is found later from the last event's id.
+                answer = {"id": str(ident), "version": version, "event_id": str(new_events[-1].event_id)}
+                await self._remember(conn, command.tenant_id, idempotency, answer)
+            position = await self.log.append(conn, command.tenant_id, new_events, correlation_id=uuid.uuid4())
+            return Result(str(ident), version, position)
 
     async def _remembered(self, tenant_id: str, idempotency: Idempotency) -> Result | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(idempotency_keys).where(
-                idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == idempotency.key))).first()
+            row = (await conn.execute(_REMEMBERED, {"tenant_id": tenant_id, "key": idempotency.key})).first()
         if row is None:
             return None
         if row.request_hash != idempotency.request_hash:
             raise IdempotencyMismatch(
                 f"Idempotency-Key {idempotency.key!r} was already used with a different request", "Idempotency-Key")
-        return Result(**row.response)
+        answer = row.response
+        return Result(answer["id"], answer["version"], answer.get("position", row.position))
 
     @staticmethod
-    async def _remember(conn: AsyncConnection, tenant_id: str, idempotency: Idempotency, result: Result) -> None:
+    async def _remember(conn: AsyncConnection, tenant_id: str, idempotency: Idempotency, answer: dict) -> None:
         await conn.execute(update(idempotency_keys).where(
             idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == idempotency.key,
-        ).values(response=asdict(result)))
+        ).values(response=answer))
+
+
+#: A remembered answer with the position of its last event (answers stored whole, with a position, still read).
+_REMEMBERED = (
+    select(idempotency_keys.c.request_hash, idempotency_keys.c.response, events.c.position)
+    .select_from(idempotency_keys.outerjoin(
+        events, events.c.event_id == idempotency_keys.c.response["event_id"].astext.cast(UUID(as_uuid=True))))
+    .where(idempotency_keys.c.tenant_id == bindparam("tenant_id"), idempotency_keys.c.key == bindparam("key"))
+)

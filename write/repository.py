@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write.domain import Line, Order
@@ -27,12 +28,19 @@ async def require_tenant(conn: AsyncConnection, tenant_id: str) -> None:
 
 
 async def customer(conn: AsyncConnection, tenant_id: str, customer_id: uuid.UUID, lock: str = "share") -> Any:
-    query = select(customers).where(customers.c.id == customer_id, customers.c.tenant_id == tenant_id)
-    query = query.with_for_update(read=lock == "share")
-    row = (await conn.execute(query)).first()
+    """The tenant's customer, locked; a customer proves its tenant, so the tenant is looked up only on a miss."""
+    row = (await conn.execute(_CUSTOMER[lock], {"id": customer_id, "tenant_id": tenant_id})).first()
     if row is None:
+        await require_tenant(conn, tenant_id)
         raise NotFound(f"customer {customer_id} does not exist in tenant {tenant_id!r}", "customer_id")
     return row
+
+
+_CUSTOMER = {
+    lock: select(customers).where(customers.c.id == bindparam("id"), customers.c.tenant_id == bindparam("tenant_id"))
+    .with_for_update(read=lock == "share")
+    for lock in ("share", "update")
+}
 
 
 async def product(conn: AsyncConnection, tenant_id: str, product_id: uuid.UUID) -> Any:
@@ -46,15 +54,20 @@ async def product(conn: AsyncConnection, tenant_id: str, product_id: uuid.UUID) 
 async def products_for_share(conn: AsyncConnection, tenant_id: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
     """The named products of the tenant, locked in id order so lockers never deadlock."""
     wanted = sorted(set(ids))
-    query = (
-        select(products).where(products.c.id.in_(wanted), products.c.tenant_id == tenant_id)
-        .order_by(products.c.id).with_for_update(read=True)
-    )
-    found = {row.id: row for row in await conn.execute(query)}
+    found = {row.id: row for row in await conn.execute(_PRODUCTS_FOR_SHARE, {"ids": wanted, "tenant_id": tenant_id})}
     missing = [str(pid) for pid in wanted if pid not in found]
     if missing:
         raise NotFound(f"products {', '.join(missing)} do not exist in tenant {tenant_id!r}", "items")
     return found
+
+
+#: One statement whatever the number of products, so the driver prepares it once.
+_PRODUCTS_FOR_SHARE = (
+    select(products)
+    .where(products.c.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+           products.c.tenant_id == bindparam("tenant_id"))
+    .order_by(products.c.id).with_for_update(read=True)
+)
 
 
 async def order(conn: AsyncConnection, tenant_id: str, order_id: uuid.UUID) -> tuple[Order, dict[uuid.UUID, Any]]:
@@ -79,22 +92,31 @@ def _order(row: Any, lines: tuple[Line, ...]) -> Order:
     )
 
 
-def _order_values(o: Order) -> dict[str, Any]:
-    return {
-        "status": o.status, "subtotal": o.subtotal, "discount_percent": o.discount_percent, "discount": o.discount,
-        "total": o.total, "discount_authorised_by": o.discount_authorised_by, "note": o.note,
-        "cancel_reason": o.cancel_reason, "confirmed_at": o.confirmed_at, "shipped_at": o.shipped_at,
-        "cancelled_at": o.cancelled_at, "version": o.version,
-    }
+#: The columns an order's decisions change, each named as the ``Order`` attribute that holds it.
+_ORDER_STATE = ("status", "subtotal", "discount_percent", "discount", "total", "discount_authorised_by", "note",
+                "cancel_reason", "confirmed_at", "shipped_at", "cancelled_at", "version")
+#: The columns an order is placed with.
+_ORDER_COLUMNS = ("id", "tenant_id", "customer_id", "placed_at", *_ORDER_STATE)
+
+
+def _order_values(o: Order, columns: tuple[str, ...] = _ORDER_STATE) -> dict[str, Any]:
+    return {name: getattr(o, name) for name in columns}
 
 
 async def add_order(conn: AsyncConnection, o: Order) -> None:
-    values = _order_values(o) | {"id": o.id, "tenant_id": o.tenant_id, "customer_id": o.customer_id,
-                                 "placed_at": o.placed_at}
-    await conn.execute(insert(orders), values)
-    lines = [{"order_id": o.id, "line_no": ln.line_no, "product_id": ln.product_id, "quantity": ln.quantity,
-              "unit_price": ln.unit_price} for ln in o.lines]
-    await conn.execute(insert(order_items), lines)
+    """The order and its lines in one statement (one round trip)."""
+    values = _order_values(o, _ORDER_COLUMNS)
+    lines = {"line_no": [ln.line_no for ln in o.lines], "product_id": [ln.product_id for ln in o.lines],
+             "quantity": [ln.quantity for ln in o.lines], "unit_price": [ln.unit_price for ln in o.lines]}
+    await conn.execute(_ADD_ORDER, values | lines)
+
+
+_LINE_ARRAYS = {"line_no": "smallint", "product_id": "uuid", "quantity": "int", "unit_price": "numeric"}
+_ADD_ORDER = text(
+    f"WITH placed AS (INSERT INTO orders ({', '.join(_ORDER_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _ORDER_COLUMNS)})) "
+    f"INSERT INTO order_items (order_id, {', '.join(_LINE_ARRAYS)}) "
+    f"SELECT CAST(:id AS uuid), * FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _LINE_ARRAYS.items())})")
 
 
 async def save_order(conn: AsyncConnection, o: Order) -> None:

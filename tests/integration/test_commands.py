@@ -96,11 +96,46 @@ async def test_email_taken_by_a_rename_is_a_conflict_and_changes_nothing(bus, wr
     assert await totals(write_engine, shop["tenant"]) == before
 
 
-async def test_concurrent_commands_on_one_version_let_exactly_one_win(bus, shop):
+async def test_concurrent_commands_on_one_version_let_exactly_one_win(bus, write_engine, shop):
     attempts = [bus.execute(c.ConfirmOrder(shop["tenant"], shop["order"], 1)) for _ in range(5)]
+    attempts += [bus.execute(c.CancelOrder(shop["tenant"], shop["order"], "changed my mind", 1)) for _ in range(5)]
     results = await asyncio.gather(*attempts, return_exceptions=True)
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, (VersionConflict, IllegalTransition)) for r in results if isinstance(r, Exception))
+    async with write_engine.connect() as conn:
+        versions = (await conn.execute(text(
+            "SELECT aggregate_version FROM events WHERE aggregate_id = :o ORDER BY position"), {"o": shop["order"]})
+        ).scalars().all()
+        row_version = (await conn.execute(text("SELECT version FROM orders WHERE id = :o"), {"o": shop["order"]})
+                       ).scalar()
+    assert versions == [1, 2] and row_version == 2
+
+
+async def test_a_rename_racing_orders_never_logs_an_older_name_after_a_newer_one(bus, write_engine, shop):
+    """Each OrderPlaced carries the product's name as the log has it at that event's position."""
+    tenant, product = shop["tenant"], shop["product"]
+
+    async def renames() -> None:
+        for version in range(1, 16):
+            await bus.execute(c.RenameProduct(tenant, product, f"Widget mark {version + 1}", version))
+
+    async def orders() -> None:
+        for _ in range(15):
+            await bus.execute(c.PlaceOrder(tenant, shop["customer"], (c.OrderLine(product, 1),)))
+
+    await asyncio.gather(renames(), *(orders() for _ in range(6)))
+    async with write_engine.connect() as conn:
+        logged = (await conn.execute(text(
+            "SELECT type, payload FROM events WHERE tenant_id = :t ORDER BY position"), {"t": tenant})).all()
+    name, stale, placed = None, [], 0
+    for event_type, payload in logged:
+        if event_type in ("ProductAdded", "ProductRenamed"):
+            name = payload["name"]
+        elif event_type == "OrderPlaced":
+            placed += 1
+            stale += [line["product_name"] for line in payload["order"]["items"] if line["product_name"] != name]
+    assert placed == 1 + 6 * 15 and name == "Widget mark 16"
+    assert stale == [], f"{len(stale)} orders logged a name older than the log's: {stale[:3]}"
 
 
 async def test_same_idempotency_key_returns_the_first_result(bus, write_engine, shop):
@@ -119,5 +154,6 @@ async def test_racing_first_uses_of_a_key_write_once(bus, write_engine, shop):
     before = await totals(write_engine, shop["tenant"])
     command = c.PlaceOrder(shop["tenant"], shop["customer"], (c.OrderLine(shop["product"], 1),))
     results = await asyncio.gather(*(bus.execute(command, Idempotency("race", "h")) for _ in range(4)))
-    assert len({r.id for r in results}) == 1
-    assert (await totals(write_engine, shop["tenant"]))["orders"] == before["orders"] + 1
+    assert len(set(results)) == 1, "every racer answers the same id, version and position"
+    after = await totals(write_engine, shop["tenant"])
+    assert (after["orders"], after["events"]) == (before["orders"] + 1, before["events"] + 1)
