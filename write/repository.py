@@ -108,11 +108,12 @@ async def add_order(conn: AsyncConnection, o: Order) -> None:
     values = _order_values(o, _ORDER_COLUMNS)
     lines = {"line_no": [ln.line_no for ln in o.lines], "product_id": [ln.product_id for ln in o.lines],
              "quantity": [ln.quantity for ln in o.lines], "unit_price": [ln.unit_price for ln in o.lines]}
-    await conn.execute(_ADD_ORDER, values | lines)
+    await conn.execute(ADD_ORDER, values | lines)
 
 
 _LINE_ARRAYS = {"line_no": "smallint", "product_id": "uuid", "quantity": "int", "unit_price": "numeric"}
-_ADD_ORDER = text(
+#: The order row and its lines in one statement, lines as arrays (the bench's floor sends it too).
+ADD_ORDER = text(
     f"WITH placed AS (INSERT INTO orders ({', '.join(_ORDER_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in _ORDER_COLUMNS)})) "
     f"INSERT INTO order_items (order_id, {', '.join(_LINE_ARRAYS)}) "

@@ -14,6 +14,8 @@ import aiohttp
 from infra.bench import load
 from infra.bench.cpu import CpuMeter
 from infra.bench.floor import Floor
+from infra.bench.locks import AppendLockSampler
+from infra.bootstrap import asyncpg_dsn
 from infra.settings import Settings
 from infra.supervisor import serving
 from projections.registry import PROJECTIONS
@@ -93,9 +95,14 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
                     log(f"  write path: PlaceOrder's statements on raw asyncpg, then over HTTP, {clients} clients, "
                         f"{plan.write_seconds:.0f}s each")
                     floor_run = await floor.closed_loop(clients, plan.write_seconds, random.Random(clients))
+                    sampler = AppendLockSampler(asyncpg_dsn(settings.write_database_url))
+                    sampling = asyncio.create_task(sampler.run())
                     with (profile(child.pid, f"write-{clients}") if profile else nullcontext()):
                         run = await load.closed_loop(session, work.place_order, clients, plan.write_seconds)
-                    result["write_path"].append({"clients": clients, **run, "floor": floor_run})
+                    sampler.stop()
+                    await sampling
+                    result["write_path"].append({"clients": clients, **run, "floor": floor_run,
+                                                 "append_lock": sampler.shares()})
                     await lag_zero(session, base, 120)
             finally:
                 await floor.drop()

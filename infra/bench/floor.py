@@ -2,9 +2,10 @@
 
 Same database server, a scratch copy of the write schema holding the bench tenant's
 customers and products, the same clients and seconds. Each order is what PlaceOrder
-sends: one transaction with the tenant check, the customer and the products read
-``FOR SHARE`` (products in id order), the order row, its item rows, and the event
-appended by the write side's own locked statement (advisory lock, insert, notify).
+sends: one transaction with the customer and the products read ``FOR SHARE`` (products
+in id order), the order row with its item rows (the write side's own statement), and
+the event appended by the write side's own locked statement (advisory lock, insert,
+notify).
 What Prism adds on top (HTTP, validation, the domain, SQLAlchemy) is the gap between
 the two figures.
 """
@@ -26,13 +27,13 @@ from infra import sandbox
 from infra.bootstrap import asyncpg_dsn
 from infra.bench.load import summary
 from infra.settings import Settings
-from write import event_log
+from write import event_log, repository
 from write import events as e
 from write.migrate import upgrade
 
-def _append() -> tuple[str, list[str]]:
-    """The write side's locked append in asyncpg's ``$n`` form, and the names of its parameters in order."""
-    compiled = event_log.append_statement(locked=True).compile(dialect=PGDialect_asyncpg())
+def _positional(statement) -> tuple[str, list[str]]:
+    """A write-side statement in asyncpg's ``$n`` form, and the names of its parameters in order."""
+    compiled = statement.compile(dialect=PGDialect_asyncpg())
     return compiled.string, list(compiled.positiontup)
 
 
@@ -43,7 +44,8 @@ class Floor:
         self.url = settings.write_database_url + "_floor"
         self.dsn = asyncpg_dsn(self.url)
         self.source, self.tenant = settings.write_database_url, tenant
-        self.append_sql, self.append_names = _append()
+        self.append_sql, self.append_names = _positional(event_log.append_statement(locked=True))
+        self.add_order_sql, self.add_order_names = _positional(repository.ADD_ORDER)
         self.customers: list[asyncpg.Record] = []
         self.products: list[uuid.UUID] = []
 
@@ -94,8 +96,6 @@ class Floor:
         wanted = rng.sample(self.products, 3)
         quantities = {pid: rng.randint(1, 4) for pid in wanted}
         async with conn.transaction():
-            if await conn.fetchval("SELECT id FROM tenants WHERE id = $1", self.tenant) is None:
-                raise AssertionError("the floor's tenant is missing")
             buyer = await conn.fetchrow("SELECT * FROM customers WHERE id = $1 AND tenant_id = $2 FOR SHARE",
                                         customer_id, self.tenant)
             goods = await conn.fetch("SELECT * FROM products WHERE id = ANY($1::uuid[]) AND tenant_id = $2 "
@@ -103,12 +103,12 @@ class Floor:
             order_id, now = uuid.uuid4(), datetime.now(UTC)
             lines = [(order_id, n, p["id"], quantities[p["id"]], p["price"]) for n, p in enumerate(goods, start=1)]
             total = sum((price * quantity for *_, quantity, price in lines), Decimal(0))
-            await conn.execute(
-                "INSERT INTO orders (id, tenant_id, customer_id, status, subtotal, discount_percent, discount, "
-                "total, placed_at, version) VALUES ($1, $2, $3, 'pending', $4, 0, 0, $4, $5, 1)",
-                order_id, self.tenant, customer_id, total, now)
-            await conn.executemany("INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price) "
-                                   "VALUES ($1, $2, $3, $4, $5)", lines)
+            placed = {"id": order_id, "tenant_id": self.tenant, "customer_id": customer_id, "placed_at": now,
+                      "status": "pending", "subtotal": total, "discount_percent": Decimal(0), "discount": Decimal(0),
+                      "total": total, "version": 1, "line_no": [n for _, n, *_ in lines],
+                      "product_id": [pid for _, _, pid, *_ in lines], "quantity": [q for *_, q, _ in lines],
+                      "unit_price": [price for *_, price in lines]}
+            await conn.execute(self.add_order_sql, *(placed.get(name) for name in self.add_order_names))
             payload = {"order": {
                 "order_id": str(order_id), "status": "pending", "placed_at": now.isoformat(), "total": str(total),
                 "customer": {"id": str(buyer["id"]), "name": buyer["name"], "email": buyer["email"]},

@@ -107,12 +107,15 @@ def table(results: dict) -> str:
            f"{results['seed']['order_lines']:,} order lines (seeded in {results['seed']['seconds']} s)", ""]
     out.append("Write path (PlaceOrder, 3 items): over HTTP, and its statements on raw asyncpg (the floor)")
     out.append(f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-               f" {'floor/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ floor':>8}")
+               f" {'floor/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ floor':>8} {'lock %':>7} {'idle %':>7}")
     for r in results["write_path"]:
         floor = r.get("floor") or {"per_s": None, "p50_ms": None, "p99_ms": None}
+        lock = r.get("append_lock") or {"held_percent": None, "holder_idle_percent": None}
         out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}"
                    f" {_f(floor['per_s']):>9} {_f(floor['p50_ms'])} {_f(floor['p99_ms'])} "
-                   f"{_ratio(floor_ratio(r))}")
+                   f"{_ratio(floor_ratio(r))} {_f(lock['held_percent'], 7)} {_f(lock['holder_idle_percent'], 7)}")
+    out.append("  lock %: samples in which a transaction held the append lock (Prism's run); idle %: of those, the "
+               "holder was idle in transaction (its client had not sent COMMIT yet)")
     out += ["", "Commit-to-visible, open loop (p50 / p95 / p99 ms)"]
     out.append(f"  {'offered':>8} {'achieved':>9} " + " ".join(f"{STORES[s]:>22}" for s in STORES))
     for r in results["visibility"]:
@@ -149,8 +152,8 @@ def table(results: dict) -> str:
     return "\n".join(out)
 
 
-def _f(value) -> str:
-    return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
+def _f(value, width: int = 8) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
 
 
 def _ratio(value: float | None) -> str:

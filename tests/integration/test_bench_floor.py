@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import asyncpg
 
 from infra.bench.floor import Floor
+from infra.bench.locks import AppendLockSampler
+from infra.bootstrap import asyncpg_dsn
+from write.event_log import APPEND_LOCK_KEY
 from tests.integration.history import write_history
 
 
@@ -31,3 +35,26 @@ async def test_the_floor_places_whole_orders_under_the_append_lock_in_a_scratch_
         assert len(events) == orders and {e["type"] for e in events} == {"OrderPlaced"} and owned == 0
     finally:
         await floor.drop()
+
+
+async def _sampled(dsn: str, seconds: float) -> dict:
+    sampler = AppendLockSampler(dsn, every_s=0.002)
+    sampling = asyncio.create_task(sampler.run())
+    await asyncio.sleep(seconds)  # the length of the sampling window, not a wait for something to happen
+    sampler.stop()
+    await sampling
+    return sampler.shares()
+
+
+async def test_the_lock_sampler_sees_a_holder_that_waits_on_its_client(fresh_services):
+    dsn = asyncpg_dsn(fresh_services.write_database_url)
+    free = await _sampled(dsn, 0.3)
+    holder = await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+            held = await _sampled(dsn, 0.3)
+    finally:
+        await holder.close()
+    assert free["samples"] > 10 and free["held_percent"] == 0
+    assert held["held_percent"] == 100 and held["holder_idle_percent"] == 100
