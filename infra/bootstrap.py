@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from infra.settings import Settings
@@ -18,11 +19,13 @@ from workers.dead_letters import HALT
 from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
+from write import event_log
 
 
 def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
+    """The write database; its JSON (event payloads read back from the log) through orjson."""
     return create_async_engine(settings.write_database_url, pool_size=pool_size, max_overflow=20,
-                               pool_pre_ping=True)
+                               pool_pre_ping=True, json_serializer=event_log.dumps, json_deserializer=orjson.loads)
 
 
 def asyncpg_dsn(url: str) -> str:

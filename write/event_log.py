@@ -11,10 +11,12 @@ part is one statement (lock, multi-row insert, notify), then the commit.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
-from typing import Final
+from dataclasses import fields
+from typing import Any, Final
+
+import orjson
 
 from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,6 +79,11 @@ def append_statement(locked: bool) -> TextClause:
 _APPEND_LOCKED, _APPEND = append_statement(True), append_statement(False)
 
 
+def dumps(value: Any) -> str:
+    """JSON as the log stores it (orjson: several times the standard library's speed on payloads)."""
+    return orjson.dumps(value).decode()
+
+
 def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> dict:
     return {
         "event_id": event.event_id,
@@ -86,26 +93,30 @@ def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> d
         "aggregate_version": event.aggregate_version,
         "type": event.type,
         "schema_version": event.schema_version,
-        "payload": json.dumps(event.payload),
+        "payload": dumps(event.payload),
         "correlation_id": correlation_id,
     }
+
+
+#: The log's columns in ``StoredEvent``'s field order, so a row becomes an event positionally.
+_FIELDS = [events.c[f.name] for f in fields(StoredEvent)]
 
 
 async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int | None = None,
                      upcasting: bool = True) -> list[StoredEvent]:
     """Events after ``position`` (and at most ``upto``), in log order, upcast unless told otherwise."""
-    query = select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
+    query = select(*_FIELDS).where(events.c.position > position).order_by(events.c.position).limit(limit)
     if upto is not None:
         query = query.where(events.c.position <= upto)
     result = await conn.execute(query)
-    stored = [StoredEvent(**row._mapping) for row in result]
+    stored = [StoredEvent(*row) for row in result]
     return [upcast(event) for event in stored] if upcasting else stored
 
 
 async def read_aggregates(conn: AsyncConnection, aggregate_ids: list) -> list[StoredEvent]:
     """Every event of the given aggregates, in log order (for re-projecting them)."""
-    query = select(events).where(events.c.aggregate_id.in_(aggregate_ids)).order_by(events.c.position)
-    return [upcast(StoredEvent(**row._mapping)) for row in await conn.execute(query)]
+    query = select(*_FIELDS).where(events.c.aggregate_id.in_(aggregate_ids)).order_by(events.c.position)
+    return [upcast(StoredEvent(*row)) for row in await conn.execute(query)]
 
 
 async def head(conn: AsyncConnection) -> int:
