@@ -14,8 +14,9 @@ with ``EXCHANGE TABLES``, the checkpoint view last.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, ClassVar
+
+import orjson
 
 from projections.base import Batch, Stores, forget_and_apply, label
 from write import events as e
@@ -221,7 +222,7 @@ def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_toke
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
     clause = ", ".join(f"{name} = {_quoted(value)}" for name, value in settings.items())
-    body = "\n".join(json.dumps(row, separators=(",", ":")) for row in table_rows)
+    body = b"\n".join(orjson.dumps(row) for row in table_rows).decode()
     client.command(f"INSERT INTO {table} SETTINGS {clause} FORMAT JSONEachRow\n{body}")
 
 

@@ -8,15 +8,19 @@ Keys (``p`` = ``<namespace>:os:v<version>:``):
 - ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
 - ``p dim:customer:<id>``, ``p dim:product:<id>``: newest known names (hash ``doc``/``pos``);
 - ``p checkpoint``: last applied position.
-One batch costs three round trips: the rename indexes, the current documents and names, and one
-MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint.
+One batch costs three round trips: the rename indexes, the current documents and names (one script
+call), and one MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint
+and the index entries (one command per index key).
 """
 
 from __future__ import annotations
 
-import json
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import ClassVar
+
+import orjson
 
 from projections import documents
 from projections.base import Batch, Stores, forget_and_apply, label
@@ -33,6 +37,13 @@ end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < upto then redis.call('SET', KEYS[1], upto) end
 return 1
+"""
+
+#: The ``doc`` field of each hash named in ARGV (false where there is none): one command for a batch's reads.
+READ_DOCS = """
+local docs = {}
+for i = 1, #ARGV do docs[i] = redis.call('HGET', ARGV[i], 'doc') end
+return docs
 """
 
 #: The served version's checkpoint and one order document, in one round trip.
@@ -104,6 +115,7 @@ class OrderSummaries:
         self.redis = stores.redis
         self.keys = Keys(stores.namespace, version)
         self._write = self.redis.register_script(GUARDED_WRITE)
+        self._read_docs = self.redis.register_script(READ_DOCS)
 
     async def setup(self) -> None:
         """Redis needs no schema (the script loads on first use); only the pointer, if no version is served yet."""
@@ -119,8 +131,7 @@ class OrderSummaries:
         current, dims = await self._current(batch)
         changed, changed_dims = documents.fold(current, batch.events, dims)
         async with self.redis.pipeline(transaction=True) as pipe:
-            for doc in changed.values():
-                self._index(pipe, doc)
+            self._index(pipe, changed.values())
             args: list = [batch.upto]
             for order_id, doc in changed.items():
                 args += [self.keys.order(order_id), doc["position"], _json(doc)]
@@ -149,14 +160,10 @@ class OrderSummaries:
         ordered, dim_keys = sorted(ids), sorted(documents.dimension_keys(batch.events))
         if not ordered and not dim_keys:
             return {}, {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for order_id in ordered:
-                pipe.hget(self.keys.order(order_id), "doc")
-            for key in dim_keys:
-                pipe.hget(self.keys.dimension(key), "doc")
-            raw = await pipe.execute()
-        docs = {oid: json.loads(doc) for oid, doc in zip(ordered, raw[:len(ordered)]) if doc is not None}
-        dims = {key: json.loads(dim) for key, dim in zip(dim_keys, raw[len(ordered):]) if dim is not None}
+        raw = await self._read_docs(args=[self.keys.order(oid) for oid in ordered] +
+                                    [self.keys.dimension(key) for key in dim_keys])
+        docs = {oid: orjson.loads(doc) for oid, doc in zip(ordered, raw[:len(ordered)]) if doc is not None}
+        dims = {key: orjson.loads(dim) for key, dim in zip(dim_keys, raw[len(ordered):]) if dim is not None}
         return docs, dims
 
     async def _renamed_orders(self, batch: Batch) -> set[str]:
@@ -171,12 +178,20 @@ class OrderSummaries:
             found = await pipe.execute()
         return {_text(order_id) for members in found for order_id in members}
 
-    def _index(self, pipe, doc: documents.Doc) -> None:
-        score = datetime.fromisoformat(doc["placed_at"]).timestamp()
-        pipe.zadd(self.keys.customer_orders(doc["customer_id"]), {doc["order_id"]: score})
-        pipe.zadd(self.keys.tenant_orders(doc["tenant_id"]), {doc["order_id"]: score})
-        for item in doc["items"]:
-            pipe.sadd(self.keys.product_orders(item["product_id"]), doc["order_id"])
+    def _index(self, pipe, docs: Iterable[documents.Doc]) -> None:
+        """The index entries of the documents, one command per index key (not per document)."""
+        by_placing: dict[str, dict[str, float]] = defaultdict(dict)
+        by_product: dict[str, set[str]] = defaultdict(set)
+        for doc in docs:
+            score = datetime.fromisoformat(doc["placed_at"]).timestamp()
+            by_placing[self.keys.customer_orders(doc["customer_id"])][doc["order_id"]] = score
+            by_placing[self.keys.tenant_orders(doc["tenant_id"])][doc["order_id"]] = score
+            for item in doc["items"]:
+                by_product[self.keys.product_orders(item["product_id"])].add(doc["order_id"])
+        for key, scored in by_placing.items():
+            pipe.zadd(key, scored)
+        for key, members in by_product.items():
+            pipe.sadd(key, *members)
 
 
 async def read_checkpoint(redis, keys: Keys) -> int:
@@ -197,7 +212,7 @@ class ServedReader:
 
     async def order(self, order_id: str) -> tuple[int, dict | None]:
         checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
-        return int(checkpoint or 0), json.loads(doc) if doc else None
+        return int(checkpoint or 0), orjson.loads(doc) if doc else None
 
     async def customer_orders(self, customer_id: str, after: str | None, limit: int, tenant: str
                               ) -> tuple[int, list[dict] | None, int]:
@@ -207,11 +222,11 @@ class ServedReader:
             self.keys.root + "v", customer_id, after or "", limit, tenant])
         if docs is None:
             return int(checkpoint), None, 0
-        return int(checkpoint), [json.loads(doc) for doc in docs if doc], int(remaining)
+        return int(checkpoint), [orjson.loads(doc) for doc in docs if doc], int(remaining)
 
 
-def _json(value: dict) -> str:
-    return json.dumps(value, separators=(",", ":"))
+def _json(value: dict) -> bytes:
+    return orjson.dumps(value)
 
 
 def _text(value: bytes | str) -> str:
