@@ -68,8 +68,10 @@ def _redis(settings: Settings) -> Any:
 
 def _elasticsearch(settings: Settings) -> Any:
     from elasticsearch import AsyncElasticsearch
+    from elasticsearch.serializer import OrjsonSerializer
 
-    return AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2, retry_on_timeout=True)
+    return AsyncElasticsearch(settings.elasticsearch_url, request_timeout=30, max_retries=2, retry_on_timeout=True,
+                              serializer=OrjsonSerializer())
 
 
 _OPEN: dict[str, Callable[[Settings], Any]] = {

@@ -127,12 +127,22 @@ def fold(current: dict[str, Doc], events: Iterable[StoredEvent],
     docs, known = dict(current), dict(dims or {})
     changed: dict[str, Doc] = {}
     changed_dims: Dims = {}
+    mentions: dict[str, set[str]] = {}  # customer or product key -> the orders that mention it
+    for doc in docs.values():
+        _mention(mentions, doc)
     for event in events:
         for key, dim in _dimension(known, event):
             known[key] = changed_dims[key] = dim
-        for doc in _step(docs, event, known):
+        for doc in _step(docs, event, known, mentions):
             docs[doc["order_id"]] = changed[doc["order_id"]] = doc
+            _mention(mentions, doc)
     return changed, changed_dims
+
+
+def _mention(mentions: dict[str, set[str]], doc: Doc) -> None:
+    mentions.setdefault(customer_key(doc["customer_id"]), set()).add(doc["order_id"])
+    for item in doc["items"]:
+        mentions.setdefault(product_key(item["product_id"]), set()).add(doc["order_id"])
 
 
 def _dimension(known: Dims, event: StoredEvent) -> list[tuple[str, Doc]]:
@@ -150,7 +160,7 @@ def _dimension(known: Dims, event: StoredEvent) -> list[tuple[str, Doc]]:
     return [(key, dim | {"position": event.position})]
 
 
-def _step(docs: dict[str, Doc], event: StoredEvent, dims: Dims) -> list[Doc]:
+def _step(docs: dict[str, Doc], event: StoredEvent, dims: Dims, mentions: dict[str, set[str]]) -> list[Doc]:
     if event.type in e.ORDER_EVENTS:
         oid = event.payload["order"]["order_id"]
         merged = _merge_order(docs.get(oid), event)
@@ -159,7 +169,10 @@ def _step(docs: dict[str, Doc], event: StoredEvent, dims: Dims) -> list[Doc]:
     rename = RENAMES.get(event.type)
     if rename is None:
         return []
-    return [new for new in (rename(doc, event) for doc in docs.values()) if new is not None]
+    p = event.payload
+    named = customer_key(p["customer_id"]) if "customer_id" in p else product_key(p["product_id"])
+    reached = (docs[oid] for oid in sorted(mentions.get(named, ())))  # only the orders naming it, not the batch
+    return [new for new in (rename(doc, event) for doc in reached) if new is not None]
 
 
 def _with_dimensions(doc: Doc, dims: Dims) -> Doc:

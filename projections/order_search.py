@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import orjson
 from elasticsearch import BadRequestError, ConflictError, NotFoundError
 from elasticsearch.helpers import async_scan
 
@@ -199,12 +200,12 @@ class OrderSearch:
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
         """One bulk request; ``external_gte`` because a merge may raise a lower stamp without a newer maximum."""
-        operations: list[dict[str, Any]] = []
+        operations: list[bytes] = []  # encoded here: the client's bulk serializer is the standard library's
         for index, items in ((self.names.index, docs), (self.names.dimensions, dims)):
             for key, doc in items.items():
-                operations.append({"index": {"_index": index, "_id": key, "version": doc["position"],
-                                             "version_type": "external_gte"}})
-                operations.append(doc)
+                operations.append(orjson.dumps({"index": {"_index": index, "_id": key, "version": doc["position"],
+                                                          "version_type": "external_gte"}}))
+                operations.append(orjson.dumps(doc))
         response = await self.es.bulk(operations=operations, refresh=True)
         if response["errors"]:
             failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
