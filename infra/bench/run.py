@@ -71,7 +71,7 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
         seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
                    "seconds": round(time.perf_counter() - started, 1)}
         replay = await replay_rates(engine, stores, settings.batch_size, plan.together_seconds,
-                                    log=lambda m: print(m, flush=True))
+                                    log=lambda m: print(m, flush=True), settings=settings)
         naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
                                  log=lambda m: print(m, flush=True))
     finally:
