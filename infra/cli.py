@@ -50,8 +50,24 @@ def _status(settings: Settings, _: argparse.Namespace) -> int:
             await bootstrap.close_stores(stores)
             await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except _UNREACHABLE as error:
+        print(f"error: a store does not answer ({type(error).__name__}: {error}); start the local services with "
+              "`prism services up`, or check the PRISM_*_URL settings", file=sys.stderr)
+        return 2
     return 0
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """What the stores' clients raise when nothing answers at their address."""
+    from elastic_transport import ConnectionError as ElasticsearchUnreachable
+    from redis.exceptions import ConnectionError as RedisUnreachable
+
+    return OSError, RedisUnreachable, ElasticsearchUnreachable
+
+
+_UNREACHABLE = _unreachable()
 
 
 def _running_status(settings: Settings) -> list[dict] | None:
