@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from write.commands import Command
 from write.errors import IdempotencyMismatch
-from write.event_log import EventLog
+from write.event_log import EventLog, committed_position
 from write.handlers import EMAIL_KEY, HANDLERS, email_taken
 from write.schema import events, idempotency_keys
 
@@ -70,20 +70,21 @@ class CommandBus:
             return remembered
 
     async def _run(self, command: Command, idempotency: Idempotency | None) -> Result:
-        async with self.engine.begin() as conn:
-            if idempotency is not None:
-                # Claimed before the log lock so a racing duplicate waits here, never while holding that lock.
-                await conn.execute(insert(idempotency_keys), {
-                    "tenant_id": command.tenant_id, "key": idempotency.key,
-                    "request_hash": idempotency.request_hash, "response": {}})
-            ident, version, new_events = await HANDLERS[type(command)](conn, command)
-            if idempotency is not None:
-                # Remembered before the append, so that the locked append is the last statement before COMMIT;
-                # the position is found later from the last event's id.
-                answer = {"id": str(ident), "version": version, "event_id": str(new_events[-1].event_id)}
-                await self._remember(conn, command.tenant_id, idempotency, answer)
-            position = await self.log.append(conn, command.tenant_id, new_events, correlation_id=uuid.uuid4())
-            return Result(str(ident), version, position)
+        async with self.engine.connect() as conn:
+            async with conn.begin():
+                if idempotency is not None:
+                    # Claimed first, so that a racing duplicate waits here, before doing the command's work.
+                    await conn.execute(insert(idempotency_keys), {
+                        "tenant_id": command.tenant_id, "key": idempotency.key,
+                        "request_hash": idempotency.request_hash, "response": {}})
+                ident, version, new_events = await HANDLERS[type(command)](conn, command)
+                if idempotency is not None:
+                    # The position is not known before COMMIT: it is found later from the last event's id.
+                    answer = {"id": str(ident), "version": version, "event_id": str(new_events[-1].event_id)}
+                    await self._remember(conn, command.tenant_id, idempotency, answer)
+                await self.log.append(conn, command.tenant_id, new_events, correlation_id=uuid.uuid4())
+            position = await committed_position(conn, new_events[-1].event_id)
+        return Result(str(ident), version, position)
 
     async def _remembered(self, tenant_id: str, idempotency: Idempotency) -> Result | None:
         async with self.engine.connect() as conn:

@@ -2,11 +2,17 @@
 
 Gap safety: a sequence value taken early can commit late, so a tailer reading
 ``position > checkpoint`` could skip a row that becomes visible after it moved
-on. Appends therefore take one transaction-scoped advisory lock just before
-inserting: positions are handed out while the lock is held and the lock is
-released at commit, so commit order equals position order and a reader never
-sees position N+1 before N. Per-aggregate order follows for free. The locked
-part is one statement (lock, multi-row insert, notify), then the commit.
+on. Positions are therefore handed out under one transaction-scoped advisory
+lock, released at commit, so commit order equals position order and a reader
+never sees position N+1 before N. Per-aggregate order follows for free.
+
+The lock is taken at COMMIT: a command stages its events (``staged_events``), and a
+deferred trigger (migration 0005) takes the lock, moves them into the log and
+notifies the new head, all inside the commit. The lock is then held for the
+server's own work and the commit's flush only; taken by a statement before COMMIT,
+it was also held while the server waited for the client's COMMIT, and a busy client
+process (one event loop serving many requests) made every other writer wait for its
+next turn. A command learns its position after the commit (``committed_position``).
 """
 
 from __future__ import annotations
@@ -39,20 +45,23 @@ class EventLog:
 
     async def append(
         self, conn: AsyncConnection, tenant_id: str, new: Sequence[NewEvent], correlation_id: uuid.UUID | None = None
-    ) -> int:
-        """Insert ``new`` in the caller's transaction and return the last position.
+    ) -> None:
+        """Stage ``new`` in the caller's transaction: they enter the log, in this order, at its COMMIT.
 
-        The lock, the insert and the notify are one statement: the lock is then held for
-        that statement and the commit only, not for client round trips in between (each
-        of which may wait on a busy event loop while every other writer waits on it).
+        With ``serialize=False`` they are inserted into the log at once, with no lock: the gap the remedy closes.
         """
         columns = {name: [] for name in _ARRAYS}
         for event in new:
             for name, value in _row(tenant_id, event, correlation_id).items():
                 columns[name].append(value)
-        statement = _APPEND_LOCKED if self.serialize else _APPEND
-        result = await conn.execute(statement, {"key": APPEND_LOCK_KEY, "channel": NOTIFY_CHANNEL, **columns})
-        return result.scalar_one()
+        await conn.execute(STAGE if self.serialize else _UNSERIALIZED, columns)
+
+
+async def committed_position(conn: AsyncConnection, event_id: uuid.UUID) -> int:
+    """The position an event got when its transaction committed: one round trip, outside any transaction
+    (through the driver, as SQLAlchemy would open one for it and close it: two more round trips)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    return await driver.fetchval(POSITION_OF, event_id)
 
 
 #: Each column of the new events as one array parameter, with its element type.
@@ -64,19 +73,17 @@ _COLUMNS = ", ".join(_ARRAYS)
 _SELECTED = ", ".join("e.payload::jsonb" if name == "payload" else f"e.{name}" for name in _ARRAYS)
 
 
-def append_statement(locked: bool) -> TextClause:
-    """One statement: (take the append lock,) insert the events in order, notify the head, answer it."""
-    lock = "locked AS (SELECT pg_advisory_xact_lock(:key)), " if locked else ""
-    source = "locked, " if locked else ""
-    return text(
-        f"WITH {lock}inserted AS ("
-        f"INSERT INTO events ({_COLUMNS}) SELECT {_SELECTED} "
-        f"FROM {source}unnest({_UNNEST}) WITH ORDINALITY AS e({_COLUMNS}, n) ORDER BY e.n "
-        f"RETURNING position) "
-        f"SELECT max(position), pg_notify(:channel, max(position)::text) FROM inserted")
+def _insert(table: str) -> TextClause:
+    """The new events into ``table``, in their order (the order their rows, and so their triggers, come in)."""
+    return text(f"INSERT INTO {table} ({_COLUMNS}) SELECT {_SELECTED} "
+                f"FROM unnest({_UNNEST}) WITH ORDINALITY AS e({_COLUMNS}, n) ORDER BY e.n")
 
 
-_APPEND_LOCKED, _APPEND = append_statement(True), append_statement(False)
+#: Stages a command's events (the bench's floor sends it too).
+STAGE = _insert("staged_events")
+_UNSERIALIZED = _insert("events")
+#: In asyncpg's form: sent on the driver's connection, outside a transaction.
+POSITION_OF = "SELECT position FROM events WHERE event_id = $1"
 
 
 def dumps(value: Any) -> str:

@@ -4,8 +4,8 @@ Same database server, a scratch copy of the write schema holding the bench tenan
 customers and products, the same clients and seconds. Each order is what PlaceOrder
 sends: one transaction with the customer and the products read ``FOR SHARE`` (products
 in id order), the order row with its item rows (the write side's own statement), and
-the event appended by the write side's own locked statement (advisory lock, insert,
-notify).
+the event staged by the write side's own statement (appended under the lock at COMMIT
+by the schema's trigger), then the position read back after the commit.
 What Prism adds on top (HTTP, validation, the domain, SQLAlchemy) is the gap between
 the two figures.
 """
@@ -44,7 +44,7 @@ class Floor:
         self.url = settings.write_database_url + "_floor"
         self.dsn = asyncpg_dsn(self.url)
         self.source, self.tenant = settings.write_database_url, tenant
-        self.append_sql, self.append_names = _positional(event_log.append_statement(locked=True))
+        self.stage_sql, self.stage_names = _positional(event_log.STAGE)
         self.add_order_sql, self.add_order_names = _positional(repository.ADD_ORDER)
         self.customers: list[asyncpg.Record] = []
         self.products: list[uuid.UUID] = []
@@ -114,11 +114,12 @@ class Floor:
                 "customer": {"id": str(buyer["id"]), "name": buyer["name"], "email": buyer["email"]},
                 "items": [{"line_no": n, "product_id": str(pid), "name": p["name"], "quantity": q,
                            "unit_price": str(price)} for (_, n, pid, q, price), p in zip(lines, goods, strict=True)]}}
-            values = {"key": event_log.APPEND_LOCK_KEY, "channel": event_log.NOTIFY_CHANNEL,
-                      "event_id": [uuid.uuid4()], "tenant_id": [self.tenant], "aggregate_type": [e.ORDER],
+            event_id = uuid.uuid4()
+            values = {"event_id": [event_id], "tenant_id": [self.tenant], "aggregate_type": [e.ORDER],
                       "aggregate_id": [order_id], "aggregate_version": [1], "type": [e.ORDER_PLACED],
                       "schema_version": [1], "payload": [json.dumps(payload)], "correlation_id": [uuid.uuid4()]}
-            await conn.fetchval(self.append_sql, *(values[name] for name in self.append_names))
+            await conn.execute(self.stage_sql, *(values[name] for name in self.stage_names))
+        await conn.fetchval(event_log.POSITION_OF, event_id)  # the answer's position, as a command learns it
 
     async def drop(self) -> None:
         await sandbox.drop_database(self.url)

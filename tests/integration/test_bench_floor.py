@@ -18,7 +18,7 @@ async def test_the_floor_places_whole_orders_under_the_append_lock_in_a_scratch_
         fresh_services, bus, tenant):
     await write_history(bus, tenant)
     floor = Floor(fresh_services, tenant)
-    assert "pg_advisory_xact_lock" in floor.append_sql  # the write side's own locked append
+    assert "staged_events" in floor.stage_sql  # the write side's own append, locked at COMMIT
     await floor.prepare()
     try:
         run = await floor.closed_loop(4, 1.0, random.Random(1))

@@ -28,9 +28,10 @@ OLD_ORDER = {
 async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tenant):
     order_id = uuid.uuid4()
     old = NewEvent("order", order_id, 2, "OrderConfirmed", OLD_ORDER | {"order_id": str(order_id)}, schema_version=0)
-    async with write_engine.begin() as conn:
-        position = await EventLog().append(conn, tenant, [old])
     async with write_engine.connect() as conn:
+        async with conn.begin():
+            await EventLog().append(conn, tenant, [old])
+        position = await event_log.committed_position(conn, old.event_id)
         [event] = await event_log.read_after(conn, position - 1, 1)
     assert event.schema_version == 1 and event.payload["order"]["customer"]["name"] == "Amélie Old"
 
