@@ -87,7 +87,7 @@ async def test_rebuild_all_four_under_write_load_then_roll_back_and_drop(http, a
             asked = await http.post(f"/projections/{name}/rebuild", headers=OPERATOR)
             assert asked.status_code == 202, asked.text
             targets[name] = asked.json()["version"]
-            assert targets[name] == max(before[name]) + 1
+            assert targets[name] > max(before[name])  # dropped versions keep their numbers
         again = await http.post("/projections/order_search/rebuild", headers=OPERATOR)
         assert again.status_code == 409 and "already building" in again.json()["message"]
 
