@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra import bootstrap
+from infra.batch_gc import tune_for_batches
 from infra.app import create_app
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
@@ -95,6 +96,7 @@ def api(settings: Settings, fd: int | None = None) -> None:
 def clickhouse_owner(settings: Settings, socket_path: str) -> None:
     """The one process that opens the embedded engine: the analytics projection, and the whole app on a socket."""
     pipeline = Pipeline(settings, with_relay=False, projections=writing_to("clickhouse"))
+    tune_for_batches()
     uvicorn.run(app_with_pipeline(settings, pipeline), uds=socket_path, log_level="warning",
                 timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
@@ -105,6 +107,7 @@ def relay_only(settings: Settings) -> None:
 
 def worker_only(settings: Settings, projections: list[str] | None = None) -> None:
     os.nice(settings.worker_nice)
+    tune_for_batches()
     asyncio.run(_until_signal(Pipeline(settings, with_relay=False, projections=projections or None)))
 
 

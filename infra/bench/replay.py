@@ -20,6 +20,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.batch_gc import tune_for_batches
 from infra.settings import Settings
 from projections.base import Stores
 from projections.registry import PROJECTIONS
@@ -77,6 +78,7 @@ async def replay_rates(engine: AsyncEngine, stores: Stores, batch_size: int, tog
 async def _child(name: str, version: int, batch_size: int, budget: float) -> dict:
     from infra import bootstrap
 
+    tune_for_batches()  # as a worker process of prism serve is
     settings = Settings()
     engine = bootstrap.write_engine(settings, pool_size=2)
     stores = await bootstrap.open_stores(settings, only=(PROJECTIONS[name].store,))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from infra import bootstrap, sandbox
+from infra.batch_gc import tune_for_batches
 from infra.bench import report
 from infra.bench.api import http_benchmarks
 from infra.bench.environment import bench_settings
@@ -60,6 +61,7 @@ def _store_phase(settings: Settings, plan: Plan) -> dict:
 
 
 async def _stores(settings: Settings, plan: Plan) -> dict:
+    tune_for_batches()  # its replays stand for prism serve's worker processes, which run so
     await sandbox.reset(settings)
     engine = bootstrap.write_engine(settings)
     stores = await bootstrap.open_stores(settings)
