@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from projections.base import Batch, Projection
 from workers import dead_letters
 from workers.errors import is_transient
-from workers.locks import projection_lock
+from workers.locks import awaited, projection_lock
 from workers.notices import Notices
 from write import event_log
 from write.events import StoredEvent
@@ -82,7 +82,8 @@ async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: in
         await notices.listening()  # before the first read: a commit after it is then announced
         progress = await drain(log_engine, projection, batch_size, policy)
         deadline = time.monotonic() + seconds
-        while not progress.halted and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()):
+        while not progress.halted and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()) \
+                and not await awaited(log_engine, projection.label):  # a switch or a repair waits: let it in
             await pace()
             more = await drain(log_engine, projection, batch_size, policy, start=progress.checkpoint)
             progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches

@@ -3,7 +3,10 @@
 A session-level advisory lock on the write database: Postgres releases it by itself
 if the holder's connection dies, so a killed worker never leaves a projection stuck.
 Catch-ups try it once (another consumer is already on the job); operations that
-write outside the catch-up loop (repair, dead-letter retry and discard) wait for it.
+write outside the catch-up loop (repair, dead-letter retry and discard, a version
+switch) wait for it. A waiter announces itself (a shared lock on a second key) so
+catch-ups step aside: under steady writes a catch-up takes the lock for every commit
+and keeps it to follow the next ones, and a waiter polling for it could lose every race.
 """
 
 from __future__ import annotations
@@ -22,6 +25,26 @@ def lock_key(projection: str) -> int:
     return int.from_bytes(hashlib.sha256(f"prism:projection:{projection}".encode()).digest()[:8], "big", signed=True)
 
 
+def _waiter_key(projection: str) -> int:
+    return lock_key(f"waiting:{projection}")
+
+
+#: The lock, unless a waiter has announced itself (its shared lock makes the exclusive try fail).
+_TRY_UNLESS_AWAITED = text("SELECT CASE WHEN pg_try_advisory_lock(:w) THEN pg_advisory_unlock(:w) "
+                           "AND pg_try_advisory_lock(:k) ELSE false END")
+
+
+async def awaited(log_engine: AsyncEngine, name: str) -> bool:
+    """Whether an operation is waiting for this projection's lock (a follower then lets it go)."""
+    async with log_engine.connect() as conn:
+        waiting = (await conn.execute(_AWAITED, {"w": _waiter_key(name)})).scalar()
+        await conn.commit()
+    return bool(waiting)
+
+
+_AWAITED = text("SELECT CASE WHEN pg_try_advisory_lock(:w) THEN NOT pg_advisory_unlock(:w) ELSE true END")
+
+
 class ProjectionBusy(Exception):
     """Raised when another consumer kept the projection's lock for longer than the caller would wait."""
 
@@ -30,8 +53,9 @@ class ProjectionBusy(Exception):
 async def projection_lock(log_engine: AsyncEngine, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
     """The projection's single-writer lock; yields False if it was not had within ``wait`` seconds."""
     deadline = time.monotonic() + wait
+    attempt = text("SELECT pg_try_advisory_lock(:k)") if wait else _TRY_UNLESS_AWAITED
     async with log_engine.connect() as lock_conn:
-        while not (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(name)})).scalar():
+        while not (await lock_conn.execute(attempt, {"k": lock_key(name), "w": _waiter_key(name)})).scalar():
             await lock_conn.commit()
             if time.monotonic() >= deadline:
                 yield False
@@ -47,8 +71,15 @@ async def projection_lock(log_engine: AsyncEngine, name: str, wait: float = 0.0)
 
 @asynccontextmanager
 async def exclusively(log_engine: AsyncEngine, name: str, wait: float = 30.0) -> AsyncIterator[None]:
-    """Run an operation (repair, retry, discard) as the projection's only writer, or raise ProjectionBusy."""
-    async with projection_lock(log_engine, name, wait) as held:
-        if not held:
-            raise ProjectionBusy(f"projection {name} stayed busy for {wait:.0f}s; try again")
-        yield
+    """Run an operation (repair, retry, discard, switch) as the projection's only writer, or raise ProjectionBusy."""
+    async with log_engine.connect() as announce:
+        await announce.execute(text("SELECT pg_advisory_lock_shared(:w)"), {"w": _waiter_key(name)})
+        await announce.commit()
+        try:
+            async with projection_lock(log_engine, name, max(wait, 0.001)) as held:
+                if not held:
+                    raise ProjectionBusy(f"projection {name} stayed busy for {wait:.0f}s; try again")
+                yield
+        finally:
+            await announce.execute(text("SELECT pg_advisory_unlock_shared(:w)"), {"w": _waiter_key(name)})
+            await announce.commit()

@@ -1,0 +1,42 @@
+"""A waiting operation gets a projection's lock even while catch-ups keep asking for it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from workers.locks import awaited, exclusively, projection_lock
+
+
+async def test_catch_ups_step_aside_for_a_waiting_operation(write_engine):
+    name = "lock-waiters-probe"
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def follower() -> None:  # holds the lock, as a catch-up following commits does
+        async with projection_lock(write_engine, name) as held:
+            assert held
+            holding.set()
+            await release.wait()
+
+    first = asyncio.create_task(follower())
+    await holding.wait()
+    assert not await awaited(write_engine, name)
+    entered = asyncio.Event()
+
+    async def operation() -> None:
+        async with exclusively(write_engine, name, wait=10):
+            entered.set()
+
+    waiting = asyncio.create_task(operation())
+    for _ in range(200):  # until the operation has announced itself (bounded)
+        if await awaited(write_engine, name):
+            break
+        await asyncio.sleep(0.01)
+    assert await awaited(write_engine, name), "the waiting operation is visible to followers"
+    release.set()
+    await first
+    # A catch-up arriving now, with the lock free, must leave it to the waiter.
+    async with projection_lock(write_engine, name) as held:
+        assert not held, "a catch-up took the lock from under a waiting operation"
+    await asyncio.wait_for(waiting, 10)
+    assert entered.is_set() and not await awaited(write_engine, name)
