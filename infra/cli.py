@@ -52,7 +52,7 @@ def _status(settings: Settings, _: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
-    except _UNREACHABLE as error:
+    except _unreachable() as error:  # evaluated only when something was raised
         print(f"error: a store does not answer ({type(error).__name__}: {error}); start the local services with "
               "`prism services up`, or check the PRISM_*_URL settings", file=sys.stderr)
         return 2
@@ -65,9 +65,6 @@ def _unreachable() -> tuple[type[BaseException], ...]:
     from redis.exceptions import ConnectionError as RedisUnreachable
 
     return OSError, RedisUnreachable, ElasticsearchUnreachable
-
-
-_UNREACHABLE = _unreachable()
 
 
 def _running_status(settings: Settings) -> list[dict] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.conftest import eventually
 from workers.locks import awaited, exclusively, projection_lock
 
 
@@ -28,11 +29,7 @@ async def test_catch_ups_step_aside_for_a_waiting_operation(write_engine):
             entered.set()
 
     waiting = asyncio.create_task(operation())
-    for _ in range(200):  # until the operation has announced itself (bounded)
-        if await awaited(write_engine, name):
-            break
-        await asyncio.sleep(0.01)
-    assert await awaited(write_engine, name), "the waiting operation is visible to followers"
+    await eventually(lambda: awaited(write_engine, name), 10, "the waiting operation visible to followers")
     release.set()
     await first
     # A catch-up arriving now, with the lock free, must leave it to the waiter.
