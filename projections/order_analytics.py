@@ -14,6 +14,7 @@ with ``EXCHANGE TABLES``, the checkpoint view last.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
@@ -94,44 +95,59 @@ class Tables:
         ]
 
 
-def order_row(event: StoredEvent) -> dict[str, Any]:
+ORDER_COLUMNS = ("tenant_id", "order_id", "customer_id", "status", "item_count", "subtotal", "discount_percent",
+                 "discount", "total", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version")
+LINE_COLUMNS = ("tenant_id", "order_id", "line_no", "customer_id", "product_id", "quantity", "unit_price",
+                "line_total", "status", "placed_at", "version")
+EVENT_COLUMNS = ("tenant_id", "position", "order_id", "type", "status", "total", "occurred_at")
+PRODUCT_COLUMNS = ("tenant_id", "product_id", "name", "price", "version")
+
+
+def order_row(event: StoredEvent) -> tuple:
     o = event.payload["order"]
-    return {"tenant_id": event.tenant_id, "order_id": o["order_id"], "customer_id": o["customer"]["id"],
-            "status": o["status"], "item_count": sum(i["quantity"] for i in o["items"]), "subtotal": o["subtotal"],
-            "discount_percent": o["discount_percent"], "discount": o["discount"], "total": o["total"],
-            "placed_at": o["placed_at"], "confirmed_at": o["confirmed_at"], "shipped_at": o["shipped_at"],
-            "cancelled_at": o["cancelled_at"], "version": event.position}
+    return (event.tenant_id, o["order_id"], o["customer"]["id"], o["status"], sum(i["quantity"] for i in o["items"]),
+            o["subtotal"], o["discount_percent"], o["discount"], o["total"], o["placed_at"], o["confirmed_at"],
+            o["shipped_at"], o["cancelled_at"], event.position)
 
 
-def line_rows(event: StoredEvent) -> list[dict[str, Any]]:
+def line_rows(event: StoredEvent) -> list[tuple]:
     o = event.payload["order"]
-    return [{"tenant_id": event.tenant_id, "order_id": o["order_id"], "line_no": i["line_no"],
-             "customer_id": o["customer"]["id"], "product_id": i["product_id"], "quantity": i["quantity"],
-             "unit_price": i["unit_price"], "line_total": i["line_total"], "status": o["status"],
-             "placed_at": o["placed_at"], "version": event.position} for i in o["items"]]
+    tenant, order_id, customer, status, placed = (event.tenant_id, o["order_id"], o["customer"]["id"], o["status"],
+                                                  o["placed_at"])
+    return [(tenant, order_id, i["line_no"], customer, i["product_id"], i["quantity"], i["unit_price"],
+             i["line_total"], status, placed, event.position) for i in o["items"]]
 
 
-def event_row(event: StoredEvent) -> dict[str, Any]:
+def event_row(event: StoredEvent) -> tuple:
     o = event.payload["order"]
-    return {"tenant_id": event.tenant_id, "position": event.position, "order_id": o["order_id"],
-            "type": event.type, "status": o["status"], "total": o["total"],
-            "occurred_at": event.occurred_at.isoformat()}
+    return (event.tenant_id, event.position, o["order_id"], event.type, o["status"], o["total"],
+            event.occurred_at.isoformat())
 
 
-def product_row(event: StoredEvent) -> dict[str, Any]:
+def product_row(event: StoredEvent) -> tuple:
     p = event.payload
-    return {"tenant_id": event.tenant_id, "product_id": p["product_id"], "name": p["name"], "price": p["price"],
-            "version": event.position}
+    return event.tenant_id, p["product_id"], p["name"], p["price"], event.position
 
 
-def rows(events: list[StoredEvent]) -> dict[str, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class Block:
+    """One table's rows from a batch, as named columns: what a columnar insert sends."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+
+    def as_columns(self) -> list[list[Any]]:
+        return [list(column) for column in zip(*self.rows)]
+
+
+def rows(events: list[StoredEvent]) -> dict[str, Block]:
     """The rows each table gets from a batch (pure)."""
     orders = [ev for ev in events if ev.type in e.ORDER_EVENTS]
     return {
-        "orders": [order_row(ev) for ev in orders],
-        "order_lines": [row for ev in orders for row in line_rows(ev)],
-        "order_events": [event_row(ev) for ev in orders],
-        "products": [product_row(ev) for ev in events if ev.type in e.PRODUCT_EVENTS],
+        "orders": Block(ORDER_COLUMNS, [order_row(ev) for ev in orders]),
+        "order_lines": Block(LINE_COLUMNS, [row for ev in orders for row in line_rows(ev)]),
+        "order_events": Block(EVENT_COLUMNS, [event_row(ev) for ev in orders]),
+        "products": Block(PRODUCT_COLUMNS, [product_row(ev) for ev in events if ev.type in e.PRODUCT_EVENTS]),
     }
 
 
@@ -203,16 +219,17 @@ class OrderAnalytics:
 
     def _apply(self, batch: Batch) -> None:
         first = batch.events[0].position if batch.events else batch.upto
-        for table, table_rows in rows(batch.events).items():
-            if table_rows:
+        for table, block in rows(batch.events).items():
+            if block.rows:
                 token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
-                insert_json(self.client, getattr(self.tables, table), table_rows, token)
-        insert_json(self.client, self.tables.checkpoints, [{"name": self.tables.checkpoint_key,
-                                                            "position": batch.upto}])
+                insert_block(self.client, getattr(self.tables, table), block, token)
+        insert_block(self.client, self.tables.checkpoints, Block(("name", "position"),
+                                                                 [(self.tables.checkpoint_key, batch.upto)]))
 
 
-def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_token: str | None = None) -> None:
-    """One block insert as JSONEachRow: on chDB this is an order of magnitude cheaper than the Native path.
+def insert_block(client, table: str, block: Block, dedup_token: str | None = None) -> None:
+    """One block insert as JSONCompactColumns: on chDB far cheaper than the Native path, and about half the
+    time of JSONEachRow (no key per value to write or parse).
 
     The settings go in the statement: passed as the client's per-call settings, the
     chDB backend reads, sets and restores each one around the call (six engine
@@ -222,8 +239,9 @@ def insert_json(client, table: str, table_rows: list[dict[str, Any]], dedup_toke
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
     clause = ", ".join(f"{name} = {_quoted(value)}" for name, value in settings.items())
-    body = b"\n".join(orjson.dumps(row) for row in table_rows).decode()
-    client.command(f"INSERT INTO {table} SETTINGS {clause} FORMAT JSONEachRow\n{body}")
+    body = orjson.dumps(block.as_columns()).decode()
+    client.command(f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n"
+                   f"{body}")
 
 
 def _quoted(value: str) -> str:

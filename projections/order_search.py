@@ -2,13 +2,17 @@
 
 Each document is indexed with ``version_type=external`` and the log position it
 reflects as its version, so Elasticsearch itself refuses anything older: a replayed
-or late batch earns 409s, which are expected and ignored. Every bulk refreshes the
-index before the checkpoint moves, so a reader that waited for position N can
-search what N wrote.
+or late batch earns 409s, which are expected and ignored. While readers search a
+version, every bulk refreshes the index before the checkpoint moves, so a reader
+that waited for position N can search what N wrote. A version being built beside
+the served one does not refresh at all (``refresh_interval: -1``, no refresh per
+bulk: a rebuild's bulks then make fewer, larger segments); ``serve`` restores the
+interval and refreshes before the aliases move.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -73,6 +77,12 @@ DIMENSIONS_MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
     "name": {"type": "keyword", "index": False}, "email": {"type": "keyword", "index": False},
     "position": {"type": "long"}}}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+#: A version nobody searches yet: refreshed once, when it is served.
+UNSERVED = {"refresh_interval": "-1"}
+#: Largest bulk request body: past it a batch goes in several requests (Elasticsearch's own advice is 5-15 MB).
+BULK_BYTES = 5 * 1024 * 1024
+#: Bulk requests of one batch in flight at once.
+BULK_CONCURRENCY = 2
 #: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/elasticsearch/prism-analysis) on the
 #: Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
 PLUGIN_FILTERS = {"lowercase": "prism_lowercase", "folding": "prism_folding", "prefixes": "prism_edge_ngram"}
@@ -121,13 +131,26 @@ class OrderSearch:
         self.version, self.label = version, label(self.name, version)
         self.es = stores.elasticsearch
         self.names = Names(stores.namespace, version)
+        self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
 
     async def setup(self) -> None:
-        await self._create(self.names.index, MAPPING, analysis=analysis(await self._filters()))
-        await self._create(self.names.dimensions, DIMENSIONS_MAPPING)
+        first = not await self.es.indices.exists_alias(name=self.names.alias)
+        extra = {} if first else UNSERVED  # the first version is served at once, a later one when it has caught up
+        await self._create(self.names.index, MAPPING, analysis=analysis(await self._filters()), extra=extra)
+        await self._create(self.names.dimensions, DIMENSIONS_MAPPING, extra=extra)
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
-        if not await self.es.indices.exists_alias(name=self.names.alias):
+        if first:
             await self.serve()
+
+    async def _is_served(self) -> bool:
+        """Whether readers search this version now.
+
+        Asked once per batch until it is: a switch takes this version's lock, which
+        the caller of ``apply`` holds, so the answer cannot change during the batch.
+        """
+        if not self._served:
+            self._served = bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
+        return self._served
 
     async def _filters(self) -> dict[str, str]:
         try:
@@ -137,14 +160,20 @@ class OrderSearch:
         return PLUGIN_FILTERS
 
     async def serve(self) -> None:
+        """Searchable before the aliases move: the served refresh interval back, and one refresh now."""
+        indexes = [self.names.index, self.names.dimensions]
+        await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": SETTINGS["refresh_interval"]})
+        await self.es.indices.refresh(index=indexes)
         await self.es.indices.update_aliases(actions=self.names.serving())
+        self._served = True
 
-    async def _create(self, index: str, mappings: dict[str, Any], analysis: dict[str, Any] | None = None) -> None:
+    async def _create(self, index: str, mappings: dict[str, Any], analysis: dict[str, Any] | None = None,
+                      extra: dict[str, Any] | None = None) -> None:
         """Create unless it exists; another process starting at the same time may win the race."""
         if await self.es.indices.exists(index=index):
             await self._warn_if_outdated(index, mappings)
             return
-        settings = SETTINGS | ({"analysis": analysis} if analysis else {})
+        settings = SETTINGS | (extra or {}) | ({"analysis": analysis} if analysis else {})
         try:
             await self.es.indices.create(index=index, mappings=mappings, settings=settings)
         except BadRequestError as error:
@@ -199,14 +228,41 @@ class OrderSearch:
         await self.es.bulk(operations=operations, refresh=True)
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
-        """One bulk request; ``external_gte`` because a merge may raise a lower stamp without a newer maximum."""
-        operations: list[bytes] = []  # encoded here: the client's bulk serializer is the standard library's
+        """Bulk requests of at most ``BULK_BYTES``, ``BULK_CONCURRENCY`` at a time, refreshed if readers search this
+        version.
+
+        One bulk request is indexed by one thread of the server; a batch's documents are
+        distinct, so its requests may go side by side. ``external_gte`` because a merge
+        may raise a lower stamp without a newer maximum.
+        """
+        chunks: list[list[bytes]] = [[]]  # encoded here: the client's bulk serializer is the standard library's
+        size = 0
         for index, items in ((self.names.index, docs), (self.names.dimensions, dims)):
             for key, doc in items.items():
-                operations.append(orjson.dumps({"index": {"_index": index, "_id": key, "version": doc["position"],
-                                                          "version_type": "external_gte"}}))
-                operations.append(orjson.dumps(doc))
-        response = await self.es.bulk(operations=operations, refresh=True)
+                action = orjson.dumps({"index": {"_index": index, "_id": key, "version": doc["position"],
+                                                 "version_type": "external_gte"}})
+                source = orjson.dumps(doc)
+                if chunks[-1] and size + len(action) + len(source) > BULK_BYTES:
+                    chunks.append([])
+                    size = 0
+                chunks[-1] += [action, source]
+                size += len(action) + len(source) + 2
+        served = await self._is_served()
+        if len(chunks) == 1:  # a live batch, most often: its bulk refreshes itself
+            await self._send(chunks[0], refresh=served)
+            return
+        gate = asyncio.Semaphore(BULK_CONCURRENCY)
+
+        async def send(chunk: list[bytes]) -> None:
+            async with gate:
+                await self._send(chunk, refresh=False)
+
+        await asyncio.gather(*(send(chunk) for chunk in chunks))
+        if served:
+            await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
+
+    async def _send(self, operations: list[bytes], refresh: bool) -> None:
+        response = await self.es.bulk(operations=operations, refresh=refresh)
         if response["errors"]:
             failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
                         and item["index"]["status"] != 409]
@@ -220,7 +276,11 @@ class OrderSearch:
         ids = sorted({ev.payload["order"]["order_id"] for ev in batch.events if "order" in ev.payload})
         dims = await self._get(self.names.dimensions, sorted(documents.dimension_keys(batch.events)))
         customers, products = documents.rename_targets(batch.events)
-        reached = await self._reached_by(customers, products) if customers or products else {}
+        reached = {}
+        if customers or products:
+            if not await self._is_served():  # the search below sees refreshed documents only
+                await self.es.indices.refresh(index=self.names.index)
+            reached = await self._reached_by(customers, products)
         return reached | await self._get(self.names.index, ids), dims
 
     async def _get(self, index: str, ids: list[str]) -> dict[str, documents.Doc]:
