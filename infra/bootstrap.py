@@ -122,6 +122,7 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
         return Resources(engine, lambda name, version: PROJECTIONS[name](stores, version), close)
 
     return ProjectionRunner(open_resources, settings.batch_size, policies(settings),
+                            rebuild_batch_size=settings.rebuild_batch_size,
                             gap_seconds=settings.catch_up_gap_ms / 1000,
                             gaps={name: ms / 1000 for name, ms in settings.catch_up_gaps_ms.items()},
                             notices=Notices(listen_dsn(settings)))

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
                                                                   "it)")
 
     batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
+    rebuild_batch_size: int = Field(10_000, ge=1, description="Events per batch while a version is built beside the "
+                                                              "live one: larger blocks for the stores, at the cost "
+                                                              "of the live version of that projection waiting up "
+                                                              "to one such batch")
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "

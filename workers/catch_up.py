@@ -45,7 +45,9 @@ class Progress:
 
     projection: str
     checkpoint: int
+    #: Events applied (of the types the projection handles), and log positions passed (every type).
     applied: int = 0
+    passed: int = 0
     batches: int = 0
     skipped: bool = False
     halted: bool = False
@@ -87,6 +89,7 @@ async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: in
             await pace()
             more = await drain(log_engine, projection, batch_size, policy, start=progress.checkpoint)
             progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
+            progress.passed += more.passed
             progress.checkpoint, progress.halted, progress.parked = more.checkpoint, more.halted, progress.parked + \
                 more.parked
             if more.batches:
@@ -114,41 +117,42 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
             progress.drained = True
             return progress
         async with log_engine.connect() as conn:
-            events = await event_log.read_after(conn, progress.checkpoint, batch_size, upcasting=False)
-        if not events:
+            events, upto = await event_log.read_slice(conn, progress.checkpoint, batch_size, projection.handles)
+        if upto <= progress.checkpoint:
             progress.drained = True
             return progress
         if deadline is not None and time.monotonic() > deadline:
             return progress
         started = time.perf_counter()
-        if not await _apply(log_engine, projection, events, policy, progress):
+        if not await _apply(log_engine, projection, events, upto, policy, progress):
             progress.halted = True
             return progress
         progress.last_batch_size, progress.last_batch_seconds = len(events), time.perf_counter() - started
-        progress.checkpoint, progress.batches = events[-1].position, progress.batches + 1
+        progress.passed += upto - progress.checkpoint
+        progress.checkpoint, progress.batches = upto, progress.batches + 1
         progress.applied += len(events)
 
 
-async def _apply(log_engine: AsyncEngine, projection: Projection, events: list[StoredEvent], policy: Policy,
-                 progress: Progress) -> bool:
-    """Apply one slice of the log; False when the projection halts inside it.
+async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,
+                 policy: Policy, progress: Progress) -> bool:
+    """Apply one slice of the log (its events the projection handles, and where it ends); False when the projection
+    halts inside it.
 
     Events are upcast here, inside the failure handling, so an event no upcaster can
     lift is parked like any other poison event instead of blocking the read.
     """
-    handled = [ev for ev in events if ev.type in projection.handles]
     try:
-        await projection.apply(Batch([upcast(ev) for ev in handled], events[-1].position))
+        await projection.apply(Batch([upcast(ev) for ev in handled], upto))
     except Exception as error:
         if is_transient(error):
             raise
         log.warning("%s: batch up to %d failed (%s); applying its events one by one", projection.label,
-                    events[-1].position, dead_letters.describe(error))
+                    upto, dead_letters.describe(error))
         if not await _one_by_one(log_engine, projection, handled, policy, progress):
             return False
-        await projection.apply(Batch([], events[-1].position))
+        await projection.apply(Batch([], upto))
     if projection.label in _FAILED:  # only after failures: a clean run costs no extra write
-        await dead_letters.clear_failures(log_engine, projection.label, events[-1].position)
+        await dead_letters.clear_failures(log_engine, projection.label, upto)
         _FAILED.discard(projection.label)
     return True
 

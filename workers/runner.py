@@ -48,10 +48,10 @@ class ProjectionRunner:
     def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
                  policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0,
                  gaps: dict[str, float] | None = None,
-                 notices: Notices | None = None) -> None:
+                 notices: Notices | None = None, rebuild_batch_size: int | None = None) -> None:
         self._open = open_resources
         self.notices = notices
-        self.batch_size = batch_size
+        self.batch_size, self.rebuild_batch_size = batch_size, rebuild_batch_size or batch_size
         self.policies = policies or {}
         self.gap_seconds, self.gaps = gap_seconds, gaps or {}  # the common gap, and projections' own
         self._last_start: dict[str, float] = {}
@@ -112,7 +112,7 @@ class ProjectionRunner:
     async def _build(self, name: str, live: Projection, version: int, head: int) -> bool:
         engine, policy = (await self.resources()).log_engine, self.policies.get(name) or Policy()
         building = await self.projection(name, version)
-        progress = await catch_up(engine, building, self.batch_size, policy=policy, seconds=SLICE_SECONDS,
+        progress = await catch_up(engine, building, self.rebuild_batch_size, policy=policy, seconds=SLICE_SECONDS,
                                   until=head)
         await self._record(progress)
         if progress.skipped or progress.halted:

@@ -120,6 +120,24 @@ async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int
     return [upcast(event) for event in stored] if upcasting else stored
 
 
+async def read_slice(conn: AsyncConnection, position: int, limit: int, types: frozenset[str]
+                     ) -> tuple[list[StoredEvent], int]:
+    """The next slice of the log after ``position`` for a consumer of ``types``: its events of those types (at most
+    ``limit``, not upcast) and the position the slice ends at, past the events of other types.
+
+    Only the events asked for are sent and decoded. The head is read before the
+    events: positions are taken at commit in commit order, so every event up to a
+    head once seen is committed and visible to the later read.
+    """
+    head_seen = await head(conn)
+    query = (select(*_FIELDS).where(events.c.position > position, events.c.type.in_(sorted(types)))
+             .order_by(events.c.position).limit(limit))
+    found = [StoredEvent(*row) for row in await conn.execute(query)]
+    if len(found) == limit:
+        return found, found[-1].position
+    return found, max(head_seen, found[-1].position if found else position)
+
+
 async def read_aggregates(conn: AsyncConnection, aggregate_ids: list) -> list[StoredEvent]:
     """Every event of the given aggregates, in log order (for re-projecting them)."""
     query = select(*_FIELDS).where(events.c.aggregate_id.in_(aggregate_ids)).order_by(events.c.position)

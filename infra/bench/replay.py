@@ -1,14 +1,15 @@
-"""Replay rate: each projection rebuilt from position 0 of the seeded log, alone, then all four at once.
+"""Replay rate: the seeded log rebuilt into all four projections at once, then into each alone.
 
-Each run writes a version of its own (as ``prism rebuild`` does), so the runs never
-see each other's documents. The single-store runs rebuild version 1 from the whole
-log, which stays served for the reader benchmark. The four-at-once run builds
-version 2 for at most its time budget (it stops after the batch that passes it) and
-reports the rate over what the slowest store applied; then version 2 is dropped.
+All four at once builds version 1 from the whole log, the one readers see (the
+reader benchmarks read it), and says how long the whole log took. It runs as
+``prism serve`` rebuilds: each projection in a process of its own (``python -m
+infra.bench.replay``), so that every core works; the embedded ClickHouse, which one
+process at a time may open, is rebuilt in this one.
 
-Four at once runs as ``prism serve`` rebuilds: each projection in a process of its
-own (``python -m infra.bench.replay``), so that every core works; the embedded
-ClickHouse, which one process at a time may open, is rebuilt in this one.
+Then each projection alone builds version 2 beside the served one, as ``prism
+rebuild`` does, for at most its time budget (it stops after the batch that passes
+it), and version 2 is dropped. Rates count the log's events passed (those of types
+a projection ignores included) over the wall time.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ async def _replay(engine: AsyncEngine, stores: Stores, name: str, version: int, 
     started = time.perf_counter()
     progress = await catch_up(engine, projection, batch_size, seconds=budget)
     seconds = time.perf_counter() - started
-    return {"events": progress.applied, "seconds": round(seconds, 3), "complete": progress.drained,
-            "events_per_s": round(progress.applied / seconds), "batches": progress.batches}
+    return {"events": progress.passed, "applied": progress.applied, "seconds": round(seconds, 3),
+            "complete": progress.drained, "events_per_s": round(progress.passed / seconds),
+            "batches": progress.batches}
 
 
-async def _replay_in_child(settings: Settings, name: str, version: int, batch_size: int, budget: float) -> dict:
+async def _replay_in_child(settings: Settings, name: str, version: int, batch_size: int,
+                           budget: float | None) -> dict:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.bench.replay", name, str(version), str(batch_size), str(budget),
+        sys.executable, "-m", "infra.bench.replay", name, str(version), str(batch_size), str(budget or 0),
         env=settings.child_environment(), stdout=asyncio.subprocess.PIPE)
     out, _ = await child.communicate()
     if child.returncode != 0:
@@ -51,31 +54,31 @@ async def _replay_in_child(settings: Settings, name: str, version: int, batch_si
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-async def replay_rates(engine: AsyncEngine, stores: Stores, batch_size: int, together_budget: float,
+async def replay_rates(engine: AsyncEngine, stores: Stores, batch_size: int, alone_budget: float,
                        log=print, settings: Settings | None = None) -> dict:
     """With ``settings``, the four-at-once run puts each projection in a process of its own."""
     async with engine.connect() as conn:
         head = await event_log.head(conn)
-    result: dict = {"log_events": head, "alone": {}}
-    for name in PROJECTIONS:
-        log(f"  replaying {head:,} events into {name} alone")
-        result["alone"][name] = await _replay(engine, stores, name, SERVED, batch_size, None)
-    log(f"  replaying the same log into all four stores at once, a process each (for at most {together_budget:.0f} s)")
+    log(f"  replaying {head:,} events into all four stores at once, a process each, batches of {batch_size:,}")
     started = time.perf_counter()
     together = await asyncio.gather(*(
-        _replay(engine, stores, name, SCRATCH, batch_size, together_budget)
+        _replay(engine, stores, name, SERVED, batch_size, None)
         if settings is None or PROJECTIONS[name].store == "clickhouse" and settings.uses_chdb
-        else _replay_in_child(settings, name, SCRATCH, batch_size, together_budget) for name in PROJECTIONS))
+        else _replay_in_child(settings, name, SERVED, batch_size, None) for name in PROJECTIONS))
     wall = time.perf_counter() - started
-    slowest = min(run["events"] for run in together)
-    result["together"] = {"seconds": round(wall, 3), "events": slowest, "events_per_s": round(slowest / wall),
-                          "complete": slowest == head, "per_store": dict(zip(PROJECTIONS, together))}
+    result: dict = {"log_events": head, "batch_size": batch_size, "together": {
+        "seconds": round(wall, 3), "events": head, "events_per_s": round(head / wall),
+        "complete": all(run["complete"] for run in together), "per_store": dict(zip(PROJECTIONS, together))},
+        "alone": {}}
     for name in PROJECTIONS:
+        log(f"  replaying the same log into {name} alone, beside the served version (for at most "
+            f"{alone_budget:.0f} s)")
+        result["alone"][name] = await _replay(engine, stores, name, SCRATCH, batch_size, alone_budget)
         await PROJECTIONS[name](stores, SCRATCH).drop()
     return result
 
 
-async def _child(name: str, version: int, batch_size: int, budget: float) -> dict:
+async def _child(name: str, version: int, batch_size: int, budget: float | None) -> dict:
     from infra import bootstrap
 
     tune_for_batches()  # as a worker process of prism serve is
@@ -90,4 +93,5 @@ async def _child(name: str, version: int, batch_size: int, budget: float) -> dic
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))))
+    print(json.dumps(asyncio.run(_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                        float(sys.argv[4]) or None))))

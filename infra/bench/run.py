@@ -34,7 +34,7 @@ class Plan:
     customers: int
     products: int
     lines: tuple[int, int]
-    together_seconds: float
+    alone_seconds: float
     naive_events: int
     naive_seconds: float
     write_clients: tuple[int, ...]
@@ -45,12 +45,12 @@ class Plan:
     reader_seconds: float
 
 
-#: ≥ 200,000 events and ≥ 1,000,000 order lines (6 an order on average), in one tenant.
-FULL = Plan("full", orders=180_000, customers=2000, products=200, lines=(4, 8), together_seconds=60,
+#: ≥ 1,000,000 events and ≥ 2,500,000 order lines (3 an order on average), in one tenant.
+FULL = Plan("full", orders=834_000, customers=5000, products=300, lines=(2, 4), alone_seconds=25,
             naive_events=2000, naive_seconds=60,
             write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500, 1000), load_seconds=15,
             reader_clients=64, reader_seconds=10)
-QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(4, 8), together_seconds=10,
+QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), alone_seconds=10,
              naive_events=500, naive_seconds=15,
              write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
              reader_clients=64, reader_seconds=3)
@@ -72,7 +72,7 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
         seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders, plan.lines)
         seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
                    "seconds": round(time.perf_counter() - started, 1)}
-        replay = await replay_rates(engine, stores, settings.batch_size, plan.together_seconds,
+        replay = await replay_rates(engine, stores, settings.rebuild_batch_size, plan.alone_seconds,
                                     log=lambda m: print(m, flush=True), settings=settings)
         naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
                                  log=lambda m: print(m, flush=True))

@@ -15,6 +15,7 @@ from tests.integration.history import write_history
 from workers.catch_up import catch_up
 from workers.locks import lock_key
 from write import event_log
+from write import events as e
 
 
 class Flaky(OrderSummaries):
@@ -45,9 +46,9 @@ async def test_a_failing_batch_leaves_the_checkpoint_at_the_last_applied_event(f
     with pytest.raises(ConnectionError):
         await catch_up(write_engine, flaky, batch_size=10)
     async with write_engine.connect() as conn:
-        first_batch = await event_log.read_after(conn, 0, 10)
+        first_batch, first_upto = await event_log.read_slice(conn, 0, 10, flaky.handles)
         head = await event_log.head(conn)
-    assert await flaky.checkpoint() == first_batch[-1].position
+    assert len(first_batch) == 10 and await flaky.checkpoint() == first_upto == first_batch[-1].position
 
     progress = await catch_up(write_engine, flaky, batch_size=10)  # the retry resumes from the checkpoint
     assert (progress.checkpoint, await flaky.checkpoint()) == (head, head)
@@ -59,3 +60,27 @@ async def test_a_second_consumer_of_the_same_projection_stands_aside(flaky, writ
         progress = await catch_up(write_engine, flaky, batch_size=10)
         await holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(flaky.name)})
     assert progress.skipped and flaky.calls == 0
+
+
+async def test_a_slice_holds_only_the_types_asked_for_and_ends_past_the_others(write_engine, bus, tenant):
+    await write_history(bus, tenant)
+    customers = frozenset({e.CUSTOMER_REGISTERED})
+    async with write_engine.connect() as conn:
+        head = await event_log.head(conn)
+        every = await event_log.read_after(conn, 0, 1_000_000, upcasting=False)
+        found, upto = await event_log.read_slice(conn, 0, 1_000_000, customers)
+        first, first_upto = await event_log.read_slice(conn, 0, 2, customers)
+    wanted = [ev for ev in every if ev.type in customers]
+    assert found == wanted and every[-1].type not in customers
+    assert upto == head, "a slice ends at the head, past the last events of other types"
+    assert first == wanted[:2] and first_upto == wanted[1].position, "a full slice ends at its last event"
+
+
+async def test_a_catch_up_passes_events_it_does_not_handle(flaky, write_engine):
+    flaky.fail_on = 0
+    progress = await catch_up(write_engine, flaky, batch_size=1_000_000)
+    async with write_engine.connect() as conn:
+        head = await event_log.head(conn)
+        every = await event_log.read_after(conn, 0, 1_000_000, upcasting=False)
+    assert progress.checkpoint == head == await flaky.checkpoint()
+    assert progress.applied == sum(ev.type in flaky.handles for ev in every) < len(every)
