@@ -15,6 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeRemainingColumn)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,42 +62,71 @@ class Watched:
 
 async def watch(engine: AsyncEngine, targets: dict[str, int], out: TextIO = sys.stdout, poll: float = 0.5,
                 timeout: float | None = None) -> bool:
-    """Show each version's progress (events done, events/s, ETA) until it is live; False on a halt or timeout."""
+    """Show each version's progress until it is live (on a terminal, a bar per projection with events/s and ETA;
+    elsewhere a line every few seconds); False on a halt or timeout.
+
+    Progress counts the log's positions (its events, numbered in commit order): the
+    checkpoint of the version against the head, read from the log side each poll.
+    """
     watched = [Watched(name, version) for name, version in targets.items()]
-    tty, started, last_plain, warned = out.isatty(), time.monotonic(), 0.0, False
-    while True:
-        async with engine.connect() as conn:
-            total = await _events(conn, None)
-            roles = {(r.projection, r.version): (r.role, r.checkpoint) for r in await conn.execute(text(
-                "SELECT projection, version, role, checkpoint FROM projection_versions"))}
-            halted = {r[0] for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
+    bars = _Bars(watched, out) if out.isatty() else None
+    started, last_plain, warned = time.monotonic(), 0.0, False
+    try:
+        while True:
+            async with engine.connect() as conn:
+                head = int((await conn.execute(text("SELECT coalesce(max(position), 0) FROM events"))).scalar())
+                roles = {(r.projection, r.version): (r.role, r.checkpoint) for r in await conn.execute(text(
+                    "SELECT projection, version, role, checkpoint FROM projection_versions"))}
+                halted = {r[0] for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
             for w in watched:
                 role, checkpoint = roles.get((w.name, w.version), (versions.NEXT, 0))
                 w.done = role == versions.LIVE
-                w.samples.append((time.monotonic(), total if w.done else await _events(conn, checkpoint)))
-        lines = [_line(w, total) for w in watched]
-        now = time.monotonic()
-        if tty:
-            out.write("\r\x1b[K" + " | ".join(lines) if len(lines) == 1 else "\x1b[K" + "\n\x1b[K".join(lines) + "\n"
-                      + f"\x1b[{len(lines)}A")
-            out.flush()
-        elif now - last_plain >= PLAIN_EVERY or all(w.done for w in watched):
-            out.write("\n".join(lines) + "\n")
-            last_plain = now
-        stuck = [w for w in watched if label(w.name, w.version) in halted]
-        if all(w.done for w in watched) or stuck:
-            if tty:
-                out.write("\n" * len(lines))
-            for w in stuck:
-                out.write(f"{label(w.name, w.version)} halted at a poison event: see `prism deadletters list`\n")
-            return not stuck
-        if not warned and now - started > STALLED_AFTER and all(w.samples[-1][1] == 0 for w in watched):
-            out.write("no progress yet: is a worker running (`prism serve` or `prism worker`)?\n")
-            warned = True
-        if timeout is not None and now - started > timeout:
-            out.write(f"gave up watching after {timeout:.0f}s; the workers carry on\n")
-            return False
-        await asyncio.sleep(poll)
+                w.samples.append((time.monotonic(), head if w.done else min(checkpoint, head)))
+            now = time.monotonic()
+            if bars is not None:
+                bars.show(head)
+            elif now - last_plain >= PLAIN_EVERY or all(w.done for w in watched):
+                out.write("\n".join(_line(w, head) for w in watched) + "\n")
+                last_plain = now
+            stuck = [w for w in watched if label(w.name, w.version) in halted]
+            if all(w.done for w in watched) or stuck:
+                if bars is not None:
+                    bars.close()
+                    bars = None
+                for w in stuck:
+                    out.write(f"{label(w.name, w.version)} halted at a poison event: see `prism deadletters list`\n")
+                return not stuck
+            if not warned and now - started > STALLED_AFTER and all(w.samples[-1][1] == 0 for w in watched):
+                out.write("no progress yet: is a worker running (`prism serve` or `prism worker`)?\n")
+                warned = True
+            if timeout is not None and now - started > timeout:
+                out.write(f"gave up watching after {timeout:.0f}s; the workers carry on\n")
+                return False
+            await asyncio.sleep(poll)
+    finally:
+        if bars is not None:
+            bars.close()
+
+
+class _Bars:
+    """rich progress bars, one per watched version: events done of the log, events/s and time left."""
+
+    def __init__(self, watched: list[Watched], out: TextIO) -> None:
+        self.watched = watched
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
+            TextColumn("events {task.fields[rate]}"), TimeRemainingColumn(),
+            console=Console(file=out), transient=False)
+        self.tasks = [self.progress.add_task(f"{w.name} v{w.version}", total=None, rate="") for w in watched]
+        self.progress.start()
+
+    def show(self, head: int) -> None:
+        for w, task in zip(self.watched, self.tasks):
+            rate = "live: readers switched" if w.done else f"{w.rate():,.0f}/s"
+            self.progress.update(task, total=max(head, 1), completed=w.samples[-1][1], rate=rate)
+
+    def close(self) -> None:
+        self.progress.stop()
 
 
 def _line(w: Watched, total: int) -> str:
@@ -106,12 +138,6 @@ def _line(w: Watched, total: int) -> str:
     rate = w.rate()
     eta = f"ETA {(total - done) / rate:5.0f}s" if rate > 0 else "ETA     ?"
     return f"{w.name} v{w.version} [{bar}] {share:4.0%} {done:,}/{total:,} events {rate:,.0f} ev/s {eta}"
-
-
-async def _events(conn, upto: int | None) -> int:
-    """Events in the log (up to a position): what "events done" counts."""
-    query = "SELECT count(*) FROM events" + ("" if upto is None else " WHERE position <= :p")
-    return int((await conn.execute(text(query), {"p": upto})).scalar())
 
 
 async def wait_dropped(engine: AsyncEngine, name: str, version: int, timeout: float = 60.0) -> bool:

@@ -30,6 +30,10 @@ class ProjectionStatus:
     dead_letters: int = 0
     last_batch_size: int | None = None
     last_batch_seconds: float | None = None
+    #: For a version being built: the share of the log's positions it has passed, its rate and the time left.
+    progress: float | None = None
+    events_per_s: float | None = None
+    eta_seconds: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -42,17 +46,19 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
         runs = {r.projection: r for r in await conn.execute(text("SELECT * FROM projection_runs"))}
         halts = {r.projection for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
         rows = []
-        roles = {(r.projection, r.version): r.role for r in await conn.execute(text(
-            "SELECT projection, version, role FROM projection_versions"))}
+        listed = {(r.projection, r.version): r for r in await conn.execute(text(
+            "SELECT projection, version, role, build_rate FROM projection_versions"))}
         for name, projection in projections.items():
             checkpoint = await projection.checkpoint()
             lag, age = await _lag(conn, checkpoint)
             run = runs.get(name)
-            role = roles.get((projection.name, projection.version), LIVE)
+            version = listed.get((projection.name, projection.version))
+            role = version.role if version else LIVE
             rows.append(ProjectionStatus(
                 name, _state(role, name in halts, lag, age), projection.version, checkpoint, head, lag, age,
                 parked.get(name, 0),
-                run.last_batch_size if run else None, round(run.last_batch_seconds, 4) if run else None))
+                run.last_batch_size if run else None, round(run.last_batch_seconds, 4) if run else None,
+                *(_build_progress(checkpoint, head, version.build_rate) if role == NEXT else ())))
     return rows
 
 
@@ -62,6 +68,13 @@ async def _lag(conn, checkpoint: int) -> tuple[int, float]:
                                         .where(events.c.position > checkpoint))).one()
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return count, round(max(age, 0.0), 3)
+
+
+def _build_progress(checkpoint: int, head: int, rate: float | None) -> tuple[float, float | None, float | None]:
+    share = round(min(checkpoint / head, 1.0), 4) if head else 1.0
+    if not rate:
+        return share, None, None
+    return share, round(rate, 1), round(max(head - checkpoint, 0) / rate, 1)
 
 
 def _state(role: str, halted: bool, lag: int, age: float) -> str:
@@ -74,12 +87,19 @@ def _state(role: str, halted: bool, lag: int, age: float) -> str:
 
 def table(rows: list[ProjectionStatus]) -> str:
     lines = [f"{'projection':<26}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
-             f"{'dead':>6}{'last batch':>12}"]
+             f"{'dead':>6}{'last batch':>12}  build"]
     for r in rows:
         batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
         lines.append(f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
-                     f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}")
+                     f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r)}")
     return "\n".join(lines)
+
+
+def _build_column(r: ProjectionStatus) -> str:
+    if r.progress is None:
+        return "-"
+    rate = f" {r.events_per_s:,.0f} ev/s ETA {r.eta_seconds:,.0f}s" if r.events_per_s else ""
+    return f"{r.progress:.0%}{rate}"
 
 
 def process_table(processes: list[dict]) -> str:

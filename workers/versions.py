@@ -94,9 +94,13 @@ async def retire_previous(engine: AsyncEngine, name: str) -> int:
 
 
 async def record_checkpoint(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> None:
+    """A built version's progress, and its rate since the last record (positions per second), kept for status."""
     async with engine.begin() as conn:
-        await conn.execute(text("UPDATE projection_versions SET checkpoint = :c, updated_at = now() "
-                                "WHERE projection = :p AND version = :v"), {"p": name, "v": version, "c": checkpoint})
+        await conn.execute(text(
+            "UPDATE projection_versions SET build_rate = CASE WHEN :c > checkpoint AND now() > updated_at "
+            "THEN (:c - checkpoint) / extract(epoch FROM now() - updated_at) ELSE build_rate END, "
+            "checkpoint = :c, updated_at = now() WHERE projection = :p AND version = :v"),
+            {"p": name, "v": version, "c": checkpoint})
 
 
 async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> bool:

@@ -18,6 +18,13 @@ from write import event_log
 NAME = OrderSummaries.name
 
 
+class Terminal(io.StringIO):
+    """Output that says it is a terminal: the watcher draws progress bars."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 async def settle(runner, name: str) -> None:
     """What the queue does: call again while the runner says work is left (bounded)."""
     for _ in range(50):
@@ -49,11 +56,15 @@ async def test_a_rebuilt_version_is_served_after_its_switch_and_the_old_one_come
         write_engine, await bootstrap.active_projections(write_engine, stores))}
     new_label = f"{NAME}@v{built[NAME]}"
     assert status[new_label].state == "rebuilding" and status[new_label].checkpoint == 0
+    assert (status[new_label].progress, status[new_label].events_per_s) == (0.0, None)
 
     await settle(runner, NAME)
-    out = io.StringIO()
+    out, terminal = io.StringIO(), Terminal()
     assert await rebuild.watch(write_engine, built, out=out, poll=0.01, timeout=5)
     assert "live: readers switched" in out.getvalue()
+    assert await rebuild.watch(write_engine, built, out=terminal, poll=0.01, timeout=5)
+    assert f"{NAME} v{built[NAME]}" in terminal.getvalue() and "100%" in terminal.getvalue()
+    assert "live: readers switched" in terminal.getvalue()
     assert await served_version(stores.redis, stores.namespace) == built[NAME]
     position, doc = await ServedReader(stores.redis, stores.namespace).order(history["orders"][0])
     assert doc is not None and position >= head
@@ -97,3 +108,20 @@ async def test_a_worker_late_to_a_drop_does_not_make_the_dropped_version_again(
         left = (await conn.execute(text("SELECT to_regclass(:t)"),
                                    {"t": f"{stores.namespace}.customer_dashboards_v{built}"})).scalar()
     assert left is None, "the dropped version's table was created again"
+
+
+async def test_a_version_being_built_shows_its_rate_and_time_left(write_engine, stores, bus, tenant):
+    name = CustomerDashboards.name
+    await write_history(bus, tenant)
+    async with write_engine.connect() as conn:
+        head = await event_log.head(conn)
+    version = (await rebuild.start(write_engine, [name]))[name]
+    try:
+        await versions.record_checkpoint(write_engine, name, version, head // 2)
+        shown = await bootstrap.active_projections(write_engine, stores)
+        row = next(r for r in await projection_status(write_engine, shown) if r.version == version
+                   and r.projection.startswith(name))
+        assert row.state == "rebuilding" and row.events_per_s > 0
+        assert row.eta_seconds == round((head - row.checkpoint) / row.events_per_s, 1)
+    finally:
+        await versions.dropped(write_engine, name, version)  # never built: nothing stored to drop
