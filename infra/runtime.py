@@ -19,7 +19,8 @@ from infra.batch_gc import tune_for_batches
 from infra.app import create_app
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
-from workers.broker import queue_name, send_coalesced
+from workers.broker import queues as worker_queues
+from workers.broker import send_coalesced
 from workers.relay import Relay
 
 log = logging.getLogger("prism")
@@ -37,9 +38,11 @@ class Pipeline:
         self.settings = settings
         self.runner = bootstrap.runner(settings, projections)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
-        queues = None if projections is None else {queue_name(settings.namespace, name) for name in projections}
-        # A catch-up follows commits for a slice while holding its thread: one thread per projection taken here.
-        threads = max(settings.worker_threads, len(PROJECTIONS if projections is None else projections))
+        queues = None if projections is None else set().union(*(worker_queues(settings.namespace, name)
+                                                                 for name in projections))
+        # A catch-up follows commits for a slice while holding its thread, and a rebuild's slice holds another:
+        # two threads per projection taken here.
+        threads = max(settings.worker_threads, 2 * len(PROJECTIONS if projections is None else projections))
         self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=threads,
                                       worker_timeout=settings.worker_poll_ms) if with_worker else None
         self.with_relay = with_relay

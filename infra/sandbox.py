@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import asyncpg
 from redis.asyncio import Redis
@@ -32,8 +33,16 @@ async def recreate_database(url: str) -> None:
     await _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', 'CREATE DATABASE "{name}"')
 
 
-async def drop_database(url: str) -> None:
-    await _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def drop_database(url: str, timeout: float = 60.0) -> None:
+    """Drop, closing its connections; an autovacuum worker in it (which only a superuser may end) is waited out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except asyncpg.InsufficientPrivilegeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _on_server(url: str, *statements: str) -> None:

@@ -69,18 +69,38 @@ def _pending_key(actor: dramatiq.Actor) -> str:
 
 def declare_actors(broker: dramatiq.Broker, runner: ProjectionRunner, names: list[str], namespace: str, *,
                    max_retries: int, min_backoff: int, max_backoff: int) -> dict[str, dramatiq.Actor]:
-    """One actor per projection; a message means "catch up to at least this position"."""
+    """Per projection, a catch-up actor (a message means "catch up to at least this position"), returned, and a
+    build actor on a queue of its own (see ``build_queue_name``) that the catch-up sets going when a version is
+    being built or dropped beside the live one."""
     return {name: _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) for name in names}
 
 
+def build_queue_name(namespace: str, projection: str) -> str:
+    return f"{queue_name(namespace, projection)}.build"
+
+
+def queues(namespace: str, projection: str) -> set[str]:
+    """The queues a worker of one projection consumes."""
+    return {queue_name(namespace, projection), build_queue_name(namespace, projection)}
+
+
 def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) -> dramatiq.Actor:
+    async def build(target: int) -> None:
+        taken(builder)
+        if await runner.build(name) is False:  # more to build: queue behind the other messages
+            send_coalesced(builder, target)
+
     async def catch_up(target: int) -> None:
         taken(actor)  # before reading the log: a write committed from now on queues a new message
-        if await runner.catch_up(name, target) is False:  # a rebuild has more to do: queue behind the others
+        if await runner.catch_up(name, target) is False:
             send_coalesced(actor, target)
+        if runner.beside(name):
+            send_coalesced(builder, target)
 
-    catch_up.__name__ = f"catch_up_{name}"
+    build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
+    options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
+    builder = dramatiq.actor(build, broker=broker, actor_name=f"{namespace}.build.{name}",
+                             queue_name=build_queue_name(namespace, name), **options)
     actor = dramatiq.actor(catch_up, broker=broker, actor_name=f"{namespace}.catch_up.{name}",
-                           queue_name=queue_name(namespace, name), max_retries=max_retries,
-                           min_backoff=min_backoff, max_backoff=max_backoff)
+                           queue_name=queue_name(namespace, name), **options)
     return actor

@@ -1,10 +1,11 @@
-"""The worker side's resources, and what one catch-up message sets going for a projection.
+"""The worker side's resources, and what one message sets going for a projection.
 
-A message for a projection catches up its live version to the head it finds (a
-store slower than the write rate would otherwise chase the head forever and starve
-the other projections' queues); if a next version is being built, it also spends a
-bounded slice on that one, and switches readers to it once it has caught up; a
-retiring version is dropped. Work left over goes back on the queue.
+A catch-up message follows the live version's commits for a while (or, without
+commit notices, catches it up to the head it found). A build message, on a queue
+of its own, spends a bounded slice on a version being built beside it, and
+switches readers to it once it has caught up; a retiring version is dropped. Work
+left over goes back on the queue. The two queues have a worker thread each, so the
+live version keeps up while a rebuild runs.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ProjectionRunner:
         self.gap_seconds, self.gaps = gap_seconds, gaps or {}  # the common gap, and projections' own
         self._last_start: dict[str, float] = {}
         self._last_record: dict[str, float] = {}
+        self._beside: dict[str, bool] = {}
         self._resources: Resources | None = None
         self._built: dict[tuple[str, int], Projection] = {}
         self._opening = asyncio.Lock()
@@ -76,25 +78,43 @@ class ProjectionRunner:
         return self._built[(name, version)]
 
     async def catch_up(self, name: str, target: int = 0) -> bool:
-        """Catch up the live version, then advance any other; False when more is left for another message."""
+        """Catch up the live version; False when more is left for another message.
+
+        A version being built or dropped beside it is left to ``build``, on a queue of
+        its own, so the live version never waits for a rebuild's batches; ``beside``
+        says whether there is one.
+        """
         await self._pace(name)
         engine = (await self.resources()).log_engine
         async with engine.connect() as conn:
             roles, head = await versions.roles(conn, name), await event_log.head(conn)
+        self._beside[name] = bool({versions.NEXT, versions.RETIRING} & set(roles))
         live = await self.projection(name, roles[versions.LIVE])
-        if self.notices is not None and not {versions.NEXT, versions.RETIRING} & set(roles):
+        if self.notices is not None:
             progress = await follow(engine, live, self.batch_size, self.policies.get(name) or Policy(), self.notices,
                                     FOLLOW_SECONDS, lambda: self._pace(name))
-        else:  # a version to build or drop: bounded slices, so each gets its turn
+        else:
             progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
                                       seconds=SLICE_SECONDS, until=head)
         await self._record(progress)
+        return progress.drained or progress.skipped or progress.halted
+
+    def beside(self, name: str) -> bool:
+        """Whether the last catch-up of ``name`` found a version to build or to drop beside the live one."""
+        return self._beside.get(name, False)
+
+    async def build(self, name: str) -> bool:
+        """Advance a version being built by one slice (switching readers to it once caught up), and drop a retiring
+        one; False when more is left for another message."""
+        engine = (await self.resources()).log_engine
+        async with engine.connect() as conn:
+            roles, head = await versions.roles(conn, name), await event_log.head(conn)
         if versions.RETIRING in roles:
             await self._retire(name, roles[versions.RETIRING])
-        done = progress.drained or progress.skipped or progress.halted
-        if versions.NEXT in roles:
-            return await self._build(name, live, roles[versions.NEXT], head) and done
-        return done
+        if versions.NEXT not in roles:
+            return True
+        live = await self.projection(name, roles[versions.LIVE])
+        return await self._build(name, live, roles[versions.NEXT], head)
 
     async def _pace(self, name: str) -> None:
         """Start at once when the last catch-up began at least the projection's gap ago, else when it has.

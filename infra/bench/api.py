@@ -110,7 +110,45 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
             for rate in plan.loads:
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
                 result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
+            log(f"  rebuilding all four in prism serve, {REBUILD_RATE} orders/s offered for "
+                f"{plan.rebuild_seconds:.0f}s")
+            result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
     return result
+
+
+#: Writes offered while all four projections are rebuilt.
+REBUILD_RATE = 100
+
+
+async def _during_rebuild(session: aiohttp.ClientSession, base: str, work: Workload, settings: Settings,
+                          seconds: float) -> dict:
+    """All four rebuilt by ``prism serve``'s workers while writes arrive: the live versions' commit-to-visible,
+    and how far each rebuild got (its rate over the window, and the time the whole log would take at it).
+
+    The rebuilds are left running: the bench ends with the serve process.
+    """
+    operator = {"Authorization": f"Bearer {settings.operator_token}"}
+    for name in PROJECTIONS:
+        await load.call(session, "POST", f"{base}/projections/{name}/rebuild", headers=operator)
+    started = time.perf_counter()
+    first = await _building(session, base, operator)
+    run = await _visibility(session, base, work, REBUILD_RATE, seconds)
+    last = await _building(session, base, operator)
+    wall = time.perf_counter() - started
+    builds = {}
+    for name, (checkpoint, head) in last.items():
+        passed = checkpoint - first.get(name, (0, 0))[0]
+        rate = passed / wall
+        builds[name] = {"passed": passed, "events_per_s": round(rate), "head": head,
+                        "whole_log_s": round(head / rate) if rate else None}
+    return {**run, "rebuilds": builds, "seconds": round(wall, 1)}
+
+
+async def _building(session: aiohttp.ClientSession, base: str, headers: dict) -> dict[str, tuple[int, int]]:
+    """Per projection, the checkpoint of the version being built and the head."""
+    rows = await load.call(session, "GET", f"{base}/projections", headers=headers)
+    return {row["projection"].split("@", 1)[0]: (row["checkpoint"], row["head"]) for row in rows
+            if row["state"] == "rebuilding"}
 
 
 async def _tenant_key(settings: Settings, tenant: str) -> str:

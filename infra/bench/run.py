@@ -4,6 +4,7 @@ then the HTTP benchmarks against ``prism serve``, then the report."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import platform
 import shutil
@@ -43,17 +44,23 @@ class Plan:
     load_seconds: float
     reader_clients: int
     reader_seconds: float
+    rebuild_seconds: float
 
 
 #: ≥ 1,000,000 events and ≥ 2,500,000 order lines (3 an order on average), in one tenant.
 FULL = Plan("full", orders=834_000, customers=5000, products=300, lines=(2, 4), alone_seconds=25,
             naive_events=2000, naive_seconds=60,
             write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500, 1000), load_seconds=15,
-            reader_clients=64, reader_seconds=10)
+            reader_clients=64, reader_seconds=10, rebuild_seconds=30)
 QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), alone_seconds=10,
              naive_events=500, naive_seconds=15,
              write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
-             reader_clients=64, reader_seconds=3)
+             reader_clients=64, reader_seconds=3, rebuild_seconds=8)
+
+
+def say(message: str) -> None:
+    """A progress line, stamped with the wall clock (the bench's phases are timed from these)."""
+    print(f"{datetime.now(UTC):%H:%M:%S} {message}", flush=True)
 
 
 def _store_phase(settings: Settings, plan: Plan) -> dict:
@@ -67,15 +74,15 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
     stores = await bootstrap.open_stores(settings)
     try:
         services = await _versions(engine, stores, settings)
-        print(f"  seeding {plan.orders:,} orders", flush=True)
+        say(f"  seeding {plan.orders:,} orders")
         started = time.perf_counter()
         seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders, plan.lines)
         seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
                    "seconds": round(time.perf_counter() - started, 1)}
         replay = await replay_rates(engine, stores, settings.rebuild_batch_size, plan.alone_seconds,
-                                    log=lambda m: print(m, flush=True), settings=settings)
+                                    log=say, settings=settings)
         naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
-                                 log=lambda m: print(m, flush=True))
+                                 log=say)
     finally:
         await bootstrap.close_stores(stores)
         await engine.dispose()
@@ -126,12 +133,13 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
     folder.mkdir(parents=True, exist_ok=True)
     settings = bench_settings(base, folder)
     started = time.perf_counter()
-    print(f"prism bench ({plan.mode}): store benchmarks", flush=True)
+    say(f"prism bench ({plan.mode}): store benchmarks")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         stored = pool.submit(_store_phase, settings, plan).result()
-    print("prism bench: HTTP benchmarks against prism serve", flush=True)
+    (folder / "stores.json").write_text(json.dumps({k: v for k, v in stored.items() if k != "seeded"}, indent=1))
+    say("prism bench: HTTP benchmarks against prism serve")
     with _py_spy(folder, plan.write_seconds) as profiler:
-        http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, profile=profiler if profile
+        http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say, profile=profiler if profile
                                            else None))
     shutil.rmtree(settings.chdb_path, ignore_errors=True)
     results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),

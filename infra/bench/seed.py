@@ -61,8 +61,8 @@ class Catalogue:
     """What the orders are placed against, per tenant."""
 
     tenant: str
-    customers: list  # rows: id, name, email
-    products: list  # rows: id, name, price
+    customers: list[Person]
+    products: list[Good]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ async def seed(engine: AsyncEngine, bus: CommandBus, tenants: int, customers: in
     line_count = event_count = 0
     now = datetime.now(UTC)
     loop = asyncio.get_running_loop()
-    workers = max(1, (os.cpu_count() or 1))
+    workers = os.cpu_count() or 1
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: deque[asyncio.Future] = deque()
 

@@ -26,9 +26,10 @@ class Terminal(io.StringIO):
 
 
 async def settle(runner, name: str) -> None:
-    """What the queue does: call again while the runner says work is left (bounded)."""
+    """What the two queues do: call again while the runner says work is left (bounded); the live catch-up, which
+    follows commits for a while, once the build is done."""
     for _ in range(50):
-        if await runner.catch_up(name):
+        if await runner.build(name) and await runner.catch_up(name):
             return
     raise AssertionError(f"{name} still had work after 50 messages")
 

@@ -7,20 +7,30 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
-from workers.broker import declare_actors, queue_name
+from workers.broker import build_queue_name, declare_actors, queue_name
 
 
 class RecordingRunner:
     """Stands in for the projection runner (not a store): records what it is asked to do."""
 
-    def __init__(self, fail_times: int = 0) -> None:
+    def __init__(self, fail_times: int = 0, building: dict[str, int] | None = None) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.builds: list[str] = []
         self.fail_times = fail_times
+        self.building = building or {}  # per projection, slices its rebuild needs
 
     async def catch_up(self, name: str, target: int = 0) -> None:
         self.calls.append((name, target))
         if len(self.calls) <= self.fail_times:
             raise RuntimeError("store down")
+
+    def beside(self, name: str) -> bool:
+        return self.building.get(name, 0) > 0
+
+    async def build(self, name: str) -> bool:
+        self.builds.append(name)
+        self.building[name] -= 1
+        return self.building[name] == 0
 
 
 @pytest.fixture
@@ -69,3 +79,17 @@ def test_failures_are_retried_with_backoff(broker):
     finally:
         worker.stop()
     assert runner.calls == [("a", 7)] * 3
+
+
+def test_a_rebuild_goes_on_a_queue_of_its_own_until_it_is_done(broker):
+    runner = RecordingRunner(building={"a": 3})
+    actors, worker = run(broker, runner, ["a"])
+    worker.start()
+    try:
+        actors["a"].send(5)
+        broker.join(queue_name("ns", "a"))
+        broker.join(build_queue_name("ns", "a"))
+        worker.join()
+    finally:
+        worker.stop()
+    assert runner.calls == [("a", 5)] and runner.builds == ["a"] * 3
