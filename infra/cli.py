@@ -368,7 +368,7 @@ def _relay(settings: Settings, _: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from infra import rebuild, runtime
 
-    runtime.worker_only(settings, rebuild.known(args.projections) if args.projections else None)
+    runtime.worker_only(settings, rebuild.known(args.projections) if args.projections else None, args.takes)
     return 0
 
 
@@ -395,6 +395,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="the relay alone").set_defaults(run=_relay)
     worker = sub.add_parser("worker", help="a projection worker alone")
     worker.add_argument("projections", nargs="*", help="the projections whose queues it takes (default: all)")
+    worker.add_argument("--takes", choices=["both", "live", "builds"], default="both",
+                        help="their catch-ups (live versions), their rebuilds (at PRISM_BUILDER_NICE), or both")
     worker.set_defaults(run=_worker)
     owner = sub.add_parser("clickhouse-owner", help="the process that holds the embedded ClickHouse: the analytics "
                            "projection, and the app on a Unix socket (started by `serve`)")

@@ -19,11 +19,18 @@ from infra.batch_gc import tune_for_batches
 from infra.app import create_app
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
+from workers.broker import build_queue_name, queue_name, send_coalesced
 from workers.broker import queues as worker_queues
-from workers.broker import send_coalesced
 from workers.relay import Relay
 
 log = logging.getLogger("prism")
+
+
+#: What a worker takes: its projections' catch-ups (the live versions), their rebuilds, or both.
+LIVE, BUILDS, BOTH = "live", "builds", "both"
+QUEUES = {LIVE: lambda ns, name: {queue_name(ns, name)}, BUILDS: lambda ns, name: {build_queue_name(ns, name)},
+          BOTH: worker_queues}
+BUILDS_POLL_MS = 1000
 
 
 class Pipeline:
@@ -34,17 +41,19 @@ class Pipeline:
     """
 
     def __init__(self, settings: Settings, with_worker: bool = True, with_relay: bool = True,
-                 projections: list[str] | None = None) -> None:
+                 projections: list[str] | None = None, takes: str = BOTH) -> None:
         self.settings = settings
         self.runner = bootstrap.runner(settings, projections)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
-        queues = None if projections is None else set().union(*(worker_queues(settings.namespace, name)
-                                                                 for name in projections))
+        names = list(PROJECTIONS) if projections is None else projections
+        queues = set().union(*(QUEUES[takes](settings.namespace, name) for name in names))
         # A catch-up follows commits for a slice while holding its thread, and a rebuild's slice holds another:
-        # two threads per projection taken here.
-        threads = max(settings.worker_threads, 2 * len(PROJECTIONS if projections is None else projections))
+        # a thread per projection and queue kind taken here.
+        threads = max(settings.worker_threads, len(names) * (2 if takes == BOTH else 1))
+        # Rebuilds are not waited for by readers: their queues are looked at less often.
+        poll = settings.worker_poll_ms if takes != BUILDS else BUILDS_POLL_MS
         self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=threads,
-                                      worker_timeout=settings.worker_poll_ms) if with_worker else None
+                                      worker_timeout=poll) if with_worker else None
         self.with_relay = with_relay
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task | None = None
@@ -108,10 +117,12 @@ def relay_only(settings: Settings) -> None:
     asyncio.run(_until_signal(Pipeline(settings, with_worker=False)))
 
 
-def worker_only(settings: Settings, projections: list[str] | None = None) -> None:
-    os.nice(settings.worker_nice)
+def worker_only(settings: Settings, projections: list[str] | None = None, takes: str = BOTH) -> None:
+    """A projection worker; one that takes rebuilds alone runs at ``builder_nice``, so that under a full machine the
+    live versions (and the API) are served first."""
+    os.nice(settings.builder_nice if takes == BUILDS else settings.worker_nice)
     tune_for_batches()
-    asyncio.run(_until_signal(Pipeline(settings, with_relay=False, projections=projections or None)))
+    asyncio.run(_until_signal(Pipeline(settings, with_relay=False, projections=projections or None, takes=takes)))
 
 
 async def _until_signal(pipeline: Pipeline) -> None:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     worker_nice: int = Field(5, ge=0, le=19, description="Niceness of projection worker processes: under a full "
                                                         "machine the API is served first, and the projections take "
                                                         "larger batches, at a lower cost per event")
+    builder_nice: int = Field(15, ge=0, le=19, description="Niceness of the processes `prism serve` runs for "
+                                                          "rebuilds: a rebuild takes what the live versions leave")
     catch_up_gap_ms: int = Field(100, ge=0, description="Shortest time between the starts of two catch-ups of one "
                                                         "projection: under steady writes, one batch per gap instead "
                                                         "of one per commit; an idle projection starts at once")

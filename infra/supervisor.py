@@ -6,7 +6,9 @@ The children, each a ``prism`` command of its own:
   socket that the supervisor binds and holds (a restarted child takes it over; no
   connection waits on a port nobody listens to);
 - ``worker-<projection>``: one Dramatiq worker per projection, so a slow store never
-  waits behind another's batch, nor takes the API's interpreter;
+  waits behind another's batch, nor takes the API's interpreter; and ``builder-<projection>``
+  beside it for that projection's rebuilds, at a lower priority (``builder_nice``), so a
+  rebuild never holds up the live version's catch-ups;
 - ``relay``;
 - ``clickhouse``: with the embedded engine, the one process that opens it (chDB allows
   one per data path). It runs the analytics projection and the whole app on a Unix
@@ -102,7 +104,9 @@ def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
         else []
     specs += [ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
               for n in range(1, settings.api_processes + 1)]
-    specs += [ChildSpec(f"worker-{name}", ("worker", name)) for name in PROJECTIONS if name not in embedded]
+    for name in (name for name in PROJECTIONS if name not in embedded):
+        specs += [ChildSpec(f"worker-{name}", ("worker", name, "--takes", "live")),
+                  ChildSpec(f"builder-{name}", ("worker", name, "--takes", "builds"))]
     if settings.serve_relay:
         specs.append(ChildSpec("relay", ("relay",)))
     return specs

@@ -57,7 +57,7 @@ class Serve:
             await eventually(ready, 60, "prism serve ready (every store and the ClickHouse owner answer)")
 
     def children(self) -> dict[int, str]:
-        """pid -> role (``api``, ``worker order_search``, ``relay``, ``clickhouse-owner``) of serve's children."""
+        """pid -> role (``api``, ``worker order_search live``, ``relay``, ``clickhouse-owner``) of serve's children."""
         return children_of(self.process.pid)
 
     def kill(self) -> None:
@@ -190,8 +190,9 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         await workload.open(client)
     workload.task = asyncio.create_task(workload.run())
     started = serve.children()
-    assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", "worker order_summaries",
-                                               "worker order_search", "worker customer_dashboards"]), started
+    workers = [f"worker {name} {takes}" for name in ("order_summaries", "order_search", "customer_dashboards")
+               for takes in ("live", "builds")]
+    assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", *workers]), started
     status = subprocess.run([sys.executable, "-m", "infra.cli", "status"], env=settings.child_environment(),
                             capture_output=True, text=True, timeout=60)
     listed = {int(line.split()[1]): line.split()[0] for line in status.stdout.splitlines()
@@ -241,7 +242,7 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         await broker.aclose()
 
     drills = [("kill -9 of one API process mid-command", kill_child("api")),
-              *[(f"kill -9 of the {name} worker mid-batch", kill_child(f"worker {name}"))
+              *[(f"kill -9 of the {name} worker mid-batch", kill_child(f"worker {name} live"))
                 for name in ("order_summaries", "order_search", "customer_dashboards")],
               ("kill -9 of the relay", kill_child("relay")),
               ("kill -9 of the ClickHouse owner", kill_child("clickhouse-owner")),
