@@ -68,7 +68,12 @@ class Projection(Protocol):
         """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``."""
 
     async def serve(self) -> None:
-        """Atomically make this version the one readers see."""
+        """Atomically make this version the one readers see.
+
+        A projection whose serving has a slow part (a first refresh) may also have
+        ``async def prepare()``, called before a switch while readers still see the
+        live version, so that ``serve`` itself is quick.
+        """
 
     async def drop(self) -> None:
         """Remove everything this version wrote (tests and rebuilds)."""

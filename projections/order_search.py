@@ -159,11 +159,16 @@ class OrderSearch:
             return BUILTIN_FILTERS
         return PLUGIN_FILTERS
 
-    async def serve(self) -> None:
-        """Searchable before the aliases move: the served refresh interval back, and one refresh now."""
+    async def prepare(self) -> None:
+        """Before a switch: the served refresh interval back, and the first refresh of what was built unrefreshed
+        (the slow part of serving, done before the live version is held)."""
         indexes = [self.names.index, self.names.dimensions]
         await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": SETTINGS["refresh_interval"]})
         await self.es.indices.refresh(index=indexes)
+
+    async def serve(self) -> None:
+        """Searchable before the aliases move: ``prepare`` again (quick after a first one), then the aliases."""
+        await self.prepare()
         await self.es.indices.update_aliases(actions=self.names.serving())
         self._served = True
 

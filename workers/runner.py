@@ -90,10 +90,10 @@ class ProjectionRunner:
             roles, head = await versions.roles(conn, name), await event_log.head(conn)
         self._beside[name] = bool({versions.NEXT, versions.RETIRING} & set(roles))
         live = await self.projection(name, roles[versions.LIVE])
-        if self.notices is not None:
+        if self.notices is not None and not self._beside[name]:
             progress = await follow(engine, live, self.batch_size, self.policies.get(name) or Policy(), self.notices,
                                     FOLLOW_SECONDS, lambda: self._pace(name))
-        else:
+        else:  # a version beside it: back at once, so that its build message goes now (and a switch finds the lock)
             progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
                                       seconds=SLICE_SECONDS, until=head)
         await self._record(progress)
@@ -144,28 +144,38 @@ class ProjectionRunner:
         return True
 
     async def _switch(self, name: str, live: Projection, building: Projection, policy: Policy) -> None:
-        """With both versions' locks held, bring both to the same position, then move readers over.
+        """Bring both versions to the same position, then move readers over.
 
-        The roles are read again under the locks: another worker may have switched (or an
-        operator retired a version) since this message read them.
+        The building version is caught up, and made ready to serve (``prepare``: the
+        slow part of serving, such as a first refresh), with its own lock alone; then,
+        with the live version's lock too, only the commits since are applied to both.
+        The live version's lock is held that briefly because the builder may run at a
+        lower priority than the live catch-ups that wait for it. The roles are read
+        again under the locks: another worker may have switched (or an operator
+        retired a version) since this message read them.
         """
         engine = (await self.resources()).log_engine
-        async with engine.connect() as conn:
-            head = await event_log.head(conn)
-        async with exclusively(engine, live.label), exclusively(engine, building.label):
+        async with exclusively(engine, building.label):
             async with engine.connect() as conn:
-                roles = await versions.roles(conn, name)
-            if roles[versions.LIVE] != live.version or roles.get(versions.NEXT) != building.version:
-                return
-            old = await drain(engine, live, self.batch_size, policy, until=head)
-            new = await drain(engine, building, self.batch_size, policy, until=old.checkpoint)
-            if new.halted or new.checkpoint < old.checkpoint:  # a live version halted at a poison event may be left
-                log.warning("%s: version %d not switched in: it is at %d, the live one at %d%s", name,
-                            building.version, new.checkpoint, old.checkpoint, " (halted)" if new.halted else "")
-                return
-            await building.serve()
-            if not await versions.switched(engine, name, building.version, new.checkpoint):
-                return
+                head = await event_log.head(conn)
+            await drain(engine, building, self.rebuild_batch_size, policy, until=head)
+            prepare = getattr(building, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            async with exclusively(engine, live.label):
+                async with engine.connect() as conn:
+                    roles, head = await versions.roles(conn, name), await event_log.head(conn)
+                if roles[versions.LIVE] != live.version or roles.get(versions.NEXT) != building.version:
+                    return
+                old = await drain(engine, live, self.batch_size, policy, until=head)
+                new = await drain(engine, building, self.batch_size, policy, until=old.checkpoint)
+                if new.halted or new.checkpoint < old.checkpoint:  # a live version halted at a poison event may be left
+                    log.warning("%s: version %d not switched in: it is at %d, the live one at %d%s", name,
+                                building.version, new.checkpoint, old.checkpoint, " (halted)" if new.halted else "")
+                    return
+                await building.serve()
+                if not await versions.switched(engine, name, building.version, new.checkpoint):
+                    return
         log.warning("%s: readers switched from version %d to %d at position %d", name, live.version,
                     building.version, new.checkpoint)
 
