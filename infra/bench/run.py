@@ -48,10 +48,10 @@ class Plan:
 
 
 #: ≥ 1,000,000 events and ≥ 2,500,000 order lines (3 an order on average), in one tenant.
-FULL = Plan("full", orders=834_000, customers=5000, products=300, lines=(2, 4), alone_seconds=25,
-            naive_events=2000, naive_seconds=60,
-            write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500, 1000), load_seconds=15,
-            reader_clients=64, reader_seconds=10, rebuild_seconds=30)
+FULL = Plan("full", orders=834_000, customers=2000, products=200, lines=(2, 4), alone_seconds=15,
+            naive_events=2000, naive_seconds=30,
+            write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500), load_seconds=10,
+            reader_clients=64, reader_seconds=10, rebuild_seconds=20)
 QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), alone_seconds=10,
              naive_events=500, naive_seconds=15,
              write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
