@@ -26,6 +26,9 @@ from projections import documents
 from projections.base import Batch, Stores, forget_and_apply, label
 from write.events import StoredEvent
 
+#: Keys per SCAN step and per UNLINK when a version is dropped.
+DROP_CHUNK = 10_000
+
 #: Writes a document unless the stored one is newer; the checkpoint only moves forward.
 GUARDED_WRITE = """
 local upto = tonumber(ARGV[1])
@@ -141,8 +144,15 @@ class OrderSummaries:
             await pipe.execute()
 
     async def drop(self) -> None:
-        async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
-            await self.redis.delete(key)
+        """Every key of this version, ``DROP_CHUNK`` per ``UNLINK`` (Redis frees them in the background)."""
+        found: list[bytes] = []
+        async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=DROP_CHUNK):
+            found.append(key)
+            if len(found) >= DROP_CHUNK:
+                await self.redis.unlink(*found)
+                found = []
+        if found:
+            await self.redis.unlink(*found)
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         await forget_and_apply(self, order_ids, customer_ids, events)

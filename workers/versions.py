@@ -52,7 +52,9 @@ async def listing(engine: AsyncEngine, names: list[str]) -> list[Version]:
             "SELECT projection, version, role, checkpoint, created_at, updated_at, switched_at "
             "FROM projection_versions WHERE role <> 'dropped' ORDER BY projection, version DESC"))).all()
     found = [Version(*row) for row in rows]
-    implicit = [Version(name, 1, LIVE, 0) for name in names if not any(v.projection == name for v in found)]
+    # Version 1 has a row only once a switch or a drop has touched it; until then it is live, a rebuild or not.
+    implicit = [Version(name, 1, LIVE, 0) for name in names
+                if not any(v.projection == name and (v.version == 1 or v.role == LIVE) for v in found)]
     return sorted(found + implicit, key=lambda v: (names.index(v.projection) if v.projection in names else 99,
                                                    -v.version))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -126,3 +127,13 @@ async def test_a_version_being_built_shows_its_rate_and_time_left(write_engine, 
         assert row.eta_seconds == round((head - row.checkpoint) / row.events_per_s, 1)
     finally:
         await versions.dropped(write_engine, name, version)  # never built: nothing stored to drop
+
+
+async def test_the_first_version_stays_listed_as_live_while_a_second_is_built(write_engine):
+    name = f"listed_{uuid.uuid4().hex[:8]}"  # a projection no test has switched: its version 1 has no row
+    version = await versions.start_rebuild(write_engine, name)
+    try:
+        listed = {(v.version, v.role) for v in await versions.listing(write_engine, [name]) if v.projection == name}
+        assert listed == {(1, versions.LIVE), (version, versions.NEXT)}
+    finally:
+        await versions.dropped(write_engine, name, version)
