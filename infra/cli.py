@@ -459,7 +459,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from infra.supervisor import follow_parent
-    from projections.clickhouse import EmbeddedEngineBusy
+    from projections.layouts.clickhouse import EmbeddedEngineBusy
 
     follow_parent()
     args = parser().parse_args(argv)

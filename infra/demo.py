@@ -214,9 +214,9 @@ async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenan
 
     ClickHouse is asked through the API, as the tenant's analyst: under ``serve`` one process holds the engine.
     """
-    from projections.customer_dashboards import Tables as DashboardTables
-    from projections.order_search import Names
-    from projections.order_summaries import Keys, served_version
+    from projections.layouts.customer_dashboards import Tables as DashboardTables
+    from projections.layouts.order_search import Names
+    from projections.layouts.order_summaries import Keys, served_version
 
     engine = bootstrap.write_engine(settings, pool_size=1)
     ok = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from write.events import StoredEvent
@@ -20,18 +20,6 @@ class Batch:
     upto: int
     #: False for repairs: a rewritten block must not be taken for a retried one.
     deduplicate: bool = True
-
-
-@dataclass
-class Stores:
-    """Clients of the read stores, opened by a composition root and handed to projections and readers."""
-
-    namespace: str
-    redis: Any = None
-    elasticsearch: Any = None
-    clickhouse: Any = None
-    dashboards: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def label(name: str, version: int) -> str:

@@ -19,81 +19,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from projections.base import Batch, Stores, forget_and_apply, label
+from projections.base import Batch, forget_and_apply, label
+from projections.layouts.order_analytics import VIEW_SECURITY, Tables, read_checkpoint
+from projections.layouts.stores import Stores
 from write import events as e
 from write.events import StoredEvent
-
-_TS = "DateTime64(3, 'UTC')"
-_SETTINGS = "SETTINGS non_replicated_deduplication_window = 1000"
-#: The daily rollup is recomputed from the facts (never incremented, so a replay cannot double-count it); it
-#: trails the checkpoint by up to this long.
-ROLLUP_SECONDS = 30
-#: The served views read their tables as the user who made them: analysts' users (on a server) are granted the
-#: views alone, never the versioned tables behind them.
-VIEW_SECURITY = "SQL SECURITY DEFINER"
-
-
-class Tables:
-    """Table names of one version inside the namespace's database."""
-
-    def __init__(self, namespace: str, version: int = 1) -> None:
-        self.database = namespace
-        self.suffix = f"v{version}"
-        self.orders = f"{namespace}.orders_{self.suffix}"
-        self.order_lines = f"{namespace}.order_lines_{self.suffix}"
-        self.order_events = f"{namespace}.order_events_{self.suffix}"
-        self.products = f"{namespace}.products_{self.suffix}"
-        self.daily_orders = f"{namespace}.daily_orders_{self.suffix}"
-        self.checkpoints = f"{namespace}.checkpoints"
-        self.checkpoint_key = f"order_analytics_{self.suffix}"
-        self.served_checkpoint = f"{namespace}.order_analytics_checkpoint"
-
-    def view(self, name: str) -> str:
-        """The served view over one table (``orders``, ``order_lines``, ``order_events``, ``products``,
-        ``daily_orders``: orders, revenue and discounts per tenant, day and status, refreshed from the facts)."""
-        return f"{self.database}.{name}"
-
-    def views(self) -> dict[str, str]:
-        """What each served view selects from this version, in switching order (the checkpoint last)."""
-        views = {self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
-                 for name in ("orders", "order_lines", "order_events", "products")}
-        views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
-        views[self.served_checkpoint] = (f"SELECT max(position) AS position FROM {self.checkpoints} "
-                                         f"WHERE name = '{self.checkpoint_key}'")
-        return views
-
-    def ddl(self) -> list[str]:
-        return [
-            f"CREATE DATABASE IF NOT EXISTS {self.database}",
-            f"""CREATE TABLE IF NOT EXISTS {self.orders} (
-                tenant_id LowCardinality(String), order_id UUID, customer_id UUID, status LowCardinality(String),
-                item_count UInt32, subtotal Decimal(12, 2), discount_percent Decimal(5, 2),
-                discount Decimal(12, 2), total Decimal(12, 2), placed_at {_TS},
-                confirmed_at Nullable({_TS}), shipped_at Nullable({_TS}), cancelled_at Nullable({_TS}),
-                version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, order_id) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.order_lines} (
-                tenant_id LowCardinality(String), order_id UUID, line_no UInt16, customer_id UUID,
-                product_id UUID, quantity UInt32, unit_price Decimal(12, 2), line_total Decimal(12, 2),
-                status LowCardinality(String), placed_at {_TS}, version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, order_id, line_no) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.order_events} (
-                tenant_id LowCardinality(String), position UInt64, order_id UUID, type LowCardinality(String),
-                status LowCardinality(String), total Decimal(12, 2), occurred_at {_TS}
-            ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, position) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.products} (
-                tenant_id LowCardinality(String), product_id UUID, name String, price Decimal(12, 2),
-                version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, product_id) {_SETTINGS}""",
-            f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {self.daily_orders} REFRESH EVERY {ROLLUP_SECONDS} SECOND
-                ENGINE = MergeTree ORDER BY (tenant_id, day, status) AS
-                SELECT tenant_id, toDate(placed_at) AS day, status, count() AS orders, sum(total) AS revenue,
-                       sum(discount) AS discounts
-                FROM {self.orders} FINAL GROUP BY tenant_id, day, status""",
-            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
-                ENGINE = ReplacingMergeTree(position) ORDER BY name""",
-        ]
-
 
 ORDER_COLUMNS = ("tenant_id", "order_id", "customer_id", "status", "item_count", "subtotal", "discount_percent",
                  "discount", "total", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version")
@@ -257,11 +187,3 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def read_checkpoint(client, tables: Tables, served: bool = False) -> int:
-    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
-    if served:
-        result = await asyncio.to_thread(client.query, f"SELECT position FROM {tables.served_checkpoint}")
-    else:
-        result = await asyncio.to_thread(client.query, f"SELECT max(position) FROM {tables.checkpoints} "
-                                         "WHERE name = %(p)s", parameters={"p": tables.checkpoint_key})
-    return int(result.result_rows[0][0] or 0) if result.result_rows else 0

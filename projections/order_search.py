@@ -17,11 +17,13 @@ import logging
 from typing import Any, ClassVar
 
 import orjson
-from elasticsearch import BadRequestError, ConflictError, NotFoundError
+from elasticsearch import BadRequestError, ConflictError
 from elasticsearch.helpers import async_scan
 
 from projections import documents
-from projections.base import Batch, Stores, TransientStoreError, label
+from projections.base import Batch, TransientStoreError, label
+from projections.layouts.order_search import Names, read_checkpoint
+from projections.layouts.stores import Stores
 from write.events import StoredEvent
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
@@ -98,26 +100,6 @@ def analysis(filters: dict[str, str]) -> dict[str, Any]:
     if filters["prefixes"] == "prism_prefixes":
         settings["filter"] = {"prism_prefixes": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}}
     return settings
-
-
-
-
-class Names:
-    """Index names of one version; readers search the aliases, which one request moves together."""
-
-    def __init__(self, namespace: str, version: int = 1) -> None:
-        self.alias = f"{namespace}-orders"
-        self.index = f"{namespace}-orders-v{version}"
-        self.dimensions = f"{namespace}-order-names-v{version}"
-        self.checkpoints = f"{namespace}-order-checkpoint-v{version}"
-        self.checkpoint_alias = f"{namespace}-order-checkpoint"
-        self.checkpoint_id = "position"
-
-    def serving(self) -> list[dict[str, Any]]:
-        """Alias actions that point both aliases at this version (and away from every other)."""
-        pairs = ((self.alias, self.index), (self.checkpoint_alias, self.checkpoints))
-        return [{"remove": {"index": f"{alias}-v*", "alias": alias, "must_exist": False}} for alias, _ in pairs] + [
-            {"add": {"index": index, "alias": alias}} for alias, index in pairs]
 
 
 class OrderSearch:
@@ -303,16 +285,6 @@ class OrderSearch:
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
         return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
                                                                       size=1000)}
-
-
-async def read_checkpoint(es, names: Names, served: bool = False) -> int:
-    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
-    try:
-        found = await es.get(index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id,
-                             realtime=True)
-    except NotFoundError:
-        return 0
-    return int(found["_source"]["position"])
 
 
 class BulkRejected(Exception):

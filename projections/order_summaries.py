@@ -1,13 +1,6 @@
 """Order summaries in Redis: one document per order for order pages, and per-customer recent-order indexes.
 
-Each version keeps its keys under its own prefix; ``<namespace>:os:serving`` holds
-the version readers see, and readers follow it inside one script call.
-Keys (``p`` = ``<namespace>:os:v<version>:``):
-- ``p order:<id>``: hash ``doc`` (JSON) and ``pos`` (log position it reflects);
-- ``p customer:<id>:orders`` and ``p tenant:<id>:orders``: sorted sets of order ids by placing time;
-- ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
-- ``p dim:customer:<id>``, ``p dim:product:<id>``: newest known names (hash ``doc``/``pos``);
-- ``p checkpoint``: last applied position.
+Where the keys live is ``projections.layouts.order_summaries``.
 One batch costs three round trips: the rename indexes, the current documents and names (one script
 call), and one MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint
 and the index entries (one command per index key).
@@ -23,7 +16,9 @@ from typing import ClassVar
 import orjson
 
 from projections import documents
-from projections.base import Batch, Stores, forget_and_apply, label
+from projections.base import Batch, forget_and_apply, label
+from projections.layouts.order_summaries import Keys, read_checkpoint
+from projections.layouts.stores import Stores
 from write.events import StoredEvent
 
 #: Keys per SCAN step and per UNLINK when a version is dropped.
@@ -48,63 +43,6 @@ local docs = {}
 for i = 1, #ARGV do docs[i] = redis.call('HGET', ARGV[i], 'doc') end
 return docs
 """
-
-#: The served version's checkpoint and one order document, in one round trip.
-READ_SERVED = """
-local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
-return {redis.call('GET', prefix .. 'checkpoint'), redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')}
-"""
-
-#: The served version's checkpoint and a page of one customer's orders, newest first, after the cursor order
-#: (by its rank now, so orders placed meanwhile do not shift the page); ``false`` for a cursor that is not an
-#: order of this customer in the caller's tenant (ARGV[5]): another tenant's order must look like an unknown one.
-READ_CUSTOMER_PAGE = """
-local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
-local key = prefix .. 'customer:' .. ARGV[2] .. ':orders'
-local start, limit = 0, tonumber(ARGV[4])
-if ARGV[3] ~= '' then
-  local rank = redis.call('ZREVRANK', key, ARGV[3])
-  local doc = rank and redis.call('HGET', prefix .. 'order:' .. ARGV[3], 'doc')
-  if not doc or cjson.decode(doc)['tenant_id'] ~= ARGV[5] then
-    return {redis.call('GET', prefix .. 'checkpoint') or '0', false, 0}
-  end
-  start = rank + 1
-end
-local docs = {}
-for i, id in ipairs(redis.call('ZRANGE', key, start, start + limit - 1, 'REV')) do
-  docs[i] = redis.call('HGET', prefix .. 'order:' .. id, 'doc') or ''
-end
-return {redis.call('GET', prefix .. 'checkpoint') or '0', docs, redis.call('ZCARD', key) - start - #docs}
-"""
-
-
-class Keys:
-    """Key layout of one version of the summaries."""
-
-    def __init__(self, namespace: str, version: int = 1) -> None:
-        self.root = f"{namespace}:os:"
-        self.prefix = f"{self.root}v{version}:"
-        self.serving = f"{self.root}serving"
-
-    def order(self, order_id: str) -> str:
-        return f"{self.prefix}order:{order_id}"
-
-    def dimension(self, key: str) -> str:
-        return f"{self.prefix}dim:{key}"
-
-    def customer_orders(self, customer_id: str) -> str:
-        return f"{self.prefix}customer:{customer_id}:orders"
-
-    def tenant_orders(self, tenant_id: str) -> str:
-        return f"{self.prefix}tenant:{tenant_id}:orders"
-
-    def product_orders(self, product_id: str) -> str:
-        return f"{self.prefix}product:{product_id}:orders"
-
-    @property
-    def checkpoint(self) -> str:
-        return f"{self.prefix}checkpoint"
-
 
 class OrderSummaries:
     """Projection of order events (and renames) into Redis order documents."""
@@ -202,37 +140,6 @@ class OrderSummaries:
             pipe.zadd(key, scored)
         for key, members in by_product.items():
             pipe.sadd(key, *members)
-
-
-async def read_checkpoint(redis, keys: Keys) -> int:
-    return int(await redis.get(keys.checkpoint) or 0)
-
-
-async def served_version(redis, namespace: str) -> int:
-    return int(await redis.get(Keys(namespace).serving) or 1)
-
-
-class ServedReader:
-    """What readers see: the served version's checkpoint and documents, each read in one round trip."""
-
-    def __init__(self, redis, namespace: str) -> None:
-        self.keys = Keys(namespace)
-        self._read = redis.register_script(READ_SERVED)
-        self._page = redis.register_script(READ_CUSTOMER_PAGE)
-
-    async def order(self, order_id: str) -> tuple[int, dict | None]:
-        checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
-        return int(checkpoint or 0), orjson.loads(doc) if doc else None
-
-    async def customer_orders(self, customer_id: str, after: str | None, limit: int, tenant: str
-                              ) -> tuple[int, list[dict] | None, int]:
-        """Checkpoint, up to ``limit`` documents after the ``after`` order (None unless it is an order of this
-        customer in ``tenant``), and how many remain."""
-        checkpoint, docs, remaining = await self._page(keys=[self.keys.serving], args=[
-            self.keys.root + "v", customer_id, after or "", limit, tenant])
-        if docs is None:
-            return int(checkpoint), None, 0
-        return int(checkpoint), [orjson.loads(doc) for doc in docs if doc], int(remaining)
 
 
 def _json(value: dict) -> bytes:

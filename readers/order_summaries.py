@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from projections.base import Stores
-from projections.order_summaries import ServedReader
+from projections.layouts.stores import Stores
+from projections.layouts.order_summaries import ServedReader
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds

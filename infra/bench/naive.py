@@ -24,7 +24,8 @@ from dramatiq.middleware.asyncio import AsyncIO
 
 from infra import bootstrap
 from infra.settings import Settings
-from projections.base import Batch, Stores
+from projections.base import Batch
+from projections.layouts.stores import Stores
 from projections.registry import PROJECTIONS
 from write import event_log
 from write.events import StoredEvent

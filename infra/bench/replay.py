@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.batch_gc import tune_for_batches
 from infra.settings import Settings
-from projections.base import Stores
+from projections.layouts.stores import Stores
 from projections.registry import PROJECTIONS
 from workers.catch_up import catch_up
 from write import event_log

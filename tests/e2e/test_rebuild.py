@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from infra import audit
 from infra.bootstrap import active_projections
-from projections.order_analytics import Tables as AnalyticsTables
-from projections.order_search import Names
-from projections.order_summaries import Keys
+from projections.layouts.order_analytics import Tables as AnalyticsTables
+from projections.layouts.order_search import Names
+from projections.layouts.order_summaries import Keys
 from projections.registry import PROJECTIONS
 from tests.conftest import OPERATOR, eventually
 from tests.e2e.test_read_your_writes import open_shop

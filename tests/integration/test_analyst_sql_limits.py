@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from projections.order_analytics import Tables
+from projections.layouts.order_analytics import Tables
 from readers.analytics_sql import AnalystSql, Limits, SqlFailed, TooManyQueries
 from readers.order_analytics import DateRange, _query, revenue_sql
 from tests.conftest import SLOW_SQL, eventually, p99

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from projections.base import Batch, Stores
+from projections.base import Batch
+from projections.layouts.stores import Stores
 from projections.registry import PROJECTIONS
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from projections.base import Stores
+from projections.layouts.stores import Stores
 from tests.conftest import NAMESPACE
 
 

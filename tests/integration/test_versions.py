@@ -11,7 +11,8 @@ from sqlalchemy import text
 from infra import bootstrap, rebuild
 from infra.status import projection_status
 from projections.customer_dashboards import CustomerDashboards
-from projections.order_summaries import OrderSummaries, ServedReader, served_version
+from projections.order_summaries import OrderSummaries
+from projections.layouts.order_summaries import ServedReader, served_version
 from tests.integration.history import write_history
 from workers import versions
 from write import event_log

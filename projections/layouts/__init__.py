@@ -1,0 +1,1 @@
+"""Where each read store keeps things: the one place projections, readers and operations learn names from."""

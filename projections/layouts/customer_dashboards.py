@@ -1,0 +1,95 @@
+"""Where the Postgres customer dashboards live: versioned tables, the served views, the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+
+class Tables:
+    """Table names of one version, in the namespace's schema."""
+
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        self.schema = namespace
+        self.customers = f"{namespace}.dash_customers_v{version}"
+        self.orders = f"{namespace}.dash_orders_v{version}"
+        self.lines = f"{namespace}.dash_order_lines_v{version}"
+        self.products = f"{namespace}.dash_products_v{version}"
+        self.dashboards = f"{namespace}.customer_dashboards_v{version}"
+        self.checkpoints = f"{namespace}.projection_checkpoints"
+        self.checkpoint_key = f"customer_dashboards_v{version}"
+        self.served = f"{namespace}.customer_dashboards"
+        self.served_orders = f"{namespace}.dash_orders"
+        self.served_lines = f"{namespace}.dash_order_lines"
+        self.served_products = f"{namespace}.dash_products"
+        self.served_checkpoint = f"{namespace}.customer_dashboards_checkpoint"
+
+    def views(self) -> dict[str, str]:
+        """What each served view selects from this version, the checkpoint last."""
+        return {self.served: f"SELECT * FROM {self.dashboards}", self.served_orders: f"SELECT * FROM {self.orders}",
+                self.served_lines: f"SELECT * FROM {self.lines}", self.served_products: f"SELECT * FROM {self.products}",
+                self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
+                                        f"WHERE projection = '{self.checkpoint_key}'"}
+
+    def ddl(self) -> list[str]:
+        return [
+            f"CREATE SCHEMA IF NOT EXISTS {self.schema}",
+            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (
+                projection text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""",
+            f"""CREATE TABLE IF NOT EXISTS {self.customers} (
+                customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
+                position bigint NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {self.orders} (
+                order_id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid NOT NULL,
+                status text NOT NULL, total numeric(14, 2) NOT NULL, placed_at timestamptz NOT NULL,
+                position bigint NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS dash_orders_customer_idx ON {self.orders} (customer_id, placed_at)",
+            f"""CREATE TABLE IF NOT EXISTS {self.lines} (
+                order_id uuid NOT NULL, line_no smallint NOT NULL, customer_id uuid NOT NULL, product_id uuid NOT NULL,
+                quantity integer NOT NULL, line_total numeric(14, 2) NOT NULL, position bigint NOT NULL,
+                PRIMARY KEY (order_id, line_no))""",
+            f"CREATE INDEX IF NOT EXISTS dash_order_lines_customer_idx ON {self.lines} (customer_id)",
+            f"""CREATE TABLE IF NOT EXISTS {self.products} (
+                product_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, position bigint NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {self.dashboards} (
+                customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
+                order_count integer NOT NULL, pending_count integer NOT NULL, confirmed_count integer NOT NULL,
+                shipped_count integer NOT NULL, cancelled_count integer NOT NULL,
+                lifetime_value numeric(20, 2) NOT NULL, average_order_value numeric(20, 2) NOT NULL,
+                last_order_at timestamptz, position bigint NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_ltv_idx ON {self.dashboards} (tenant_id, lifetime_value DESC)",
+            f"CREATE INDEX IF NOT EXISTS customer_dashboards_orders_idx ON {self.dashboards} (tenant_id, order_count DESC)",
+        ]
+
+
+async def read_checkpoint(engine, tables: Tables, served: bool = False) -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+    if served:
+        found = await query_served(engine, f"SELECT position FROM {tables.served_checkpoint}", {})
+        return int(found[0][0] or 0) if found else 0
+    async with engine.connect() as conn:
+        found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
+                                   {"p": tables.checkpoint_key})
+        return int(found.scalar() or 0)
+
+
+async def query_served(engine, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of a query on the served views, asked again once if a switch has just replaced them.
+
+    asyncpg caches prepared statements per connection; a view renamed into place
+    invalidates them, and the first use after a switch fails (the cache is then cleared).
+    """
+    try:
+        return await _rows(engine, sql, params)
+    except DBAPIError as error:
+        if type(error.orig).__name__ != "InvalidCachedStatementError":
+            raise
+    return await _rows(engine, sql, params)
+
+
+async def _rows(engine, sql: str, params: dict[str, Any]) -> list[Any]:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).all()

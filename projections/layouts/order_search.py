@@ -1,0 +1,35 @@
+"""Where the Elasticsearch order search lives: one index per version, and the aliases readers search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import NotFoundError
+
+
+class Names:
+    """Index names of one version; readers search the aliases, which one request moves together."""
+
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        self.alias = f"{namespace}-orders"
+        self.index = f"{namespace}-orders-v{version}"
+        self.dimensions = f"{namespace}-order-names-v{version}"
+        self.checkpoints = f"{namespace}-order-checkpoint-v{version}"
+        self.checkpoint_alias = f"{namespace}-order-checkpoint"
+        self.checkpoint_id = "position"
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Alias actions that point both aliases at this version (and away from every other)."""
+        pairs = ((self.alias, self.index), (self.checkpoint_alias, self.checkpoints))
+        return [{"remove": {"index": f"{alias}-v*", "alias": alias, "must_exist": False}} for alias, _ in pairs] + [
+            {"add": {"index": index, "alias": alias}} for alias, index in pairs]
+
+
+async def read_checkpoint(es, names: Names, served: bool = False) -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+    try:
+        found = await es.get(index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id,
+                             realtime=True)
+    except NotFoundError:
+        return 0
+    return int(found["_source"]["position"])
