@@ -24,25 +24,35 @@ from write.events import StoredEvent
 #: Keys per SCAN step and per UNLINK when a version is dropped.
 DROP_CHUNK = 10_000
 
-#: Writes a document unless the stored one is newer; the checkpoint only moves forward.
+#: Writes a document unless the stored one is newer; the checkpoint only moves forward. ``doc`` is the answer an
+#: order page gets as it is; ``stamps`` is what folding needs beside it (empty for names).
 GUARDED_WRITE = """
 local upto = tonumber(ARGV[1])
-for i = 2, #ARGV, 3 do
-  local key, pos, doc = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+for i = 2, #ARGV, 4 do
+  local key, pos, doc, stamps = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
   local stored = tonumber(redis.call('HGET', key, 'pos') or '0')
-  if stored <= pos then redis.call('HSET', key, 'doc', doc, 'pos', pos) end
+  if stored <= pos then
+    if stamps == '' then redis.call('HSET', key, 'doc', doc, 'pos', pos)
+    else redis.call('HSET', key, 'doc', doc, 'stamps', stamps, 'pos', pos) end
+  end
 end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < upto then redis.call('SET', KEYS[1], upto) end
 return 1
 """
 
-#: The ``doc`` field of each hash named in ARGV (false where there is none): one command for a batch's reads.
+#: The ``doc`` and ``stamps`` fields of each hash named in ARGV (false where there are none), in one command.
 READ_DOCS = """
 local docs = {}
-for i = 1, #ARGV do docs[i] = redis.call('HGET', ARGV[i], 'doc') end
+for i = 1, #ARGV do
+  local found = redis.call('HMGET', ARGV[i], 'doc', 'stamps')
+  docs[2 * i - 1], docs[2 * i] = found[1], found[2]
+end
 return docs
 """
+#: The fold's position stamps, kept out of the answer.
+STAMPS = ("order_position", "customer_position", "position")
+
 
 class OrderSummaries:
     """Projection of order events (and renames) into Redis order documents."""
@@ -75,9 +85,9 @@ class OrderSummaries:
             self._index(pipe, changed.values())
             args: list = [batch.upto]
             for order_id, doc in changed.items():
-                args += [self.keys.order(order_id), doc["position"], _json(doc)]
+                args += [self.keys.order(order_id), doc["position"], *_stored(doc)]
             for key, dim in changed_dims.items():
-                args += [self.keys.dimension(key), dim["position"], _json(dim)]
+                args += [self.keys.dimension(key), dim["position"], _json(dim), ""]
             await self._write(keys=[self.keys.checkpoint], args=args, client=pipe)
             await pipe.execute()
 
@@ -110,8 +120,9 @@ class OrderSummaries:
             return {}, {}
         raw = await self._read_docs(args=[self.keys.order(oid) for oid in ordered] +
                                     [self.keys.dimension(key) for key in dim_keys])
-        docs = {oid: orjson.loads(doc) for oid, doc in zip(ordered, raw[:len(ordered)]) if doc is not None}
-        dims = {key: orjson.loads(dim) for key, dim in zip(dim_keys, raw[len(ordered):]) if dim is not None}
+        docs = {oid: _folded(raw[2 * n], raw[2 * n + 1]) for n, oid in enumerate(ordered) if raw[2 * n] is not None}
+        dims = {key: orjson.loads(raw[2 * (len(ordered) + n)]) for n, key in enumerate(dim_keys)
+                if raw[2 * (len(ordered) + n)] is not None}
         return docs, dims
 
     async def _renamed_orders(self, batch: Batch) -> set[str]:
@@ -140,6 +151,24 @@ class OrderSummaries:
             pipe.zadd(key, scored)
         for key, members in by_product.items():
             pipe.sadd(key, *members)
+
+
+def _stored(doc: documents.Doc) -> tuple[bytes, bytes]:
+    """The answer an order page gets (no stamps), and the stamps apart."""
+    page = {k: v for k, v in doc.items() if k not in STAMPS}
+    page["items"] = [{k: v for k, v in item.items() if k != "name_position"} for item in doc["items"]]
+    stamps = {k: doc[k] for k in STAMPS} | {"names": [item["name_position"] for item in doc["items"]]}
+    return _json(page), _json(stamps)
+
+
+def _folded(page: bytes, stamps: bytes | None) -> documents.Doc:
+    """The document folding works on, from what ``_stored`` wrote."""
+    doc, kept = orjson.loads(page), orjson.loads(stamps or b'{}')
+    names = kept.pop("names", [])
+    doc |= kept
+    for item, stamp in zip(doc["items"], names):
+        item["name_position"] = stamp
+    return doc
 
 
 def _json(value: dict) -> bytes:

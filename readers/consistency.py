@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
 from fastapi import Response
 from pydantic import BaseModel, Field
 
@@ -30,6 +31,10 @@ class Served:
 
     def model(self) -> Consistency:
         return Consistency(position=self.position, stale=self.stale, min_position=self.min_position)
+
+    def json(self) -> bytes:
+        """The ``Consistency`` of the answer as JSON, for answers written without a response model."""
+        return orjson.dumps({"position": self.position, "stale": self.stale, "min_position": self.min_position})
 
     def stamp(self, response: Response) -> None:
         response.headers["X-Prism-Position"] = str(self.position)

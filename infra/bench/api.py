@@ -15,14 +15,11 @@ from infra.bench import load
 from infra.bench.cpu import CpuMeter
 from infra.bench.floor import Floor
 from infra.bench.locks import AppendLockSampler
+from infra.bench.readers import TYPO, StoreReads, pairs, side_by_side
 from infra.bootstrap import asyncpg_dsn
 from infra.settings import Settings
 from infra.supervisor import serving
 from projections.registry import PROJECTIONS
-
-#: Searched with a typo: the seeded catalogue names products "Widget …".
-TYPO = "widgte"
-
 
 class Workload:
     """Requests built from the seeded ids."""
@@ -53,6 +50,10 @@ class Workload:
         return await load.call(session, "GET", f"{self.base}/analytics/top-products",
                                params={"by": "revenue", "limit": 10}, headers=self.headers)
 
+    async def revenue(self, session: aiohttp.ClientSession) -> dict:
+        return await load.call(session, "GET", f"{self.base}/analytics/revenue", params={"granularity": "day"},
+                               headers=self.headers)
+
 
 async def lag_zero(session: aiohttp.ClientSession, base: str, timeout: float) -> float | None:
     """Seconds until every store has the head it found first; None past the timeout."""
@@ -80,13 +81,14 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60),
                                          headers={"Authorization": f"Bearer {key}"}) as session:
             result["catch_up_before_s"] = await lag_zero(session, base, 300)
-            result["readers"] = {}
-            for name, request in (("order_detail", work.order_detail), ("search_typo", work.search),
-                                  ("dashboard", work.dashboard), ("analytics_top_products", work.analytics)):
-                log(f"  readers: {name}, {plan.reader_clients} clients, {plan.reader_seconds:.0f}s")
-                await load.closed_loop(session, request, 4, 1.0)  # warm caches and pools
-                result["readers"][name] = await load.closed_loop(session, request, plan.reader_clients,
-                                                                 plan.reader_seconds)
+            reads = StoreReads(settings, seeded, work.tenant, random.Random(12))
+            await reads.open()
+            try:
+                result["readers"] = await side_by_side(
+                    session, pairs(work, reads, plan.reader_clients, plan.analytics_clients), plan.reader_seconds,
+                    log, reads)
+            finally:
+                await reads.close()
             result["write_path"] = []
             floor = Floor(settings, work.tenant)
             await floor.prepare()

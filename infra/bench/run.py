@@ -43,6 +43,8 @@ class Plan:
     loads: tuple[int, ...]
     load_seconds: float
     reader_clients: int
+    #: Clients of the analytics readers (their goal is set at fewer clients than the other readers').
+    analytics_clients: int
     reader_seconds: float
     rebuild_seconds: float
 
@@ -51,11 +53,11 @@ class Plan:
 FULL = Plan("full", orders=834_000, customers=2000, products=200, lines=(2, 4), alone_seconds=15,
             naive_events=2000, naive_seconds=30,
             write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500), load_seconds=10,
-            reader_clients=64, reader_seconds=10, rebuild_seconds=20)
+            reader_clients=64, analytics_clients=16, reader_seconds=6, rebuild_seconds=20)
 QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), alone_seconds=10,
              naive_events=500, naive_seconds=15,
              write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
-             reader_clients=64, reader_seconds=3, rebuild_seconds=8)
+             reader_clients=64, analytics_clients=16, reader_seconds=3, rebuild_seconds=8)
 
 
 def say(message: str) -> None:

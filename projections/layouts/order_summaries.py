@@ -12,8 +12,6 @@ Keys (``p`` = ``<namespace>:os:v<version>:``):
 
 from __future__ import annotations
 
-import orjson
-
 
 #: The served version's checkpoint and one order document, in one round trip.
 READ_SERVED = """
@@ -89,16 +87,17 @@ class ServedReader:
         self._read = redis.register_script(READ_SERVED)
         self._page = redis.register_script(READ_CUSTOMER_PAGE)
 
-    async def order(self, order_id: str) -> tuple[int, dict | None]:
+    async def order(self, order_id: str) -> tuple[int, bytes | None]:
+        """The checkpoint and the order's document as stored: the JSON of the answer (without its consistency)."""
         checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
-        return int(checkpoint or 0), orjson.loads(doc) if doc else None
+        return int(checkpoint or 0), doc or None
 
     async def customer_orders(self, customer_id: str, after: str | None, limit: int, tenant: str
-                              ) -> tuple[int, list[dict] | None, int]:
-        """Checkpoint, up to ``limit`` documents after the ``after`` order (None unless it is an order of this
-        customer in ``tenant``), and how many remain."""
+                              ) -> tuple[int, list[bytes] | None, int]:
+        """Checkpoint, up to ``limit`` documents as stored after the ``after`` order (None unless it is an order of
+        this customer in ``tenant``), and how many remain."""
         checkpoint, docs, remaining = await self._page(keys=[self.keys.serving], args=[
             self.keys.root + "v", customer_id, after or "", limit, tenant])
         if docs is None:
             return int(checkpoint), None, 0
-        return int(checkpoint), [orjson.loads(doc) for doc in docs if doc], int(remaining)
+        return int(checkpoint), [doc for doc in docs if doc], int(remaining)
