@@ -63,6 +63,12 @@ class DateRange:
     def parameters(self, tenant: str) -> dict[str, Any]:
         return {"tenant": tenant, "start": self.start, "end": self.end}
 
+    @classmethod
+    def last_days(cls, days: int, end: date | None = None) -> DateRange:
+        """``days`` days up to ``end`` (exclusive; tomorrow by default, so today is in)."""
+        end = end or date.today() + timedelta(days=1)
+        return cls(end - timedelta(days=days), end)
+
 
 async def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST,
                                                    json_schema_extra=IN_RANGE)] = None,
@@ -71,9 +77,8 @@ async def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIE
             ) -> DateRange:
     """Placing dates from (inclusive) to (exclusive); the last 90 days by default. A range with from on or after to
     is empty, and answers as one (no rows, zero counts): an empty range is a valid question."""
-    end = end or date.today() + timedelta(days=1)
-    start = start or end - timedelta(days=90)
-    return DateRange(start, end)
+    default = DateRange.last_days(90, end)
+    return DateRange(start or default.start, default.end)
 
 
 Period = Annotated[DateRange, Depends(_period)]
