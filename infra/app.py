@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra import bootstrap, openapi, operations
@@ -49,6 +50,12 @@ def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
                         headers=exc.headers)
+
+
+def _no_connection(_: Request, exc: PoolTimeout) -> JSONResponse:
+    """Every write-database connection is busy (commands queued behind the append lock): the request did nothing."""
+    return JSONResponse(error_body(503, "busy", "the write database has no free connection now; nothing was done, "
+                                   "retry shortly"), status_code=503, headers={"Retry-After": "1"})
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -94,6 +101,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     app.add_exception_handler(AuthError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(PoolTimeout, _no_connection)
     app.add_exception_handler(Exception, _unexpected)
     probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)

@@ -26,7 +26,7 @@ from write import event_log
 def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
     """The write database; its JSON (event payloads read back from the log) through orjson."""
     return create_async_engine(settings.write_database_url, pool_size=pool_size, max_overflow=20,
-                               pool_pre_ping=True, json_serializer=event_log.dumps, json_deserializer=orjson.loads)
+                               pool_timeout=settings.pool_timeout_seconds, pool_pre_ping=True, json_serializer=event_log.dumps, json_deserializer=orjson.loads)
 
 
 def asyncpg_dsn(url: str) -> str:

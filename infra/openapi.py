@@ -26,13 +26,16 @@ MEANINGS = {
     413: "The request body is larger than the limit (code too_large)",
     422: "A parameter or the body is invalid (field names which)",
     429: "Too many queries at once; retry after Retry-After seconds",
-    503: "A store does not answer",
+    503: "A store does not answer (readiness), or every write-database connection is busy (code busy: nothing "
+         "was done; retry after Retry-After seconds)",
 }
 #: Headers that come with a status, whatever the route.
 HEADERS = {
     401: {"WWW-Authenticate": {"description": "Always `Bearer`", "required": True, "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds to wait before retrying", "required": True,
                                   "schema": {"type": "integer"}}},
+    503: {"Retry-After": {"description": "With code busy: seconds to wait before retrying", "required": False,
+                          "schema": {"type": "integer"}}},
 }
 #: Tags whose POST routes change state, and so can conflict with it.
 CHANGING_TAGS = {"commands", "tenants", "operations"}
@@ -80,7 +83,7 @@ def with_errors(spec: dict[str, Any]) -> dict[str, Any]:
     for path, method, operation in _operations(spec):
         responses = operation["responses"]
         for status in sorted(statuses(path, method, operation)):
-            responses[str(status)] = _error_response(status, "Readiness" if status == 503 else "Error")
+            responses[str(status)] = _error_response(status, "Readiness" if path == "/ready" else "Error")
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 shape, which Prism never answers
         schemas.pop(unused, None)
     return spec
@@ -90,8 +93,8 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     """The error statuses one operation can answer, from what it declares."""
     found = set(PARTICULAR.get((method, path), set()))
     parameters = operation.get("parameters", [])
-    if operation.get("security"):  # the credential check, and the X-Tenant-ID check beside it
-        found |= {400, 401, 403}
+    if operation.get("security"):  # the credential check (keys live in the write database), and X-Tenant-ID
+        found |= {400, 401, 403, 503}
     if "requestBody" in operation:
         found |= {413, 422}
     if parameters:

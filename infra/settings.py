@@ -54,6 +54,8 @@ class Settings(BaseSettings):
                                                               "of the live version of that projection waiting up "
                                                               "to one such batch")
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
+    pool_timeout_seconds: float = Field(10.0, gt=0, description="Longest a request waits for a write-database "
+                                                                "connection before it is answered 503")
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
                                                 "`prism relay` process runs)")
