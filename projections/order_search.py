@@ -44,18 +44,12 @@ MAPPING: dict[str, Any] = {
         "customer_name": _NAME,
         "customer_email": {"type": "text", "analyzer": "folded", "fields": {"raw": {"type": "keyword"}}},
         "status": {"type": "keyword"},
-        "items": {
-            "type": "nested",
-            "properties": {
-                "name_position": {"type": "long", "index": False},
-                "line_no": {"type": "short"},
-                "product_id": {"type": "keyword"},
-                "product_name": _NAME,
-                "quantity": {"type": "integer"},
-                "unit_price": _MONEY,
-                "line_total": _MONEY,
-            },
-        },
+        # Kept for the answer, not searched: product names are searched in the flat ``product_names``, far cheaper
+        # to index and to query than one nested document per line.
+        "items": {"type": "object", "enabled": False},
+        # No length norms: an order scores by its best-matching product, not by how few products it has.
+        "product_names": _NAME | {"norms": False},
+        "product_ids": {"type": "keyword"},
         "item_count": {"type": "integer"},
         "subtotal": _MONEY,
         "discount_percent": {"type": "double"},
@@ -100,6 +94,13 @@ def analysis(filters: dict[str, str]) -> dict[str, Any]:
     if filters["prefixes"] == "prism_prefixes":
         settings["filter"] = {"prism_prefixes": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}}
     return settings
+
+
+def searchable(doc: documents.Doc) -> documents.Doc:
+    """The document as indexed: its products' names and ids also in flat fields (searched and highlighted there,
+    and found by a rename)."""
+    return doc | {"product_names": [item["product_name"] for item in doc["items"]],
+                  "product_ids": [item["product_id"] for item in doc["items"]]}
 
 
 class OrderSearch:
@@ -158,6 +159,7 @@ class OrderSearch:
                       extra: dict[str, Any] | None = None) -> None:
         """Create unless it exists; another process starting at the same time may win the race."""
         if await self.es.indices.exists(index=index):
+            await self._add_new_fields(index, mappings)
             await self._warn_if_outdated(index, mappings)
             return
         settings = SETTINGS | (extra or {}) | ({"analysis": analysis} if analysis else {})
@@ -166,6 +168,14 @@ class OrderSearch:
         except BadRequestError as error:
             if error.error != "resource_already_exists_exception":
                 raise
+
+    async def _add_new_fields(self, index: str, mappings: dict[str, Any]) -> None:
+        """Fields this release adds (``product_names``) go into an older index too, so its strict mapping takes the
+        new documents; what is already indexed has them once rewritten, or after a rebuild."""
+        found = (await self.es.indices.get_mapping(index=index))[index]["mappings"].get("properties", {})
+        added = {name: field for name, field in mappings["properties"].items() if name not in found}
+        if added:
+            await self.es.indices.put_mapping(index=index, properties=added)
 
     async def _warn_if_outdated(self, index: str, mappings: dict[str, Any]) -> None:
         """An index made by an older release keeps its mapping: say how to move to the current one."""
@@ -211,7 +221,7 @@ class OrderSearch:
         for oid, doc in docs.items():
             version = max(doc["position"], stored.get(oid, 0))
             operations += [{"index": {"_index": self.names.index, "_id": oid, "version": version,
-                                      "version_type": "external_gte"}}, doc]
+                                      "version_type": "external_gte"}}, searchable(doc)]
         await self.es.bulk(operations=operations, refresh=True)
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
@@ -228,7 +238,7 @@ class OrderSearch:
             for key, doc in items.items():
                 action = orjson.dumps({"index": {"_index": index, "_id": key, "version": doc["position"],
                                                  "version_type": "external_gte"}})
-                source = orjson.dumps(doc)
+                source = orjson.dumps(searchable(doc) if index == self.names.index else doc)
                 if chunks[-1] and size + len(action) + len(source) > BULK_BYTES:
                     chunks.append([])
                     size = 0
@@ -281,7 +291,7 @@ class OrderSearch:
         if customers:
             should.append({"terms": {"customer_id": sorted(customers)}})
         if products:
-            should.append({"nested": {"path": "items", "query": {"terms": {"items.product_id": sorted(products)}}}})
+            should.append({"terms": {"product_ids": sorted(products)}})
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
         return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
                                                                       size=1000)}

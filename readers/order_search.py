@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -34,7 +35,13 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
 #: Elasticsearch's own window for from + size; deeper pages go by cursor.
 MAX_WINDOW = 10_000
 TEXT_FIELDS = ["customer_name^3", "customer_email", "note", "cancel_reason"]
-HIGHLIGHTED = ("customer_name", "customer_email", "note", "cancel_reason")
+HIGHLIGHTED = ("customer_name", "customer_email", "note", "cancel_reason", "product_names")
+#: The key a hit's highlights carry for a field, where it is not the field's own name.
+HIGHLIGHT_KEYS = {"product_names": "items.product_name"}
+#: Product names the suggest aggregation brings back before those the prefix does not start are left out.
+SUGGEST_CANDIDATES = 100
+#: What ``facets`` may ask for, and the aggregation each needs.
+FACETS = ("status", "total", "products")
 SORTS: dict[str, list[dict[str, Any]]] = {
     "relevance": [{"_score": "desc"}, {"placed_at": "desc"}],
     "newest": [{"placed_at": "desc"}],
@@ -63,9 +70,12 @@ class Bucket(BaseModel):
 
 
 class Facets(BaseModel):
-    status: list[Bucket]
-    total_histogram: list[Bucket] = Field(description="Orders per total range; key is the range's lower bound")
-    top_products: list[Bucket]
+    """The facets asked for with ``facets``; the others are null."""
+
+    status: list[Bucket] | None = None
+    total_histogram: list[Bucket] | None = Field(None, description="Orders per total range; key is the range's "
+                                                               "lower bound (facet total)")
+    top_products: list[Bucket] | None = Field(None, description="Orders per product name (facet products)")
 
 
 class SearchResults(BaseModel):
@@ -75,7 +85,7 @@ class SearchResults(BaseModel):
     page: int | None
     page_size: int
     hits: list[Hit]
-    facets: Facets
+    facets: Facets | None = Field(description="Only when asked for with facets; null otherwise")
     next_cursor: str | None = Field(description="Pass as cursor for the next page (works at any depth)")
     consistency: Consistency
 
@@ -105,20 +115,40 @@ def search_query(tenant: str, q: str | None, status: str | None, min_total: Deci
     if q:
         must.append({"bool": {"minimum_should_match": 1, "should": [
             {"multi_match": {"query": q, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}},
-            {"nested": {"path": "items", "score_mode": "max", "inner_hits": {
-                "size": 5, "_source": False, "highlight": {"fields": {"items.product_name": {}}}},
-                "query": {"match": {"items.product_name": {"query": q, "fuzziness": "AUTO"}}}}},
+            {"match": {"product_names": {"query": q, "fuzziness": "AUTO"}}},
         ]}})
     return {"bool": {"filter": filters, "must": must or [{"match_all": {}}]}}
 
 
-def facets_request(histogram_interval: int) -> dict[str, Any]:
-    return {
-        "status": {"terms": {"field": "status", "size": 10}},
-        "total_histogram": {"histogram": {"field": "total", "interval": histogram_interval, "min_doc_count": 1}},
-        "items": {"nested": {"path": "items"}, "aggs": {
-            "top_products": {"terms": {"field": "items.product_name.raw", "size": 10}}}},
-    }
+def facets_request(asked: frozenset[str], histogram_interval: int) -> dict[str, Any]:
+    aggs = {"status": ("status", {"terms": {"field": "status", "size": 10}}),
+            "total": ("total_histogram", {"histogram": {"field": "total", "interval": histogram_interval,
+                                                        "min_doc_count": 1}}),
+            "products": ("top_products", {"terms": {"field": "product_names.raw", "size": 10}})}
+    return {name: agg for facet, (name, agg) in aggs.items() if facet in asked}
+
+
+def search_body(tenant: str, q: str | None, status: str | None = None, min_total: Decimal | None = None,
+                max_total: Decimal | None = None, start: date | None = None, end: date | None = None,
+                customer_id: str | None = None, sort: str | None = None, facets: frozenset[str] = frozenset(),
+                histogram_interval: int = 100) -> dict[str, Any]:
+    """The whole search request but its paging: what ``/search`` sends Elasticsearch."""
+    sort = sort or ("relevance" if q else "newest")
+    body = {"query": search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
+            "sort": SORTS[sort] + [{"order_id": "asc"}], "size": PAGE_SIZE, "track_total_hits": True,
+            "highlight": {"fields": {field: {} for field in HIGHLIGHTED}}}
+    if facets:
+        body["aggs"] = facets_request(facets, histogram_interval)
+    return body
+
+
+def _asked_facets(facets: str | None) -> frozenset[str]:
+    asked = frozenset(name.strip() for name in (facets or "").split(",") if name.strip())
+    unknown = sorted(asked - set(FACETS))
+    if unknown:
+        raise InvalidQuery(f"unknown facet {', '.join(unknown)}; facets takes a comma-separated subset of "
+                           f"{','.join(FACETS)}", "facets")
+    return asked
 
 
 @router.get("/search", response_model=SearchResults)
@@ -134,6 +164,9 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
                                                             "cursor")] = None,
                         cursor: Annotated[str | None, Query(max_length=500, pattern=CURSOR_PATTERN, description=(
                             "next_cursor of the page before; not with page"))] = None,
+                        facets: Annotated[str | None, Query(max_length=100, examples=["status,total,products"],
+                                                            description="Facets to compute, comma-separated: "
+                                                            "status, total, products; none by default")] = None,
                         histogram_interval: Annotated[int, Query(ge=1, le=1_000_000)] = 100,
                         min_position: MinPosition = None) -> Any:
     if min_total is not None and max_total is not None and min_total > max_total:
@@ -143,19 +176,18 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
     if page and page * PAGE_SIZE > MAX_WINDOW:
         raise InvalidQuery(f"page {page} is past the first {MAX_WINDOW} results; follow next_cursor instead", "page")
     sort = sort or ("relevance" if q else "newest")
+    asked = _asked_facets(facets)
     after = _decode(cursor, sort) if cursor else None  # checked before any wait
     names, served = await _served(stores, min_position, wait)
-    query = search_query(tenant, q, status, min_total, max_total, start, end, customer_id)
-    found = await stores.elasticsearch.search(
-        index=names.alias, query=query, sort=SORTS[sort] + [{"order_id": "asc"}], size=PAGE_SIZE,
-        track_total_hits=True, aggs=facets_request(histogram_interval),
-        highlight={"fields": {field: {} for field in HIGHLIGHTED}},
-        **await _paging(stores, names, query, sort, after, page))
+    body = search_body(tenant, q, status, min_total, max_total, start, end, customer_id, sort, asked,
+                       histogram_interval)
+    found = await stores.elasticsearch.search(index=names.alias, **body,
+                                              **await _paging(stores, names, body["query"], sort, after, page))
     served.stamp(response)
     hits = found["hits"]["hits"]
     more = len(hits) == PAGE_SIZE and (cursor or (page or 1) * PAGE_SIZE < found["hits"]["total"]["value"])
     return {"total": found["hits"]["total"]["value"], "page": None if cursor else (page or 1),
-            "page_size": PAGE_SIZE, "hits": [_hit(h) for h in hits], "facets": _facets(found["aggregations"]),
+            "page_size": PAGE_SIZE, "hits": [_hit(h) for h in hits], "facets": _facets(found["aggregations"]) if asked else None,
             "next_cursor": _encode(sort, hits[-1]["sort"]) if more else None, "consistency": served.model()}
 
 
@@ -166,16 +198,16 @@ async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
     """Customer and product names starting with what was typed (folded: "jos" suggests "José"), at most 10."""
     names, served = await _served(stores, min_position, wait)
     prefix = {"match": {"customer_name.prefix": {"query": q, "operator": "and"}}}
-    product_prefix = {"match": {"items.product_name.prefix": {"query": q, "operator": "and"}}}
+    product_prefix = {"match": {"product_names.prefix": {"query": q, "operator": "and"}}}
     found = await stores.elasticsearch.search(index=names.alias, size=0, query={"bool": {
-        "filter": [{"term": {"tenant_id": tenant}}], "should": [
-            prefix, {"nested": {"path": "items", "query": product_prefix}}], "minimum_should_match": 1}}, aggs={
-        "customers": {"filter": prefix, "aggs": {"names": {"terms": {"field": "customer_name.raw", "size": 10}}}},
-        "items": {"nested": {"path": "items"}, "aggs": {"matching": {"filter": product_prefix, "aggs": {
-            "names": {"terms": {"field": "items.product_name.raw", "size": 10}}}}}}})
-    buckets = found["aggregations"]["customers"]["names"]["buckets"] + \
-        found["aggregations"]["items"]["matching"]["names"]["buckets"]
-    ranked = sorted(buckets, key=lambda b: (-b["doc_count"], b["key"]))
+        "filter": [{"term": {"tenant_id": tenant}}], "should": [prefix, product_prefix], "minimum_should_match": 1}},
+        aggs={"customers": {"filter": prefix, "aggs": {"names": {"terms": {"field": "customer_name.raw", "size": 10}}}},
+              "products": {"filter": product_prefix, "aggs": {"names": {"terms": {
+                  "field": "product_names.raw", "size": SUGGEST_CANDIDATES}}}}})
+    # an order matching one product name brings all its names: keep those the prefix itself matches
+    products = [b for b in found["aggregations"]["products"]["names"]["buckets"] if starts_with(b["key"], q)]
+    ranked = sorted(found["aggregations"]["customers"]["names"]["buckets"] + products,
+                    key=lambda b: (-b["doc_count"], b["key"]))
     served.stamp(response)
     return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
 
@@ -187,12 +219,20 @@ async def _served(stores: Stores, min_position: int | None, wait: float) -> tupl
                                  wait)
 
 
+def starts_with(name: str, typed: str) -> bool:
+    """Whether every word typed starts a word of ``name``, both folded as the index folds them."""
+    words = _words(name)
+    return all(any(word.startswith(part) for word in words) for part in _words(typed))
+
+
+def _words(text: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", text.lower())
+    return re.findall(r"\w+", "".join(c for c in folded if not unicodedata.combining(c)))
+
+
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
     doc = hit["_source"]
-    highlights = dict(hit.get("highlight", {}))
-    for inner in hit.get("inner_hits", {}).get("items", {}).get("hits", {}).get("hits", []):
-        highlights.setdefault("items.product_name", []).extend(inner.get("highlight", {}).get(
-            "items.product_name", []))
+    highlights = {HIGHLIGHT_KEYS.get(field, field): found for field, found in hit.get("highlight", {}).items()}
     return {key: doc[key] for key in ("order_id", "customer_id", "customer_name", "customer_email", "status",
                                       "total", "placed_at")} | {
         "products": [item["product_name"] for item in doc["items"]], "highlights": highlights}
@@ -202,8 +242,7 @@ def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     def buckets(found: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"key": str(b["key"]), "count": b["doc_count"]} for b in found["buckets"]]
 
-    return {"status": buckets(aggs["status"]), "total_histogram": buckets(aggs["total_histogram"]),
-            "top_products": buckets(aggs["items"]["top_products"])}
+    return {name: buckets(found) for name, found in aggs.items()}
 
 
 async def _paging(stores: Stores, names: Names, query: dict[str, Any], sort: str, after: list[Any] | None,

@@ -46,11 +46,17 @@ async def test_suggestions_complete_names_from_a_prefix(catalogue):
 
 async def test_facets_filters_and_sorts(catalogue):
     shop, made = catalogue
-    found, _ = await shop.get("/search", made["position"], histogram_interval=50)
+    found, _ = await shop.get("/search", made["position"], histogram_interval=50, facets="status,total,products")
     assert found["total"] == 25 and found["facets"]["status"] == [{"key": "pending", "count": 25}]
     assert found["facets"]["top_products"] == [{"key": "Gadget Max", "count": 24}, {"key": "Widget Pro", "count": 1}]
     assert sum(b["count"] for b in found["facets"]["total_histogram"]) == 25
     assert found["facets"]["total_histogram"][0] == {"key": "0.0", "count": 10}  # 5.00 .. 45.00 and the 40.00
+    only, _ = await shop.get("/search", made["position"], facets="products")
+    assert only["facets"] == {"status": None, "total_histogram": None, "top_products": found["facets"]["top_products"]}
+    unasked, _ = await shop.get("/search", made["position"])
+    assert unasked["facets"] is None and unasked["total"] == 25
+    unknown = await shop.http.get("/search", params={"facets": "status,colour"}, headers=shop.headers)
+    assert unknown.status_code == 422 and unknown.json()["field"] == "facets" and "colour" in unknown.json()["message"]
     dearest, _ = await shop.get("/search", made["position"], sort="total_desc", customer_id=made["mia"]["id"])
     assert [h["total"] for h in dearest["hits"][:2]] == ["120.00", "115.00"]
     assert all(h["customer_id"] == made["mia"]["id"] for h in dearest["hits"])
@@ -78,7 +84,8 @@ async def test_another_tenant_finds_and_is_suggested_nothing(catalogue, http):
     shop, made = catalogue
     other = await open_tenant(http, f"{shop.tenant}-z", "Other")
     params = {"min_position": made["position"]}
-    found = (await http.get("/search", params=params | {"q": "jose"}, headers=other)).json()
+    found = (await http.get("/search", params=params | {"q": "jose", "facets": "status,products"},
+                            headers=other)).json()
     assert found["total"] == 0 and found["facets"]["top_products"] == [] and found["facets"]["status"] == []
     suggested = (await http.get("/search/suggest", params=params | {"q": "wid"}, headers=other)).json()
     assert suggested["suggestions"] == []
