@@ -36,6 +36,9 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
 MAX_WINDOW = 10_000
 TEXT_FIELDS = ["customer_name^3", "customer_email", "note", "cancel_reason"]
 HIGHLIGHTED = ("customer_name", "customer_email", "note", "cancel_reason", "product_names")
+#: Highlighters other than the default: product names have term vectors, for which the vector highlighter is
+#: several times faster than the default one re-running a fuzzy query on every hit.
+HIGHLIGHTERS = {"product_names": {"type": "fvh"}}
 #: The key a hit's highlights carry for a field, where it is not the field's own name.
 HIGHLIGHT_KEYS = {"product_names": "items.product_name"}
 #: Product names the suggest aggregation brings back before those the prefix does not start are left out.
@@ -136,7 +139,7 @@ def search_body(tenant: str, q: str | None, status: str | None = None, min_total
     sort = sort or ("relevance" if q else "newest")
     body = {"query": search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
             "sort": SORTS[sort] + [{"order_id": "asc"}], "size": PAGE_SIZE, "track_total_hits": True,
-            "highlight": {"fields": {field: {} for field in HIGHLIGHTED}}}
+            "highlight": {"fields": {field: HIGHLIGHTERS.get(field, {}) for field in HIGHLIGHTED}}}
     if facets:
         body["aggs"] = facets_request(facets, histogram_interval)
     return body
