@@ -2,7 +2,9 @@
 same order, with the same highlights.
 
 The reference is the nested design itself: the served documents copied into an
-index with nested items, searched with its query (a nested match with inner hits).
+index with nested items, searched with its query (a nested match with inner hits),
+beside the same documents copied into an index of the flat design (so that both
+score with the same statistics, which the served index shares with other tenants).
 """
 
 from __future__ import annotations
@@ -54,24 +56,26 @@ def _seen(found: dict[str, Any], nested: bool) -> list[tuple[str, list[str]]]:
 
 
 @pytest.fixture
-async def nested_copy(stores):
-    """An index of the nested design with the served index's analysis, emptied afterwards."""
+async def copies(stores):
+    """Two empty indexes with the served index's analysis: the nested design's and the flat one's."""
     names = Names(stores.namespace)
-    index = f"{names.alias}-nested-reference"
     served = await stores.elasticsearch.indices.get_settings(index=names.alias)
     analysis = next(iter(served.values()))["settings"]["index"]["analysis"]
-    mapping = copy.deepcopy(MAPPING)
-    mapping["properties"]["items"] = NESTED_ITEMS
+    nested = copy.deepcopy(MAPPING)
+    nested["properties"]["items"] = NESTED_ITEMS
     for flat in ("product_names", "product_ids"):
-        mapping["properties"].pop(flat)
-    await stores.elasticsearch.indices.delete(index=index, ignore_unavailable=True)
-    await stores.elasticsearch.indices.create(index=index, mappings=mapping, settings={
-        "number_of_shards": 1, "number_of_replicas": 0, "analysis": analysis})
-    yield index
-    await stores.elasticsearch.indices.delete(index=index, ignore_unavailable=True)
+        nested["properties"].pop(flat)
+    made = {"nested": f"{names.alias}-nested-reference", "flat": f"{names.alias}-flat-reference"}
+    for kind, mapping in (("nested", nested), ("flat", MAPPING)):
+        await stores.elasticsearch.indices.delete(index=made[kind], ignore_unavailable=True)
+        await stores.elasticsearch.indices.create(index=made[kind], mappings=mapping, settings={
+            "number_of_shards": 1, "number_of_replicas": 0, "analysis": analysis})
+    yield made
+    for index in made.values():
+        await stores.elasticsearch.indices.delete(index=index, ignore_unavailable=True)
 
 
-async def test_flat_product_names_find_the_hits_nested_items_found(http, tenant_id, stores, nested_copy):
+async def test_flat_product_names_find_the_hits_nested_items_found(http, tenant_id, stores, copies):
     await open_tenant(http, tenant_id)
     sample = Sample(Shop(http, tenant_id))
     await sample.make()
@@ -82,14 +86,15 @@ async def test_flat_product_names_find_the_hits_nested_items_found(http, tenant_
     operations = []
     for doc in docs:
         source = {k: v for k, v in doc["_source"].items() if k not in ("product_names", "product_ids")}
-        operations += [{"index": {"_index": nested_copy, "_id": doc["_id"]}}, source]
+        operations += [{"index": {"_index": copies["nested"], "_id": doc["_id"]}}, source,
+                       {"index": {"_index": copies["flat"], "_id": doc["_id"]}}, doc["_source"]]
     await es.bulk(operations=operations, refresh=True)
     assert len(docs) == 6
 
     for asked in QUERIES:
-        flat = await es.search(index=alias, **search_body(tenant_id, **asked))
-        nested = await es.search(index=nested_copy, **nested_body(tenant_id, **asked))
+        flat = await es.search(index=copies["flat"], **search_body(tenant_id, **asked))
+        nested = await es.search(index=copies["nested"], **nested_body(tenant_id, **asked))
         assert _seen(flat, nested=False) == _seen(nested, nested=True), asked
         assert flat["hits"]["hits"], asked  # every query of the set finds something
-    products = await es.search(index=alias, **search_body(tenant_id, "grande"))
+    products = await es.search(index=copies["flat"], **search_body(tenant_id, "grande"))
     assert any(names for _, names in _seen(products, nested=False))  # product names are matched and highlighted
