@@ -21,12 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
-from projections.layouts.stores import Stores
 from projections.layouts.customer_dashboards import Tables as DashboardTables
 from projections.layouts.customer_dashboards import query_served
 from projections.layouts.order_analytics import Tables as AnalyticsTables
 from projections.layouts.order_search import Names
 from projections.layouts.order_summaries import Keys, served_version
+from projections.layouts.stores import Stores
 from workers.locks import exclusively
 from write import event_log
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.stores import Stores
 from projections.layouts.customer_dashboards import Tables, query_served, read_checkpoint
+from projections.layouts.stores import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds

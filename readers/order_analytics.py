@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.stores import Stores
 from projections.layouts.order_analytics import Tables, read_checkpoint
+from projections.layouts.stores import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds

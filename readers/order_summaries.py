@@ -9,8 +9,8 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from projections.layouts.stores import Stores
 from projections.layouts.order_summaries import ServedReader
+from projections.layouts.stores import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
