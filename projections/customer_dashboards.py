@@ -90,12 +90,6 @@ def _array(column: str) -> str:
 _SENT_AS_IS = frozenset({"text", "smallint", "integer", "bigint"})
 
 
-#: The customers a batch changes: its own, and those who bought a product it renames (top products show today's
-#: names).
-_TOUCHED = ("c.customer_id = ANY(CAST(:ids AS text[])::uuid[]) OR c.customer_id IN (SELECT customer_id FROM {lines} "
-            "WHERE product_id = ANY(CAST(:products AS text[])::uuid[]))")
-
-
 class CustomerDashboards:
     """Projection of customer and order events into per-customer dashboard rows."""
 
@@ -107,7 +101,6 @@ class CustomerDashboards:
         self.version, self.label = version, label(self.name, version)
         self.engine = stores.dashboards
         self.tables = Tables(stores.namespace, version)
-        self._kept = False  # once true, stays so for this object
 
     async def setup(self) -> None:
         try:
@@ -126,22 +119,6 @@ class CustomerDashboards:
             for view, select in self.tables.views().items():  # served only if nothing is yet
                 if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
                     await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
-                elif await self._served_without_new_columns(conn, view, select):
-                    await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
-
-    async def _served_without_new_columns(self, conn: AsyncConnection, view: str, select: str) -> bool:
-        """The view serves this version's table but lacks columns added to it since (a view's ``*`` is the table's
-        columns when the view was made)."""
-        table = select.rsplit(" FROM ", 1)[1]
-        if not select.startswith("SELECT *"):
-            return False
-        found = await conn.execute(text(
-            "SELECT (SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v), "
-            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :v), "
-            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :t)"),
-            {"s": self.tables.schema, "v": view.split(".", 1)[1], "t": table.split(".", 1)[1]})
-        definition, in_view, in_table = found.one()
-        return table.split(".", 1)[1] in (definition or "") and in_view < in_table
 
     async def _made_by_an_older_release(self, conn: AsyncConnection) -> bool:
         """This version has orders but no order-lines table yet."""
@@ -154,10 +131,6 @@ class CustomerDashboards:
     async def serve(self) -> None:
         """Staged views renamed into place in one transaction: readers see the old version or this one."""
         async with self.engine.begin() as conn:
-            kept = await self._rows_kept(conn)
-        if not kept:
-            await self.prepare()
-        async with self.engine.begin() as conn:
             for view, select in self.tables.views().items():
                 short = view.split(".", 1)[1]
                 await conn.execute(text(f"DROP VIEW IF EXISTS {view}__staged"))
@@ -168,25 +141,6 @@ class CustomerDashboards:
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)
 
-    async def _rows_kept(self, conn: AsyncConnection) -> bool:
-        """Whether this version's dashboard rows are kept per batch: once readers see it, or once ``prepare`` has
-        made them. A version built beside the served one makes them once, in ``prepare``, not in every batch.
-        Asked once per batch until true (a switch takes this version's lock, held by the caller of ``apply``)."""
-        if not self._kept:
-            found = await conn.execute(text(
-                "SELECT coalesce(position(:table IN definition) > 0, false) FROM pg_views "
-                f"WHERE schemaname = :s AND viewname = :v UNION ALL SELECT EXISTS (SELECT 1 FROM {self.tables.dashboards})"),
-                {"s": self.tables.schema, "v": self.tables.served.split(".", 1)[1],
-                 "table": self.tables.dashboards.split(".", 1)[1]})
-            self._kept = any(found.scalars())
-        return self._kept
-
-    async def prepare(self) -> None:
-        """Before a switch: every customer's row, in one statement; from then on each batch keeps its own."""
-        async with self.engine.begin() as conn:
-            await conn.execute(text(self._recompute_sql("true")))
-        self._kept = True
-
     async def apply(self, batch: Batch) -> None:
         customers, orders = latest_customers(batch.events), latest_orders(batch.events)
         touched = list({row["customer_id"] for row in customers + orders})
@@ -195,10 +149,8 @@ class CustomerDashboards:
             await self._upsert(conn, self.tables.orders, "order_id", orders)
             await self._upsert(conn, self.tables.lines, "order_id, line_no", latest_lines(batch.events))
             await self._upsert(conn, self.tables.products, "product_id", latest_products(batch.events))
-            renamed = list({row["product_id"] for row in latest_products(batch.events)})
-            if (touched or renamed) and await self._rows_kept(conn):
-                await conn.execute(text(self._recompute_sql(_TOUCHED.format(lines=self.tables.lines))),
-                                   {"ids": touched, "products": renamed})
+            if touched:
+                await conn.execute(text(self._recompute_sql()), {"ids": touched})
             await conn.execute(text(
                 f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
                 "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
@@ -241,47 +193,26 @@ class CustomerDashboards:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"),
             {col: [row[col] for row in rows] for col in columns})
 
-    def _recompute_sql(self, which: str) -> str:
-        """Each chosen customer's whole dashboard row, from the source rows (``which`` picks customers of ``c``)."""
+    def _recompute_sql(self) -> str:
         t = self.tables
         counted = ", ".join(f"count(o.order_id) FILTER (WHERE o.status = '{s}')"
                             for s in ("pending", "confirmed", "shipped", "cancelled"))
         return f"""
             INSERT INTO {t.dashboards} (customer_id, tenant_id, name, email, order_count, pending_count,
                 confirmed_count, shipped_count, cancelled_count, lifetime_value, average_order_value,
-                last_order_at, position, spend_by_month, top_products, last_order)
+                last_order_at, position)
             SELECT c.customer_id, c.tenant_id, c.name, c.email, count(o.order_id), {counted},
                 coalesce(sum(o.total) FILTER (WHERE o.status <> 'cancelled'), 0),
                 coalesce(round(avg(o.total) FILTER (WHERE o.status <> 'cancelled'), 2), 0),
-                max(o.placed_at), greatest(c.position, coalesce(max(o.position), 0)),
-                (SELECT coalesce(jsonb_object_agg(m.month, jsonb_build_object('orders', m.orders, 'spend', m.spend)),
-                                 '{{}}')
-                 FROM (SELECT to_char(m.placed_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*) AS orders,
-                              sum(m.total)::text AS spend
-                       FROM {t.orders} m WHERE m.customer_id = c.customer_id AND m.status <> 'cancelled'
-                       GROUP BY 1) m),
-                (SELECT coalesce(jsonb_agg(jsonb_build_object('product_id', p.product_id, 'name', p.name,
-                                                              'quantity', p.quantity, 'revenue', p.revenue)
-                                           ORDER BY p.rank), '[]') FROM (
-                   SELECT l.product_id::text AS product_id, coalesce(max(pr.name), '') AS name,
-                          sum(l.quantity)::int AS quantity, sum(l.line_total)::text AS revenue,
-                          row_number() OVER (ORDER BY sum(l.line_total) DESC, l.product_id) AS rank
-                   FROM {t.lines} l JOIN {t.orders} lo ON lo.order_id = l.order_id AND lo.status <> 'cancelled'
-                   LEFT JOIN {t.products} pr ON pr.product_id = l.product_id
-                   WHERE l.customer_id = c.customer_id
-                   GROUP BY l.product_id ORDER BY sum(l.line_total) DESC, l.product_id LIMIT 5) p),
-                (SELECT jsonb_build_object('order_id', x.order_id::text, 'status', x.status, 'total', x.total::text,
-                                           'placed_at', x.placed_at)
-                 FROM {t.orders} x WHERE x.customer_id = c.customer_id ORDER BY x.placed_at DESC LIMIT 1)
+                max(o.placed_at), greatest(c.position, coalesce(max(o.position), 0))
             FROM {t.customers} c LEFT JOIN {t.orders} o ON o.customer_id = c.customer_id
-            WHERE {which}
+            WHERE c.customer_id = ANY(CAST(:ids AS text[])::uuid[])
             GROUP BY c.customer_id
             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
                 order_count = excluded.order_count, pending_count = excluded.pending_count,
                 confirmed_count = excluded.confirmed_count, shipped_count = excluded.shipped_count,
                 cancelled_count = excluded.cancelled_count, lifetime_value = excluded.lifetime_value,
                 average_order_value = excluded.average_order_value, last_order_at = excluded.last_order_at,
-                position = excluded.position, spend_by_month = excluded.spend_by_month,
-                top_products = excluded.top_products, last_order = excluded.last_order"""
+                position = excluded.position"""
 
 

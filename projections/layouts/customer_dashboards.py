@@ -8,14 +8,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 
-#: What the dashboard shows beyond counts and sums, kept in its row (added to a table made by an older release).
-SHOWN_COLUMNS = (
-    "spend_by_month jsonb NOT NULL DEFAULT '{}'",  # "YYYY-MM" -> {"orders", "spend"}, cancelled orders left out
-    "top_products jsonb NOT NULL DEFAULT '[]'",  # up to 5 {"product_id", "name", "quantity", "revenue"}
-    "last_order jsonb",  # {"order_id", "status", "total", "placed_at"}
-)
-
-
 class Tables:
     """Table names of one version, in the namespace's schema."""
 
@@ -67,7 +59,6 @@ class Tables:
                 shipped_count integer NOT NULL, cancelled_count integer NOT NULL,
                 lifetime_value numeric(20, 2) NOT NULL, average_order_value numeric(20, 2) NOT NULL,
                 last_order_at timestamptz, position bigint NOT NULL)""",
-            *(f"ALTER TABLE {self.dashboards} ADD COLUMN IF NOT EXISTS {column}" for column in SHOWN_COLUMNS),
             f"CREATE INDEX IF NOT EXISTS customer_dashboards_tenant_idx ON {self.dashboards} (tenant_id, customer_id)",
             f"CREATE INDEX IF NOT EXISTS customer_dashboards_ltv_idx ON {self.dashboards} (tenant_id, lifetime_value DESC)",
             f"CREATE INDEX IF NOT EXISTS customer_dashboards_orders_idx ON {self.dashboards} (tenant_id, order_count DESC)",
