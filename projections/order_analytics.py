@@ -5,6 +5,12 @@ position as version, so a re-applied or late batch collapses into the newest row
 the views readers query apply ``FINAL``. Each batch is one block insert per table,
 with a deduplication token, and the checkpoint row goes in last.
 
+The canned questions read two rollups, orders per tenant, day and hour and order
+lines per tenant, day and product. After its facts, a batch recomputes the rollup
+rows of the days it touched from the facts (never increments them, so a replayed or
+redelivered batch cannot count twice); the facts are sorted by tenant and day, so
+that reads only those days.
+
 Each version has tables of its own (``orders_v<n>``...); readers and analysts query
 views with the plain names (``orders``, ``order_lines``, ``order_events``,
 ``products``, ``daily_orders`` and ``order_analytics_checkpoint``), which ``serve`` moves to a version
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -121,14 +128,30 @@ class OrderAnalytics:
             await asyncio.to_thread(self._forget, order_ids)
 
     def _forget(self, order_ids: list[str]) -> None:
+        days = self.client.query(f"SELECT DISTINCT tenant_id, toDate32(placed_at) FROM {self.tables.orders} "
+                                 "WHERE order_id IN %(ids)s", parameters={"ids": order_ids}).result_rows
         for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events):
             self.client.command(f"DELETE FROM {table} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
+        self._roll_up({(tenant, day) for tenant, day in days})
 
     def _setup(self) -> None:
+        rolled_up = self._exists(self.tables.order_hours) or not self._exists(self.tables.orders)
         for statement in self.tables.ddl():
             self.client.command(statement)
+        if not rolled_up:  # facts made by a release without rollups
+            self._roll_up(None)
         for view, select in self.tables.views().items():  # served only if nothing is yet
             self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.client.command(f"EXISTS TABLE {table}"))
+
+    def _roll_up(self, days: set[tuple[str, date]] | None) -> None:
+        """The rollup rows of these tenants' days (of all with None) recomputed from the facts."""
+        if days is not None and not days:
+            return
+        for statement in rollup_sql(self.tables, days):
+            self.client.command(statement)
 
     def _refresh_rollup(self) -> None:
         self.client.command(f"SYSTEM REFRESH VIEW {self.tables.daily_orders}")
@@ -149,7 +172,7 @@ class OrderAnalytics:
 
     def _drop(self) -> None:
         for table in (self.tables.daily_orders, self.tables.orders, self.tables.order_lines, self.tables.order_events,
-                      self.tables.products):
+                      self.tables.products, self.tables.order_hours, self.tables.product_days):
             self.client.command(f"DROP TABLE IF EXISTS {table}")
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
             self.client.command(statement)
@@ -162,8 +185,58 @@ class OrderAnalytics:
             if block.rows:
                 token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
                 insert_block(self.client, getattr(self.tables, table), block, token)
+        self._roll_up(touched_days(batch.events))
         insert_block(self.client, self.tables.checkpoints, Block(("name", "position"),
                                                                  [(self.tables.checkpoint_key, batch.upto)]))
+
+
+def touched_days(events: list[StoredEvent]) -> set[tuple[str, date]]:
+    """The tenants' days (UTC) whose orders a batch changes."""
+    return {(ev.tenant_id, _utc_day(ev.payload["order"]["placed_at"])) for ev in events if ev.type in e.ORDER_EVENTS}
+
+
+def _utc_day(iso: str) -> date:
+    at = datetime.fromisoformat(iso)
+    return (at.astimezone(UTC) if at.tzinfo else at).date()
+
+
+def rollup_sql(t: Tables, days: set[tuple[str, date]] | None) -> list[str]:
+    """Statements that rewrite the rollup rows of ``days`` (all with None) from the facts.
+
+    Rows the facts no longer have (forgotten orders) are rewritten as zeros. The
+    version is the time of the recompute: a later recompute has seen newer facts.
+    """
+    if days is None:
+        facts = kept = "1"
+    else:
+        pairs = ", ".join(f"({_quoted(tenant)}, '{day.isoformat()}')" for tenant, day in sorted(days))
+        facts, kept = f"(tenant_id, toDate32(placed_at)) IN ({pairs})", f"(tenant_id, day) IN ({pairs})"
+    version = "toUnixTimestamp64Micro(now64(6))"
+    live = "status != 'cancelled'"
+    zero = "toDecimal128(0, 2)"
+    return [
+        f"""INSERT INTO {t.order_hours} (tenant_id, day, hour, orders, cancelled, revenue, discounted, discounts,
+                                         subtotals, version)
+            SELECT tenant_id, day, hour, sum(orders), sum(cancelled), sum(revenue), sum(discounted), sum(discounts),
+                   sum(subtotals), {version}
+            FROM (SELECT tenant_id, toDate32(placed_at) AS day, toHour(placed_at) AS hour, count() AS orders,
+                         countIf(status = 'cancelled') AS cancelled, sumIf(total, {live}) AS revenue,
+                         countIf(discount > 0 AND {live}) AS discounted, sumIf(discount, {live}) AS discounts,
+                         sumIf(subtotal, {live}) AS subtotals
+                  FROM {t.orders} FINAL WHERE {facts} GROUP BY tenant_id, day, hour
+                  UNION ALL
+                  SELECT tenant_id, day, hour, toUInt64(0), toUInt64(0), {zero}, toUInt64(0), {zero}, {zero}
+                  FROM {t.order_hours} FINAL WHERE {kept})
+            GROUP BY tenant_id, day, hour""",
+        f"""INSERT INTO {t.product_days} (tenant_id, day, product_id, quantity, revenue, version)
+            SELECT tenant_id, day, product_id, sum(quantity), sum(revenue), {version}
+            FROM (SELECT tenant_id, toDate32(placed_at) AS day, product_id, sumIf(quantity, {live}) AS quantity,
+                         sumIf(line_total, {live}) AS revenue
+                  FROM {t.order_lines} FINAL WHERE {facts} GROUP BY tenant_id, day, product_id
+                  UNION ALL
+                  SELECT tenant_id, day, product_id, toUInt64(0), {zero} FROM {t.product_days} FINAL WHERE {kept})
+            GROUP BY tenant_id, day, product_id""",
+    ]
 
 
 def insert_block(client, table: str, block: Block, dedup_token: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Analysts' questions, answered from the ClickHouse order facts."""
+"""Analysts' questions: the canned ones from the ClickHouse rollups kept by the projection, free SQL over the
+facts."""
 
 from __future__ import annotations
 
@@ -82,26 +83,28 @@ async def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIE
 
 
 Period = Annotated[DateRange, Depends(_period)]
-_IN_PERIOD = "tenant_id = %(tenant)s AND placed_at >= %(start)s AND placed_at < %(end)s"
+#: The rollups' rows of a period: placing days (UTC), so the same orders as placing times from one date to another.
+_IN_PERIOD = "tenant_id = %(tenant)s AND day >= %(start)s AND day < %(end)s"
 
 
 def revenue_sql(t: Tables, granularity: str) -> str:
     return f"""
-        SELECT {PERIODS[granularity]}(placed_at) AS period, count() AS orders, sum(total) AS revenue
-        FROM {t.view('orders')}
-        WHERE {_IN_PERIOD} AND status != 'cancelled'
-        GROUP BY period ORDER BY period"""
+        SELECT {PERIODS[granularity]}(day) AS period, sum(orders - cancelled) AS kept, sum(revenue) AS revenue
+        FROM {t.view('order_hours')}
+        WHERE {_IN_PERIOD}
+        GROUP BY period HAVING kept > 0 ORDER BY period"""
 
 
 def top_products_sql(t: Tables, by: str) -> str:
+    """The top products from their daily rollup, named from the products view once they are chosen."""
     return f"""
-        SELECT l.product_id AS product_id, any(p.name) AS name, sum(l.quantity) AS quantity,
-               sum(l.line_total) AS revenue
-        FROM {t.view('order_lines')} AS l
+        SELECT chosen.product_id AS product_id, p.name AS name, chosen.quantity AS quantity, chosen.revenue AS revenue
+        FROM (SELECT product_id, sum(quantity) AS quantity, sum(revenue) AS revenue
+              FROM {t.view('product_days')} WHERE tenant_id = %(tenant)s
+              GROUP BY product_id HAVING quantity > 0 ORDER BY {by} DESC, product_id LIMIT %(limit)s) AS chosen
         LEFT JOIN (SELECT product_id, name FROM {t.view('products')} WHERE tenant_id = %(tenant)s) AS p
-          ON p.product_id = l.product_id
-        WHERE l.tenant_id = %(tenant)s AND l.status != 'cancelled'
-        GROUP BY l.product_id ORDER BY {by} DESC, product_id LIMIT %(limit)s"""
+          ON p.product_id = chosen.product_id
+        ORDER BY chosen.{by} DESC, chosen.product_id"""
 
 
 async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[tuple]:
@@ -161,19 +164,15 @@ class OrdersByHour(BaseModel):
 
 def summary_sql(t: Tables) -> str:
     return f"""
-        SELECT count() AS orders, countIf(status = 'cancelled') AS cancelled,
-               sumIf(total, status != 'cancelled') AS revenue,
-               countIf(discount > 0 AND status != 'cancelled') AS discounted,
-               sumIf(discount, status != 'cancelled') AS discounts,
-               sumIf(subtotal, status != 'cancelled') AS subtotals
-        FROM {t.view('orders')} WHERE {_IN_PERIOD}"""
+        SELECT sum(orders), sum(cancelled), sum(revenue), sum(discounted), sum(discounts), sum(subtotals)
+        FROM {t.view('order_hours')} WHERE {_IN_PERIOD}"""
 
 
 def by_hour_sql(t: Tables) -> str:
     return f"""
-        SELECT toHour(placed_at) AS hour, count() AS orders, sum(total) AS revenue
-        FROM {t.view('orders')} WHERE {_IN_PERIOD} AND status != 'cancelled'
-        GROUP BY hour ORDER BY hour"""
+        SELECT hour, sum(orders - cancelled) AS kept, sum(revenue) AS revenue
+        FROM {t.view('order_hours')} WHERE {_IN_PERIOD}
+        GROUP BY hour HAVING kept > 0 ORDER BY hour"""
 
 
 @router.get("/analytics/summary", response_model=Summary)

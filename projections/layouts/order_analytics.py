@@ -9,6 +9,8 @@ _TS = "DateTime64(3, 'UTC')"
 
 
 _SETTINGS = "SETTINGS non_replicated_deduplication_window = 1000"
+#: What ``sum`` of a money column gives: the rollups keep it, so their sums read as the facts' sums.
+_SUM = "Decimal(38, 2)"
 
 
 #: The daily rollup is recomputed from the facts (never incremented, so a replay cannot double-count it); it
@@ -32,6 +34,8 @@ class Tables:
         self.order_events = f"{namespace}.order_events_{self.suffix}"
         self.products = f"{namespace}.products_{self.suffix}"
         self.daily_orders = f"{namespace}.daily_orders_{self.suffix}"
+        self.order_hours = f"{namespace}.order_hours_{self.suffix}"
+        self.product_days = f"{namespace}.product_days_{self.suffix}"
         self.checkpoints = f"{namespace}.checkpoints"
         self.checkpoint_key = f"order_analytics_{self.suffix}"
         self.served_checkpoint = f"{namespace}.order_analytics_checkpoint"
@@ -42,9 +46,13 @@ class Tables:
         return f"{self.database}.{name}"
 
     def views(self) -> dict[str, str]:
-        """What each served view selects from this version, in switching order (the checkpoint last)."""
+        """What each served view selects from this version, in switching order (the checkpoint last).
+
+        ``order_hours`` and ``product_days`` are the rollups the canned questions read;
+        they span tenants, so analysts' SQL is never given them.
+        """
         views = {self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
-                 for name in ("orders", "order_lines", "order_events", "products")}
+                 for name in ("orders", "order_lines", "order_events", "products", "order_hours", "product_days")}
         views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
         views[self.served_checkpoint] = (f"SELECT max(position) AS position FROM {self.checkpoints} "
                                          f"WHERE name = '{self.checkpoint_key}'")
@@ -59,12 +67,13 @@ class Tables:
                 discount Decimal(12, 2), total Decimal(12, 2), placed_at {_TS},
                 confirmed_at Nullable({_TS}), shipped_at Nullable({_TS}), cancelled_at Nullable({_TS}),
                 version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, order_id) {_SETTINGS}""",
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, toDate32(placed_at), order_id) {_SETTINGS}""",
             f"""CREATE TABLE IF NOT EXISTS {self.order_lines} (
                 tenant_id LowCardinality(String), order_id UUID, line_no UInt16, customer_id UUID,
                 product_id UUID, quantity UInt32, unit_price Decimal(12, 2), line_total Decimal(12, 2),
                 status LowCardinality(String), placed_at {_TS}, version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, order_id, line_no) {_SETTINGS}""",
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, toDate(placed_at), order_id, line_no)
+            {_SETTINGS}""",
             f"""CREATE TABLE IF NOT EXISTS {self.order_events} (
                 tenant_id LowCardinality(String), position UInt64, order_id UUID, type LowCardinality(String),
                 status LowCardinality(String), total Decimal(12, 2), occurred_at {_TS}
@@ -78,6 +87,14 @@ class Tables:
                 SELECT tenant_id, toDate(placed_at) AS day, status, count() AS orders, sum(total) AS revenue,
                        sum(discount) AS discounts
                 FROM {self.orders} FINAL GROUP BY tenant_id, day, status""",
+            f"""CREATE TABLE IF NOT EXISTS {self.order_hours} (
+                tenant_id LowCardinality(String), day Date32, hour UInt8, orders UInt64, cancelled UInt64,
+                revenue {_SUM}, discounted UInt64, discounts {_SUM}, subtotals {_SUM}, version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour)""",
+            f"""CREATE TABLE IF NOT EXISTS {self.product_days} (
+                tenant_id LowCardinality(String), day Date32, product_id UUID, quantity UInt64, revenue {_SUM},
+                version UInt64
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, product_id)""",
             f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
                 ENGINE = ReplacingMergeTree(position) ORDER BY name""",
         ]

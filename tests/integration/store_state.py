@@ -38,8 +38,11 @@ async def clickhouse_state(p: OrderAnalytics) -> dict[str, Any]:
     t = p.tables
 
     def read() -> dict[str, Any]:
-        return {table.split(".")[1]: p.client.query(f"SELECT * FROM {table} FINAL ORDER BY ALL").result_rows
-                for table in (t.orders, t.order_lines, t.order_events, t.products)}
+        facts = {table.split(".")[1]: p.client.query(f"SELECT * FROM {table} FINAL ORDER BY ALL").result_rows
+                 for table in (t.orders, t.order_lines, t.order_events, t.products)}
+        return facts | {table.split(".")[1]: p.client.query(  # a rollup's version is the time it was computed
+            f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL").result_rows
+            for table in (t.order_hours, t.product_days)}
 
     return await asyncio.to_thread(read)
 

@@ -118,6 +118,8 @@ HOSTILE = [
     ("SELECT * FROM order_events_v1", "table order_events_v1"),
     ("SELECT * FROM products_v1", "table products_v1"),
     ("SELECT * FROM daily_orders_v1", "table daily_orders_v1"),
+    ("SELECT * FROM order_hours", "table order_hours"),  # the rollups span tenants
+    ("SELECT * FROM product_days_v1", "table product_days_v1"),
     ("SELECT * FROM checkpoints", "table checkpoints"),
     ("SELECT * FROM order_analytics_checkpoint", "table order_analytics_checkpoint"),
     (f"SELECT * FROM {NS}.orders", f"table {NS}.orders"),

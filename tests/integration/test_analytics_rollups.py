@@ -1,0 +1,115 @@
+"""The canned analytics answer from the rollups exactly what the facts answer, through redelivery, reordering and
+forgetting."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from projections.base import Batch
+from readers.order_analytics import (PERIODS, DateRange, _query, by_hour_sql, revenue_sql, summary_sql,
+                                     top_products_sql)
+from tests.conftest import NAMESPACE
+from tests.integration.history import write_history
+from tests.integration.test_projection_stores import delivery, fresh, handled
+from write import event_log
+
+#: The facts' answers, as the readers computed them before the rollups: the reference.
+_IN_PERIOD = "tenant_id = %(tenant)s AND placed_at >= %(start)s AND placed_at < %(end)s"
+
+
+def revenue_from_facts(t, granularity: str) -> str:
+    return f"""SELECT {PERIODS[granularity]}(placed_at) AS period, count(), sum(total) FROM {t.view('orders')}
+               WHERE {_IN_PERIOD} AND status != 'cancelled' GROUP BY period ORDER BY period"""
+
+
+def summary_from_facts(t) -> str:
+    return f"""SELECT count(), countIf(status = 'cancelled'), sumIf(total, status != 'cancelled'),
+                      countIf(discount > 0 AND status != 'cancelled'), sumIf(discount, status != 'cancelled'),
+                      sumIf(subtotal, status != 'cancelled')
+               FROM {t.view('orders')} WHERE {_IN_PERIOD}"""
+
+
+def by_hour_from_facts(t) -> str:
+    return f"""SELECT toHour(placed_at) AS hour, count(), sum(total) FROM {t.view('orders')}
+               WHERE {_IN_PERIOD} AND status != 'cancelled' GROUP BY hour ORDER BY hour"""
+
+
+def top_products_from_facts(t, by: str) -> str:
+    return f"""SELECT l.product_id AS product_id, any(p.name) AS name, sum(l.quantity) AS quantity,
+                      sum(l.line_total) AS revenue
+               FROM {t.view('order_lines')} AS l
+               LEFT JOIN (SELECT product_id, name FROM {t.view('products')} WHERE tenant_id = %(tenant)s) AS p
+                 ON p.product_id = l.product_id
+               WHERE l.tenant_id = %(tenant)s AND l.status != 'cancelled'
+               GROUP BY l.product_id ORDER BY {by} DESC, product_id LIMIT %(limit)s"""
+
+
+def spread_over_days(events, tenant: str):
+    """The tenant's events with each order placed on a day and hour of its own over three weeks (one order's
+    events keep one placing time)."""
+    base, placed, spread = datetime(2026, 11, 1, tzinfo=UTC), {}, []
+    rng = random.Random(7)
+    for ev in events:
+        if ev.tenant_id != tenant:
+            continue
+        if "order" in ev.payload:
+            order_id = ev.payload["order"]["order_id"]
+            at = placed.setdefault(order_id, base + timedelta(days=rng.randint(0, 20), hours=rng.randint(0, 23)))
+            payload = copy.deepcopy(ev.payload)
+            payload["order"]["placed_at"] = at.isoformat()
+            ev = replace(ev, payload=payload)
+        spread.append(ev)
+    return spread
+
+
+async def answers(projection, stores, tenant: str, reader: bool) -> dict[str, list[tuple]]:
+    t = projection.tables
+    whole = DateRange(date(2026, 10, 1), date(2026, 12, 1)).parameters(tenant)
+    part = DateRange(date(2026, 11, 5), date(2026, 11, 12)).parameters(tenant)
+    asked = {f"revenue by {g}": ((revenue_sql if reader else revenue_from_facts)(t, g), whole) for g in PERIODS}
+    asked |= {"summary": ((summary_sql if reader else summary_from_facts)(t), whole),
+              "summary of a week": ((summary_sql if reader else summary_from_facts)(t), part),
+              "by hour": ((by_hour_sql if reader else by_hour_from_facts)(t), whole)}
+    asked |= {f"top products by {by}": ((top_products_sql if reader else top_products_from_facts)(t, by),
+                                        {"tenant": tenant, "limit": 10}) for by in ("revenue", "quantity")}
+    return {what: [tuple(row) for row in await _query(stores, sql, params)] for what, (sql, params) in asked.items()}
+
+
+@pytest.fixture
+async def spread(bus, tenant, write_engine):
+    await write_history(bus, tenant, orders=30)
+    async with write_engine.connect() as conn:
+        events = await event_log.read_after(conn, 0, 1_000_000)
+    return spread_over_days(events, tenant)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_rollup_answers_equal_the_facts_answers(stores, tenant, spread, seed):
+    analytics = await fresh("order_analytics", stores, f"{NAMESPACE}_rollups")
+    for batch in delivery(spread, random.Random(seed)):
+        await analytics.apply(handled(analytics, batch))
+
+    from_facts = await answers(analytics, stores, tenant, reader=False)
+    assert len(from_facts["revenue by day"]) >= 10 and from_facts["summary"][0][1] > 0  # many days, cancellations
+    assert await answers(analytics, stores, tenant, reader=True) == from_facts
+
+    order_ids = sorted({ev.payload["order"]["order_id"] for ev in spread if "order" in ev.payload})
+    await analytics.forget(order_ids[:5], [])
+    forgotten = await answers(analytics, stores, tenant, reader=False)
+    assert forgotten != from_facts
+    assert await answers(analytics, stores, tenant, reader=True) == forgotten
+
+
+async def test_a_version_made_before_the_rollups_gets_them_from_its_facts(stores, tenant, spread):
+    analytics = await fresh("order_analytics", stores, f"{NAMESPACE}_rollups")
+    await analytics.apply(Batch(handled(analytics, Batch(spread, 0)).events, spread[-1].position))
+    for table in (analytics.tables.order_hours, analytics.tables.product_days):
+        analytics.client.command(f"DROP TABLE {table}")
+
+    await analytics.setup()
+    assert await answers(analytics, stores, tenant, reader=True) == await answers(analytics, stores, tenant, reader=False)
