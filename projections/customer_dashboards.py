@@ -1,9 +1,13 @@
-"""Customer dashboards in Postgres (the dashboards database): one precomputed row per customer.
+"""Customer dashboards in Postgres (the dashboards database): one row per customer holding all its dashboard shows.
 
-Source rows (one per customer, one per order) are upserted only when newer
-(``WHERE position < excluded.position``); each touched customer's dashboard row is
-then recomputed from them in the same transaction as the checkpoint. Recomputing
-instead of incrementing is what makes a replayed batch unable to double-count.
+Source rows (customers, orders, order lines, products) are upserted only when newer
+(``WHERE position < excluded.position``). Before that, in the same statement that
+reads them, the orders a batch replaces are taken out of the customer's counts and
+sums (per status, per month, per product) and the new states put in: the guard and
+the checkpoint share the transaction, so a replayed or redelivered event replaces
+nothing and changes no sum. The row's lists (spend by month, top 5 products with
+today's names, last order) are then rebuilt from those small tables for the
+customers the batch touched, and for the buyers of a product it renames.
 
 Each version has tables of its own; readers query the views ``customer_dashboards``
 and ``customer_dashboards_checkpoint``, which ``serve`` renames into place in one
@@ -80,10 +84,10 @@ def latest_orders(events: list[StoredEvent]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _array(column: str) -> str:
+def _array(column: str, prefix: str = "") -> str:
     kind = _COLUMN_TYPES[column]
     sent = kind if kind in _SENT_AS_IS else "text"
-    return f"CAST(:{column} AS {sent}[])" + ("" if sent == kind else f"::{kind}[]")
+    return f"CAST(:{prefix}{column} AS {sent}[])" + ("" if sent == kind else f"::{kind}[]")
 
 
 #: Types whose Python values need no parsing (str and int), sent as they are.
@@ -111,22 +115,59 @@ class CustomerDashboards:
     async def _create(self) -> None:
         async with self.engine.begin() as conn:
             older = await self._made_by_an_older_release(conn)
+            unsummed = await self._has_orders_but_no(conn, self.tables.months)
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))
             if older:
                 log.warning("%s was made by an older release without order lines: top products cover only orders "
                             "from now on until `prism rebuild %s`", self.tables.orders, self.name)
+            if unsummed:
+                await self._sum_stored_orders(conn)
             for view, select in self.tables.views().items():  # served only if nothing is yet
                 if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
                     await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+                elif await self._served_without_new_columns(conn, view, select):
+                    await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
+
+    async def _has_orders_but_no(self, conn: AsyncConnection, table: str) -> bool:
+        found = await conn.execute(text("SELECT to_regclass(:o) IS NOT NULL AND to_regclass(:t) IS NULL"),
+                                   {"o": self.tables.orders, "t": table})
+        return bool(found.scalar()) and bool(
+            (await conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {self.tables.orders})"))).scalar())
+
+    async def _sum_stored_orders(self, conn: AsyncConnection) -> None:
+        """For a version made by a release that kept no sums per month and product: them, from its stored orders,
+        and every row's shown parts."""
+        t = self.tables
+        await conn.execute(text(f"""
+            INSERT INTO {t.months} (customer_id, month, orders, spend)
+            SELECT customer_id, date_trunc('month', placed_at AT TIME ZONE 'UTC')::date, count(*), sum(total)
+            FROM {t.orders} WHERE status <> 'cancelled' GROUP BY 1, 2"""))
+        await conn.execute(text(f"""
+            INSERT INTO {t.bought} (customer_id, product_id, quantity, revenue)
+            SELECT l.customer_id, l.product_id, sum(l.quantity), sum(l.line_total)
+            FROM {t.lines} l JOIN {t.orders} o ON o.order_id = l.order_id AND o.status <> 'cancelled'
+            GROUP BY 1, 2"""))
+        everyone = (await conn.execute(text(f"SELECT customer_id::text FROM {t.dashboards}"))).scalars().all()
+        await self._show(conn, list(everyone), [])
+
+    async def _served_without_new_columns(self, conn: AsyncConnection, view: str, select: str) -> bool:
+        """The view serves this version's table but lacks columns added to it since (a view's ``*`` is the table's
+        columns when the view was made)."""
+        table = select.rsplit(" FROM ", 1)[1]
+        if not select.startswith("SELECT *"):
+            return False
+        found = await conn.execute(text(
+            "SELECT (SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v), "
+            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :v), "
+            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :t)"),
+            {"s": self.tables.schema, "v": view.split(".", 1)[1], "t": table.split(".", 1)[1]})
+        definition, in_view, in_table = found.one()
+        return table.split(".", 1)[1] in (definition or "") and in_view < in_table
 
     async def _made_by_an_older_release(self, conn: AsyncConnection) -> bool:
         """This version has orders but no order-lines table yet."""
-        found = await conn.execute(text("SELECT to_regclass(:o) IS NOT NULL AND to_regclass(:l) IS NULL"),
-                                   {"o": self.tables.orders, "l": self.tables.lines})
-        if not found.scalar():
-            return False
-        return bool((await conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {self.tables.orders})"))).scalar())
+        return await self._has_orders_but_no(conn, self.tables.lines)
 
     async def serve(self) -> None:
         """Staged views renamed into place in one transaction: readers see the old version or this one."""
@@ -142,15 +183,19 @@ class CustomerDashboards:
         return await read_checkpoint(self.engine, self.tables)
 
     async def apply(self, batch: Batch) -> None:
-        customers, orders = latest_customers(batch.events), latest_orders(batch.events)
+        customers, orders, lines = (latest_customers(batch.events), latest_orders(batch.events),
+                                    latest_lines(batch.events))
+        products = latest_products(batch.events)
         touched = list({row["customer_id"] for row in customers + orders})
         async with self.engine.begin() as conn:
             await self._upsert(conn, self.tables.customers, "customer_id", customers)
+            if orders:
+                await conn.execute(text(self._moves_sql()), {**_arrays("o_", orders), **_arrays("l_", lines),
+                                                             "forgotten": []})
             await self._upsert(conn, self.tables.orders, "order_id", orders)
-            await self._upsert(conn, self.tables.lines, "order_id, line_no", latest_lines(batch.events))
-            await self._upsert(conn, self.tables.products, "product_id", latest_products(batch.events))
-            if touched:
-                await conn.execute(text(self._recompute_sql()), {"ids": touched})
+            await self._upsert(conn, self.tables.lines, "order_id, line_no", lines)
+            await self._upsert(conn, self.tables.products, "product_id", products)
+            await self._show(conn, touched, [row["product_id"] for row in products])
             await conn.execute(text(
                 f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
                 "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
@@ -161,7 +206,7 @@ class CustomerDashboards:
             for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
                 await conn.execute(text(statement))
             for table in (self.tables.customers, self.tables.orders, self.tables.lines, self.tables.products,
-                          self.tables.dashboards):
+                          self.tables.dashboards, self.tables.months, self.tables.bought):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
             await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
                                {"p": self.tables.checkpoint_key})
@@ -172,12 +217,21 @@ class CustomerDashboards:
     async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
         t = self.tables
         async with self.engine.begin() as conn:
+            buyers = []
+            if order_ids:  # their sums go before their rows
+                buyers = [str(c) for c in (await conn.execute(text(
+                    f"SELECT DISTINCT customer_id FROM {t.orders} WHERE order_id = ANY(CAST(:ids AS text[])::uuid[])"),
+                    {"ids": order_ids})).scalars()]
+                await conn.execute(text(self._moves_sql()), {**_arrays("o_", []), **_arrays("l_", []),
+                                                             "forgotten": order_ids})
             for table, key, ids in ((t.orders, "order_id", order_ids), (t.lines, "order_id", order_ids),
                                     (t.customers, "customer_id", customer_ids),
-                                    (t.dashboards, "customer_id", customer_ids)):
+                                    (t.dashboards, "customer_id", customer_ids),
+                                    (t.months, "customer_id", customer_ids), (t.bought, "customer_id", customer_ids)):
                 if ids:
                     await conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"),
                                        {"ids": [uuid.UUID(i) for i in ids]})
+            await self._show(conn, buyers, [])
 
     @staticmethod
     async def _upsert(conn: AsyncConnection, table: str, key: str, rows: list[dict[str, Any]]) -> None:
@@ -193,26 +247,124 @@ class CustomerDashboards:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"),
             {col: [row[col] for row in rows] for col in columns})
 
-    def _recompute_sql(self) -> str:
+    def _moves_sql(self) -> str:
+        """One statement: the orders that replace a stored state (or are new), and the ``forgotten`` ones, moved in
+        the customers' counts and sums: the stored state out, the new one in.
+
+        It must run before the orders and lines are upserted: it reads the stored states
+        they replace. Orders and their lines share positions (every order event carries
+        all of its lines), so a replaced order is replaced with all its lines.
+        """
         t = self.tables
-        counted = ", ".join(f"count(o.order_id) FILTER (WHERE o.status = '{s}')"
-                            for s in ("pending", "confirmed", "shipped", "cancelled"))
+        live = "status <> 'cancelled'"
+        counted = ", ".join(f"coalesce(sum(sign) FILTER (WHERE status = '{s}'), 0)" for s in _STATUSES)
+        added = ", ".join(f"{c} = d.{c} + excluded.{c}" for c in
+                          ("order_count", *(f"{s}_count" for s in _STATUSES), "lifetime_value"))
         return f"""
-            INSERT INTO {t.dashboards} (customer_id, tenant_id, name, email, order_count, pending_count,
-                confirmed_count, shipped_count, cancelled_count, lifetime_value, average_order_value,
-                last_order_at, position)
-            SELECT c.customer_id, c.tenant_id, c.name, c.email, count(o.order_id), {counted},
-                coalesce(sum(o.total) FILTER (WHERE o.status <> 'cancelled'), 0),
-                coalesce(round(avg(o.total) FILTER (WHERE o.status <> 'cancelled'), 2), 0),
-                max(o.placed_at), greatest(c.position, coalesce(max(o.position), 0))
-            FROM {t.customers} c LEFT JOIN {t.orders} o ON o.customer_id = c.customer_id
-            WHERE c.customer_id = ANY(CAST(:ids AS text[])::uuid[])
-            GROUP BY c.customer_id
+            WITH incoming AS (SELECT * FROM unnest({_unnest("o_", _ORDER_COLUMNS)})
+                                AS i({", ".join(_ORDER_COLUMNS)})),
+            incoming_lines AS (SELECT * FROM unnest({_unnest("l_", _LINE_COLUMNS)})
+                                AS l({", ".join(_LINE_COLUMNS)})),
+            replaced AS (SELECT o.* FROM {t.orders} o JOIN incoming i ON i.order_id = o.order_id
+                         WHERE o.position < i.position
+                         UNION ALL
+                         SELECT o.* FROM {t.orders} o WHERE o.order_id = ANY(CAST(:forgotten AS text[])::uuid[])),
+            replacing AS (SELECT i.* FROM incoming i LEFT JOIN {t.orders} o ON o.order_id = i.order_id
+                          WHERE o.order_id IS NULL OR o.position < i.position),
+            moves AS (SELECT customer_id, tenant_id, status, total, placed_at, position, 1 AS sign FROM replacing
+                      UNION ALL
+                      SELECT customer_id, tenant_id, status, total, placed_at, 0, -1 FROM replaced),
+            line_moves AS (SELECT l.customer_id, l.product_id, l.quantity, l.line_total, 1 AS sign
+                           FROM incoming_lines l JOIN replacing o ON o.order_id = l.order_id AND o.{live}
+                           UNION ALL
+                           SELECT l.customer_id, l.product_id, l.quantity, l.line_total, -1
+                           FROM {t.lines} l JOIN replaced o ON o.order_id = l.order_id AND o.{live}),
+            months AS (INSERT INTO {t.months} AS m (customer_id, month, orders, spend)
+                       SELECT customer_id, date_trunc('month', placed_at AT TIME ZONE 'UTC')::date, sum(sign),
+                              sum(sign * total)
+                       FROM moves WHERE {live} GROUP BY 1, 2
+                       ON CONFLICT (customer_id, month) DO UPDATE SET orders = m.orders + excluded.orders,
+                           spend = m.spend + excluded.spend),
+            bought AS (INSERT INTO {t.bought} AS b (customer_id, product_id, quantity, revenue)
+                       SELECT customer_id, product_id, sum(sign * quantity), sum(sign * line_total)
+                       FROM line_moves GROUP BY 1, 2
+                       ON CONFLICT (customer_id, product_id) DO UPDATE SET quantity = b.quantity + excluded.quantity,
+                           revenue = b.revenue + excluded.revenue)
+            INSERT INTO {t.dashboards} AS d (customer_id, tenant_id, name, email, order_count, {_COUNTS},
+                lifetime_value, average_order_value, position)
+            SELECT customer_id, min(tenant_id), '', '', sum(sign), {counted},
+                   coalesce(sum(sign * total) FILTER (WHERE {live}), 0), 0, max(position)
+            FROM moves GROUP BY customer_id
+            ON CONFLICT (customer_id) DO UPDATE SET {added}, position = greatest(d.position, excluded.position)"""
+
+    async def _show(self, conn: AsyncConnection, customer_ids: list[str], renamed: list[str]) -> None:
+        """The shown parts of these customers' rows, and of the rows showing a renamed product, rebuilt from the
+        small tables: names, average, spend by month, top products, last order."""
+        if not customer_ids and not renamed:
+            return
+        t = self.tables
+        await conn.execute(text(f"""
+            WITH chosen AS (
+                SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id
+                UNION SELECT customer_id FROM {t.dashboards}
+                      WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])
+            INSERT INTO {t.dashboards} AS d (customer_id, tenant_id, name, email, order_count, {_COUNTS},
+                lifetime_value, average_order_value, position)
+            SELECT c.customer_id, c.tenant_id, c.name, c.email, 0, {", ".join("0" for _ in _STATUSES)}, 0, 0,
+                   c.position
+            FROM {t.customers} c JOIN chosen USING (customer_id)
             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                order_count = excluded.order_count, pending_count = excluded.pending_count,
-                confirmed_count = excluded.confirmed_count, shipped_count = excluded.shipped_count,
-                cancelled_count = excluded.cancelled_count, lifetime_value = excluded.lifetime_value,
-                average_order_value = excluded.average_order_value, last_order_at = excluded.last_order_at,
-                position = excluded.position"""
+                position = greatest(d.position, excluded.position)"""), {"ids": customer_ids, "renamed": renamed})
+        await conn.execute(text(f"""
+            WITH chosen AS (
+                SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id
+                UNION SELECT customer_id FROM {t.dashboards}
+                      WHERE top_product_ids && CAST(:renamed AS text[])::uuid[]),
+            top AS (
+                SELECT chosen.customer_id, b.product_id, b.quantity, b.revenue, coalesce(p.name, '') AS name,
+                       b.rank
+                FROM chosen CROSS JOIN LATERAL (
+                    SELECT product_id, quantity, revenue,
+                           row_number() OVER (ORDER BY revenue DESC, product_id) AS rank
+                    FROM {t.bought} WHERE customer_id = chosen.customer_id AND quantity > 0
+                    ORDER BY revenue DESC, product_id LIMIT 5) b
+                LEFT JOIN {t.products} p ON p.product_id = b.product_id)
+            UPDATE {t.dashboards} d SET
+                average_order_value = CASE WHEN d.order_count > d.cancelled_count
+                    THEN round(d.lifetime_value / (d.order_count - d.cancelled_count), 2) ELSE 0 END,
+                spend_by_month = (
+                    SELECT coalesce(jsonb_object_agg(to_char(m.month, 'YYYY-MM'),
+                                                     jsonb_build_object('orders', m.orders, 'spend', m.spend::text)),
+                                    '{{}}')
+                    FROM (SELECT month, orders, spend FROM {t.months} WHERE customer_id = d.customer_id
+                          AND orders > 0 ORDER BY month DESC LIMIT {SHOWN_MONTHS}) m),
+                top_products = coalesce((
+                    SELECT jsonb_agg(jsonb_build_object('product_id', top.product_id::text, 'name', top.name,
+                                                        'quantity', top.quantity, 'revenue', top.revenue::text)
+                                     ORDER BY top.rank)
+                    FROM top WHERE top.customer_id = d.customer_id), '[]'),
+                top_product_ids = coalesce((SELECT array_agg(top.product_id ORDER BY top.rank) FROM top
+                                            WHERE top.customer_id = d.customer_id), '{{}}'),
+                (last_order, last_order_at) = (
+                    SELECT jsonb_build_object('order_id', o.order_id::text, 'status', o.status,
+                                              'total', o.total::text, 'placed_at', o.placed_at), o.placed_at
+                    FROM {t.orders} o WHERE o.customer_id = d.customer_id
+                    ORDER BY o.placed_at DESC, o.order_id DESC LIMIT 1)
+            FROM chosen WHERE d.customer_id = chosen.customer_id"""), {"ids": customer_ids, "renamed": renamed})
 
 
+_STATUSES = ("pending", "confirmed", "shipped", "cancelled")
+_COUNTS = ", ".join(f"{s}_count" for s in _STATUSES)
+_ORDER_COLUMNS = ("order_id", "tenant_id", "customer_id", "status", "total", "placed_at", "position")
+_LINE_COLUMNS = ("order_id", "line_no", "customer_id", "product_id", "quantity", "line_total", "position")
+#: The months with orders a row keeps: the reader shows the last 12 calendar months.
+SHOWN_MONTHS = 24
+
+
+def _arrays(prefix: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    columns = _ORDER_COLUMNS if prefix == "o_" else _LINE_COLUMNS
+    return {f"{prefix}{col}": [row[col] for row in rows] for col in columns}
+
+
+def _unnest(prefix: str, columns: tuple[str, ...]) -> str:
+    return ", ".join(_array(col, prefix) for col in columns)

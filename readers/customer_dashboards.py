@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -82,28 +83,24 @@ class TopCustomers(BaseModel):
 
 
 def dashboard_sql(t: Tables) -> str:
-    month = "date_trunc('month', now() AT TIME ZONE 'UTC')"
+    """The customer's one row: everything the dashboard shows was computed when its events were projected."""
     return f"""
-        SELECT d.*,
-          (SELECT json_agg(m ORDER BY m.month) FROM (
-             SELECT to_char(g.month, 'YYYY-MM') AS month, count(o.order_id) AS orders,
-                    coalesce(sum(o.total), 0)::text AS spend
-             FROM generate_series({month} - interval '11 months', {month}, interval '1 month') AS g(month)
-             LEFT JOIN {t.served_orders} o ON o.customer_id = d.customer_id AND o.status <> 'cancelled'
-               AND o.placed_at >= (g.month AT TIME ZONE 'UTC')
-               AND o.placed_at < ((g.month + interval '1 month') AT TIME ZONE 'UTC')
-             GROUP BY g.month) m) AS spend_by_month,
-          (SELECT coalesce(json_agg(p), '[]') FROM (
-             SELECT l.product_id::text AS product_id, coalesce(max(pr.name), '') AS name,
-                    sum(l.quantity)::int AS quantity, sum(l.line_total)::text AS revenue
-             FROM {t.served_lines} l JOIN {t.served_orders} o ON o.order_id = l.order_id AND o.status <> 'cancelled'
-             LEFT JOIN {t.served_products} pr ON pr.product_id = l.product_id
-             WHERE l.customer_id = d.customer_id
-             GROUP BY l.product_id ORDER BY sum(l.line_total) DESC, l.product_id LIMIT 5) p) AS top_products,
-          (SELECT row_to_json(x) FROM (
-             SELECT order_id::text AS order_id, status, total::text AS total, placed_at
-             FROM {t.served_orders} WHERE customer_id = d.customer_id ORDER BY placed_at DESC LIMIT 1) x) AS last_order
-        FROM {t.served} d WHERE d.customer_id = :c AND d.tenant_id = :t"""
+        SELECT customer_id, name, email, order_count, pending_count, confirmed_count, shipped_count, cancelled_count,
+               lifetime_value::text, average_order_value::text, last_order_at, spend_by_month, top_products,
+               last_order
+        FROM {t.served} WHERE customer_id = :c AND tenant_id = :t"""
+
+
+def last_months(spend: dict[str, dict], now: datetime, months: int = 12) -> list[dict[str, Any]]:
+    """The last ``months`` calendar months (UTC) up to ``now``'s, oldest first, the empty ones too."""
+    shown, year, month = [], now.year, now.month
+    for _ in range(months):
+        key = f"{year:04d}-{month:02d}"
+        found = spend.get(key)
+        shown.append({"month": key, "orders": found["orders"], "spend": found["spend"]} if found else
+                     {"month": key, "orders": 0, "spend": "0"})
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return shown[::-1]
 
 
 @router.get("/customers/{customer_id}/dashboard", response_model=Dashboard)
@@ -120,10 +117,10 @@ async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: Sto
         "customer_id": str(row.customer_id), "name": row.name, "email": row.email,
         "orders": {"total": row.order_count, "pending": row.pending_count, "confirmed": row.confirmed_count,
                    "shipped": row.shipped_count, "cancelled": row.cancelled_count},
-        "lifetime_value": str(row.lifetime_value), "average_order_value": str(row.average_order_value),
+        "lifetime_value": row.lifetime_value, "average_order_value": row.average_order_value,
         "last_order_at": row.last_order_at.isoformat() if row.last_order_at else None,
-        "spend_by_month": _json(row.spend_by_month), "top_products": _json(row.top_products),
-        "last_order": _json(row.last_order), "consistency": served.model(),
+        "spend_by_month": last_months(_json(row.spend_by_month), datetime.now(UTC)),
+        "top_products": _json(row.top_products), "last_order": _json(row.last_order), "consistency": served.model(),
     }
 
 
