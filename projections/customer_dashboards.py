@@ -303,11 +303,10 @@ class CustomerDashboards:
         if not customer_ids and not renamed:
             return
         t = self.tables
+        chosen = (f"chosen AS (SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id UNION "
+                  f"SELECT customer_id FROM {t.dashboards} WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])")
         await conn.execute(text(f"""
-            WITH chosen AS (
-                SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id
-                UNION SELECT customer_id FROM {t.dashboards}
-                      WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])
+            WITH {chosen}
             INSERT INTO {t.dashboards} AS d (customer_id, tenant_id, name, email, order_count, {_COUNTS},
                 lifetime_value, average_order_value, position)
             SELECT c.customer_id, c.tenant_id, c.name, c.email, 0, {", ".join("0" for _ in _STATUSES)}, 0, 0,
@@ -316,10 +315,7 @@ class CustomerDashboards:
             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
                 position = greatest(d.position, excluded.position)"""), {"ids": customer_ids, "renamed": renamed})
         await conn.execute(text(f"""
-            WITH chosen AS (
-                SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id
-                UNION SELECT customer_id FROM {t.dashboards}
-                      WHERE top_product_ids && CAST(:renamed AS text[])::uuid[]),
+            WITH {chosen},
             top AS (
                 SELECT chosen.customer_id, b.product_id, b.quantity, b.revenue, coalesce(p.name, '') AS name,
                        b.rank
