@@ -20,6 +20,9 @@ class Batch:
     upto: int
     #: False for repairs: a rewritten block must not be taken for a retried one.
     deduplicate: bool = True
+    #: More of the log follows at once (a catch-up's full slice): a projection may leave part of this batch's work,
+    #: and the checkpoint with it, to a later batch or to ``settle`` (see ``Projection``).
+    more: bool = False
 
 
 def label(name: str, version: int) -> str:
@@ -53,7 +56,15 @@ class Projection(Protocol):
         """The last log position this projection has applied."""
 
     async def apply(self, batch: Batch) -> None:
-        """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``."""
+        """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``.
+
+        Of a batch with ``more``, a projection may keep part of the work for later
+        (work that, redone for every batch of a catch-up, would cost more than the
+        writes: a dashboard row's lists) and leave its checkpoint behind until the
+        work is done: by the next batch without ``more``, or by ``async def
+        settle()``, which a catch-up calls when it stops. Every write being
+        guarded, a process that dies before then replays those batches harmlessly.
+        """
 
     async def serve(self) -> None:
         """Atomically make this version the one readers see.

@@ -17,7 +17,9 @@ transaction.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import text
@@ -105,6 +107,7 @@ class CustomerDashboards:
         self.version, self.label = version, label(self.name, version)
         self.engine = stores.dashboards
         self.tables = Tables(stores.namespace, version)
+        self._unshown = Unshown()
 
     async def setup(self) -> None:
         try:
@@ -183,10 +186,15 @@ class CustomerDashboards:
         return await read_checkpoint(self.engine, self.tables)
 
     async def apply(self, batch: Batch) -> None:
+        """The sums at once; the rows' shown parts, and the checkpoint, with them, or in a catch-up (``more``) once
+        every ``SHOW_SECONDS`` for all the customers touched since (each batch touches most of a tenant's busy
+        customers, and rebuilding their lists costs more than the batch's writes)."""
         customers, orders, lines = (latest_customers(batch.events), latest_orders(batch.events),
                                     latest_lines(batch.events))
         products = latest_products(batch.events)
-        touched = list({row["customer_id"] for row in customers + orders})
+        touched = {row["customer_id"] for row in customers + orders}
+        renamed = {row["product_id"] for row in products}
+        show = not batch.more or self._unshown.due()
         async with self.engine.begin() as conn:
             await self._upsert(conn, self.tables.customers, "customer_id", customers)
             if orders:
@@ -195,11 +203,27 @@ class CustomerDashboards:
             await self._upsert(conn, self.tables.orders, "order_id", orders)
             await self._upsert(conn, self.tables.lines, "order_id, line_no", lines)
             await self._upsert(conn, self.tables.products, "product_id", products)
-            await self._show(conn, touched, [row["product_id"] for row in products])
-            await conn.execute(text(
-                f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
-                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
-                "updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": batch.upto})
+            if show:
+                await self._show_unshown(conn, touched, renamed, batch.upto)
+        if show:  # what is kept for later changes only once the transaction has committed
+            self._unshown.clear()
+        else:
+            self._unshown.add(touched, renamed, batch.upto)
+
+    async def settle(self) -> None:
+        """The shown parts a catch-up left for later, and the checkpoint they held back."""
+        if self._unshown.upto:
+            async with self.engine.begin() as conn:
+                await self._show_unshown(conn, set(), set(), 0)
+            self._unshown.clear()
+
+    async def _show_unshown(self, conn: AsyncConnection, touched: set[str], renamed: set[str], upto: int) -> None:
+        unshown = self._unshown
+        await self._show(conn, list(touched | unshown.customers), list(renamed | unshown.products))
+        await conn.execute(text(
+            f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
+            "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
+            "updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": max(upto, unshown.upto)})
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
@@ -317,14 +341,18 @@ class CustomerDashboards:
         await conn.execute(text(f"""
             WITH {chosen},
             top AS (
-                SELECT chosen.customer_id, b.product_id, b.quantity, b.revenue, coalesce(p.name, '') AS name,
-                       b.rank
+                SELECT chosen.customer_id,
+                       jsonb_agg(jsonb_build_object('product_id', b.product_id::text, 'name', coalesce(p.name, ''),
+                                                    'quantity', b.quantity, 'revenue', b.revenue::text)
+                                 ORDER BY b.rank) AS products,
+                       array_agg(b.product_id ORDER BY b.rank) AS ids
                 FROM chosen CROSS JOIN LATERAL (
                     SELECT product_id, quantity, revenue,
                            row_number() OVER (ORDER BY revenue DESC, product_id) AS rank
                     FROM {t.bought} WHERE customer_id = chosen.customer_id AND quantity > 0
                     ORDER BY revenue DESC, product_id LIMIT 5) b
-                LEFT JOIN {t.products} p ON p.product_id = b.product_id)
+                LEFT JOIN {t.products} p ON p.product_id = b.product_id
+                GROUP BY chosen.customer_id)
             UPDATE {t.dashboards} d SET
                 average_order_value = CASE WHEN d.order_count > d.cancelled_count
                     THEN round(d.lifetime_value / (d.order_count - d.cancelled_count), 2) ELSE 0 END,
@@ -334,19 +362,42 @@ class CustomerDashboards:
                                     '{{}}')
                     FROM (SELECT month, orders, spend FROM {t.months} WHERE customer_id = d.customer_id
                           AND orders > 0 ORDER BY month DESC LIMIT {SHOWN_MONTHS}) m),
-                top_products = coalesce((
-                    SELECT jsonb_agg(jsonb_build_object('product_id', top.product_id::text, 'name', top.name,
-                                                        'quantity', top.quantity, 'revenue', top.revenue::text)
-                                     ORDER BY top.rank)
-                    FROM top WHERE top.customer_id = d.customer_id), '[]'),
-                top_product_ids = coalesce((SELECT array_agg(top.product_id ORDER BY top.rank) FROM top
-                                            WHERE top.customer_id = d.customer_id), '{{}}'),
+                top_products = coalesce(top.products, '[]'), top_product_ids = coalesce(top.ids, '{{}}'),
                 (last_order, last_order_at) = (
                     SELECT jsonb_build_object('order_id', o.order_id::text, 'status', o.status,
                                               'total', o.total::text, 'placed_at', o.placed_at), o.placed_at
                     FROM {t.orders} o WHERE o.customer_id = d.customer_id
                     ORDER BY o.placed_at DESC, o.order_id DESC LIMIT 1)
-            FROM chosen WHERE d.customer_id = chosen.customer_id"""), {"ids": customer_ids, "renamed": renamed})
+            FROM chosen LEFT JOIN top ON top.customer_id = chosen.customer_id
+            WHERE d.customer_id = chosen.customer_id"""), {"ids": customer_ids, "renamed": renamed})
+
+
+#: How long a catch-up leaves rows' shown parts (and the checkpoint readers wait on) behind their sums.
+SHOW_SECONDS = 3.0
+
+
+@dataclass
+class Unshown:
+    """The customers (and renamed products) whose rows' shown parts a catch-up has left for later, and the position
+    the checkpoint will move to when they are shown."""
+
+    customers: set[str] = field(default_factory=set)
+    products: set[str] = field(default_factory=set)
+    upto: int = 0
+    since: float = 0.0
+
+    def add(self, customers: set[str], products: set[str], upto: int) -> None:
+        if not self.upto:
+            self.since = time.monotonic()
+        self.customers |= customers
+        self.products |= products
+        self.upto = max(self.upto, upto)
+
+    def due(self) -> bool:
+        return bool(self.upto) and time.monotonic() - self.since >= SHOW_SECONDS
+
+    def clear(self) -> None:
+        self.customers, self.products, self.upto = set(), set(), 0
 
 
 _STATUSES = ("pending", "confirmed", "shipped", "cancelled")

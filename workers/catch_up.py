@@ -104,6 +104,15 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
     Under steady writes the log may never look empty to a slow store, so "caught up"
     also means "past the head this call was given" (``drained``).
     """
+    progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start)
+    settle = getattr(projection, "settle", None)
+    if settle is not None:
+        await settle()
+    return progress
+
+
+async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
+                 seconds: float | None, until: int | None, start: int | None) -> Progress:
     deadline = None if seconds is None else time.monotonic() + seconds
     if start is not None:  # the caller has held the lock since it last read the checkpoint
         progress = Progress(projection.label, start)
@@ -124,7 +133,8 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
         if deadline is not None and time.monotonic() > deadline:
             return progress
         started = time.perf_counter()
-        if not await _apply(log_engine, projection, events, upto, policy, progress):
+        more = len(events) == batch_size and (until is None or upto < until)
+        if not await _apply(log_engine, projection, events, upto, policy, progress, more):
             progress.halted = True
             return progress
         progress.last_batch_size, progress.last_batch_seconds = len(events), time.perf_counter() - started
@@ -134,7 +144,7 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
 
 
 async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,
-                 policy: Policy, progress: Progress) -> bool:
+                 policy: Policy, progress: Progress, more: bool = False) -> bool:
     """Apply one slice of the log (its events the projection handles, and where it ends); False when the projection
     halts inside it.
 
@@ -142,7 +152,7 @@ async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[
     lift is parked like any other poison event instead of blocking the read.
     """
     try:
-        await projection.apply(Batch([upcast(ev) for ev in handled], upto))
+        await projection.apply(Batch([upcast(ev) for ev in handled], upto, more=more))
     except Exception as error:
         if is_transient(error):
             raise
