@@ -7,7 +7,9 @@ sums (per status, per month, per product) and the new states put in: the guard a
 the checkpoint share the transaction, so a replayed or redelivered event replaces
 nothing and changes no sum. The row's lists (spend by month, top 5 products with
 today's names, last order) are then rebuilt from those small tables for the
-customers the batch touched, and for the buyers of a product it renames.
+customers the batch touched, and for the buyers of a product it renames; in a
+catch-up, once every ``SHOW_SECONDS`` for all the batches since, the checkpoint
+held back until then (see ``Batch.more``).
 
 Each version has tables of its own; readers query the views ``customer_dashboards``
 and ``customer_dashboards_checkpoint``, which ``serve`` renames into place in one
