@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from infra.settings import Settings
 from projections.base import Projection
+from projections.layouts.clickhouse import ReadPool
 from projections.layouts.clickhouse import connect as connect_clickhouse
 from projections.layouts.stores import Stores
 from projections.registry import PROJECTIONS
@@ -52,7 +53,14 @@ async def open_stores(settings: Settings, only: Collection[str] | None = None) -
     wanted = set(STORES if only is None else only)
     if settings.clickhouse_owner_socket:
         wanted.discard("clickhouse")
-    return Stores(namespace=settings.namespace, **{name: _OPEN[name](settings) for name in wanted})
+    stores = Stores(namespace=settings.namespace, **{name: _OPEN[name](settings) for name in wanted})
+    if stores.clickhouse is not None:
+        stores.clickhouse_reads = ReadPool(lambda: _clickhouse(settings), settings.clickhouse_read_connections)
+    return stores
+
+
+def _clickhouse(settings: Settings) -> Any:
+    return connect_clickhouse(settings.clickhouse_url, settings.chdb_path)
 
 
 def _redis(settings: Settings) -> Any:
@@ -78,7 +86,7 @@ def _elasticsearch(settings: Settings) -> Any:
 _OPEN: dict[str, Callable[[Settings], Any]] = {
     "redis": _redis,
     "elasticsearch": _elasticsearch,
-    "clickhouse": lambda settings: connect_clickhouse(settings.clickhouse_url, settings.chdb_path),
+    "clickhouse": _clickhouse,
     "dashboards": lambda settings: _dashboards(settings),
 }
 
@@ -95,6 +103,8 @@ async def close_stores(stores: Stores) -> None:
         await stores.redis.aclose()
     if stores.elasticsearch is not None:
         await stores.elasticsearch.close()
+    if stores.clickhouse_reads is not None:
+        stores.clickhouse_reads.close()
     if stores.clickhouse is not None:
         stores.clickhouse.close()
     if stores.dashboards is not None:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch holding the order search")
     clickhouse_url: str = Field("", description="ClickHouse server URL; empty runs the embedded chDB engine")
     chdb_path: Path = Field(Path("var/chdb"), description="Data folder of the embedded chDB engine")
+    clickhouse_read_connections: int = Field(4, ge=1, description="ClickHouse clients kept for the analytics "
+                                                                  "readers' canned queries, apart from the "
+                                                                  "projection's")
 
     services_dir: Path = Field(Path("/var/lib/prism"), description="Data, logs and pids of the local services")
     elasticsearch_heap: str = Field("512m", description="Heap of the local Elasticsearch (at most 1g)")

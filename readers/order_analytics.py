@@ -3,7 +3,6 @@ facts."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.order_analytics import Tables, read_checkpoint
+from projections.layouts.order_analytics import Tables, checkpoint_of, checkpoint_query
 from projections.layouts.stores import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
@@ -108,8 +107,8 @@ def top_products_sql(t: Tables, by: str) -> str:
 
 
 async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[tuple]:
-    result = await asyncio.to_thread(stores.clickhouse.query, sql, parameters=parameters)
-    return result.result_rows
+    # The readers' own clients: the projection's one runs a statement at a time, its batches' inserts among them.
+    return (await stores.clickhouse_reads.query(sql, parameters)).result_rows
 
 
 @router.get("/analytics/revenue", response_model=Revenue)
@@ -234,4 +233,8 @@ async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: 
 async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
-    return tables, await wait_for(lambda: read_checkpoint(stores.clickhouse, tables, served=True), min_position, wait)
+
+    async def checkpoint() -> int:
+        return checkpoint_of(await _query(stores, *checkpoint_query(tables, served=True)))
+
+    return tables, await wait_for(checkpoint, min_position, wait)

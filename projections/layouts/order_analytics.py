@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 _TS = "DateTime64(3, 'UTC')"
@@ -100,11 +101,19 @@ class Tables:
         ]
 
 
+def checkpoint_query(tables: Tables, served: bool = False) -> tuple[str, dict[str, Any]]:
+    """The statement of this version's checkpoint, or with ``served`` of the version readers see, and its parameters."""
+    if served:
+        return f"SELECT position FROM {tables.served_checkpoint}", {}
+    return f"SELECT max(position) FROM {tables.checkpoints} WHERE name = %(p)s", {"p": tables.checkpoint_key}
+
+
+def checkpoint_of(rows: list[tuple]) -> int:
+    """The position in ``checkpoint_query``'s answer (0 before the first batch)."""
+    return int(rows[0][0] or 0) if rows else 0
+
+
 async def read_checkpoint(client, tables: Tables, served: bool = False) -> int:
     """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
-    if served:
-        result = await asyncio.to_thread(client.query, f"SELECT position FROM {tables.served_checkpoint}")
-    else:
-        result = await asyncio.to_thread(client.query, f"SELECT max(position) FROM {tables.checkpoints} "
-                                         "WHERE name = %(p)s", parameters={"p": tables.checkpoint_key})
-    return int(result.result_rows[0][0] or 0) if result.result_rows else 0
+    sql, parameters = checkpoint_query(tables, served)
+    return checkpoint_of((await asyncio.to_thread(client.query, sql, parameters=parameters)).result_rows)

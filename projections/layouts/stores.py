@@ -14,5 +14,7 @@ class Stores:
     redis: Any = None
     elasticsearch: Any = None
     clickhouse: Any = None
+    #: Readers' ClickHouse clients (a ``ReadPool``), apart from the projection's ``clickhouse``.
+    clickhouse_reads: Any = None
     dashboards: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
