@@ -36,6 +36,12 @@ class Served:
         """The ``Consistency`` of the answer as JSON, for answers written without a response model."""
         return orjson.dumps({"position": self.position, "stale": self.stale, "min_position": self.min_position})
 
+    def answer(self, body: bytes) -> Response:
+        """A JSON answer written without its response model (which documents it), stamped."""
+        response = Response(body, media_type="application/json")
+        self.stamp(response)
+        return response
+
     def stamp(self, response: Response) -> None:
         response.headers["X-Prism-Position"] = str(self.position)
         response.headers["X-Prism-Stale"] = "true" if self.stale else "false"

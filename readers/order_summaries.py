@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from projections.layouts.order_summaries import ServedReader
@@ -73,7 +73,7 @@ async def order_summary(order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, 
     doc = found["doc"]
     if doc is None or orjson.loads(doc)["tenant_id"] != tenant:
         raise NotFound(_missing(order_id, served))
-    return _answer(_with_consistency(doc, served.json()), served)
+    return served.answer(_with_consistency(doc, served.json()))
 
 
 def _missing(order_id: uuid.UUID, served: Served) -> str:
@@ -113,19 +113,13 @@ async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: Stores
     next_cursor = docs[-1][1] if docs and found["remaining"] > 0 else None
     consistency = served.json()
     orders = b",".join(_with_consistency(doc, consistency) for doc, _ in docs)
-    return _answer(b'{"orders":[' + orders + b'],"next_cursor":' + orjson.dumps(next_cursor) +
-                   b',"consistency":' + consistency + b"}", served)
+    return served.answer(b'{"orders":[' + orders + b'],"next_cursor":' + orjson.dumps(next_cursor) +
+                         b',"consistency":' + consistency + b"}")
 
 
 def _with_consistency(doc: bytes, consistency: bytes) -> bytes:
     """A stored document (a JSON object) with the answer's ``consistency`` as its last member."""
     return doc[:-1] + b',"consistency":' + consistency + b"}"
-
-
-def _answer(body: bytes, served: Served) -> Response:
-    response = Response(body, media_type="application/json")
-    served.stamp(response)
-    return response
 
 
 def _reader(stores: Stores) -> ServedReader:
