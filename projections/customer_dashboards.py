@@ -90,12 +90,25 @@ def latest_orders(events: list[StoredEvent]) -> list[dict[str, Any]]:
 
 def _array(column: str, prefix: str = "") -> str:
     kind = _COLUMN_TYPES[column]
-    sent = kind if kind in _SENT_AS_IS else "text"
-    return f"CAST(:{prefix}{column} AS {sent}[])" + ("" if sent == kind else f"::{kind}[]")
+    if kind in _JOINED:
+        return f"string_to_array(CAST(:{prefix}{column} AS text), ',')::{kind}[]"
+    return f"CAST(:{prefix}{column} AS text[])" + ("" if kind == "text" else f"::{kind}[]")
 
 
-#: Types whose Python values need no parsing (str and int), sent as they are.
-_SENT_AS_IS = frozenset({"text", "smallint", "integer", "bigint"})
+def _sent(column: str, values: list[Any]) -> Any:
+    """A column's values as ``_array`` takes them: for types whose text holds no comma, one comma-joined text
+    (asyncpg encodes a list element by element, checking each against the collection ABCs: 29% of the
+    projection's CPU in a rebuild's profile), for the others the list."""
+    if _COLUMN_TYPES[column] not in _JOINED:
+        return values
+    joined = ",".join(map(str, values))
+    if joined.count(",") != max(len(values) - 1, 0):
+        raise ValueError(f"a {column} value holds a comma: {values!r:.200}")
+    return joined
+
+
+#: Types whose text never holds a comma (ids, numbers, ISO times), sent comma-joined.
+_JOINED = frozenset({"uuid", "numeric", "timestamptz", "smallint", "integer", "bigint"})
 
 
 class CustomerDashboards:
@@ -271,7 +284,7 @@ class CustomerDashboards:
         await conn.execute(text(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"),
-            {col: [row[col] for row in rows] for col in columns})
+            {col: _sent(col, [row[col] for row in rows]) for col in columns})
 
     def _moves_sql(self) -> str:
         """One statement: the orders that replace a stored state (or are new), and the ``forgotten`` ones, moved in
@@ -412,7 +425,7 @@ SHOWN_MONTHS = 24
 
 def _arrays(prefix: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     columns = _ORDER_COLUMNS if prefix == "o_" else _LINE_COLUMNS
-    return {f"{prefix}{col}": [row[col] for row in rows] for col in columns}
+    return {f"{prefix}{col}": _sent(col, [row[col] for row in rows]) for col in columns}
 
 
 def _unnest(prefix: str, columns: tuple[str, ...]) -> str:
