@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from write.events import StoredEvent
@@ -23,6 +24,43 @@ class Batch:
     #: More of the log follows at once (a catch-up's full slice): a projection may leave part of this batch's work,
     #: and the checkpoint with it, to a later batch or to ``settle`` (see ``Projection``).
     more: bool = False
+
+
+@dataclass
+class Deferred:
+    """The work a catch-up's batches with ``more`` have left for later, as sets of keys by kind (the customers whose
+    rows to show, the days to roll up), and the position the checkpoint moves to once it is done.
+
+    It is due ``DEFERRED_SECONDS`` after the first batch left it, or four times as long as
+    it took last time if that is longer: work that grows with the store (a rollup
+    recomputed from every fact so far) then stays a fraction of the catch-up.
+    """
+
+    keys: dict[str, set] = field(default_factory=dict)
+    upto: int = 0
+    since: float = 0.0
+    took: float = 0.0
+
+    def add(self, upto: int, **keys: set) -> None:
+        if not self.upto:
+            self.since = time.monotonic()
+        for kind, found in keys.items():
+            self.keys.setdefault(kind, set()).update(found)
+        self.upto = max(self.upto, upto)
+
+    def of(self, kind: str) -> set:
+        return self.keys.get(kind, set())
+
+    def due(self) -> bool:
+        return bool(self.upto) and time.monotonic() - self.since >= max(DEFERRED_SECONDS, 4 * self.took)
+
+    def done(self, took: float) -> None:
+        """The work is done (and committed), in ``took`` seconds."""
+        self.keys, self.upto, self.took = {}, 0, took
+
+
+#: How long a catch-up leaves deferred work (and the checkpoint readers wait on) behind its batches at least.
+DEFERRED_SECONDS = 3.0
 
 
 def label(name: str, version: int) -> str:
@@ -60,9 +98,9 @@ class Projection(Protocol):
 
         Of a batch with ``more``, a projection may keep part of the work for later
         (work that, redone for every batch of a catch-up, would cost more than the
-        writes: a dashboard row's lists) and leave its checkpoint behind until the
-        work is done: by the next batch without ``more``, or by ``async def
-        settle()``, which a catch-up calls when it stops. Every write being
+        writes: a dashboard row's lists, a day's rollup) and leave its checkpoint
+        behind until the work is done (see ``Deferred``): by the next batch without
+        ``more``, or by ``async def settle()``, which a catch-up calls when it stops. Every write being
         guarded, a process that dies before then replays those batches harmlessly.
         """
 

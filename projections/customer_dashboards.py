@@ -8,7 +8,7 @@ the checkpoint share the transaction, so a replayed or redelivered event replace
 nothing and changes no sum. The row's lists (spend by month, top 5 products with
 today's names, last order) are then rebuilt from those small tables for the
 customers the batch touched, and for the buyers of a product it renames; in a
-catch-up, once every ``SHOW_SECONDS`` for all the batches since, the checkpoint
+catch-up, once every few seconds for all the batches since, the checkpoint
 held back until then (see ``Batch.more``).
 
 Each version has tables of its own; readers query the views ``customer_dashboards``
@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Batch, forget_and_apply, label
+from projections.base import Batch, Deferred, forget_and_apply, label
 from projections.layouts.customer_dashboards import Tables, read_checkpoint
 from projections.layouts.stores import Stores
 from write import events as e
@@ -122,7 +121,7 @@ class CustomerDashboards:
         self.version, self.label = version, label(self.name, version)
         self.engine = stores.dashboards
         self.tables = Tables(stores.namespace, version)
-        self._unshown = Unshown()
+        self._unshown = Deferred()
 
     async def setup(self) -> None:
         try:
@@ -202,7 +201,7 @@ class CustomerDashboards:
 
     async def apply(self, batch: Batch) -> None:
         """The sums at once; the rows' shown parts, and the checkpoint, with them, or in a catch-up (``more``) once
-        every ``SHOW_SECONDS`` for all the customers touched since (each batch touches most of a tenant's busy
+        every few seconds (``Deferred``) for all the customers touched since (each batch touches most of a tenant's busy
         customers, and rebuilding their lists costs more than the batch's writes)."""
         customers, orders, lines = (latest_customers(batch.events), latest_orders(batch.events),
                                     latest_lines(batch.events))
@@ -210,6 +209,7 @@ class CustomerDashboards:
         touched = {row["customer_id"] for row in customers + orders}
         renamed = {row["product_id"] for row in products}
         show = not batch.more or self._unshown.due()
+        started = time.monotonic()
         async with self.engine.begin() as conn:
             await self._upsert(conn, self.tables.customers, "customer_id", customers)
             if orders:
@@ -221,20 +221,21 @@ class CustomerDashboards:
             if show:
                 await self._show_unshown(conn, touched, renamed, batch.upto)
         if show:  # what is kept for later changes only once the transaction has committed
-            self._unshown.clear()
+            self._unshown.done(time.monotonic() - started)
         else:
-            self._unshown.add(touched, renamed, batch.upto)
+            self._unshown.add(batch.upto, customers=touched, products=renamed)
 
     async def settle(self) -> None:
         """The shown parts a catch-up left for later, and the checkpoint they held back."""
         if self._unshown.upto:
+            started = time.monotonic()
             async with self.engine.begin() as conn:
                 await self._show_unshown(conn, set(), set(), 0)
-            self._unshown.clear()
+            self._unshown.done(time.monotonic() - started)
 
     async def _show_unshown(self, conn: AsyncConnection, touched: set[str], renamed: set[str], upto: int) -> None:
         unshown = self._unshown
-        await self._show(conn, list(touched | unshown.customers), list(renamed | unshown.products))
+        await self._show(conn, list(touched | unshown.of("customers")), list(renamed | unshown.of("products")))
         await conn.execute(text(
             f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
             "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
@@ -385,34 +386,6 @@ class CustomerDashboards:
                     ORDER BY o.placed_at DESC, o.order_id DESC LIMIT 1)
             FROM chosen LEFT JOIN top ON top.customer_id = chosen.customer_id
             WHERE d.customer_id = chosen.customer_id"""), {"ids": customer_ids, "renamed": renamed})
-
-
-#: How long a catch-up leaves rows' shown parts (and the checkpoint readers wait on) behind their sums.
-SHOW_SECONDS = 3.0
-
-
-@dataclass
-class Unshown:
-    """The customers (and renamed products) whose rows' shown parts a catch-up has left for later, and the position
-    the checkpoint will move to when they are shown."""
-
-    customers: set[str] = field(default_factory=set)
-    products: set[str] = field(default_factory=set)
-    upto: int = 0
-    since: float = 0.0
-
-    def add(self, customers: set[str], products: set[str], upto: int) -> None:
-        if not self.upto:
-            self.since = time.monotonic()
-        self.customers |= customers
-        self.products |= products
-        self.upto = max(self.upto, upto)
-
-    def due(self) -> bool:
-        return bool(self.upto) and time.monotonic() - self.since >= SHOW_SECONDS
-
-    def clear(self) -> None:
-        self.customers, self.products, self.upto = set(), set(), 0
 
 
 _STATUSES = ("pending", "confirmed", "shipped", "cancelled")

@@ -9,7 +9,8 @@ The canned questions read two rollups, orders per tenant, day and hour and order
 lines per tenant, day and product. After its facts, a batch recomputes the rollup
 rows of the days it touched from the facts (never increments them, so a replayed or
 redelivered batch cannot count twice); the facts are sorted by tenant and day, so
-that reads only those days.
+that reads only those days. In a catch-up, the recompute (and the checkpoint) waits
+for a few seconds of batches and covers all their days at once (``Batch.more``).
 
 Each version has tables of its own (``orders_v<n>``...); readers and analysts query
 views with the plain names (``orders``, ``order_lines``, ``order_events``,
@@ -20,13 +21,14 @@ with ``EXCHANGE TABLES``, the checkpoint view last.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import orjson
 
-from projections.base import Batch, forget_and_apply, label
+from projections.base import Batch, Deferred, forget_and_apply, label
 from projections.layouts.order_analytics import VIEW_SECURITY, Tables, read_checkpoint
 from projections.layouts.stores import Stores
 from write import events as e
@@ -99,6 +101,7 @@ class OrderAnalytics:
         self.version, self.label = version, label(self.name, version)
         self.client = stores.clickhouse
         self.tables = Tables(stores.namespace, version)
+        self._unrolled = Deferred()
 
     async def setup(self) -> None:
         await asyncio.to_thread(self._setup)
@@ -107,7 +110,15 @@ class OrderAnalytics:
         return await read_checkpoint(self.client, self.tables)
 
     async def apply(self, batch: Batch) -> None:
+        """The facts at once; the rollup rows of the days they touch, and the checkpoint, with them, or in a
+        catch-up (``more``) once every few seconds (``Deferred``) for all the days touched since (a catch-up's
+        batches touch most days, and each recompute reads the days' facts so far)."""
         await asyncio.to_thread(self._apply, batch)
+
+    async def settle(self) -> None:
+        """The rollup rows a catch-up left for later, and the checkpoint they held back."""
+        if self._unrolled.upto:
+            await asyncio.to_thread(self._roll_up_and_checkpoint, set(), 0)
 
     async def prepare(self) -> None:
         """Before a switch: the rollup refreshed from this version's facts (a full recompute, done before the live
@@ -185,9 +196,18 @@ class OrderAnalytics:
             if block.rows:
                 token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
                 insert_block(self.client, getattr(self.tables, table), block, token)
-        self._roll_up(touched_days(batch.events))
-        insert_block(self.client, self.tables.checkpoints, Block(("name", "position"),
-                                                                 [(self.tables.checkpoint_key, batch.upto)]))
+        days = touched_days(batch.events)
+        if batch.more and not self._unrolled.due():
+            self._unrolled.add(batch.upto, days=days)
+        else:
+            self._roll_up_and_checkpoint(days, batch.upto)
+
+    def _roll_up_and_checkpoint(self, days: set[tuple[str, date]], upto: int) -> None:
+        started = time.monotonic()
+        self._roll_up(days | self._unrolled.of("days"))
+        insert_block(self.client, self.tables.checkpoints, Block(("name", "position"), [
+            (self.tables.checkpoint_key, max(upto, self._unrolled.upto))]))
+        self._unrolled.done(time.monotonic() - started)
 
 
 def touched_days(events: list[StoredEvent]) -> set[tuple[str, date]]:

@@ -144,6 +144,7 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
         http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say, profile=profiler if profile
                                            else None))
     shutil.rmtree(settings.chdb_path, ignore_errors=True)
+    asyncio.run(sandbox.clear(settings))
     results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),
                "seconds": round(time.perf_counter() - started, 1),
                **{k: v for k, v in stored.items() if k != "seeded"}, **http}

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from projections import base
 from projections.base import Batch
 from projections.customer_dashboards import CustomerDashboards
 from projections.layouts.customer_dashboards import SHOWN_COLUMNS, Tables
@@ -150,7 +151,9 @@ async def test_a_version_made_by_an_older_release_gets_its_sums_and_lists(stores
         assert shown.scalar() is not None
 
 
-async def test_a_catch_up_shows_the_rows_and_moves_the_checkpoint_when_it_settles(stores, tenant_events, tenant):
+async def test_a_catch_up_shows_the_rows_and_moves_the_checkpoint_when_it_settles(stores, tenant_events, tenant,
+                                                                                    monkeypatch):
+    monkeypatch.setattr(base, "DEFERRED_SECONDS", 600.0)  # however slow the machine, nothing falls due here
     events = months_apart(tenant_events)
     projection = await fresh("customer_dashboards", stores, f"{NAMESPACE}_rows")
     for batch in batches_of(events, 4):
