@@ -100,8 +100,9 @@ class Projection(Protocol):
         (work that, redone for every batch of a catch-up, would cost more than the
         writes: a dashboard row's lists, a day's rollup) and leave its checkpoint
         behind until the work is done (see ``Deferred``): by the next batch without
-        ``more``, or by ``async def settle()``, which a catch-up calls when it stops. Every write being
-        guarded, a process that dies before then replays those batches harmlessly.
+        ``more``, or by ``async def settle()``, which a catch-up calls when it stops.
+        Every write being guarded, a process that dies before then replays those
+        batches harmlessly.
         """
 
     async def serve(self) -> None:

@@ -113,7 +113,7 @@ def checkpoint_of(rows: list[tuple]) -> int:
     return int(rows[0][0] or 0) if rows else 0
 
 
-async def read_checkpoint(client, tables: Tables, served: bool = False) -> int:
-    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
-    sql, parameters = checkpoint_query(tables, served)
+async def read_checkpoint(client, tables: Tables) -> int:
+    """This version's checkpoint (readers ask for the served one on their own clients: ``checkpoint_query``)."""
+    sql, parameters = checkpoint_query(tables)
     return checkpoint_of((await asyncio.to_thread(client.query, sql, parameters=parameters)).result_rows)
