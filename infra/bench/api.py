@@ -70,7 +70,9 @@ async def lag_zero(session: aiohttp.ClientSession, base: str, timeout: float) ->
     return None
 
 
-async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, log=print, profile=None) -> dict:
+async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, log=print, profile=None,
+                          analytics_store: dict | None = None) -> dict:
+    """``analytics_store``: the analytics readers' store reads, measured before when this process cannot make them."""
     base = f"http://{settings.api_host}:{settings.api_port}"
     work = Workload(base, seeded, random.Random(11))
     result: dict = {}
@@ -82,10 +84,11 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
                                          headers={"Authorization": f"Bearer {key}"}) as session:
             result["catch_up_before_s"] = await lag_zero(session, base, 300)
             reads = StoreReads(settings, seeded, work.tenant, random.Random(12))
-            await reads.open()
+            await reads.open(plan.analytics_clients)
             try:
                 result["readers"] = await side_by_side(
-                    session, pairs(work, reads, plan.reader_clients, plan.analytics_clients), plan.reader_seconds,
+                    session, pairs(work, reads, plan.reader_clients, plan.analytics_clients, analytics_store),
+                    plan.reader_seconds,
                     log, reads)
             finally:
                 await reads.close()

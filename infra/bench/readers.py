@@ -4,11 +4,14 @@ A reader's answer should cost little more than its store's: the reference is the
 read the reader itself makes (the layout module's, or the reader's own query body),
 sent by the store's client with nothing around it. Both go through the same
 closed loops: one client for latency, many for throughput.
+
+The embedded ClickHouse opens in one process at a time, ``prism serve``'s while it
+runs: its reads are measured by the store benchmarks' process (``embedded_analytics``),
+on the version ``prism serve`` then serves, before it starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,13 +25,15 @@ from infra.bench import load
 from infra.bootstrap import asyncpg_dsn, close_stores, open_stores
 from infra.settings import Settings
 from projections.layouts import customer_dashboards, order_analytics, order_search, order_summaries
-from projections.layouts.clickhouse import connect
+from projections.layouts.clickhouse import ReadPool, connect
 from readers import order_analytics as analytics_reader
 from readers import order_search as search_reader
 
 #: Searched with a typo: the seeded catalogue names products "Widget …".
 TYPO = "widgte"
 StoreRead = Callable[[], Awaitable[Any]]
+#: The longest a one-client (latency) loop runs.
+LATENCY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,8 @@ class Pair:
     prism: load.Request
     store: StoreRead | None
     clients: int
-    #: Why there is no store read, when there is none.
-    unmeasured: str = ""
+    #: The store's read measured earlier in the run, when this process cannot make it (the embedded ClickHouse).
+    measured: dict | None = None
 
 
 class StoreReads:
@@ -50,14 +55,18 @@ class StoreReads:
         self.settings, self.seeded, self.tenant, self.rng = settings, seeded, tenant, rng
         self.took_ms: list[float] = []
 
-    async def open(self) -> None:
+    async def open(self, analytics_clients: int) -> None:
         self.stores = await open_stores(self.settings, only=("redis", "elasticsearch"))
         self.pg = await asyncpg.create_pool(asyncpg_dsn(self.settings.dashboards_database_url), min_size=4,
                                             max_size=64)
         self.orders = order_summaries.ServedReader(self.stores.redis, self.settings.namespace)
         self.clickhouse = None
         if self.settings.clickhouse_url:  # the embedded engine belongs to prism serve while it runs
-            self.clickhouse = connect(self.settings.clickhouse_url, self.settings.chdb_path)
+            self.open_clickhouse(analytics_clients)
+
+    def open_clickhouse(self, clients: int) -> None:
+        """A client per concurrent read: one client runs one statement at a time."""
+        self.clickhouse = ReadPool(lambda: connect(self.settings.clickhouse_url, self.settings.chdb_path), clients)
 
     async def close(self) -> None:
         await self.pg.close()
@@ -82,37 +91,52 @@ class StoreReads:
 
     async def top_products(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await asyncio.to_thread(self.clickhouse.query, analytics_reader.top_products_sql(tables, "revenue"),
-                                       parameters={"tenant": self.tenant, "limit": 10})
+        return await self.clickhouse.query(analytics_reader.top_products_sql(tables, "revenue"),
+                                           {"tenant": self.tenant, "limit": 10})
 
     async def revenue(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await asyncio.to_thread(self.clickhouse.query, analytics_reader.revenue_sql(tables, "day"),
-                                       parameters=analytics_reader.DateRange.last_days(90).parameters(self.tenant))
+        return await self.clickhouse.query(analytics_reader.revenue_sql(tables, "day"),
+                                           analytics_reader.DateRange.last_days(90).parameters(self.tenant))
 
     def _customer(self) -> uuid.UUID:
         return uuid.UUID(self.rng.choice(self.seeded["customers"][self.tenant]))
 
 
-def pairs(work, reads: StoreReads, clients: int, analytics_clients: int) -> list[Pair]:
-    no_clickhouse = "" if reads.clickhouse else ("the embedded ClickHouse belongs to prism serve while it runs; "
-                                                 "set PRISM_CLICKHOUSE_URL to measure a server's own read")
+def pairs(work, reads: StoreReads, clients: int, analytics_clients: int,
+          measured: dict[str, dict] | None = None) -> list[Pair]:
+    """``measured``: the analytics store reads of ``embedded_analytics``, when this process cannot make them."""
+    measured = measured or {}
+    analytics = {"analytics_top_products": (work.analytics, reads.top_products),
+                 "analytics_revenue": (work.revenue, reads.revenue)}
     return [
         Pair("order_detail", work.order_detail, reads.order_detail, clients),
         Pair("dashboard", work.dashboard, reads.dashboard, clients),
         Pair("search_typo", work.search, reads.search, clients),
-        Pair("analytics_top_products", work.analytics, reads.top_products if reads.clickhouse else None,
-             analytics_clients, no_clickhouse),
-        Pair("analytics_revenue", work.revenue, reads.revenue if reads.clickhouse else None, analytics_clients,
-             no_clickhouse),
+        *(Pair(name, prism, store if reads.clickhouse else None, analytics_clients, measured.get(name))
+          for name, (prism, store) in analytics.items()),
     ]
+
+
+async def embedded_analytics(settings: Settings, seeded: dict, clients: int, seconds: float) -> dict[str, dict]:
+    """The analytics readers' store reads on the embedded engine, by the process that has it open, as
+    ``side_by_side`` measures a store's read."""
+    tenant = seeded["tenants"][0]
+    reads = StoreReads(settings, seeded, tenant, random.Random(12))
+    reads.open_clickhouse(clients)
+    try:
+        await load.closed_loop(None, _as_request(reads.top_products), clients, 1.0)  # open and warm the clients
+        return {"analytics_top_products": await _store_loops(None, reads.top_products, clients, seconds),
+                "analytics_revenue": await _store_loops(None, reads.revenue, clients, seconds)}
+    finally:
+        reads.clickhouse.close()
 
 
 async def side_by_side(session: aiohttp.ClientSession, measured: list[Pair], seconds: float, log=print,
                        reads: StoreReads | None = None) -> dict[str, dict]:
     """Per reader: Prism and the store, one client (latency) and many (throughput), one after the other."""
     results = {}
-    latency_seconds = min(seconds, 2.0)
+    latency_seconds = min(seconds, LATENCY_SECONDS)
     for pair in measured:
         log(f"  readers: {pair.name}, 1 and {pair.clients} clients, Prism then the store, {seconds:.0f}s")
         await load.closed_loop(session, pair.prism, 4, 1.0)  # warm caches and pools
@@ -120,18 +144,23 @@ async def side_by_side(session: aiohttp.ClientSession, measured: list[Pair], sec
                                "prism": {"one": await load.closed_loop(session, pair.prism, 1, latency_seconds),
                                          "many": await load.closed_loop(session, pair.prism, pair.clients, seconds)}}
         if pair.store is not None:
-            store = _as_request(pair.store)
             if reads is not None:
                 reads.took_ms.clear()
-            row["store"] = {"one": await load.closed_loop(session, store, 1, latency_seconds),
-                            "many": await load.closed_loop(session, store, pair.clients, seconds)}
+            row["store"] = await _store_loops(session, pair.store, pair.clients, seconds)
             if reads is not None and reads.took_ms:
                 row["store"]["took_ms"] = {f"p{q}": load.percentile(reads.took_ms, q) for q in (50, 99)}
-            row["ratio"] = _ratio(row["prism"]["many"]["per_s"], row["store"]["many"]["per_s"])
         else:
-            row["store"], row["ratio"], row["unmeasured"] = None, None, pair.unmeasured
+            row["store"] = pair.measured and {**pair.measured, "before_serve": True}
+        row["ratio"] = row["store"] and _ratio(row["prism"]["many"]["per_s"], row["store"]["many"]["per_s"])
         results[pair.name] = row
     return results
+
+
+async def _store_loops(session: aiohttp.ClientSession | None, read: StoreRead, clients: int, seconds: float) -> dict:
+    """One client for latency, ``clients`` for throughput, as Prism's side is measured."""
+    store = _as_request(read)
+    return {"one": await load.closed_loop(session, store, 1, min(seconds, LATENCY_SECONDS)),
+            "many": await load.closed_loop(session, store, clients, seconds)}
 
 
 def _as_request(read: StoreRead) -> load.Request:

@@ -199,8 +199,9 @@ def readers_table(readers: dict) -> list[str]:
                    f"{_f(r['ratio'], 6, 2)} {_f(prism['one']['p50_ms'], 7, 2)} {_f(one.get('p50_ms'), 7, 2)} "
                    f"{_f(prism['many']['p99_ms'])} {_f(many.get('p99_ms'))} "
                    f"{prism['one']['errors'] + prism['many']['errors']:>7}")
-        if r.get("unmeasured"):
-            out.append(f"  {'':<24} no store read: {r['unmeasured']}")
+        if store.get("before_serve"):
+            out.append(f"  {'':<24} store read made before prism serve started, on the version it serves "
+                       "(it holds the embedded ClickHouse while it runs)")
         if store.get("took_ms"):
             out.append(f"  {'':<24} Elasticsearch took p50 {store['took_ms']['p50']} ms, p99 {store['took_ms']['p99']} ms")
     return out

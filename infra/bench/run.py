@@ -22,6 +22,7 @@ from infra.bench import report
 from infra.bench.api import http_benchmarks
 from infra.bench.environment import bench_settings
 from infra.bench.naive import naive_rate
+from infra.bench.readers import embedded_analytics
 from infra.bench.replay import replay_rates
 from infra.bench.seed import seed
 from infra.settings import Settings
@@ -60,6 +61,10 @@ QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), a
              reader_clients=64, analytics_clients=16, reader_seconds=3, rebuild_seconds=8)
 
 
+#: What the store phase hands the HTTP benchmarks rather than the report.
+KEPT_FOR_HTTP = ("seeded", "analytics_store")
+
+
 def say(message: str) -> None:
     """A progress line, stamped with the wall clock (the bench's phases are timed from these)."""
     print(f"{datetime.now(UTC):%H:%M:%S} {message}", flush=True)
@@ -85,10 +90,17 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
                                     log=say, settings=settings)
         naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
                                  log=say)
+        analytics = None
+        if settings.uses_chdb:
+            say(f"  readers: the analytics store reads, 1 and {plan.analytics_clients} clients, "
+                f"{plan.reader_seconds:.0f}s (prism serve will hold the embedded engine)")
+            analytics = await embedded_analytics(settings, asdict(seeded), plan.analytics_clients,
+                                                 plan.reader_seconds)
     finally:
         await bootstrap.close_stores(stores)
         await engine.dispose()
-    return {"services": services, "seed": seeding, "replay": replay, "naive": naive, "seeded": asdict(seeded)}
+    return {"services": services, "seed": seeding, "replay": replay, "naive": naive, "seeded": asdict(seeded),
+            "analytics_store": analytics}
 
 
 async def _versions(engine, stores, settings: Settings) -> dict:
@@ -138,15 +150,16 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
     say(f"prism bench ({plan.mode}): store benchmarks")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         stored = pool.submit(_store_phase, settings, plan).result()
-    (folder / "stores.json").write_text(json.dumps({k: v for k, v in stored.items() if k != "seeded"}, indent=1))
+    (folder / "stores.json").write_text(json.dumps({k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP},
+                                                   indent=1))
     say("prism bench: HTTP benchmarks against prism serve")
     with _py_spy(folder, plan.write_seconds) as profiler:
         http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say, profile=profiler if profile
-                                           else None))
+                                           else None, analytics_store=stored["analytics_store"]))
     shutil.rmtree(settings.chdb_path, ignore_errors=True)
     asyncio.run(sandbox.clear(settings))
     results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),
                "seconds": round(time.perf_counter() - started, 1),
-               **{k: v for k, v in stored.items() if k != "seeded"}, **http}
+               **{k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP}, **http}
     results["goals"] = report.goals(results)
     return report.write(results, out)
