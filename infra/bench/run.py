@@ -22,6 +22,7 @@ from infra.bench import report
 from infra.bench.api import http_benchmarks
 from infra.bench.environment import bench_settings
 from infra.bench.naive import naive_rate
+from infra.bench.profiles import Profiler
 from infra.bench.readers import embedded_analytics
 from infra.bench.replay import replay_rates
 from infra.bench.seed import seed
@@ -112,25 +113,6 @@ async def _versions(engine, stores, settings: Settings) -> dict:
             "clickhouse": f"{clickhouse} ({'chDB, embedded' if settings.uses_chdb else 'server'})"}
 
 
-@contextmanager
-def _py_spy(folder: Path, seconds: float):
-    """``profile(pid, label)``: py-spy samples the serve process while the block runs (a flame graph per label)."""
-    spy = shutil.which("py-spy") or str(Path(__file__).resolve().parents[2] / ".venv/bin/py-spy")
-
-    @contextmanager
-    def profile(pid: int, label: str):
-        out = folder / f"profile-{label}.svg"
-        child = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 1),
-                                  "--rate", "100", "--output", str(out), "--nonblocking"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            yield
-        finally:
-            child.wait(timeout=60)
-
-    yield profile
-
-
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -153,9 +135,9 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
     (folder / "stores.json").write_text(json.dumps({k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP},
                                                    indent=1))
     say("prism bench: HTTP benchmarks against prism serve")
-    with _py_spy(folder, plan.write_seconds) as profiler:
-        http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say, profile=profiler if profile
-                                           else None, analytics_store=stored["analytics_store"]))
+    http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say,
+                                       profile=Profiler(folder) if profile else None,
+                                       analytics_store=stored["analytics_store"]))
     shutil.rmtree(settings.chdb_path, ignore_errors=True)
     asyncio.run(sandbox.clear(settings))
     results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),
