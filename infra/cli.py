@@ -445,7 +445,7 @@ def parser() -> argparse.ArgumentParser:
                            "stores, beside the naive design; prints a table, writes JSON and a PNG chart")
     bench.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes)")
     bench.add_argument("--out", type=Path, default=Path("var/bench/results"), help="folder for the JSON and PNG")
-    bench.add_argument("--profile", action="store_true", help="record py-spy flame graphs of serve under write load")
+    bench.add_argument("--profile", action="store_true", help="py-spy samples of prism serve's processes under each write load and the rebuild")
     bench.set_defaults(run=_bench)
     return root
 

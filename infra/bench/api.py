@@ -114,10 +114,13 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
             result["visibility"] = []
             for rate in plan.loads:
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
-                result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
+                with (profile(child.pid, f"live-{rate}") if profile else nullcontext()):
+                    result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
             log(f"  rebuilding all four in prism serve, {REBUILD_RATE} orders/s offered for "
                 f"{plan.rebuild_seconds:.0f}s")
-            result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
+            with (profile(child.pid, "rebuild") if profile else nullcontext()):
+                result["during_rebuild"] = await _during_rebuild(session, base, work, settings,
+                                                                 plan.rebuild_seconds)
     return result
 
 
