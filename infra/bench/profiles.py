@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,9 @@ TOP = 8
 
 
 def _py_spy() -> str:
-    return shutil.which("py-spy") or str(Path(__file__).resolve().parents[2] / ".venv/bin/py-spy")
+    """Beside this interpreter (the project's environment installs it), else on the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
 
 
 class Profiler:
