@@ -8,10 +8,8 @@ import json
 import multiprocessing
 import platform
 import shutil
-import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
