@@ -99,6 +99,10 @@ class StoreReads:
         return await self.clickhouse.query(analytics_reader.revenue_sql(tables, "day"),
                                            analytics_reader.DateRange.last_days(90).parameters(self.tenant))
 
+    def analytics(self) -> dict[str, StoreRead]:
+        """The analytics readers' store reads, by reader."""
+        return {"analytics_top_products": self.top_products, "analytics_revenue": self.revenue}
+
     def _customer(self) -> uuid.UUID:
         return uuid.UUID(self.rng.choice(self.seeded["customers"][self.tenant]))
 
@@ -107,14 +111,13 @@ def pairs(work, reads: StoreReads, clients: int, analytics_clients: int,
           measured: dict[str, dict] | None = None) -> list[Pair]:
     """``measured``: the analytics store reads of ``embedded_analytics``, when this process cannot make them."""
     measured = measured or {}
-    analytics = {"analytics_top_products": (work.analytics, reads.top_products),
-                 "analytics_revenue": (work.revenue, reads.revenue)}
+    prism = {"analytics_top_products": work.analytics, "analytics_revenue": work.revenue}
     return [
         Pair("order_detail", work.order_detail, reads.order_detail, clients),
         Pair("dashboard", work.dashboard, reads.dashboard, clients),
         Pair("search_typo", work.search, reads.search, clients),
-        *(Pair(name, prism, store if reads.clickhouse else None, analytics_clients, measured.get(name))
-          for name, (prism, store) in analytics.items()),
+        *(Pair(name, prism[name], store if reads.clickhouse else None, analytics_clients, measured.get(name))
+          for name, store in reads.analytics().items()),
     ]
 
 
@@ -125,8 +128,7 @@ async def embedded_analytics(settings: Settings, seeded: dict, clients: int, sec
     reads = StoreReads(settings, seeded, tenant, random.Random(12))
     reads.open_clickhouse(clients)
     try:
-        return {"analytics_top_products": await _store_loops(None, reads.top_products, clients, seconds),
-                "analytics_revenue": await _store_loops(None, reads.revenue, clients, seconds)}
+        return {name: await _store_loops(None, read, clients, seconds) for name, read in reads.analytics().items()}
     finally:
         reads.clickhouse.close()
 
