@@ -52,6 +52,8 @@ class Progress:
     skipped: bool = False
     halted: bool = False
     drained: bool = False
+    #: Stopped between two batches for an operation waiting for the lock (see ``locks.exclusively``).
+    stepped_aside: bool = False
     last_batch_size: int = 0
     last_batch_seconds: float = 0.0
     parked: list[int] = field(default_factory=list)
@@ -67,7 +69,7 @@ async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: 
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
             return Progress(projection.label, target, skipped=True)
-        return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until)
+        return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until, step_aside=True)
 
 
 async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
@@ -76,35 +78,44 @@ async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: in
 
     Between batches only the log is read and the store written: no message, lock,
     checkpoint read or halt check per commit (this consumer is the one that would
-    halt). ``pace`` spaces the batches, so each holds the commits of a gap.
+    halt). ``pace`` spaces the batches, so each holds the commits of a gap. The
+    ``seconds`` bound every drain too: under steady writes to a store slower than
+    their pace, the log never looks empty.
     """
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
             return Progress(projection.label, 0, skipped=True)
         await notices.listening()  # before the first read: a commit after it is then announced
-        progress = await drain(log_engine, projection, batch_size, policy)
         deadline = time.monotonic() + seconds
-        while not progress.halted and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()) \
+        progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=True)
+        while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline \
+                and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()) \
                 and not await awaited(log_engine, projection.label):  # a switch or a repair waits: let it in
             await pace()
-            more = await drain(log_engine, projection, batch_size, policy, start=progress.checkpoint)
+            more = await drain(log_engine, projection, batch_size, policy, max(deadline - time.monotonic(), 0.0),
+                               start=progress.checkpoint, step_aside=True)
             progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
             progress.passed += more.passed
             progress.checkpoint, progress.halted, progress.parked = more.checkpoint, more.halted, progress.parked + \
                 more.parked
+            progress.drained, progress.stepped_aside = more.drained, more.stepped_aside
             if more.batches:
                 progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
         return progress
 
 
 async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                seconds: float | None = None, until: int | None = None, start: int | None = None) -> Progress:
+                seconds: float | None = None, until: int | None = None, start: int | None = None,
+                step_aside: bool = False) -> Progress:
     """``catch_up`` for a caller that already holds the projection's lock; with ``until``, stop once past it.
 
     Under steady writes the log may never look empty to a slow store, so "caught up"
-    also means "past the head this call was given" (``drained``).
+    also means "past the head this call was given" (``drained``). For the same
+    reason a consumer that took the lock unasked (``step_aside``) looks for a waiting
+    operation after each batch and lets it in; the operations themselves drain with
+    ``until``.
     """
-    progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start)
+    progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
     settle = getattr(projection, "settle", None)
     if settle is not None:
         await settle()
@@ -112,7 +123,7 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
 
 
 async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                 seconds: float | None, until: int | None, start: int | None) -> Progress:
+                 seconds: float | None, until: int | None, start: int | None, step_aside: bool) -> Progress:
     deadline = None if seconds is None else time.monotonic() + seconds
     if start is not None:  # the caller has held the lock since it last read the checkpoint
         progress = Progress(projection.label, start)
@@ -141,6 +152,9 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
         progress.passed += upto - progress.checkpoint
         progress.checkpoint, progress.batches = upto, progress.batches + 1
         progress.applied += len(events)
+        if step_aside and await awaited(log_engine, projection.label):
+            progress.stepped_aside = True
+            return progress
 
 
 async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,

@@ -1,11 +1,24 @@
-"""A waiting operation gets a projection's lock even while catch-ups keep asking for it."""
+"""A waiting operation gets a projection's lock even while catch-ups keep asking for it, or keep finding more."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+from dataclasses import replace
+from typing import ClassVar
 
-from tests.conftest import eventually
+import pytest
+
+from infra.bootstrap import listen_dsn
+from projections.base import Batch
+from projections.order_summaries import OrderSummaries
+from tests.conftest import NAMESPACE, eventually
+from workers.catch_up import Policy, catch_up, follow
 from workers.locks import awaited, exclusively, projection_lock
+from workers.notices import Notices
+from write import events as e
+from write.bus import CommandBus
+from write.commands import RegisterTenant
 
 
 async def test_catch_ups_step_aside_for_a_waiting_operation(write_engine):
@@ -39,3 +52,51 @@ async def test_catch_ups_step_aside_for_a_waiting_operation(write_engine):
     finish.set()
     await asyncio.wait_for(waiting, 10)
     assert entered.is_set() and not await awaited(write_engine, name)
+
+
+class Busy(OrderSummaries):
+    """The Redis projection, each of whose batches is followed by a new commit: the log never looks empty to it, as
+    under steady writes to a store slower than the commits' pace."""
+
+    name: ClassVar[str] = "busy_summaries"
+    handles: ClassVar[frozenset[str]] = frozenset({e.TENANT_REGISTERED})
+
+    def __init__(self, stores, bus: CommandBus) -> None:
+        super().__init__(stores)
+        self.bus, self.writing, self.batches = bus, True, 0
+
+    async def apply(self, batch: Batch) -> None:
+        await super().apply(batch)
+        self.batches += 1
+        if self.writing:
+            await self.bus.execute(RegisterTenant(f"t-{secrets.token_hex(4)}", "Steady write"))
+
+
+@pytest.mark.parametrize("consumer", ["catch_up", "follow"])
+async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiting_operation(
+        consumer, stores, bus, write_engine, fresh_services):
+    projection = Busy(replace(stores, namespace=f"{NAMESPACE}_busy"), bus)
+    await projection.drop()
+    await bus.execute(RegisterTenant(f"t-{secrets.token_hex(4)}", "First write"))
+    notices = Notices(listen_dsn(fresh_services))
+
+    async def no_pace() -> None:
+        return None
+
+    running = asyncio.create_task(
+        catch_up(write_engine, projection, batch_size=1_000) if consumer == "catch_up" else
+        follow(write_engine, projection, 1_000, Policy(), notices, seconds=600, pace=no_pace))
+    try:
+        await eventually(lambda: _true(projection.batches >= 3), 30, "the consumer applying batch after batch")
+        async with exclusively(write_engine, projection.label, wait=10):
+            assert not running.done() or not running.result().drained
+    finally:
+        projection.writing = False
+        notices.stop()  # a follow still inside would otherwise wait out its seconds
+        progress = await asyncio.wait_for(running, 30)
+        await notices.close()
+    assert not progress.drained and progress.batches >= 3, "it stepped aside with more of the log to read"
+
+
+async def _true(value: bool) -> bool:
+    return value
