@@ -24,10 +24,21 @@ from workers.versions import LIVE, NEXT
 from write import event_log
 
 
-def write_engine(settings: Settings, pool_size: int = 20) -> AsyncEngine:
-    """The write database; its JSON (event payloads read back from the log) through orjson."""
-    return create_async_engine(settings.write_database_url, pool_size=pool_size, max_overflow=20,
-                               pool_timeout=settings.pool_timeout_seconds, pool_pre_ping=True, json_serializer=event_log.dumps, json_deserializer=orjson.loads)
+def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+    """The write database; its JSON (event payloads read back from the log) through orjson. ``pool_size`` for a
+    short-lived tool's few connections; without it, a serving process's kept pool (``pool``)."""
+    return create_async_engine(settings.write_database_url, **pool(settings, pool_size), pool_pre_ping=True,
+                               json_serializer=event_log.dumps, json_deserializer=orjson.loads)
+
+
+def pool(settings: Settings, size: int | None = None) -> dict:
+    """A serving process keeps every connection it opens: one closed because a burst overflowed the pool costs the
+    next opening a Postgres login, whose SCRAM exchange takes ~40 ms of this process's CPU (asyncpg, measured), paid
+    under the very load that overflowed it. Past the pool, requests wait for a connection instead."""
+    if size is None:
+        return {"pool_size": settings.database_pool_size, "max_overflow": 0,
+                "pool_timeout": settings.pool_timeout_seconds}
+    return {"pool_size": size, "max_overflow": 20, "pool_timeout": settings.pool_timeout_seconds}
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -94,7 +105,7 @@ _OPEN: dict[str, Callable[[Settings], Any]] = {
 def _dashboards(settings: Settings) -> AsyncEngine:
     # JIT compiles a batch's statements for longer than they run (1.3 s of a 5 s rebuild of 2,000 rows' shown
     # parts), and the readers' one-row lookups never need it.
-    return create_async_engine(settings.dashboards_database_url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+    return create_async_engine(settings.dashboards_database_url, **pool(settings), pool_pre_ping=True,
                                connect_args={"server_settings": {"jit": "off"}})
 
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
     pool_timeout_seconds: float = Field(10.0, gt=0, description="Longest a request waits for a write-database "
                                                                 "connection before it is answered 503")
+    database_pool_size: int = Field(40, ge=1, description="Postgres connections a serving process keeps per database "
+                                                          "(write model, dashboards), opened once and kept; past "
+                                                          "them, requests wait for one")
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
     serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
                                                 "`prism relay` process runs)")
