@@ -64,7 +64,8 @@ async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: 
                    ) -> Progress:
     """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached.
 
-    With ``seconds``, stop after the batch that passes that budget (``drained`` says whether the head was reached).
+    With ``seconds``, stop after the batch that passes that budget (``drained`` says whether the head was reached);
+    at least one batch is applied, however long its read takes under load.
     """
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
@@ -136,12 +137,12 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
         if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
             progress.drained = True
             return progress
+        if deadline is not None and progress.batches and time.monotonic() > deadline:
+            return progress  # before the read: a slice read past the budget and dropped is work lost, every time
         async with log_engine.connect() as conn:
             events, upto = await event_log.read_slice(conn, progress.checkpoint, batch_size, projection.handles)
         if upto <= progress.checkpoint:
             progress.drained = True
-            return progress
-        if deadline is not None and time.monotonic() > deadline:
             return progress
         started = time.perf_counter()
         more = len(events) == batch_size and (until is None or upto < until)

@@ -84,3 +84,14 @@ async def test_a_catch_up_passes_events_it_does_not_handle(flaky, write_engine):
         every = await event_log.read_after(conn, 0, 1_000_000, upcasting=False)
     assert progress.checkpoint == head == await flaky.checkpoint()
     assert progress.applied == sum(ev.type in flaky.handles for ev in every) < len(every)
+
+
+async def test_a_slice_whose_read_outlasts_its_budget_is_still_applied(flaky, write_engine):
+    """Under load a builder's read of one batch can take longer than its message's slice; were that read dropped
+    at the budget, every message would read the same batch again and the build would never move."""
+    flaky.fail_on = 0
+    progress = await catch_up(write_engine, flaky, batch_size=10, seconds=0.0)  # spent before the first read
+    async with write_engine.connect() as conn:
+        first_batch, first_upto = await event_log.read_slice(conn, 0, 10, flaky.handles)
+    assert (progress.batches, progress.checkpoint, progress.drained) == (1, first_upto, False)
+    assert await flaky.checkpoint() == first_upto
