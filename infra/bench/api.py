@@ -143,11 +143,14 @@ async def _during_rebuild(session: aiohttp.ClientSession, base: str, work: Workl
     run = await _visibility(session, base, work, REBUILD_RATE, seconds)
     last = await _building(session, base, operator)
     wall = time.perf_counter() - started
+    head = max((h for _, h in last.values()), default=0) or await _head(session, base, operator)
     builds = {}
-    for name, (checkpoint, head) in last.items():
-        passed = checkpoint - first.get(name, (0, 0))[0]
+    for name, (checkpoint, _) in first.items():
+        # A rebuild no longer listed switched in within the window: it passed the whole rest of the log at least.
+        switched = name not in last
+        passed = (head if switched else last[name][0]) - checkpoint
         rate = passed / wall
-        builds[name] = {"passed": passed, "events_per_s": round(rate), "head": head,
+        builds[name] = {"passed": passed, "events_per_s": round(rate), "head": head, "switched": switched,
                         "whole_log_s": round(head / rate) if rate else None}
     return {**run, "rebuilds": builds, "seconds": round(wall, 1)}
 
@@ -157,6 +160,11 @@ async def _building(session: aiohttp.ClientSession, base: str, headers: dict) ->
     rows = await load.call(session, "GET", f"{base}/projections", headers=headers)
     return {row["projection"].split("@", 1)[0]: (row["checkpoint"], row["head"]) for row in rows
             if row["state"] == "rebuilding"}
+
+
+async def _head(session: aiohttp.ClientSession, base: str, headers: dict) -> int:
+    rows = await load.call(session, "GET", f"{base}/projections", headers=headers)
+    return max(row["head"] for row in rows)
 
 
 async def _tenant_key(settings: Settings, tenant: str) -> str:

@@ -157,8 +157,8 @@ def table(results: dict) -> str:
         out.append(f"  {during['offered_per_s']:>8} {during['achieved_per_s']:>9} {cells}  <- while prism serve "
                    f"rebuilt all four ({during['seconds']:.0f} s)")
         out.append("  the rebuilds over that window (events/s; the whole log at that rate, s): " + ", ".join(
-            f"{STORES[name]} {b['events_per_s']:,} ({b['whole_log_s'] or '?'} s)"
-            for name, b in during["rebuilds"].items()))
+            f"{STORES[name]} {'switched in, at least ' if b.get('switched') else ''}{b['events_per_s']:,} "
+            f"({b['whole_log_s'] or '?'} s)" for name, b in during["rebuilds"].items()))
     out += ["", "CPU per process during each load (% of one core, from /proc)"]
     for r in results["visibility"]:
         busiest = ", ".join(f"{name} {share:.0f}" for name, share in list(r.get("cpu_percent", {}).items())[:9])
