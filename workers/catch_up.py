@@ -1,5 +1,8 @@
 """Catching a projection up with the log: read a batch after its checkpoint, apply it, repeat.
 
+While a full batch is applied, the slice after it is already being read: the log's
+server and this process's decoding overlap the store's work.
+
 One consumer per projection at a time keeps the log's global order (see ``locks``).
 
 When a batch fails with an error that is not the store's own outage, its events
@@ -10,6 +13,8 @@ Until then the error propagates and Dramatiq retries with backoff.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -133,29 +138,45 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
         if await dead_letters.halted_at(log_engine, projection.label) is not None:
             progress.halted = True
             return progress
-    while True:
-        if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
-            progress.drained = True
-            return progress
-        if deadline is not None and progress.batches and time.monotonic() > deadline:
-            return progress  # before the read: a slice read past the budget and dropped is work lost, every time
-        async with log_engine.connect() as conn:
-            events, upto = await event_log.read_slice(conn, progress.checkpoint, batch_size, projection.handles)
-        if upto <= progress.checkpoint:
-            progress.drained = True
-            return progress
-        started = time.perf_counter()
-        more = len(events) == batch_size and (until is None or upto < until)
-        if not await _apply(log_engine, projection, events, upto, policy, progress, more):
-            progress.halted = True
-            return progress
-        progress.last_batch_size, progress.last_batch_seconds = len(events), time.perf_counter() - started
-        progress.passed += upto - progress.checkpoint
-        progress.checkpoint, progress.batches = upto, progress.batches + 1
-        progress.applied += len(events)
-        if step_aside and await awaited(log_engine, projection.label):
-            progress.stepped_aside = True
-            return progress
+    ahead: asyncio.Task | None = None  # the next slice, read while this one is applied
+    try:
+        while True:
+            if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
+                progress.drained = True
+                return progress
+            if deadline is not None and progress.batches and time.monotonic() > deadline:
+                return progress  # before the read: a slice read past the budget and dropped is work lost, every time
+            if ahead is None:
+                events, upto = await _read(log_engine, projection, progress.checkpoint, batch_size)
+            else:
+                (events, upto), ahead = await ahead, None
+            if upto <= progress.checkpoint:
+                progress.drained = True
+                return progress
+            started = time.perf_counter()
+            more = len(events) == batch_size and (until is None or upto < until)
+            if more and (deadline is None or time.monotonic() < deadline):
+                ahead = asyncio.create_task(_read(log_engine, projection, upto, batch_size))
+            if not await _apply(log_engine, projection, events, upto, policy, progress, more):
+                progress.halted = True
+                return progress
+            progress.last_batch_size, progress.last_batch_seconds = len(events), time.perf_counter() - started
+            progress.passed += upto - progress.checkpoint
+            progress.checkpoint, progress.batches = upto, progress.batches + 1
+            progress.applied += len(events)
+            if step_aside and await awaited(log_engine, projection.label):
+                progress.stepped_aside = True
+                return progress
+    finally:
+        if ahead is not None:  # not cancelled: its connection goes back to the pool as after any read
+            with contextlib.suppress(Exception):
+                await ahead
+
+
+async def _read(log_engine: AsyncEngine, projection: Projection, after: int, batch_size: int
+                ) -> tuple[list[StoredEvent], int]:
+    async with log_engine.connect() as conn:
+        return await event_log.read_slice(conn, after, batch_size, projection.handles)
 
 
 async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,
