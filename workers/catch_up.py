@@ -138,25 +138,21 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
         if await dead_letters.halted_at(log_engine, projection.label) is not None:
             progress.halted = True
             return progress
-    ahead: asyncio.Task | None = None  # the next slice, read while this one is applied
-    try:
+    async with _Slices(log_engine, projection, batch_size) as slices:
         while True:
             if until is not None and progress.checkpoint >= until:  # past the head it was given: no read to learn it
                 progress.drained = True
                 return progress
             if deadline is not None and progress.batches and time.monotonic() > deadline:
                 return progress  # before the read: a slice read past the budget and dropped is work lost, every time
-            if ahead is None:
-                events, upto = await _read(log_engine, projection, progress.checkpoint, batch_size)
-            else:
-                (events, upto), ahead = await ahead, None
+            events, upto = await slices.after(progress.checkpoint)
             if upto <= progress.checkpoint:
                 progress.drained = True
                 return progress
             started = time.perf_counter()
             more = len(events) == batch_size and (until is None or upto < until)
             if more and (deadline is None or time.monotonic() < deadline):
-                ahead = asyncio.create_task(_read(log_engine, projection, upto, batch_size))
+                slices.read_ahead(upto)
             if not await _apply(log_engine, projection, events, upto, policy, progress, more):
                 progress.halted = True
                 return progress
@@ -167,16 +163,36 @@ async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: in
             if step_aside and await awaited(log_engine, projection.label):
                 progress.stepped_aside = True
                 return progress
-    finally:
-        if ahead is not None:  # not cancelled: its connection goes back to the pool as after any read
+
+
+class _Slices:
+    """The log's slices for one projection, the next one read ahead on request (while this one is applied)."""
+
+    def __init__(self, log_engine: AsyncEngine, projection: Projection, batch_size: int) -> None:
+        self.log_engine, self.projection, self.batch_size = log_engine, projection, batch_size
+        self.ahead: tuple[int, asyncio.Task] | None = None
+
+    def read_ahead(self, after: int) -> None:
+        self.ahead = (after, asyncio.create_task(self._read(after)))
+
+    async def after(self, position: int) -> tuple[list[StoredEvent], int]:
+        """The slice after ``position``: the one read ahead if it starts there."""
+        if self.ahead is not None and self.ahead[0] == position:
+            (_, task), self.ahead = self.ahead, None
+            return await task
+        return await self._read(position)
+
+    async def _read(self, after: int) -> tuple[list[StoredEvent], int]:
+        async with self.log_engine.connect() as conn:
+            return await event_log.read_slice(conn, after, self.batch_size, self.projection.handles)
+
+    async def __aenter__(self) -> _Slices:
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        if self.ahead is not None:  # awaited, not cancelled: its connection goes back to the pool as after any read
             with contextlib.suppress(Exception):
-                await ahead
-
-
-async def _read(log_engine: AsyncEngine, projection: Projection, after: int, batch_size: int
-                ) -> tuple[list[StoredEvent], int]:
-    async with log_engine.connect() as conn:
-        return await event_log.read_slice(conn, after, batch_size, projection.handles)
+                await self.ahead[1]
 
 
 async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,
