@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from infra.settings import Settings
 from projections.base import Projection
-from projections.layouts.clickhouse import ReadPool
-from projections.layouts.clickhouse import connect as connect_clickhouse
-from projections.layouts.stores import Stores
+from projections.stores.clickhouse import ReadPool
+from projections.stores.clickhouse import connect as connect_clickhouse
+from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
 from workers import versions
 from workers.broker import declare_actors, make_broker

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Batch, Deferred, forget_and_apply, label
 from projections.layouts.customer_dashboards import Tables, read_checkpoint
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 

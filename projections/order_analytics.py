@@ -30,7 +30,7 @@ import orjson
 
 from projections.base import Batch, Deferred, forget_and_apply, label
 from projections.layouts.order_analytics import VIEW_SECURITY, Tables, read_checkpoint
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 

@@ -23,7 +23,7 @@ from elasticsearch.helpers import async_scan
 from projections import documents
 from projections.base import Batch, TransientStoreError, label
 from projections.layouts.order_search import Names, read_checkpoint
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from write.events import StoredEvent
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
@@ -80,7 +80,7 @@ UNSERVED = {"refresh_interval": "-1"}
 BULK_BYTES = 5 * 1024 * 1024
 #: Bulk requests of one batch in flight at once.
 BULK_CONCURRENCY = 2
-#: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/elasticsearch/prism-analysis) on the
+#: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/services/elasticsearch_plugins/prism-analysis) on the
 #: Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
 PLUGIN_FILTERS = {"lowercase": "prism_lowercase", "folding": "prism_folding", "prefixes": "prism_edge_ngram"}
 BUILTIN_FILTERS = {"lowercase": "lowercase", "folding": "asciifolding", "prefixes": "prism_prefixes"}

@@ -18,7 +18,7 @@ import orjson
 from projections import documents
 from projections.base import Batch, forget_and_apply, label
 from projections.layouts.order_summaries import Keys, read_checkpoint
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from write.events import StoredEvent
 
 #: Keys per SCAN step and per UNLINK when a version is dropped.

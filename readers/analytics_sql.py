@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from projections.layouts.clickhouse import connect
-from projections.layouts.stores import Stores
+from projections.stores.clickhouse import connect
+from projections.stores.clients import Stores
 from readers.errors import ReaderError
 
 from readers.sql_guard import EXPLAIN_FORMAT, ONE_SELECT, TABLES, Scan, cte_names, escaped_names, refusal, \

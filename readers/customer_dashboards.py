@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from projections.layouts.customer_dashboards import Tables, query_served, read_checkpoint
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds

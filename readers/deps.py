@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import BeforeValidator
 
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 
 
 async def _tenant(request: Request) -> str:

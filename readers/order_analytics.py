@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from projections.layouts.order_analytics import Tables, checkpoint_of, checkpoint_query
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from projections.layouts.order_summaries import ServedReader
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds

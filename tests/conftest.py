@@ -16,7 +16,7 @@ from sqlalchemy import text
 from infra import bootstrap, sandbox
 from infra.settings import Settings
 from projections.base import Projection
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from workers.catch_up import catch_up
 from write.bus import CommandBus
 

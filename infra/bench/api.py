@@ -18,7 +18,7 @@ from infra.bench.locks import AppendLockSampler
 from infra.bench.readers import TYPO, StoreReads, pairs, side_by_side
 from infra.bootstrap import asyncpg_dsn
 from infra.settings import Settings
-from infra.supervisor import serving
+from infra.processes.supervisor import serving
 from projections.registry import PROJECTIONS
 
 class Workload:

@@ -25,7 +25,7 @@ from dramatiq.middleware.asyncio import AsyncIO
 from infra import bootstrap
 from infra.settings import Settings
 from projections.base import Batch
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
 from write import event_log
 from write.events import StoredEvent

@@ -25,7 +25,7 @@ from infra.bench import load
 from infra.bootstrap import asyncpg_dsn, close_stores, open_stores
 from infra.settings import Settings
 from projections.layouts import customer_dashboards, order_analytics, order_search, order_summaries
-from projections.layouts.clickhouse import ReadPool, connect
+from projections.stores.clickhouse import ReadPool, connect
 from readers import order_analytics as analytics_reader
 from readers import order_search as search_reader
 

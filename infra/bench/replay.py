@@ -21,9 +21,9 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.batch_gc import tune_for_batches
+from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
 from workers.catch_up import catch_up
 from write import event_log

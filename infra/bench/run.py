@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from infra import bootstrap, sandbox
-from infra.batch_gc import tune_for_batches
+from infra.processes.gc_tuning import tune_for_batches
 from infra.bench import report
 from infra.bench.api import http_benchmarks
 from infra.bench.environment import bench_settings

@@ -6,7 +6,7 @@ packages, the Elasticsearch distribution), keeps every data, log and pid file
 under ``settings.services_dir`` and only ever stops processes it started itself,
 so the machine's own Postgres cluster or Redis on the default ports stay untouched.
 
-Modules: ``supervision`` (shared helpers and the ``Service`` base class), ``postgres``,
+Modules: ``local_process`` (shared helpers and the ``Service`` base class), ``postgres``,
 ``redis_server``, ``elasticsearch_server``, ``plugins`` (the Elasticsearch plugin builds)
 and ``lifecycle`` (start order, ``up``, ``down``, ``stop_service``, ``status``).
 
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from infra.services.lifecycle import down, status, stop_service, up
-from infra.services.supervision import ServiceError, ServiceStatus
+from infra.services.local_process import ServiceError, ServiceStatus
 from infra.settings import Settings
 
 __all__ = ["ServiceError", "ServiceStatus", "down", "main", "status", "stop_service", "up"]

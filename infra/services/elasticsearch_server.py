@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from infra.services.plugins import PLUGINS, Plugin
-from infra.services.supervision import (
+from infra.services.local_process import (
     ES_HOME,
     ES_USER,
     ES_VERSION,

@@ -9,7 +9,7 @@ from pathlib import Path
 from infra.services.elasticsearch_server import Elasticsearch
 from infra.services.postgres import Postgres
 from infra.services.redis_server import Redis
-from infra.services.supervision import (
+from infra.services.local_process import (
     Service,
     ServiceError,
     ServiceStatus,

@@ -1,4 +1,4 @@
-"""Build and install Prism's own small Elasticsearch plugins from the Java sources under ``infra/elasticsearch``."""
+"""Build and install Prism's own small Elasticsearch plugins from the Java sources under ``infra/services/elasticsearch_plugins``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from infra.services.supervision import (
+from infra.services.local_process import (
     ES_HOME,
     ES_USER,
     ES_VERSION,
@@ -28,7 +28,7 @@ from infra.services.supervision import (
 JAVA_RELEASE = "17"
 #: Our own small plugins, each built from its folder here, for what the integ-test distribution
 #: lacks: prism-root serves ``GET /``, prism-analysis adds token filters (folding, lowercase, edge n-grams).
-PLUGINS_SOURCE = Path(__file__).resolve().parent.parent / "elasticsearch"
+PLUGINS_SOURCE = Path(__file__).resolve().parent / "elasticsearch_plugins"
 PLUGINS = ("prism-root", "prism-analysis")
 BUILD_DIR = OPT_DIR / "build"
 

@@ -7,7 +7,7 @@ import pwd
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra.services.supervision import (
+from infra.services.local_process import (
     STOP_TIMEOUT_SECONDS,
     Service,
     check_writable,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.services.supervision import (
+from infra.services.local_process import (
     Service,
     ensure_file,
     host_port,

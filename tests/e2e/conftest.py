@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest_asyncio
 
-from infra.runtime import BackgroundServer, Pipeline, app_with_pipeline
+from infra.processes.entrypoints import BackgroundServer, Pipeline, app_with_pipeline
 from tests.conftest import OPERATOR
 
 

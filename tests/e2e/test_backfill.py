@@ -8,7 +8,7 @@ from typing import ClassVar
 from sqlalchemy import text
 
 from projections.base import Batch, label
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
 from tests.e2e.test_read_your_writes import open_shop
 from workers.catch_up import catch_up

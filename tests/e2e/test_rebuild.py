@@ -8,7 +8,7 @@ import asyncio
 from elasticsearch import NotFoundError
 from sqlalchemy import text
 
-from infra import audit
+from infra.ops import audit
 from infra.bootstrap import active_projections
 from projections.layouts.order_analytics import Tables as AnalyticsTables
 from projections.layouts.order_search import Names

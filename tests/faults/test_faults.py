@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from infra import services
 from infra.sandbox import free_port
-from infra.supervisor import running_processes
+from infra.processes.supervisor import running_processes
 from tests.conftest import OPERATOR, eventually
 
 pytestmark = pytest.mark.faults

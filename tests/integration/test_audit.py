@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import text
 
-from infra import audit
+from infra.ops import audit
 from tests.integration.history import write_history
 
 

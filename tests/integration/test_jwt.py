@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from infra.auth import Authenticator, Unauthenticated
+from infra.http.auth import Authenticator, Unauthenticated
 
 ISSUER, AUDIENCE = "https://id.example", "prism"
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from projections.base import Batch
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from projections.layouts.stores import Stores
+from projections.stores.clients import Stores
 from tests.conftest import NAMESPACE
 
 

@@ -8,8 +8,9 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from infra import bootstrap, rebuild
-from infra.status import projection_status
+from infra import bootstrap
+from infra.ops import rebuilds as rebuild
+from infra.ops.status import projection_status
 from projections.customer_dashboards import CustomerDashboards
 from projections.order_summaries import OrderSummaries
 from projections.layouts.order_summaries import ServedReader, served_version

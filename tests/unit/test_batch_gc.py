@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from infra.batch_gc import YOUNG_THRESHOLD, tune_for_batches
+from infra.processes.gc_tuning import YOUNG_THRESHOLD, tune_for_batches
 
 
 def test_batch_processes_freeze_start_up_and_collect_young_objects_rarely():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.app import create_app
-from infra.forwarding import ToOwner
+from infra.http.app import create_app
+from infra.http.middleware.to_owner import ToOwner
 from infra.settings import Settings
 
 

@@ -1,0 +1,57 @@
+"""Commands that run Prism's processes and its local services."""
+
+from __future__ import annotations
+
+import argparse
+
+from infra.settings import Settings
+
+
+def services(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import services
+
+    return services.main([args.action]) or 0
+
+
+def migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from write.migrate import upgrade
+
+    upgrade(settings.write_database_url)
+    print("write database at the latest schema")
+    return 0
+
+
+def serve(settings: Settings, _: argparse.Namespace) -> int:
+    from infra.processes import entrypoints
+
+    entrypoints.serve(settings)
+    return 0
+
+
+def api(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.processes import entrypoints
+
+    entrypoints.api(settings, args.fd)
+    return 0
+
+
+def relay(settings: Settings, _: argparse.Namespace) -> int:
+    from infra.processes import entrypoints
+
+    entrypoints.relay_only(settings)
+    return 0
+
+
+def worker(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.ops import rebuilds
+    from infra.processes import entrypoints
+
+    entrypoints.worker_only(settings, rebuilds.known(args.projections) if args.projections else None, args.takes)
+    return 0
+
+
+def clickhouse_owner(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.processes import entrypoints
+
+    entrypoints.clickhouse_owner(settings, args.socket)
+    return 0

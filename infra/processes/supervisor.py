@@ -1,0 +1,270 @@
+"""``prism serve``: Prism as processes by concern, started, watched and stopped by one command.
+
+The children, each a ``prism`` command of its own:
+
+- ``api-N``: the API and readers, ``api_processes`` of them accepting on one listening
+  socket that the supervisor binds and holds (a restarted child takes it over; no
+  connection waits on a port nobody listens to);
+- ``worker-<projection>``: one Dramatiq worker per projection, so a slow store never
+  waits behind another's batch, nor takes the API's interpreter; and ``builder-<projection>``
+  beside it for that projection's rebuilds, at a lower priority (``builder_nice``), so a
+  rebuild never holds up the live version's catch-ups;
+- ``relay``;
+- ``clickhouse``: with the embedded engine, the one process that opens it (chDB allows
+  one per data path). It runs the analytics projection and the whole app on a Unix
+  socket; API processes forward to it what reads the engine (``infra.http.middleware.to_owner``).
+
+A child that exits is started again after a pause that doubles while it keeps failing.
+SIGINT or SIGTERM stops every child (SIGKILL after a grace period). Children run in a
+session of their own, so a terminal's Ctrl-C reaches the supervisor alone and it stops
+them in order; a child whose supervisor dies is sent SIGTERM by the kernel
+(``PR_SET_PDEATHSIG``), so none is orphaned. Every child's output reaches the
+supervisor's stderr, each line prefixed with the child's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from infra.settings import Settings
+from projections.registry import PROJECTIONS, writing_to
+
+log = logging.getLogger("prism.serve")
+#: The first pause before a restart, and the longest.
+FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 0.25, 30.0
+#: A child that ran this long before exiting counts as healthy: its next restart is quick again.
+HEALTHY_SECONDS = 30.0
+#: How long children get to finish their work after SIGTERM, before SIGKILL.
+STOP_GRACE_SECONDS = 20.0
+#: Set in each child's environment: the supervisor it must not outlive.
+PARENT_ENV = "PRISM_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    fds: tuple[int, ...] = ()
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    wall_started: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+def owner_socket(settings: Settings) -> Path:
+    """Where the embedded engine's owner answers: beside the engine's data folder."""
+    return settings.chdb_path.resolve().parent / f"{settings.namespace}-clickhouse.sock"
+
+
+def processes_file(settings: Settings) -> Path:
+    """Where a running ``serve`` keeps the list of its children, for ``prism status``."""
+    return settings.chdb_path.resolve().parent / f"{settings.namespace}-serve.json"
+
+
+def running_processes(settings: Settings) -> list[dict] | None:
+    """The children of the ``serve`` running on these settings (name, pid, state, restarts, up since); None if none
+    runs."""
+    try:
+        record = json.loads(processes_file(settings).read_text())
+        os.kill(record["supervisor"], 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return record["children"]
+
+
+def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
+    """What ``serve`` runs for these settings."""
+    embedded = writing_to("clickhouse") if settings.uses_chdb else []
+    api_env = {"PRISM_CLICKHOUSE_OWNER_SOCKET": str(owner_socket(settings))} if embedded else {}
+    specs = [ChildSpec("clickhouse", ("clickhouse-owner", "--socket", str(owner_socket(settings))))] if embedded \
+        else []
+    specs += [ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
+              for n in range(1, settings.api_processes + 1)]
+    for name in (name for name in PROJECTIONS if name not in embedded):
+        specs += [ChildSpec(f"worker-{name}", ("worker", name, "--takes", "live")),
+                  ChildSpec(f"builder-{name}", ("worker", name, "--takes", "builds"))]
+    if settings.serve_relay:
+        specs.append(ChildSpec("relay", ("relay",)))
+    return specs
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+        self._output = threading.Lock()
+
+    def run(self) -> int:
+        listener = self._listen()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        self.children = [Child(spec) for spec in children(self.settings, listener.fileno())]
+        for child in self.children:
+            self._start(child)
+        self._record()
+        self._say(f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
+                  + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
+                  + "; stop with Ctrl-C")
+        try:
+            while not self._stopping.wait(0.1):
+                if self._watch():
+                    self._record()
+        finally:
+            self._stop_all()
+            listener.close()
+            processes_file(self.settings).unlink(missing_ok=True)
+        self._say("stopped; no child left")
+        return 0
+
+    def _listen(self) -> socket.socket:
+        listener = socket.create_server((self.settings.api_host, self.settings.api_port), backlog=2048)
+        listener.set_inheritable(True)
+        return listener
+
+    def _start(self, child: Child) -> None:
+        env = self.settings.child_environment() | child.spec.env | {
+            PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *child.spec.args], env=env, pass_fds=child.spec.fds,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        child.started_at, child.wall_started, child.restart_at = time.monotonic(), time.time(), None
+        threading.Thread(target=self._pump, args=(child.spec.name, child.process), daemon=True,
+                         name=f"output-{child.spec.name}").start()
+
+    def _watch(self) -> bool:
+        """Schedule a restart for each child that exited; start those whose pause is over. True if any changed."""
+        now, changed = time.monotonic(), False
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restarts += 1
+                    self._start(child)
+                    changed = True
+                continue
+            code = child.process.poll() if child.process else None
+            if code is None:
+                continue
+            changed = True
+            child.failures = 0 if now - child.started_at >= HEALTHY_SECONDS else child.failures + 1
+            pause = min(FIRST_BACKOFF_SECONDS * 2 ** max(child.failures - 1, 0), MAX_BACKOFF_SECONDS)
+            child.restart_at = now + pause
+            log.warning("%s (pid %d) %s after %.1fs; starting it again in %.2fs", child.spec.name,
+                        child.process.pid, _exit(code), now - child.started_at, pause)
+        return changed
+
+    def _record(self) -> None:
+        """The children as they are now, written whole (renamed into place) for ``prism status``."""
+        record = {"supervisor": os.getpid(), "children": [
+            {"name": c.spec.name, "pid": c.process.pid if c.process else None,
+             "state": "restarting" if c.restart_at is not None else "running", "restarts": c.restarts,
+             "since": c.wall_started} for c in self.children]}
+        path = processes_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(record))
+        scratch.replace(path)
+
+    def _stop_all(self) -> None:
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("pid %d did not stop within %.0fs of SIGTERM: killed", process.pid, STOP_GRACE_SECONDS)
+                process.kill()
+                process.wait()
+
+    def _pump(self, name: str, process: subprocess.Popen) -> None:
+        """Copy a child's output to ours, a line at a time, each line under the child's name."""
+        for line in iter(process.stdout.readline, b""):
+            with self._output:
+                sys.stderr.write(f"{name:<28}| {line.decode(errors='replace')}")
+                sys.stderr.flush()
+        process.stdout.close()
+
+    def _say(self, message: str) -> None:
+        with self._output:
+            print(f"prism serve: {message}", file=sys.stderr, flush=True)
+
+
+def _exit(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
+def follow_parent() -> None:
+    """In a child of ``serve``: die with the supervisor (SIGTERM from the kernel), and not start if it is gone."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor's own stop still reaches every child
+    if os.getppid() != int(parent):
+        raise SystemExit("prism serve, which started this process, has already exited")
+
+
+class ServeFailed(RuntimeError):
+    """``prism serve`` did not become ready; its log says why."""
+
+
+@asynccontextmanager
+async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
+    """``prism serve`` on these settings as a child of this process, ready (every store answers) until the block
+    ends, then stopped as Ctrl-C stops it; its output goes to ``log_path`` (its folder made if missing)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=settings.child_environment(),
+                                 stdout=out, stderr=subprocess.STDOUT)
+        try:
+            await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path, timeout)
+            yield child
+        finally:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=STOP_GRACE_SECONDS + 10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+async def _ready(base: str, child: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise ServeFailed(f"prism serve exited with {child.returncode}; see {log_path}")
+            try:
+                if (await client.get(f"{base}/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise ServeFailed(f"prism serve was not ready within {timeout:.0f}s; see {log_path}")
