@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # `make bench` measures on the real services (`make bench-quick`: a short run).
-.PHONY: demo test bench bench-quick services-up services-down migrate serve status clean
+.PHONY: demo test unit lint bench bench-quick services-up services-down migrate serve status clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ bench-quick: migrate
 
 test: migrate
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The tests that need no service (domain, projection functions, settings, actors on the stub broker).
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+# Style and types: ruff's rules and format, mypy on the packages (configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var

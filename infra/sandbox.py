@@ -81,8 +81,9 @@ async def _empty_stores(settings: Settings, clickhouse: bool) -> None:
         broker_redis = Redis.from_url(settings.broker_url)
         await broker_redis.flushdb()
         await broker_redis.aclose()
-        await stores.elasticsearch.indices.delete(index=f"{settings.namespace}*", ignore_unavailable=True,
-                                                  allow_no_indices=True, expand_wildcards="all")
+        await stores.elasticsearch.indices.delete(
+            index=f"{settings.namespace}*", ignore_unavailable=True, allow_no_indices=True, expand_wildcards="all"
+        )
         if clickhouse:
             await asyncio.to_thread(stores.clickhouse.command, f"DROP DATABASE IF EXISTS {settings.namespace}")
     finally:

@@ -20,72 +20,120 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRISM_", env_file=".env", extra="ignore")
 
     env: Literal["development", "test", "production"] = Field(
-        "development", description="development | test | production; anything else refuses to start")
-    namespace: str = Field("prism", pattern=r"^[a-z][a-z0-9_]{0,39}$",
-                           description="Prefix of Redis keys, Elasticsearch indexes, the ClickHouse database, "
-                                       "the dashboards schema and the queues")
+        "development", description="development | test | production; anything else refuses to start"
+    )
+    namespace: str = Field(
+        "prism",
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Prefix of Redis keys, Elasticsearch indexes, the ClickHouse database, "
+        "the dashboards schema and the queues",
+    )
 
-    write_database_url: str = Field("postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write",
-                                    description="Write model and event log (Postgres)")
-    dashboards_database_url: str = Field("postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards",
-                                         description="Customer dashboards read model (Postgres)")
+    write_database_url: str = Field(
+        "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write",
+        description="Write model and event log (Postgres)",
+    )
+    dashboards_database_url: str = Field(
+        "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards",
+        description="Customer dashboards read model (Postgres)",
+    )
     redis_url: str = Field("redis://127.0.0.1:56379/0", description="Redis holding the order summaries")
     broker_url: str = Field("redis://127.0.0.1:56379/1", description="Redis used by Dramatiq")
     elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch holding the order search")
     clickhouse_url: str = Field("", description="ClickHouse server URL; empty runs the embedded chDB engine")
     chdb_path: Path = Field(Path("var/chdb"), description="Data folder of the embedded chDB engine")
-    clickhouse_read_connections: int = Field(4, ge=1, description="ClickHouse clients kept for the analytics "
-                                                                  "readers' canned queries, apart from the "
-                                                                  "projection's")
+    clickhouse_read_connections: int = Field(
+        4,
+        ge=1,
+        description="ClickHouse clients kept for the analytics readers' canned queries, apart from the projection's",
+    )
 
     services_dir: Path = Field(Path("/var/lib/prism"), description="Data, logs and pids of the local services")
     elasticsearch_heap: str = Field("512m", description="Heap of the local Elasticsearch (at most 1g)")
 
     api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on")
     api_port: int = Field(8000, description="Port of the HTTP API")
-    api_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
-                               description="API processes `prism serve` runs on the one port (default: one per core)")
+    api_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="API processes `prism serve` runs on the one port (default: one per core)",
+    )
     clickhouse_owner_socket: str = Field(
-        "", description="Set by `prism serve` for its API processes: the Unix socket of the process that owns the "
-                        "embedded ClickHouse engine, to which routes that need it are forwarded")
-    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body the HTTP API reads (413 past "
-                                                                  "it)")
+        "",
+        description="Set by `prism serve` for its API processes: the Unix socket of the process that owns the "
+        "embedded ClickHouse engine, to which routes that need it are forwarded",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the HTTP API reads (413 past it)"
+    )
 
     batch_size: int = Field(2000, ge=1, description="Events a projection applies per batch")
-    rebuild_batch_size: int = Field(10_000, ge=1, description="Events per batch while a version is built beside the "
-                                                              "live one: larger blocks for the stores, at the cost "
-                                                              "of the live version of that projection waiting up "
-                                                              "to one such batch")
+    rebuild_batch_size: int = Field(
+        10_000,
+        ge=1,
+        description="Events per batch while a version is built beside the "
+        "live one: larger blocks for the stores, at the cost "
+        "of the live version of that projection waiting up "
+        "to one such batch",
+    )
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
-    pool_timeout_seconds: float = Field(10.0, gt=0, description="Longest a request waits for a write-database "
-                                                                "connection before it is answered 503")
-    database_pool_size: int = Field(40, ge=1, description="Postgres connections a serving process keeps per database "
-                                                          "(write model, dashboards), opened once and kept; past "
-                                                          "them, requests wait for one")
+    pool_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest a request waits for a write-database connection before it is answered 503"
+    )
+    database_pool_size: int = Field(
+        40,
+        ge=1,
+        description="Postgres connections a serving process keeps per database "
+        "(write model, dashboards), opened once and kept; past "
+        "them, requests wait for one",
+    )
     relay_poll_seconds: float = Field(1.0, gt=0, description="Relay's periodic tick when no notification arrives")
-    serve_relay: bool = Field(True, description="Whether `prism serve` runs the relay itself (false when a separate "
-                                                "`prism relay` process runs)")
+    serve_relay: bool = Field(
+        True,
+        description="Whether `prism serve` runs the relay itself (false when a separate `prism relay` process runs)",
+    )
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
-    worker_nice: int = Field(5, ge=0, le=19, description="Niceness of projection worker processes: under a full "
-                                                        "machine the API is served first, and the projections take "
-                                                        "larger batches, at a lower cost per event")
-    builder_nice: int = Field(15, ge=0, le=19, description="Niceness of the processes `prism serve` runs for "
-                                                          "rebuilds: a rebuild takes what the live versions leave")
-    catch_up_gap_ms: int = Field(100, ge=0, description="Shortest time between the starts of two catch-ups of one "
-                                                        "projection: under steady writes, one batch per gap instead "
-                                                        "of one per commit; an idle projection starts at once")
+    worker_nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="Niceness of projection worker processes: under a full "
+        "machine the API is served first, and the projections take "
+        "larger batches, at a lower cost per event",
+    )
+    builder_nice: int = Field(
+        15,
+        ge=0,
+        le=19,
+        description="Niceness of the processes `prism serve` runs for "
+        "rebuilds: a rebuild takes what the live versions leave",
+    )
+    catch_up_gap_ms: int = Field(
+        100,
+        ge=0,
+        description="Shortest time between the starts of two catch-ups of one "
+        "projection: under steady writes, one batch per gap instead "
+        "of one per commit; an idle projection starts at once",
+    )
     catch_up_gaps_ms: dict[str, Annotated[int, Field(ge=0)]] = Field(
-        default_factory=dict, description='Per projection, its own catch-up gap in ms, as JSON (e.g. '
-                                          '{"order_analytics": 1000}: fewer, larger ClickHouse inserts)')
-    worker_poll_ms: int = Field(100, ge=1, description="Longest an idle worker waits between two looks at its queue "
-                                                       "(Dramatiq's worker_timeout; its default, 1 s, is latency; "
-                                                       "each look costs a Redis script call)")
+        default_factory=dict,
+        description="Per projection, its own catch-up gap in ms, as JSON (e.g. "
+        '{"order_analytics": 1000}: fewer, larger ClickHouse inserts)',
+    )
+    worker_poll_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest an idle worker waits between two looks at its queue "
+        "(Dramatiq's worker_timeout; its default, 1 s, is latency; "
+        "each look costs a Redis script call)",
+    )
     retry_min_backoff_ms: int = Field(200, ge=1, description="First retry delay of a failed catch-up")
     retry_max_backoff_ms: int = Field(30_000, ge=1, description="Longest retry delay of a failed catch-up")
     max_retries: int = Field(10, ge=0, description="Retries of a failed catch-up before Dramatiq dead-letters it")
     poison_after: int = Field(3, ge=1, description="Failed attempts after which an event is parked as poison")
     poison_policies: dict[str, Literal["halt", "skip"]] = Field(
-        default_factory=dict, description='Per projection: "halt" (default) or "skip" at a poison event, as JSON')
+        default_factory=dict, description='Per projection: "halt" (default) or "skip" at a poison event, as JSON'
+    )
 
     sql_max_seconds: float = Field(10.0, gt=0, description="Longest an analyst's ad-hoc SQL query may run")
     sql_max_rows: int = Field(10_000, ge=1, description="Most rows an analyst's ad-hoc SQL query may return")
@@ -93,20 +141,28 @@ class Settings(BaseSettings):
     sql_max_bytes: int = Field(10_000_000, ge=1024, description="Most bytes an analyst's ad-hoc SQL result may hold")
     sql_max_concurrent: int = Field(2, ge=1, description="Analyst queries one tenant may have in flight")
     sql_max_concurrent_total: int = Field(
-        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1,
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+        ge=1,
         description="Analyst queries all tenants together may have in flight (the analysts' own thread pool); "
-                    "by default half the cores: even at the lowest priority, CPU-bound analyst queries on every "
-                    "core doubled the canned analytics' p99")
+        "by default half the cores: even at the lowest priority, CPU-bound analyst queries on every "
+        "core doubled the canned analytics' p99",
+    )
     sql_queue_seconds: float = Field(1.0, ge=0, description="Longest an analyst query waits for a turn before a 429")
     sql_max_threads: int = Field(1, ge=1, description="Threads one analyst query may use")
 
-    operator_token: str = Field("", description="Deprecated: a bearer token that acts as an operator key (use "
-                                                "`prism keys create --scopes operator`); empty: none")
-    auth_cache_seconds: float = Field(5.0, ge=0, description="How long a verified API key is remembered (a "
-                                                             "revocation takes effect within it)")
-    open_routes: list[str] = Field(["/health", "/ready", "/metrics"],
-                                   description="Operations routes answered without a credential, as JSON; the "
-                                               "others of /health, /ready, /metrics need an operator credential")
+    operator_token: str = Field(
+        "",
+        description="Deprecated: a bearer token that acts as an operator key (use "
+        "`prism keys create --scopes operator`); empty: none",
+    )
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a verified API key is remembered (a revocation takes effect within it)"
+    )
+    open_routes: list[str] = Field(
+        ["/health", "/ready", "/metrics"],
+        description="Operations routes answered without a credential, as JSON; the "
+        "others of /health, /ready, /metrics need an operator credential",
+    )
     jwt_issuer: str = Field("", description="Expected `iss` of JWTs from an identity provider")
     jwt_audience: str = Field("", description="Expected `aud` of JWTs")
     jwt_jwks_url: str = Field("", description="JWKS URL of the identity provider's signing keys")
@@ -115,7 +171,7 @@ class Settings(BaseSettings):
     jwt_tenant_claim: str = Field("tenant", description="JWT claim that holds the caller's tenant")
 
     @model_validator(mode="after")
-    def _refuse_unsafe_values_outside_development(self) -> "Settings":
+    def _refuse_unsafe_values_outside_development(self) -> Settings:
         if self.env == "development":
             return self
         for url in (self.write_database_url, self.dashboards_database_url):
@@ -126,18 +182,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _per_projection_settings_name_projections(self) -> "Settings":
+    def _per_projection_settings_name_projections(self) -> Settings:
         from projections.registry import PROJECTIONS
 
         for setting in ("poison_policies", "catch_up_gaps_ms"):
             unknown = sorted(set(getattr(self, setting)) - set(PROJECTIONS))
             if unknown:
-                raise ValueError(f"PRISM_{setting.upper()} names no registered projection: {', '.join(unknown)} "
-                                 f"(registered: {', '.join(PROJECTIONS)})")
+                raise ValueError(
+                    f"PRISM_{setting.upper()} names no registered projection: {', '.join(unknown)} "
+                    f"(registered: {', '.join(PROJECTIONS)})"
+                )
         return self
 
     @model_validator(mode="after")
-    def _jwt_needs_a_key(self) -> "Settings":
+    def _jwt_needs_a_key(self) -> Settings:
         if (self.jwt_issuer or self.jwt_audience) and not self.jwt_configured:
             raise ValueError("PRISM_JWT_ISSUER/AUDIENCE need PRISM_JWT_JWKS_URL or PRISM_JWT_PUBLIC_KEY")
         return self

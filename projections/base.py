@@ -120,8 +120,9 @@ class Projection(Protocol):
         """Rewrite what it holds for these orders and customers from their events, whatever is stored now."""
 
 
-async def forget_and_apply(projection: Any, order_ids: list[str], customer_ids: list[str],
-                           events: list[StoredEvent]) -> None:
+async def forget_and_apply(
+    projection: Any, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]
+) -> None:
     """Repair for stores without version tombstones: drop the documents, then apply the aggregates' events.
 
     ``upto=0`` leaves the checkpoint alone (every store only moves it forward): the

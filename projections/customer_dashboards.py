@@ -33,30 +33,57 @@ from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 
-
 log = logging.getLogger("prism.customer_dashboards")
 #: The Postgres type of each source column; an upsert sends ``text`` arrays of the others and casts them.
-_COLUMN_TYPES = {"customer_id": "uuid", "order_id": "uuid", "product_id": "uuid", "tenant_id": "text",
-                 "name": "text", "email": "text", "status": "text", "total": "numeric", "line_total": "numeric",
-                 "placed_at": "timestamptz", "line_no": "smallint", "quantity": "integer", "position": "bigint"}
+_COLUMN_TYPES = {
+    "customer_id": "uuid",
+    "order_id": "uuid",
+    "product_id": "uuid",
+    "tenant_id": "text",
+    "name": "text",
+    "email": "text",
+    "status": "text",
+    "total": "numeric",
+    "line_total": "numeric",
+    "placed_at": "timestamptz",
+    "line_no": "smallint",
+    "quantity": "integer",
+    "position": "bigint",
+}
 
 
 # Rows keep the payload's text (ids, money, times): Postgres parses it in the upsert's casts, far
 # cheaper than building UUID, Decimal and datetime objects in Python for every line of every order.
 
+
 def latest_customers(events: list[StoredEvent]) -> list[dict[str, Any]]:
     """The newest state of each customer in the batch."""
-    rows = {ev.payload["customer_id"]: {
-        "customer_id": ev.payload["customer_id"], "tenant_id": ev.tenant_id, "name": ev.payload["name"],
-        "email": ev.payload["email"], "position": ev.position} for ev in events if ev.type in e.CUSTOMER_EVENTS}
+    rows = {
+        ev.payload["customer_id"]: {
+            "customer_id": ev.payload["customer_id"],
+            "tenant_id": ev.tenant_id,
+            "name": ev.payload["name"],
+            "email": ev.payload["email"],
+            "position": ev.position,
+        }
+        for ev in events
+        if ev.type in e.CUSTOMER_EVENTS
+    }
     return list(rows.values())
 
 
 def latest_products(events: list[StoredEvent]) -> list[dict[str, Any]]:
     """The newest name of each product in the batch (top products show today's names)."""
-    rows = {ev.payload["product_id"]: {"product_id": ev.payload["product_id"], "tenant_id": ev.tenant_id,
-                                       "name": ev.payload["name"], "position": ev.position}
-            for ev in events if ev.type in e.PRODUCT_EVENTS}
+    rows = {
+        ev.payload["product_id"]: {
+            "product_id": ev.payload["product_id"],
+            "tenant_id": ev.tenant_id,
+            "name": ev.payload["name"],
+            "position": ev.position,
+        }
+        for ev in events
+        if ev.type in e.PRODUCT_EVENTS
+    }
     return list(rows.values())
 
 
@@ -69,9 +96,14 @@ def latest_lines(events: list[StoredEvent]) -> list[dict[str, Any]]:
             order_id, customer_id = o["order_id"], o["customer"]["id"]
             for item in o["items"]:
                 rows[(order_id, item["line_no"])] = {
-                    "order_id": order_id, "line_no": item["line_no"], "customer_id": customer_id,
-                    "product_id": item["product_id"], "quantity": item["quantity"], "line_total": item["line_total"],
-                    "position": ev.position}
+                    "order_id": order_id,
+                    "line_no": item["line_no"],
+                    "customer_id": customer_id,
+                    "product_id": item["product_id"],
+                    "quantity": item["quantity"],
+                    "line_total": item["line_total"],
+                    "position": ev.position,
+                }
     return list(rows.values())
 
 
@@ -82,8 +114,14 @@ def latest_orders(events: list[StoredEvent]) -> list[dict[str, Any]]:
         if ev.type in e.ORDER_EVENTS:
             o = ev.payload["order"]
             rows[o["order_id"]] = {
-                "order_id": o["order_id"], "tenant_id": ev.tenant_id, "customer_id": o["customer"]["id"],
-                "status": o["status"], "total": o["total"], "placed_at": o["placed_at"], "position": ev.position}
+                "order_id": o["order_id"],
+                "tenant_id": ev.tenant_id,
+                "customer_id": o["customer"]["id"],
+                "status": o["status"],
+                "total": o["total"],
+                "placed_at": o["placed_at"],
+                "position": ev.position,
+            }
     return list(rows.values())
 
 
@@ -136,8 +174,12 @@ class CustomerDashboards:
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))
             if older:
-                log.warning("%s was made by an older release without order lines: top products cover only orders "
-                            "from now on until `prism rebuild %s`", self.tables.orders, self.name)
+                log.warning(
+                    "%s was made by an older release without order lines: top products cover only orders "
+                    "from now on until `prism rebuild %s`",
+                    self.tables.orders,
+                    self.name,
+                )
             if unsummed:
                 await self._sum_stored_orders(conn)
             for view, select in self.tables.views().items():  # served only if nothing is yet
@@ -147,24 +189,31 @@ class CustomerDashboards:
                     await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
 
     async def _has_orders_but_no(self, conn: AsyncConnection, table: str) -> bool:
-        found = await conn.execute(text("SELECT to_regclass(:o) IS NOT NULL AND to_regclass(:t) IS NULL"),
-                                   {"o": self.tables.orders, "t": table})
+        found = await conn.execute(
+            text("SELECT to_regclass(:o) IS NOT NULL AND to_regclass(:t) IS NULL"),
+            {"o": self.tables.orders, "t": table},
+        )
         return bool(found.scalar()) and bool(
-            (await conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {self.tables.orders})"))).scalar())
+            (await conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {self.tables.orders})"))).scalar()
+        )
 
     async def _sum_stored_orders(self, conn: AsyncConnection) -> None:
         """For a version made by a release that kept no sums per month and product: them, from its stored orders,
         and every row's shown parts."""
         t = self.tables
-        await conn.execute(text(f"""
+        await conn.execute(
+            text(f"""
             INSERT INTO {t.months} (customer_id, month, orders, spend)
             SELECT customer_id, date_trunc('month', placed_at AT TIME ZONE 'UTC')::date, count(*), sum(total)
-            FROM {t.orders} WHERE status <> 'cancelled' GROUP BY 1, 2"""))
-        await conn.execute(text(f"""
+            FROM {t.orders} WHERE status <> 'cancelled' GROUP BY 1, 2""")
+        )
+        await conn.execute(
+            text(f"""
             INSERT INTO {t.bought} (customer_id, product_id, quantity, revenue)
             SELECT l.customer_id, l.product_id, sum(l.quantity), sum(l.line_total)
             FROM {t.lines} l JOIN {t.orders} o ON o.order_id = l.order_id AND o.status <> 'cancelled'
-            GROUP BY 1, 2"""))
+            GROUP BY 1, 2""")
+        )
         everyone = (await conn.execute(text(f"SELECT customer_id::text FROM {t.dashboards}"))).scalars().all()
         await self._show(conn, list(everyone), [])
 
@@ -174,11 +223,14 @@ class CustomerDashboards:
         table = select.rsplit(" FROM ", 1)[1]
         if not select.startswith("SELECT *"):
             return False
-        found = await conn.execute(text(
-            "SELECT (SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v), "
-            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :v), "
-            "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :t)"),
-            {"s": self.tables.schema, "v": view.split(".", 1)[1], "t": table.split(".", 1)[1]})
+        found = await conn.execute(
+            text(
+                "SELECT (SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v), "
+                "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :v), "
+                "(SELECT count(*) FROM information_schema.columns WHERE table_schema = :s AND table_name = :t)"
+            ),
+            {"s": self.tables.schema, "v": view.split(".", 1)[1], "t": table.split(".", 1)[1]},
+        )
         definition, in_view, in_table = found.one()
         return table.split(".", 1)[1] in (definition or "") and in_view < in_table
 
@@ -203,8 +255,11 @@ class CustomerDashboards:
         """The sums at once; the rows' shown parts, and the checkpoint, with them, or in a catch-up (``more``) once
         every few seconds (``Deferred``) for all the customers touched since (each batch touches most of a tenant's busy
         customers, and rebuilding their lists costs more than the batch's writes)."""
-        customers, orders, lines = (latest_customers(batch.events), latest_orders(batch.events),
-                                    latest_lines(batch.events))
+        customers, orders, lines = (
+            latest_customers(batch.events),
+            latest_orders(batch.events),
+            latest_lines(batch.events),
+        )
         products = latest_products(batch.events)
         touched = {row["customer_id"] for row in customers + orders}
         renamed = {row["product_id"] for row in products}
@@ -213,8 +268,9 @@ class CustomerDashboards:
         async with self.engine.begin() as conn:
             await self._upsert(conn, self.tables.customers, "customer_id", customers)
             if orders:
-                await conn.execute(text(self._moves_sql()), {**_arrays("o_", orders), **_arrays("l_", lines),
-                                                             "forgotten": []})
+                await conn.execute(
+                    text(self._moves_sql()), {**_arrays("o_", orders), **_arrays("l_", lines), "forgotten": []}
+                )
             await self._upsert(conn, self.tables.orders, "order_id", orders)
             await self._upsert(conn, self.tables.lines, "order_id, line_no", lines)
             await self._upsert(conn, self.tables.products, "product_id", products)
@@ -236,20 +292,32 @@ class CustomerDashboards:
     async def _show_unshown(self, conn: AsyncConnection, touched: set[str], renamed: set[str], upto: int) -> None:
         unshown = self._unshown
         await self._show(conn, list(touched | unshown.of("customers")), list(renamed | unshown.of("products")))
-        await conn.execute(text(
-            f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
-            "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
-            "updated_at = now()"), {"p": self.tables.checkpoint_key, "upto": max(upto, unshown.upto)})
+        await conn.execute(
+            text(
+                f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
+                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
+                "updated_at = now()"
+            ),
+            {"p": self.tables.checkpoint_key, "upto": max(upto, unshown.upto)},
+        )
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
             for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
                 await conn.execute(text(statement))
-            for table in (self.tables.customers, self.tables.orders, self.tables.lines, self.tables.products,
-                          self.tables.dashboards, self.tables.months, self.tables.bought):
+            for table in (
+                self.tables.customers,
+                self.tables.orders,
+                self.tables.lines,
+                self.tables.products,
+                self.tables.dashboards,
+                self.tables.months,
+                self.tables.bought,
+            ):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
-            await conn.execute(text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"),
-                               {"p": self.tables.checkpoint_key})
+            await conn.execute(
+                text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"), {"p": self.tables.checkpoint_key}
+            )
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         await forget_and_apply(self, order_ids, customer_ids, events)
@@ -259,18 +327,32 @@ class CustomerDashboards:
         async with self.engine.begin() as conn:
             buyers = []
             if order_ids:  # their sums go before their rows
-                buyers = [str(c) for c in (await conn.execute(text(
-                    f"SELECT DISTINCT customer_id FROM {t.orders} WHERE order_id = ANY(CAST(:ids AS text[])::uuid[])"),
-                    {"ids": order_ids})).scalars()]
-                await conn.execute(text(self._moves_sql()), {**_arrays("o_", []), **_arrays("l_", []),
-                                                             "forgotten": order_ids})
-            for table, key, ids in ((t.orders, "order_id", order_ids), (t.lines, "order_id", order_ids),
-                                    (t.customers, "customer_id", customer_ids),
-                                    (t.dashboards, "customer_id", customer_ids),
-                                    (t.months, "customer_id", customer_ids), (t.bought, "customer_id", customer_ids)):
+                buyers = [
+                    str(c)
+                    for c in (
+                        await conn.execute(
+                            text(
+                                f"SELECT DISTINCT customer_id FROM {t.orders} WHERE order_id = ANY(CAST(:ids AS text[])::uuid[])"
+                            ),
+                            {"ids": order_ids},
+                        )
+                    ).scalars()
+                ]
+                await conn.execute(
+                    text(self._moves_sql()), {**_arrays("o_", []), **_arrays("l_", []), "forgotten": order_ids}
+                )
+            for table, key, ids in (
+                (t.orders, "order_id", order_ids),
+                (t.lines, "order_id", order_ids),
+                (t.customers, "customer_id", customer_ids),
+                (t.dashboards, "customer_id", customer_ids),
+                (t.months, "customer_id", customer_ids),
+                (t.bought, "customer_id", customer_ids),
+            ):
                 if ids:
-                    await conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"),
-                                       {"ids": [uuid.UUID(i) for i in ids]})
+                    await conn.execute(
+                        text(f"DELETE FROM {table} WHERE {key} = ANY(:ids)"), {"ids": [uuid.UUID(i) for i in ids]}
+                    )
             await self._show(conn, buyers, [])
 
     @staticmethod
@@ -282,10 +364,13 @@ class CustomerDashboards:
         columns = list(rows[0])
         arrays = ", ".join(_array(col) for col in columns)
         updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col not in key.split(", "))
-        await conn.execute(text(
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"),
-            {col: _sent(col, [row[col] for row in rows]) for col in columns})
+        await conn.execute(
+            text(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"
+            ),
+            {col: _sent(col, [row[col] for row in rows]) for col in columns},
+        )
 
     def _moves_sql(self) -> str:
         """One statement: the orders that replace a stored state (or are new), and the ``forgotten`` ones, moved in
@@ -298,8 +383,9 @@ class CustomerDashboards:
         t = self.tables
         live = "status <> 'cancelled'"
         counted = ", ".join(f"coalesce(sum(sign) FILTER (WHERE status = '{s}'), 0)" for s in _STATUSES)
-        added = ", ".join(f"{c} = d.{c} + excluded.{c}" for c in
-                          ("order_count", *(f"{s}_count" for s in _STATUSES), "lifetime_value"))
+        added = ", ".join(
+            f"{c} = d.{c} + excluded.{c}" for c in ("order_count", *(f"{s}_count" for s in _STATUSES), "lifetime_value")
+        )
         return f"""
             WITH incoming AS (SELECT * FROM unnest({_unnest("o_", _ORDER_COLUMNS)})
                                 AS i({", ".join(_ORDER_COLUMNS)})),
@@ -343,9 +429,12 @@ class CustomerDashboards:
         if not customer_ids and not renamed:
             return
         t = self.tables
-        chosen = (f"chosen AS (SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id UNION "
-                  f"SELECT customer_id FROM {t.dashboards} WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])")
-        await conn.execute(text(f"""
+        chosen = (
+            f"chosen AS (SELECT unnest(CAST(:ids AS text[])::uuid[]) AS customer_id UNION "
+            f"SELECT customer_id FROM {t.dashboards} WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])"
+        )
+        await conn.execute(
+            text(f"""
             WITH {chosen}
             INSERT INTO {t.dashboards} AS d (customer_id, tenant_id, name, email, order_count, {_COUNTS},
                 lifetime_value, average_order_value, position)
@@ -353,8 +442,11 @@ class CustomerDashboards:
                    c.position
             FROM {t.customers} c JOIN chosen USING (customer_id)
             ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                position = greatest(d.position, excluded.position)"""), {"ids": customer_ids, "renamed": renamed})
-        await conn.execute(text(f"""
+                position = greatest(d.position, excluded.position)"""),
+            {"ids": customer_ids, "renamed": renamed},
+        )
+        await conn.execute(
+            text(f"""
             WITH {chosen},
             top AS (
                 SELECT chosen.customer_id,
@@ -385,7 +477,9 @@ class CustomerDashboards:
                     FROM {t.orders} o WHERE o.customer_id = d.customer_id
                     ORDER BY o.placed_at DESC, o.order_id DESC LIMIT 1)
             FROM chosen LEFT JOIN top ON top.customer_id = chosen.customer_id
-            WHERE d.customer_id = chosen.customer_id"""), {"ids": customer_ids, "renamed": renamed})
+            WHERE d.customer_id = chosen.customer_id"""),
+            {"ids": customer_ids, "renamed": renamed},
+        )
 
 
 _STATUSES = ("pending", "confirmed", "shipped", "cancelled")

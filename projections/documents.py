@@ -90,8 +90,14 @@ def _newer_name(item: dict[str, Any], stored: dict[str, Any] | None) -> dict[str
 def _renamed_customer(doc: Doc, event: StoredEvent) -> Doc | None:
     if doc["customer_id"] != event.payload["customer_id"] or doc["customer_position"] >= event.position:
         return None
-    return _stamped(doc | {"customer_name": event.payload["name"], "customer_email": event.payload["email"],
-                           "customer_position": event.position})
+    return _stamped(
+        doc
+        | {
+            "customer_name": event.payload["name"],
+            "customer_email": event.payload["email"],
+            "customer_position": event.position,
+        }
+    )
 
 
 def _renamed_product(doc: Doc, event: StoredEvent) -> Doc | None:
@@ -99,8 +105,10 @@ def _renamed_product(doc: Doc, event: StoredEvent) -> Doc | None:
     stale = [i for i in doc["items"] if i["product_id"] == pid and i["name_position"] < event.position]
     if not stale:
         return None
-    items = [item | {"product_name": event.payload["name"], "name_position": event.position} if item in stale
-             else item for item in doc["items"]]
+    items = [
+        item | {"product_name": event.payload["name"], "name_position": event.position} if item in stale else item
+        for item in doc["items"]
+    ]
     return _stamped(doc | {"items": items})
 
 
@@ -118,8 +126,9 @@ RENAMES = {
 HANDLES = e.ORDER_EVENTS | frozenset(RENAMES)
 
 
-def fold(current: dict[str, Doc], events: Iterable[StoredEvent],
-         dims: Dims | None = None) -> tuple[dict[str, Doc], Dims]:
+def fold(
+    current: dict[str, Doc], events: Iterable[StoredEvent], dims: Dims | None = None
+) -> tuple[dict[str, Doc], Dims]:
     """Apply ``events`` in order to ``current`` (order id → document) and ``dims`` (see ``dimension_keys``).
 
     Returns the documents and the dimensions that changed.
@@ -179,8 +188,11 @@ def _with_dimensions(doc: Doc, dims: Dims) -> Doc:
     """Newer names from the dimensions over the document's own."""
     customer = dims.get(customer_key(doc["customer_id"]))
     if customer is not None and customer["position"] > doc["customer_position"]:
-        doc = doc | {"customer_name": customer["name"], "customer_email": customer["email"],
-                     "customer_position": customer["position"]}
+        doc = doc | {
+            "customer_name": customer["name"],
+            "customer_email": customer["email"],
+            "customer_position": customer["position"],
+        }
     items = [_renamed_item(item, dims.get(product_key(item["product_id"]))) for item in doc["items"]]
     return _stamped(doc | {"items": items})
 
@@ -207,6 +219,8 @@ def dimension_keys(events: list[StoredEvent]) -> set[str]:
 
 def rename_targets(events: list[StoredEvent]) -> tuple[set[str], set[str]]:
     """Customer ids and product ids whose existing documents the events rename."""
-    customers = {ev.payload["customer_id"] for ev in events if ev.type in (e.CUSTOMER_RENAMED, e.CUSTOMER_EMAIL_CHANGED)}
+    customers = {
+        ev.payload["customer_id"] for ev in events if ev.type in (e.CUSTOMER_RENAMED, e.CUSTOMER_EMAIL_CHANGED)
+    }
     products = {ev.payload["product_id"] for ev in events if ev.type == e.PRODUCT_RENAMED}
     return customers, products

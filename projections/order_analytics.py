@@ -34,33 +34,97 @@ from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 
-ORDER_COLUMNS = ("tenant_id", "order_id", "customer_id", "status", "item_count", "subtotal", "discount_percent",
-                 "discount", "total", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version")
-LINE_COLUMNS = ("tenant_id", "order_id", "line_no", "customer_id", "product_id", "quantity", "unit_price",
-                "line_total", "status", "placed_at", "version")
+ORDER_COLUMNS = (
+    "tenant_id",
+    "order_id",
+    "customer_id",
+    "status",
+    "item_count",
+    "subtotal",
+    "discount_percent",
+    "discount",
+    "total",
+    "placed_at",
+    "confirmed_at",
+    "shipped_at",
+    "cancelled_at",
+    "version",
+)
+LINE_COLUMNS = (
+    "tenant_id",
+    "order_id",
+    "line_no",
+    "customer_id",
+    "product_id",
+    "quantity",
+    "unit_price",
+    "line_total",
+    "status",
+    "placed_at",
+    "version",
+)
 EVENT_COLUMNS = ("tenant_id", "position", "order_id", "type", "status", "total", "occurred_at")
 PRODUCT_COLUMNS = ("tenant_id", "product_id", "name", "price", "version")
 
 
 def order_row(event: StoredEvent) -> tuple:
     o = event.payload["order"]
-    return (event.tenant_id, o["order_id"], o["customer"]["id"], o["status"], sum(i["quantity"] for i in o["items"]),
-            o["subtotal"], o["discount_percent"], o["discount"], o["total"], o["placed_at"], o["confirmed_at"],
-            o["shipped_at"], o["cancelled_at"], event.position)
+    return (
+        event.tenant_id,
+        o["order_id"],
+        o["customer"]["id"],
+        o["status"],
+        sum(i["quantity"] for i in o["items"]),
+        o["subtotal"],
+        o["discount_percent"],
+        o["discount"],
+        o["total"],
+        o["placed_at"],
+        o["confirmed_at"],
+        o["shipped_at"],
+        o["cancelled_at"],
+        event.position,
+    )
 
 
 def line_rows(event: StoredEvent) -> list[tuple]:
     o = event.payload["order"]
-    tenant, order_id, customer, status, placed = (event.tenant_id, o["order_id"], o["customer"]["id"], o["status"],
-                                                  o["placed_at"])
-    return [(tenant, order_id, i["line_no"], customer, i["product_id"], i["quantity"], i["unit_price"],
-             i["line_total"], status, placed, event.position) for i in o["items"]]
+    tenant, order_id, customer, status, placed = (
+        event.tenant_id,
+        o["order_id"],
+        o["customer"]["id"],
+        o["status"],
+        o["placed_at"],
+    )
+    return [
+        (
+            tenant,
+            order_id,
+            i["line_no"],
+            customer,
+            i["product_id"],
+            i["quantity"],
+            i["unit_price"],
+            i["line_total"],
+            status,
+            placed,
+            event.position,
+        )
+        for i in o["items"]
+    ]
 
 
 def event_row(event: StoredEvent) -> tuple:
     o = event.payload["order"]
-    return (event.tenant_id, event.position, o["order_id"], event.type, o["status"], o["total"],
-            event.occurred_at.isoformat())
+    return (
+        event.tenant_id,
+        event.position,
+        o["order_id"],
+        event.type,
+        o["status"],
+        o["total"],
+        event.occurred_at.isoformat(),
+    )
 
 
 def product_row(event: StoredEvent) -> tuple:
@@ -139,8 +203,10 @@ class OrderAnalytics:
             await asyncio.to_thread(self._forget, order_ids)
 
     def _forget(self, order_ids: list[str]) -> None:
-        days = self.client.query(f"SELECT DISTINCT tenant_id, toDate32(placed_at) FROM {self.tables.orders} "
-                                 "WHERE order_id IN %(ids)s", parameters={"ids": order_ids}).result_rows
+        days = self.client.query(
+            f"SELECT DISTINCT tenant_id, toDate32(placed_at) FROM {self.tables.orders} WHERE order_id IN %(ids)s",
+            parameters={"ids": order_ids},
+        ).result_rows
         for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events):
             self.client.command(f"DELETE FROM {table} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
         self._roll_up({(tenant, day) for tenant, day in days})
@@ -182,13 +248,21 @@ class OrderAnalytics:
             self.client.command(f"DROP VIEW {staged}")
 
     def _drop(self) -> None:
-        for table in (self.tables.daily_orders, self.tables.orders, self.tables.order_lines, self.tables.order_events,
-                      self.tables.products, self.tables.order_hours, self.tables.product_days):
+        for table in (
+            self.tables.daily_orders,
+            self.tables.orders,
+            self.tables.order_lines,
+            self.tables.order_events,
+            self.tables.products,
+            self.tables.order_hours,
+            self.tables.product_days,
+        ):
             self.client.command(f"DROP TABLE IF EXISTS {table}")
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
             self.client.command(statement)
-        self.client.command(f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s",
-                            parameters={"p": self.tables.checkpoint_key})
+        self.client.command(
+            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s", parameters={"p": self.tables.checkpoint_key}
+        )
 
     def _apply(self, batch: Batch) -> None:
         first = batch.events[0].position if batch.events else batch.upto
@@ -205,8 +279,11 @@ class OrderAnalytics:
     def _roll_up_and_checkpoint(self, days: set[tuple[str, date]], upto: int) -> None:
         started = time.monotonic()
         self._roll_up(days | self._unrolled.of("days"))
-        insert_block(self.client, self.tables.checkpoints, Block(("name", "position"), [
-            (self.tables.checkpoint_key, max(upto, self._unrolled.upto))]))
+        insert_block(
+            self.client,
+            self.tables.checkpoints,
+            Block(("name", "position"), [(self.tables.checkpoint_key, max(upto, self._unrolled.upto))]),
+        )
         self._unrolled.done(time.monotonic() - started)
 
 
@@ -272,11 +349,10 @@ def insert_block(client, table: str, block: Block, dedup_token: str | None = Non
         settings["insert_deduplication_token"] = dedup_token
     clause = ", ".join(f"{name} = {_quoted(value)}" for name, value in settings.items())
     body = orjson.dumps(block.as_columns()).decode()
-    client.command(f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n"
-                   f"{body}")
+    client.command(
+        f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n{body}"
+    )
 
 
 def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-

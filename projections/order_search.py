@@ -28,9 +28,14 @@ from write.events import StoredEvent
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
 log = logging.getLogger("prism.order_search")
-_NAME = {"type": "text", "analyzer": "folded", "fields": {
-    "raw": {"type": "keyword", "ignore_above": 256},
-    "prefix": {"type": "text", "analyzer": "prefixes", "search_analyzer": "folded"}}}
+_NAME = {
+    "type": "text",
+    "analyzer": "folded",
+    "fields": {
+        "raw": {"type": "keyword", "ignore_above": 256},
+        "prefix": {"type": "text", "analyzer": "prefixes", "search_analyzer": "folded"},
+    },
+}
 _FOLDED = {"type": "text", "analyzer": "folded"}
 _MONEY = {"type": "double"}
 _DATE = {"type": "date"}
@@ -70,9 +75,14 @@ MAPPING: dict[str, Any] = {
         "position": {"type": "long"},
     },
 }
-DIMENSIONS_MAPPING: dict[str, Any] = {"dynamic": "strict", "properties": {
-    "name": {"type": "keyword", "index": False}, "email": {"type": "keyword", "index": False},
-    "position": {"type": "long"}}}
+DIMENSIONS_MAPPING: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "name": {"type": "keyword", "index": False},
+        "email": {"type": "keyword", "index": False},
+        "position": {"type": "long"},
+    },
+}
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
 #: A version nobody searches yet: refreshed once, when it is served.
 UNSERVED = {"refresh_interval": "-1"}
@@ -88,10 +98,12 @@ BUILTIN_FILTERS = {"lowercase": "lowercase", "folding": "asciifolding", "prefixe
 
 def analysis(filters: dict[str, str]) -> dict[str, Any]:
     folded = [filters["lowercase"], filters["folding"]]
-    settings: dict[str, Any] = {"analyzer": {
-        "folded": {"type": "custom", "tokenizer": "standard", "filter": folded},
-        "prefixes": {"type": "custom", "tokenizer": "standard", "filter": folded + [filters["prefixes"]]},
-    }}
+    settings: dict[str, Any] = {
+        "analyzer": {
+            "folded": {"type": "custom", "tokenizer": "standard", "filter": folded},
+            "prefixes": {"type": "custom", "tokenizer": "standard", "filter": folded + [filters["prefixes"]]},
+        }
+    }
     if filters["prefixes"] == "prism_prefixes":
         settings["filter"] = {"prism_prefixes": {"type": "edge_ngram", "min_gram": 1, "max_gram": 20}}
     return settings
@@ -100,8 +112,10 @@ def analysis(filters: dict[str, str]) -> dict[str, Any]:
 def searchable(doc: documents.Doc) -> documents.Doc:
     """The document as indexed: its products' names and ids also in flat fields (searched and highlighted there,
     and found by a rename)."""
-    return doc | {"product_names": [item["product_name"] for item in doc["items"]],
-                  "product_ids": [item["product_id"] for item in doc["items"]]}
+    return doc | {
+        "product_names": [item["product_name"] for item in doc["items"]],
+        "product_ids": [item["product_id"] for item in doc["items"]],
+    }
 
 
 class OrderSearch:
@@ -156,8 +170,13 @@ class OrderSearch:
         await self.es.indices.update_aliases(actions=self.names.serving())
         self._served = True
 
-    async def _create(self, index: str, mappings: dict[str, Any], analysis: dict[str, Any] | None = None,
-                      extra: dict[str, Any] | None = None) -> None:
+    async def _create(
+        self,
+        index: str,
+        mappings: dict[str, Any],
+        analysis: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Create unless it exists; another process starting at the same time may win the race."""
         if await self.es.indices.exists(index=index):
             await self._add_new_fields(index, mappings)
@@ -182,8 +201,12 @@ class OrderSearch:
         """An index made by an older release keeps its mapping: say how to move to the current one."""
         found = await self.es.indices.get_mapping(index=index)
         if found[index]["mappings"].get("properties") != mappings["properties"]:
-            log.warning("%s has an older mapping than this release's; `prism rebuild %s` builds a version with the "
-                        "current one without downtime", index, self.name)
+            log.warning(
+                "%s has an older mapping than this release's; `prism rebuild %s` builds a version with the "
+                "current one without downtime",
+                index,
+                self.name,
+            )
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.es, self.names)
@@ -194,15 +217,21 @@ class OrderSearch:
         if changed or changed_dims:
             await self._bulk(changed, changed_dims)
         try:
-            await self.es.index(index=self.names.checkpoints, id=self.names.checkpoint_id, version=batch.upto,
-                                version_type="external_gte", document={"position": batch.upto})
+            await self.es.index(
+                index=self.names.checkpoints,
+                id=self.names.checkpoint_id,
+                version=batch.upto,
+                version_type="external_gte",
+                document={"position": batch.upto},
+            )
             # No refresh: the checkpoint is read with a realtime GET; the documents were refreshed by their bulk.
         except ConflictError:
             pass  # the checkpoint is already past this batch: a replay
 
     async def drop(self) -> None:
-        await self.es.indices.delete(index=[self.names.index, self.names.dimensions, self.names.checkpoints],
-                                     ignore_unavailable=True)  # the aliases go with their indexes
+        await self.es.indices.delete(
+            index=[self.names.index, self.names.dimensions, self.names.checkpoints], ignore_unavailable=True
+        )  # the aliases go with their indexes
 
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
         """Documents folded afresh from the events, written over whatever version is stored.
@@ -221,8 +250,10 @@ class OrderSearch:
         operations: list[dict[str, Any]] = []
         for oid, doc in docs.items():
             version = max(doc["position"], stored.get(oid, 0))
-            operations += [{"index": {"_index": self.names.index, "_id": oid, "version": version,
-                                      "version_type": "external_gte"}}, searchable(doc)]
+            operations += [
+                {"index": {"_index": self.names.index, "_id": oid, "version": version, "version_type": "external_gte"}},
+                searchable(doc),
+            ]
         await self.es.bulk(operations=operations, refresh=True)
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
@@ -237,8 +268,9 @@ class OrderSearch:
         size = 0
         for index, items in ((self.names.index, docs), (self.names.dimensions, dims)):
             for key, doc in items.items():
-                action = orjson.dumps({"index": {"_index": index, "_id": key, "version": doc["position"],
-                                                 "version_type": "external_gte"}})
+                action = orjson.dumps(
+                    {"index": {"_index": index, "_id": key, "version": doc["position"], "version_type": "external_gte"}}
+                )
                 source = orjson.dumps(searchable(doc) if index == self.names.index else doc)
                 if chunks[-1] and size + len(action) + len(source) > BULK_BYTES:
                     chunks.append([])
@@ -262,8 +294,11 @@ class OrderSearch:
     async def _send(self, operations: list[bytes], refresh: bool) -> None:
         response = await self.es.bulk(operations=operations, refresh=refresh)
         if response["errors"]:
-            failures = [item["index"] for item in response["items"] if item["index"].get("status", 200) >= 300
-                        and item["index"]["status"] != 409]
+            failures = [
+                item["index"]
+                for item in response["items"]
+                if item["index"].get("status", 200) >= 300 and item["index"]["status"] != 409
+            ]
             if any(f["status"] in (429, 503) for f in failures):
                 raise TransientStoreError(f"Elasticsearch is overloaded: {failures[0].get('error')}")
             if failures:
@@ -294,8 +329,10 @@ class OrderSearch:
         if products:
             should.append({"terms": {"product_ids": sorted(products)}})
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
-        return {hit["_id"]: hit["_source"] async for hit in async_scan(self.es, index=self.names.index, query=query,
-                                                                      size=1000)}
+        return {
+            hit["_id"]: hit["_source"]
+            async for hit in async_scan(self.es, index=self.names.index, query=query, size=1000)
+        }
 
 
 class BulkRejected(Exception):

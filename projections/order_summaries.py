@@ -118,11 +118,15 @@ class OrderSummaries:
         ordered, dim_keys = sorted(ids), sorted(documents.dimension_keys(batch.events))
         if not ordered and not dim_keys:
             return {}, {}
-        raw = await self._read_docs(args=[self.keys.order(oid) for oid in ordered] +
-                                    [self.keys.dimension(key) for key in dim_keys])
+        raw = await self._read_docs(
+            args=[self.keys.order(oid) for oid in ordered] + [self.keys.dimension(key) for key in dim_keys]
+        )
         docs = {oid: _folded(raw[2 * n], raw[2 * n + 1]) for n, oid in enumerate(ordered) if raw[2 * n] is not None}
-        dims = {key: orjson.loads(raw[2 * (len(ordered) + n)]) for n, key in enumerate(dim_keys)
-                if raw[2 * (len(ordered) + n)] is not None}
+        dims = {
+            key: orjson.loads(raw[2 * (len(ordered) + n)])
+            for n, key in enumerate(dim_keys)
+            if raw[2 * (len(ordered) + n)] is not None
+        }
         return docs, dims
 
     async def _renamed_orders(self, batch: Batch) -> set[str]:
@@ -163,7 +167,7 @@ def _stored(doc: documents.Doc) -> tuple[bytes, bytes]:
 
 def _folded(page: bytes, stamps: bytes | None) -> documents.Doc:
     """The document folding works on, from what ``_stored`` wrote."""
-    doc, kept = orjson.loads(page), orjson.loads(stamps or b'{}')
+    doc, kept = orjson.loads(page), orjson.loads(stamps or b"{}")
     names = kept.pop("names", [])
     doc |= kept
     for item, stamp in zip(doc["items"], names):

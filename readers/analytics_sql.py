@@ -33,9 +33,16 @@ from typing import Any
 from projections.stores.clickhouse import connect
 from projections.stores.clients import Stores
 from readers.errors import ReaderError
-
-from readers.sql_guard import EXPLAIN_FORMAT, ONE_SELECT, TABLES, Scan, cte_names, escaped_names, refusal, \
-    safe_functions
+from readers.sql_guard import (
+    EXPLAIN_FORMAT,
+    ONE_SELECT,
+    TABLES,
+    Scan,
+    cte_names,
+    escaped_names,
+    refusal,
+    safe_functions,
+)
 
 
 class SqlRefused(ReaderError):
@@ -79,11 +86,18 @@ class Limits:
     threads: int = 1
 
     @classmethod
-    def of(cls, settings: Any) -> "Limits":
+    def of(cls, settings: Any) -> Limits:
         """The limits the ``PRISM_SQL_*`` settings ask for."""
-        return cls(settings.sql_max_seconds, settings.sql_max_rows, settings.sql_max_memory_mb * 1024 * 1024,
-                   settings.sql_max_bytes, settings.sql_max_concurrent, settings.sql_max_concurrent_total,
-                   settings.sql_queue_seconds, settings.sql_max_threads)
+        return cls(
+            settings.sql_max_seconds,
+            settings.sql_max_rows,
+            settings.sql_max_memory_mb * 1024 * 1024,
+            settings.sql_max_bytes,
+            settings.sql_max_concurrent,
+            settings.sql_max_concurrent_total,
+            settings.sql_queue_seconds,
+            settings.sql_max_threads,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,7 @@ class Result:
 
 
 # --- fairness ---------------------------------------------------------------------------------------------
+
 
 class Admission:
     """At most ``per_tenant`` queries of one tenant and ``total`` of all tenants in flight; a query over either
@@ -134,8 +149,10 @@ class Admission:
 
     def _why(self, tenant: str) -> str:
         if self._running[tenant] >= self.per_tenant:
-            return (f"this tenant already has {self._running[tenant]} analyst queries running (at most "
-                    f"{self.per_tenant}); retry when one has finished")
+            return (
+                f"this tenant already has {self._running[tenant]} analyst queries running (at most "
+                f"{self.per_tenant}); retry when one has finished"
+            )
         return "the analysts' queries are at capacity; retry shortly"
 
 
@@ -161,8 +178,9 @@ class AnalystSql:
         self._connect = lambda: connect(clickhouse_url, chdb_path, database=stores.namespace)
         self._functions: frozenset[str] | None = None
         self._executor = ThreadPoolExecutor(limits.concurrent_total, thread_name_prefix="prism-analyst-sql")
-        self.admission = Admission(limits.concurrent, limits.concurrent_total, limits.queue_seconds,
-                                   max(1, math.ceil(limits.seconds)))
+        self.admission = Admission(
+            limits.concurrent, limits.concurrent_total, limits.queue_seconds, max(1, math.ceil(limits.seconds))
+        )
 
     async def run(self, tenant: str, sql: str, csv: bool = False) -> Result | bytes:
         await self.admission.enter(tenant)
@@ -198,8 +216,9 @@ class AnalystSql:
         """The query as one canonical statement, or a SqlFailed / SqlRefused saying why not."""
         try:  # passed as a value, never run: one statement back, or a syntax error
             # (in hex: the driver reads the text of a query, and would take "... LIMIT 0" for a metadata probe)
-            canonical = client.query("SELECT formatQuerySingleLine(unhex(%(q)s))",
-                                     parameters={"q": sql.encode().hex()}).result_rows[0][0]
+            canonical = client.query(
+                "SELECT formatQuerySingleLine(unhex(%(q)s))", parameters={"q": sql.encode().hex()}
+            ).result_rows[0][0]
         except Exception as error:
             raise SqlFailed(f"ClickHouse cannot parse the query: {_reason(error)}", "sql") from None
         if not re.match(r"(?i)(SELECT|WITH)\b|\(", canonical):  # no need to ask EXPLAIN about SYSTEM, SET, USE...
@@ -224,8 +243,10 @@ class AnalystSql:
         out of the CTE's scope the name would read that table."""
         if not names:
             return None
-        found = client.query("SELECT name FROM system.tables WHERE database = %(d)s AND name IN %(n)s LIMIT 1",
-                             parameters={"d": self.database, "n": tuple(names)}).result_rows
+        found = client.query(
+            "SELECT name FROM system.tables WHERE database = %(d)s AND name IN %(n)s LIMIT 1",
+            parameters={"d": self.database, "n": tuple(names)},
+        ).result_rows
         return f"table {found[0][0]} is not available; name the CTE otherwise" if found else None
 
     def _checked_run(self, client, tenant: str, sql: str, csv: bool) -> Result | bytes:
@@ -248,21 +269,27 @@ class AnalystSql:
         ignores it.)
         """
         cap = self.limits.bytes
-        return (f"SELECT * FROM ({sql}) QUALIFY throwIf(sum(byteSize(*)) OVER (ROWS BETWEEN UNBOUNDED PRECEDING "
-                f"AND CURRENT ROW) > {cap}, '{_TOO_BIG} {cap} bytes') = 0 LIMIT {self.limits.rows + 1}")
+        return (
+            f"SELECT * FROM ({sql}) QUALIFY throwIf(sum(byteSize(*)) OVER (ROWS BETWEEN UNBOUNDED PRECEDING "
+            f"AND CURRENT ROW) > {cap}, '{_TOO_BIG} {cap} bytes') = 0 LIMIT {self.limits.rows + 1}"
+        )
 
     def _failure(self, reason: str) -> str:
         if _TOO_BIG in reason:
-            return (f"the query's result is larger than {self.limits.bytes:,} bytes (PRISM_SQL_MAX_BYTES); "
-                    "select fewer or smaller columns, aggregate or add a LIMIT")
+            return (
+                f"the query's result is larger than {self.limits.bytes:,} bytes (PRISM_SQL_MAX_BYTES); "
+                "select fewer or smaller columns, aggregate or add a LIMIT"
+            )
         return f"the query failed: {reason}"
 
     def _settings(self, tenant: str) -> dict[str, Any]:
         """Limits and the tenant filter first: ``readonly`` last, after which nothing may change a setting."""
         return {
-            "max_execution_time": self.limits.seconds, "timeout_overflow_mode": "throw",
+            "max_execution_time": self.limits.seconds,
+            "timeout_overflow_mode": "throw",
             "max_memory_usage": self.limits.memory_bytes,
-            "max_result_bytes": self.limits.bytes, "result_overflow_mode": "throw",
+            "max_result_bytes": self.limits.bytes,
+            "result_overflow_mode": "throw",
             "max_threads": self.limits.threads,
             "os_thread_priority": 19,  # the lowest: readers and health checks come first on shared cores
             "additional_table_filters": {f"{self.database}.{t}": f"tenant_id = {_quote(tenant)}" for t in TABLES},
@@ -306,14 +333,17 @@ class ServerAccess:
         import clickhouse_connect
 
         self._provision(tenant)
-        return clickhouse_connect.get_client(dsn=self.url, username=self.user(tenant), password=self.password(tenant),
-                                             database=self.database)
+        return clickhouse_connect.get_client(
+            dsn=self.url, username=self.user(tenant), password=self.password(tenant), database=self.database
+        )
 
     def statements(self, tenant: str) -> list[str]:
         """What makes the tenant's user and the views' row policies: idempotent, so every process may run it."""
         user, db, password = f"`{self.user(tenant)}`", self.database, _quote(self.password(tenant))
-        rows = (f"NOT startsWith(currentUser(), {_quote(self.prefix)}) "
-                f"OR tenant_id = substring(currentUser(), {len(self.prefix) + 1})")
+        rows = (
+            f"NOT startsWith(currentUser(), {_quote(self.prefix)}) "
+            f"OR tenant_id = substring(currentUser(), {len(self.prefix) + 1})"
+        )
         return [
             f"CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_password BY {password} DEFAULT DATABASE {db} "
             "SETTINGS readonly = 2",  # 2: Prism may still set the limits per query; its own readonly=1 comes last

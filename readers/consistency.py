@@ -47,8 +47,7 @@ class Served:
         response.headers["X-Prism-Stale"] = "true" if self.stale else "false"
 
 
-async def wait_for(read_checkpoint: Callable[[], Awaitable[int]], min_position: int | None,
-                   timeout: float) -> Served:
+async def wait_for(read_checkpoint: Callable[[], Awaitable[int]], min_position: int | None, timeout: float) -> Served:
     """Poll the checkpoint with growing pauses until it reaches ``min_position`` or the deadline passes."""
     position = await read_checkpoint()
     if min_position is None or position >= min_position:

@@ -104,15 +104,19 @@ def last_months(spend: dict[str, dict], now: datetime, months: int = 12) -> list
     for _ in range(months):
         key = f"{year:04d}-{month:02d}"
         found = spend.get(key)
-        shown.append({"month": key, "orders": found["orders"], "spend": found["spend"]} if found else
-                     {"month": key, "orders": 0, "spend": "0"})
+        shown.append(
+            {"month": key, "orders": found["orders"], "spend": found["spend"]}
+            if found
+            else {"month": key, "orders": 0, "spend": "0"}
+        )
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
     return shown[::-1]
 
 
 @router.get("/customers/{customer_id}/dashboard", response_model=Dashboard)
-async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
-                             min_position: MinPosition = None) -> Any:
+async def customer_dashboard(
+    customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, min_position: MinPosition = None
+) -> Any:
     """The row goes out through orjson, unvalidated: it was shaped when projected (the response model documents
     it; validating it again on every read would cost more than the read)."""
     tables = Tables(stores.namespace)
@@ -124,34 +128,64 @@ async def customer_dashboard(customer_id: uuid.UUID, tenant: Tenant, stores: Sto
     position = int(row.served_position or 0)
     served = Served(position, min_position is not None and position < min_position, min_position)
     if row.customer_id is None:
-        raise NotFound(f"customer {customer_id} has no dashboard in this tenant (position {served.position})"
-                       + ("; the projection has not reached min_position yet" if served.stale else ""))
-    return served.answer(orjson.dumps({
-        "customer_id": str(row.customer_id), "name": row.name, "email": row.email,
-        "orders": {"total": row.order_count, "pending": row.pending_count, "confirmed": row.confirmed_count,
-                   "shipped": row.shipped_count, "cancelled": row.cancelled_count},
-        "lifetime_value": row.lifetime_value, "average_order_value": row.average_order_value,
-        "last_order_at": row.last_order_at.isoformat() if row.last_order_at else None,
-        "spend_by_month": last_months(_json(row.spend_by_month), datetime.now(UTC)),
-        "top_products": _json(row.top_products), "last_order": _json(row.last_order),
-        "consistency": orjson.Fragment(served.json()),
-    }))
+        raise NotFound(
+            f"customer {customer_id} has no dashboard in this tenant (position {served.position})"
+            + ("; the projection has not reached min_position yet" if served.stale else "")
+        )
+    return served.answer(
+        orjson.dumps(
+            {
+                "customer_id": str(row.customer_id),
+                "name": row.name,
+                "email": row.email,
+                "orders": {
+                    "total": row.order_count,
+                    "pending": row.pending_count,
+                    "confirmed": row.confirmed_count,
+                    "shipped": row.shipped_count,
+                    "cancelled": row.cancelled_count,
+                },
+                "lifetime_value": row.lifetime_value,
+                "average_order_value": row.average_order_value,
+                "last_order_at": row.last_order_at.isoformat() if row.last_order_at else None,
+                "spend_by_month": last_months(_json(row.spend_by_month), datetime.now(UTC)),
+                "top_products": _json(row.top_products),
+                "last_order": _json(row.last_order),
+                "consistency": orjson.Fragment(served.json()),
+            }
+        )
+    )
 
 
 @router.get("/dashboards/top-customers", response_model=TopCustomers)
-async def top_customers(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                        by: Literal["lifetime_value", "orders"] = "lifetime_value",
-                        limit: Annotated[int, Query(ge=1, le=100)] = 10, min_position: MinPosition = None) -> Any:
+async def top_customers(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    by: Literal["lifetime_value", "orders"] = "lifetime_value",
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    min_position: MinPosition = None,
+) -> Any:
     """The tenant's best customers by lifetime value or by number of orders (indexed for both)."""
     tables, served = await _served(stores, min_position, wait)
     column = "lifetime_value" if by == "lifetime_value" else "order_count"
     # the money goes out as text under another name: ORDER BY a name of the output would sort the text
-    rows = await query_served(stores.dashboards, f"""
+    rows = await query_served(
+        stores.dashboards,
+        f"""
         SELECT customer_id::text, name, email, order_count, lifetime_value::text AS ltv FROM {tables.served}
-        WHERE tenant_id = :t ORDER BY {column} DESC, customer_id LIMIT :n""", {"t": tenant, "n": limit})
+        WHERE tenant_id = :t ORDER BY {column} DESC, customer_id LIMIT :n""",
+        {"t": tenant, "n": limit},
+    )
     served.stamp(response)
-    return {"by": by, "consistency": served.model(), "customers": [
-        {"customer_id": r[0], "name": r[1], "email": r[2], "orders": r[3], "lifetime_value": r[4]} for r in rows]}
+    return {
+        "by": by,
+        "consistency": served.model(),
+        "customers": [
+            {"customer_id": r[0], "name": r[1], "email": r[2], "orders": r[3], "lifetime_value": r[4]} for r in rows
+        ],
+    }
 
 
 def _json(value: Any) -> Any:

@@ -14,17 +14,19 @@ from pydantic import BaseModel, Field
 from projections.layouts.order_analytics import Tables, checkpoint_of, checkpoint_query
 from projections.stores.clients import Stores
 from readers import examples
+from readers.analytics_sql import Result
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
-from readers.analytics_sql import Result
 
 router = APIRouter(tags=["analytics (ClickHouse)"])
 PERIODS = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}
 #: The range of ClickHouse's DateTime64.
 EARLIEST, LATEST = date(1900, 4, 1), date(2299, 12, 31)
 #: The same range for the schema, which has no bounds for dates but a pattern.
-IN_RANGE = {"pattern": r"^(1900-(0[4-9]|1[0-2])|(190[1-9]|19[1-9][0-9]|2[0-2][0-9]{2})-(0[1-9]|1[0-2]))"
-                       r"-(0[1-9]|[12][0-9]|3[01])$"}
+IN_RANGE = {
+    "pattern": r"^(1900-(0[4-9]|1[0-2])|(190[1-9]|19[1-9][0-9]|2[0-2][0-9]{2})-(0[1-9]|1[0-2]))"
+    r"-(0[1-9]|[12][0-9]|3[01])$"
+}
 
 
 class RevenueRow(BaseModel):
@@ -70,11 +72,12 @@ class DateRange:
         return cls(end - timedelta(days=days), end)
 
 
-async def _period(start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST,
-                                                   json_schema_extra=IN_RANGE)] = None,
-            end: Annotated[IsoDate | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST,
-                                                 json_schema_extra=IN_RANGE)] = None
-            ) -> DateRange:
+async def _period(
+    start: Annotated[IsoDate | None, Query(alias="from", ge=EARLIEST, le=LATEST, json_schema_extra=IN_RANGE)] = None,
+    end: Annotated[
+        IsoDate | None, Query(alias="to", description="Exclusive", ge=EARLIEST, le=LATEST, json_schema_extra=IN_RANGE)
+    ] = None,
+) -> DateRange:
     """Placing dates from (inclusive) to (exclusive); the last 90 days by default. A range with from on or after to
     is empty, and answers as one (no rows, zero counts): an empty range is a valid question."""
     default = DateRange.last_days(90, end)
@@ -89,7 +92,7 @@ _IN_PERIOD = "tenant_id = %(tenant)s AND day >= %(start)s AND day < %(end)s"
 def revenue_sql(t: Tables, granularity: str) -> str:
     return f"""
         SELECT {PERIODS[granularity]}(day) AS period, sum(orders - cancelled) AS kept, sum(revenue) AS revenue
-        FROM {t.view('order_hours')}
+        FROM {t.view("order_hours")}
         WHERE {_IN_PERIOD}
         GROUP BY period HAVING kept > 0 ORDER BY period"""
 
@@ -99,9 +102,9 @@ def top_products_sql(t: Tables, by: str) -> str:
     return f"""
         SELECT chosen.product_id AS product_id, p.name AS name, chosen.quantity AS quantity, chosen.revenue AS revenue
         FROM (SELECT product_id, sum(quantity) AS quantity, sum(revenue) AS revenue
-              FROM {t.view('product_days')} WHERE tenant_id = %(tenant)s
+              FROM {t.view("product_days")} WHERE tenant_id = %(tenant)s
               GROUP BY product_id HAVING quantity > 0 ORDER BY {by} DESC, product_id LIMIT %(limit)s) AS chosen
-        LEFT JOIN (SELECT product_id, name FROM {t.view('products')} WHERE tenant_id = %(tenant)s) AS p
+        LEFT JOIN (SELECT product_id, name FROM {t.view("products")} WHERE tenant_id = %(tenant)s) AS p
           ON p.product_id = chosen.product_id
         ORDER BY chosen.{by} DESC, chosen.product_id"""
 
@@ -112,24 +115,44 @@ async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[t
 
 
 @router.get("/analytics/revenue", response_model=Revenue)
-async def revenue(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
-                  granularity: Literal["day", "week", "month"] = "day", min_position: MinPosition = None) -> Any:
+async def revenue(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    period: Period,
+    granularity: Literal["day", "week", "month"] = "day",
+    min_position: MinPosition = None,
+) -> Any:
     tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, revenue_sql(tables, granularity), period.parameters(tenant))
     served.stamp(response)
-    return {"granularity": granularity, "consistency": served.model(),
-            "rows": [{"period": p, "orders": n, "revenue": str(r)} for p, n, r in rows]}
+    return {
+        "granularity": granularity,
+        "consistency": served.model(),
+        "rows": [{"period": p, "orders": n, "revenue": str(r)} for p, n, r in rows],
+    }
 
 
 @router.get("/analytics/top-products", response_model=TopProducts)
-async def top_products(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                       by: Literal["revenue", "quantity"] = "revenue",
-                       limit: Annotated[int, Query(ge=1, le=100)] = 10, min_position: MinPosition = None) -> Any:
+async def top_products(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    by: Literal["revenue", "quantity"] = "revenue",
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    min_position: MinPosition = None,
+) -> Any:
     tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, top_products_sql(tables, by), {"tenant": tenant, "limit": limit})
     served.stamp(response)
-    return {"consistency": served.model(), "rows": [
-        {"product_id": str(pid), "name": name or "", "quantity": q, "revenue": str(r)} for pid, name, q, r in rows]}
+    return {
+        "consistency": served.model(),
+        "rows": [
+            {"product_id": str(pid), "name": name or "", "quantity": q, "revenue": str(r)} for pid, name, q, r in rows
+        ],
+    }
 
 
 class Summary(BaseModel):
@@ -164,35 +187,54 @@ class OrdersByHour(BaseModel):
 def summary_sql(t: Tables) -> str:
     return f"""
         SELECT sum(orders), sum(cancelled), sum(revenue), sum(discounted), sum(discounts), sum(subtotals)
-        FROM {t.view('order_hours')} WHERE {_IN_PERIOD}"""
+        FROM {t.view("order_hours")} WHERE {_IN_PERIOD}"""
 
 
 def by_hour_sql(t: Tables) -> str:
     return f"""
         SELECT hour, sum(orders - cancelled) AS kept, sum(revenue) AS revenue
-        FROM {t.view('order_hours')} WHERE {_IN_PERIOD}
+        FROM {t.view("order_hours")} WHERE {_IN_PERIOD}
         GROUP BY hour HAVING kept > 0 ORDER BY hour"""
 
 
 @router.get("/analytics/summary", response_model=Summary)
-async def summary(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
-                  min_position: MinPosition = None) -> Any:
+async def summary(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    period: Period,
+    min_position: MinPosition = None,
+) -> Any:
     """Average order value, cancellation rate and what discounts cost, over placing dates (UTC)."""
     tables, served = await _served(stores, min_position, wait)
     [(orders, cancelled, revenue_, discounted, discounts, subtotals)] = await _query(
-        stores, summary_sql(tables), period.parameters(tenant))
+        stores, summary_sql(tables), period.parameters(tenant)
+    )
     kept = orders - cancelled
     served.stamp(response)
-    return {"orders": orders, "cancelled": cancelled, "cancellation_rate": round(cancelled / orders, 4) if orders else 0.0,
-            "revenue": str(revenue_), "average_order_value": str(round(revenue_ / kept, 2) if kept else Decimal("0.00")),
-            "discounted_orders": discounted, "discount_total": str(discounts),
-            "discount_share_of_subtotal": round(float(discounts / subtotals), 4) if subtotals else 0.0,
-            "consistency": served.model()}
+    return {
+        "orders": orders,
+        "cancelled": cancelled,
+        "cancellation_rate": round(cancelled / orders, 4) if orders else 0.0,
+        "revenue": str(revenue_),
+        "average_order_value": str(round(revenue_ / kept, 2) if kept else Decimal("0.00")),
+        "discounted_orders": discounted,
+        "discount_total": str(discounts),
+        "discount_share_of_subtotal": round(float(discounts / subtotals), 4) if subtotals else 0.0,
+        "consistency": served.model(),
+    }
 
 
 @router.get("/analytics/orders-by-hour", response_model=OrdersByHour)
-async def orders_by_hour(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, period: Period,
-                         min_position: MinPosition = None) -> Any:
+async def orders_by_hour(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    period: Period,
+    min_position: MinPosition = None,
+) -> Any:
     """Non-cancelled orders and revenue per hour of the day (UTC) they were placed."""
     tables, served = await _served(stores, min_position, wait)
     rows = await _query(stores, by_hour_sql(tables), period.parameters(tenant))
@@ -201,9 +243,13 @@ async def orders_by_hour(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, r
 
 
 class SqlQuery(BaseModel):
-    sql: str = Field(min_length=1, max_length=20_000, description="One SELECT over the views orders, order_lines, "
-                     "order_events, products and daily_orders; it sees only the caller's tenant",
-                     examples=["SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status"])
+    sql: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="One SELECT over the views orders, order_lines, "
+        "order_events, products and daily_orders; it sees only the caller's tenant",
+        examples=["SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status"],
+    )
     format: Literal["json", "csv"] = "json"
 
 
@@ -216,8 +262,15 @@ class SqlAnswer(BaseModel):
 
 
 @router.post("/analytics/sql", response_model=SqlAnswer, responses={200: {"content": {"text/csv": {}}}})
-async def analyst_sql(query: SqlQuery, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, request: Request,
-                      response: Response, min_position: MinPosition = None) -> Any:
+async def analyst_sql(
+    query: SqlQuery,
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    request: Request,
+    response: Response,
+    min_position: MinPosition = None,
+) -> Any:
     """Ad-hoc SQL for analysts: read-only, limited in time, rows, bytes and memory, scoped to the caller's tenant,
     and a few at a time per tenant (429 with Retry-After past that)."""
     tables, served = await _served(stores, min_position, wait)

@@ -76,8 +76,9 @@ class Facets(BaseModel):
     """The facets asked for with ``facets``; the others are null."""
 
     status: list[Bucket] | None = None
-    total_histogram: list[Bucket] | None = Field(None, description="Orders per total range; key is the range's "
-                                                               "lower bound (facet total)")
+    total_histogram: list[Bucket] | None = Field(
+        None, description="Orders per total range; key is the range's lower bound (facet total)"
+    )
     top_products: list[Bucket] | None = Field(None, description="Orders per product name (facet products)")
 
 
@@ -100,9 +101,16 @@ class Suggestions(BaseModel):
     consistency: Consistency
 
 
-def search_query(tenant: str, q: str | None, status: str | None, min_total: Decimal | None,
-                 max_total: Decimal | None, start: date | None = None, end: date | None = None,
-                 customer_id: str | None = None) -> dict[str, Any]:
+def search_query(
+    tenant: str,
+    q: str | None,
+    status: str | None,
+    min_total: Decimal | None,
+    max_total: Decimal | None,
+    start: date | None = None,
+    end: date | None = None,
+    customer_id: str | None = None,
+) -> dict[str, Any]:
     """Tenant-filtered, folded, typo-tolerant full text with exact filters."""
     filters: list[dict[str, Any]] = [{"term": {"tenant_id": tenant}}]
     if status:
@@ -116,30 +124,54 @@ def search_query(tenant: str, q: str | None, status: str | None, min_total: Deci
         filters.append({"range": {"placed_at": {k: v.isoformat() for k, v in (("gte", start), ("lt", end)) if v}}})
     must: list[dict[str, Any]] = []
     if q:
-        must.append({"bool": {"minimum_should_match": 1, "should": [
-            {"multi_match": {"query": q, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}},
-            {"match": {"product_names": {"query": q, "fuzziness": "AUTO"}}},
-        ]}})
+        must.append(
+            {
+                "bool": {
+                    "minimum_should_match": 1,
+                    "should": [
+                        {"multi_match": {"query": q, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}},
+                        {"match": {"product_names": {"query": q, "fuzziness": "AUTO"}}},
+                    ],
+                }
+            }
+        )
     return {"bool": {"filter": filters, "must": must or [{"match_all": {}}]}}
 
 
 def facets_request(asked: frozenset[str], histogram_interval: int) -> dict[str, Any]:
-    aggs = {"status": ("status", {"terms": {"field": "status", "size": 10}}),
-            "total": ("total_histogram", {"histogram": {"field": "total", "interval": histogram_interval,
-                                                        "min_doc_count": 1}}),
-            "products": ("top_products", {"terms": {"field": "product_names.raw", "size": 10}})}
+    aggs = {
+        "status": ("status", {"terms": {"field": "status", "size": 10}}),
+        "total": (
+            "total_histogram",
+            {"histogram": {"field": "total", "interval": histogram_interval, "min_doc_count": 1}},
+        ),
+        "products": ("top_products", {"terms": {"field": "product_names.raw", "size": 10}}),
+    }
     return {name: agg for facet, (name, agg) in aggs.items() if facet in asked}
 
 
-def search_body(tenant: str, q: str | None, status: str | None = None, min_total: Decimal | None = None,
-                max_total: Decimal | None = None, start: date | None = None, end: date | None = None,
-                customer_id: str | None = None, sort: str | None = None, facets: frozenset[str] = frozenset(),
-                histogram_interval: int = 100) -> dict[str, Any]:
+def search_body(
+    tenant: str,
+    q: str | None,
+    status: str | None = None,
+    min_total: Decimal | None = None,
+    max_total: Decimal | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    customer_id: str | None = None,
+    sort: str | None = None,
+    facets: frozenset[str] = frozenset(),
+    histogram_interval: int = 100,
+) -> dict[str, Any]:
     """The whole search request but its paging: what ``/search`` sends Elasticsearch."""
     sort = sort or ("relevance" if q else "newest")
-    body = {"query": search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
-            "sort": SORTS[sort] + [{"order_id": "asc"}], "size": PAGE_SIZE, "track_total_hits": True,
-            "highlight": {"fields": {field: HIGHLIGHTERS.get(field, {}) for field in HIGHLIGHTED}}}
+    body = {
+        "query": search_query(tenant, q, status, min_total, max_total, start, end, customer_id),
+        "sort": SORTS[sort] + [{"order_id": "asc"}],
+        "size": PAGE_SIZE,
+        "track_total_hits": True,
+        "highlight": {"fields": {field: HIGHLIGHTERS.get(field, {}) for field in HIGHLIGHTED}},
+    }
     if facets:
         body["aggs"] = facets_request(facets, histogram_interval)
     return body
@@ -149,29 +181,42 @@ def _asked_facets(facets: str | None) -> frozenset[str]:
     asked = frozenset(name.strip() for name in (facets or "").split(",") if name.strip())
     unknown = sorted(asked - set(FACETS))
     if unknown:
-        raise InvalidQuery(f"unknown facet {', '.join(unknown)}; facets takes a comma-separated subset of "
-                           f"{','.join(FACETS)}", "facets")
+        raise InvalidQuery(
+            f"unknown facet {', '.join(unknown)}; facets takes a comma-separated subset of {','.join(FACETS)}", "facets"
+        )
     return asked
 
 
 @router.get("/search", response_model=SearchResults)
-async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                        q: Annotated[str | None, Query(max_length=200, examples=["widgte"])] = None,
-                        status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
-                        min_total: Money = None, max_total: Money = None,
-                        start: Annotated[IsoDate | None, Query(alias="from", description="Placed on or after")] = None,
-                        end: Annotated[IsoDate | None, Query(alias="to", description="Placed before")] = None,
-                        customer_id: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F-]{36}$")] = None,
-                        sort: Literal["relevance", "newest", "oldest", "total_desc", "total_asc"] | None = None,
-                        page: Annotated[int | None, Query(ge=1, description="Page number (20 hits a page); not with "
-                                                            "cursor")] = None,
-                        cursor: Annotated[str | None, Query(max_length=500, pattern=CURSOR_PATTERN, description=(
-                            "next_cursor of the page before; not with page"))] = None,
-                        facets: Annotated[str | None, Query(max_length=100, examples=["status,total,products"],
-                                                            description="Facets to compute, comma-separated: "
-                                                            "status, total, products; none by default")] = None,
-                        histogram_interval: Annotated[int, Query(ge=1, le=1_000_000)] = 100,
-                        min_position: MinPosition = None) -> Any:
+async def search_orders(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    q: Annotated[str | None, Query(max_length=200, examples=["widgte"])] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
+    min_total: Money = None,
+    max_total: Money = None,
+    start: Annotated[IsoDate | None, Query(alias="from", description="Placed on or after")] = None,
+    end: Annotated[IsoDate | None, Query(alias="to", description="Placed before")] = None,
+    customer_id: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F-]{36}$")] = None,
+    sort: Literal["relevance", "newest", "oldest", "total_desc", "total_asc"] | None = None,
+    page: Annotated[int | None, Query(ge=1, description="Page number (20 hits a page); not with cursor")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=500, pattern=CURSOR_PATTERN, description=("next_cursor of the page before; not with page")),
+    ] = None,
+    facets: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            examples=["status,total,products"],
+            description="Facets to compute, comma-separated: status, total, products; none by default",
+        ),
+    ] = None,
+    histogram_interval: Annotated[int, Query(ge=1, le=1_000_000)] = 100,
+    min_position: MinPosition = None,
+) -> Any:
     if min_total is not None and max_total is not None and min_total > max_total:
         raise InvalidQuery("min_total must not exceed max_total", "min_total")
     if page and cursor:
@@ -182,35 +227,62 @@ async def search_orders(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, re
     asked = _asked_facets(facets)
     after = _decode(cursor, sort) if cursor else None  # checked before any wait
     names, served = await _served(stores, min_position, wait)
-    body = search_body(tenant, q, status, min_total, max_total, start, end, customer_id, sort, asked,
-                       histogram_interval)
-    found = await stores.elasticsearch.search(index=names.alias, **body,
-                                              **await _paging(stores, names, body["query"], sort, after, page))
+    body = search_body(
+        tenant, q, status, min_total, max_total, start, end, customer_id, sort, asked, histogram_interval
+    )
+    found = await stores.elasticsearch.search(
+        index=names.alias, **body, **await _paging(stores, names, body["query"], sort, after, page)
+    )
     served.stamp(response)
     hits = found["hits"]["hits"]
     more = len(hits) == PAGE_SIZE and (cursor or (page or 1) * PAGE_SIZE < found["hits"]["total"]["value"])
-    return {"total": found["hits"]["total"]["value"], "page": None if cursor else (page or 1),
-            "page_size": PAGE_SIZE, "hits": [_hit(h) for h in hits], "facets": _facets(found["aggregations"]) if asked else None,
-            "next_cursor": _encode(sort, hits[-1]["sort"]) if more else None, "consistency": served.model()}
+    return {
+        "total": found["hits"]["total"]["value"],
+        "page": None if cursor else (page or 1),
+        "page_size": PAGE_SIZE,
+        "hits": [_hit(h) for h in hits],
+        "facets": _facets(found["aggregations"]) if asked else None,
+        "next_cursor": _encode(sort, hits[-1]["sort"]) if more else None,
+        "consistency": served.model(),
+    }
 
 
 @router.get("/search/suggest", response_model=Suggestions)
-async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response,
-                  q: Annotated[str, Query(min_length=1, max_length=50, examples=["wid"])],
-                  min_position: MinPosition = None) -> Any:
+async def suggest(
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    response: Response,
+    q: Annotated[str, Query(min_length=1, max_length=50, examples=["wid"])],
+    min_position: MinPosition = None,
+) -> Any:
     """Customer and product names starting with what was typed (folded: "jos" suggests "José"), at most 10."""
     names, served = await _served(stores, min_position, wait)
     prefix = {"match": {"customer_name.prefix": {"query": q, "operator": "and"}}}
     product_prefix = {"match": {"product_names.prefix": {"query": q, "operator": "and"}}}
-    found = await stores.elasticsearch.search(index=names.alias, size=0, query={"bool": {
-        "filter": [{"term": {"tenant_id": tenant}}], "should": [prefix, product_prefix], "minimum_should_match": 1}},
-        aggs={"customers": {"filter": prefix, "aggs": {"names": {"terms": {"field": "customer_name.raw", "size": 10}}}},
-              "products": {"filter": product_prefix, "aggs": {"names": {"terms": {
-                  "field": "product_names.raw", "size": SUGGEST_CANDIDATES}}}}})
+    found = await stores.elasticsearch.search(
+        index=names.alias,
+        size=0,
+        query={
+            "bool": {
+                "filter": [{"term": {"tenant_id": tenant}}],
+                "should": [prefix, product_prefix],
+                "minimum_should_match": 1,
+            }
+        },
+        aggs={
+            "customers": {"filter": prefix, "aggs": {"names": {"terms": {"field": "customer_name.raw", "size": 10}}}},
+            "products": {
+                "filter": product_prefix,
+                "aggs": {"names": {"terms": {"field": "product_names.raw", "size": SUGGEST_CANDIDATES}}},
+            },
+        },
+    )
     # an order matching one product name brings all its names: keep those the prefix itself matches
     products = [b for b in found["aggregations"]["products"]["names"]["buckets"] if starts_with(b["key"], q)]
-    ranked = sorted(found["aggregations"]["customers"]["names"]["buckets"] + products,
-                    key=lambda b: (-b["doc_count"], b["key"]))
+    ranked = sorted(
+        found["aggregations"]["customers"]["names"]["buckets"] + products, key=lambda b: (-b["doc_count"], b["key"])
+    )
     served.stamp(response)
     return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
 
@@ -218,8 +290,7 @@ async def suggest(tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response
 async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Names, Served]:
     """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is over)."""
     names = Names(stores.namespace)
-    return names, await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position,
-                                 wait)
+    return names, await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
 
 
 def starts_with(name: str, typed: str) -> bool:
@@ -236,9 +307,10 @@ def _words(text: str) -> list[str]:
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
     doc = hit["_source"]
     highlights = {HIGHLIGHT_KEYS.get(field, field): found for field, found in hit.get("highlight", {}).items()}
-    return {key: doc[key] for key in ("order_id", "customer_id", "customer_name", "customer_email", "status",
-                                      "total", "placed_at")} | {
-        "products": [item["product_name"] for item in doc["items"]], "highlights": highlights}
+    return {
+        key: doc[key]
+        for key in ("order_id", "customer_id", "customer_name", "customer_email", "status", "total", "placed_at")
+    } | {"products": [item["product_name"] for item in doc["items"]], "highlights": highlights}
 
 
 def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -248,8 +320,9 @@ def _facets(aggs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {name: buckets(found) for name, found in aggs.items()}
 
 
-async def _paging(stores: Stores, names: Names, query: dict[str, Any], sort: str, after: list[Any] | None,
-                  page: int | None) -> dict[str, Any]:
+async def _paging(
+    stores: Stores, names: Names, query: dict[str, Any], sort: str, after: list[Any] | None, page: int | None
+) -> dict[str, Any]:
     """``search_after`` the cursor's values (with the relevance score recomputed), else ``from`` the page."""
     if after is None:
         return {"from_": ((page or 1) - 1) * PAGE_SIZE}
@@ -264,8 +337,9 @@ async def _score_of(stores: Stores, names: Names, query: dict[str, Any], order_i
     pinned = {"bool": query["bool"] | {"filter": [*query["bool"]["filter"], {"term": {"order_id": order_id}}]}}
     found = await stores.elasticsearch.search(index=names.alias, query=pinned, size=1, source=False)
     if not found["hits"]["hits"]:
-        raise InvalidQuery("cursor's order does not match this search (any more); start again from the first page",
-                           "cursor")
+        raise InvalidQuery(
+            "cursor's order does not match this search (any more); start again from the first page", "cursor"
+        )
     return found["hits"]["hits"][0]["_score"]
 
 
@@ -277,7 +351,7 @@ def _encode(sort: str, sort_values: list[Any]) -> str:
 
 #: What a cursor may hold for each sort field: Elasticsearch answers a 500 for values of the wrong kind or count.
 _CURSOR_VALUES: dict[str, Callable[[Any], bool]] = {
-    "placed_at": lambda v: type(v) is int and -2**63 <= v < 2**63,  # epoch milliseconds
+    "placed_at": lambda v: type(v) is int and -(2**63) <= v < 2**63,  # epoch milliseconds
     "total": lambda v: type(v) in (int, float) and abs(v) <= 1e10,  # also refuses NaN and infinities
     "order_id": lambda v: isinstance(v, str) and _ORDER_ID.fullmatch(v) is not None,
 }
@@ -290,8 +364,11 @@ def _decode(cursor: str, sort: str) -> list[Any]:
     if not isinstance(given, list) or not given or not isinstance(given[0], str) or given[0] not in SORTS:
         raise InvalidQuery(_NOT_OURS, "cursor")
     if given[0] != sort:
-        raise InvalidQuery(f"cursor pages the sort {given[0]!r}, not {sort!r}; ask with sort={given[0]} or start "
-                           f"again from the first page", "cursor")
+        raise InvalidQuery(
+            f"cursor pages the sort {given[0]!r}, not {sort!r}; ask with sort={given[0]} or start "
+            f"again from the first page",
+            "cursor",
+        )
     fields = [name for key in SORTS[sort] for name in key if name != "_score"] + ["order_id"]
     values = given[1:]
     if len(values) != len(fields) or not all(_CURSOR_VALUES[f](v) for f, v in zip(fields, values)):

@@ -59,8 +59,9 @@ class OrderSummary(BaseModel):
 
 
 @router.get("/orders/{order_id}", response_model=OrderSummary)
-async def order_summary(order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
-                        min_position: MinPosition = None) -> Any:
+async def order_summary(
+    order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, min_position: MinPosition = None
+) -> Any:
     """The stored document is the answer: it goes out as stored, with the consistency added (the response model
     documents it; validating it again on every read would cost more than the read)."""
     reader, found = _reader(stores), {}
@@ -94,15 +95,21 @@ class CustomerOrders(BaseModel):
 
 
 @router.get("/customers/{customer_id}/orders", response_model=CustomerOrders)
-async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds,
-                          limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                          cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")]
-                          = None, min_position: MinPosition = None) -> Any:
+async def customer_orders(
+    customer_id: uuid.UUID,
+    tenant: Tenant,
+    stores: StoresDep,
+    wait: WaitSeconds,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")] = None,
+    min_position: MinPosition = None,
+) -> Any:
     reader, found = _reader(stores), {}
 
     async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
         position, found["docs"], found["remaining"] = await reader.customer_orders(
-            str(customer_id), str(cursor) if cursor else None, limit, tenant)
+            str(customer_id), str(cursor) if cursor else None, limit, tenant
+        )
         return position
 
     served = await wait_for(read, min_position, wait)
@@ -113,8 +120,15 @@ async def customer_orders(customer_id: uuid.UUID, tenant: Tenant, stores: Stores
     next_cursor = docs[-1][1] if docs and found["remaining"] > 0 else None
     consistency = served.json()
     orders = b",".join(_with_consistency(doc, consistency) for doc, _ in docs)
-    return served.answer(b'{"orders":[' + orders + b'],"next_cursor":' + orjson.dumps(next_cursor) +
-                         b',"consistency":' + consistency + b"}")
+    return served.answer(
+        b'{"orders":['
+        + orders
+        + b'],"next_cursor":'
+        + orjson.dumps(next_cursor)
+        + b',"consistency":'
+        + consistency
+        + b"}"
+    )
 
 
 def _with_consistency(doc: bytes, consistency: bytes) -> bytes:

@@ -51,38 +51,121 @@ _VIEWS = ", ".join(TABLES)
 
 #: Function categories (``system.functions.categories``) that compute on their arguments only. "Other",
 #: "Dictionary", "Introspection" and "Internal" hold the ones that reach files, settings, other tables or the server.
-SAFE_CATEGORIES = frozenset({
-    "Aggregate Functions", "Type Conversion", "Dates and Times", "Arrays", "String", "Hash", "String Search", "JSON",
-    "Mathematical", "URL", "Arithmetic", "Map", "IP Address", "Comparison", "Tuple", "Distance", "Random Number",
-    "Bitmap", "Bit", "Encoding", "UUID", "String Splitting", "String Replacement", "Null", "Rounding", "Conditional",
-    "Logical", "Financial", "Geo", "Geo Polygon", "Time Series", "Time Window"})
+SAFE_CATEGORIES = frozenset(
+    {
+        "Aggregate Functions",
+        "Type Conversion",
+        "Dates and Times",
+        "Arrays",
+        "String",
+        "Hash",
+        "String Search",
+        "JSON",
+        "Mathematical",
+        "URL",
+        "Arithmetic",
+        "Map",
+        "IP Address",
+        "Comparison",
+        "Tuple",
+        "Distance",
+        "Random Number",
+        "Bitmap",
+        "Bit",
+        "Encoding",
+        "UUID",
+        "String Splitting",
+        "String Replacement",
+        "Null",
+        "Rounding",
+        "Conditional",
+        "Logical",
+        "Financial",
+        "Geo",
+        "Geo Polygon",
+        "Time Series",
+        "Time Window",
+    }
+)
 #: From "Other": the ones that only compute; ``lambda``, ``exists`` and ``untuple`` are syntax whose parts are printed
 #: children.
-SAFE_OTHERS = frozenset({
-    "bar", "byteSize", "countDigits", "finalizeAggregation", "formatReadableDecimalSize", "formatReadableQuantity",
-    "formatReadableSize", "formatReadableTimeDelta", "identity", "ignore", "initializeAggregation", "isConstant",
-    "isDecimalOverflow", "materialize", "neighbor", "parseReadableSize", "parseReadableSizeOrNull",
-    "parseReadableSizeOrZero", "parseTimeDelta", "runningAccumulate", "runningDifference",
-    "runningDifferenceStartingWithFirstValue", "throwIf", "toColumnTypeName", "toTypeName", "transform",
-    "visibleWidth", "lambda", "exists", "untuple"})
-_COMBINATORS = ("If", "Array", "Map", "Distinct", "OrDefault", "OrNull", "State", "Merge", "ForEach", "Resample",
-                "SimpleState", "ArgMin", "ArgMax")
+SAFE_OTHERS = frozenset(
+    {
+        "bar",
+        "byteSize",
+        "countDigits",
+        "finalizeAggregation",
+        "formatReadableDecimalSize",
+        "formatReadableQuantity",
+        "formatReadableSize",
+        "formatReadableTimeDelta",
+        "identity",
+        "ignore",
+        "initializeAggregation",
+        "isConstant",
+        "isDecimalOverflow",
+        "materialize",
+        "neighbor",
+        "parseReadableSize",
+        "parseReadableSizeOrNull",
+        "parseReadableSizeOrZero",
+        "parseTimeDelta",
+        "runningAccumulate",
+        "runningDifference",
+        "runningDifferenceStartingWithFirstValue",
+        "throwIf",
+        "toColumnTypeName",
+        "toTypeName",
+        "transform",
+        "visibleWidth",
+        "lambda",
+        "exists",
+        "untuple",
+    }
+)
+_COMBINATORS = (
+    "If",
+    "Array",
+    "Map",
+    "Distinct",
+    "OrDefault",
+    "OrNull",
+    "State",
+    "Merge",
+    "ForEach",
+    "Resample",
+    "SimpleState",
+    "ArgMin",
+    "ArgMax",
+)
 #: The IN family: their right side is a list or a subquery, never a table's name.
 _IN = frozenset({"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"})
 #: Names Prism gives its storage (``orders_v3``, ``orders_v3__staged``, checkpoints): never a CTE's name, so that a
 #: CTE can never stand for a real table where the CTE is out of scope, even one created after the check.
 _STORAGE_LIKE = re.compile(r"(?i)_v\d+($|_)|checkpoint|staged|^\.|inner")
-_TRANSFORMERS = "column transformers (APPLY, EXCEPT, REPLACE) and COLUMNS() matchers are not allowed: ClickHouse " \
-                "does not show what they run; name the columns instead"
+_TRANSFORMERS = (
+    "column transformers (APPLY, EXCEPT, REPLACE) and COLUMNS() matchers are not allowed: ClickHouse "
+    "does not show what they run; name the columns instead"
+)
 ONE_SELECT = "only a single SELECT query is allowed (no INSERT, DDL, SYSTEM, INTO OUTFILE or several statements)"
 #: Kinds refused with a message of their own (any other unknown kind is refused by name).
 _REFUSED = {
     "Set": "a SETTINGS clause is not allowed; the limits and the tenant filter are set by Prism",
     "QueryParameter": "query parameters ({name:Type}) are not allowed; write the values in the query",
-    **dict.fromkeys(("ColumnsTransformerList", "ColumnsApplyTransformer", "ColumnsExceptTransformer",
-                     "ColumnsReplaceTransformer", "ColumnsReplaceTransformer::Replacement", "ColumnsRegexpMatcher",
-                     "ColumnsListMatcher", "QualifiedColumnsRegexpMatcher", "QualifiedColumnsListMatcher"),
-                    _TRANSFORMERS),
+    **dict.fromkeys(
+        (
+            "ColumnsTransformerList",
+            "ColumnsApplyTransformer",
+            "ColumnsExceptTransformer",
+            "ColumnsReplaceTransformer",
+            "ColumnsReplaceTransformer::Replacement",
+            "ColumnsRegexpMatcher",
+            "ColumnsListMatcher",
+            "QualifiedColumnsRegexpMatcher",
+            "QualifiedColumnsListMatcher",
+        ),
+        _TRANSFORMERS,
+    ),
 }
 #: The format ``EXPLAIN AST`` is read in (one line a row, unescaped); the driver appends it to the explained query.
 EXPLAIN_FORMAT = "TabSeparatedRaw"
@@ -97,7 +180,7 @@ class Node:
     declared: int
     #: Whether the printed name is one plain word (maybe with an alias): ``orders x`` would be a table named so.
     plain: bool = True
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     @property
     def kinds(self) -> list[str]:
@@ -130,15 +213,24 @@ class Scan:
     cte_references: set[str] = field(default_factory=set)
 
 
-def refusal(ast: list[str], allowed_functions: frozenset[str], canonical: str = "",
-            ctes: frozenset[str] = frozenset(), scan: Scan | None = None) -> str | None:
+def refusal(
+    ast: list[str],
+    allowed_functions: frozenset[str],
+    canonical: str = "",
+    ctes: frozenset[str] = frozenset(),
+    scan: Scan | None = None,
+) -> str | None:
     """Why the query whose ``EXPLAIN AST`` lines these are (of ``canonical``) may not run, or None."""
     root = tree(ast)
     if root is None or len(root.children) != 1:
         return ONE_SELECT
     top = root.children[0]
-    if top.kind != "SelectWithUnionQuery" or top.kinds != ["ExpressionList", "Identifier"] \
-            or top.declared != 2 or top.children[1].name != EXPLAIN_FORMAT:  # any FORMAT but the driver's: the caller's
+    if (
+        top.kind != "SelectWithUnionQuery"
+        or top.kinds != ["ExpressionList", "Identifier"]
+        or top.declared != 2
+        or top.children[1].name != EXPLAIN_FORMAT
+    ):  # any FORMAT but the driver's: the caller's
         return ONE_SELECT
     scan = scan if scan is not None else Scan()
     found = _walk(top.children[0], top, _Context(allowed_functions, ctes, scan))
@@ -230,13 +322,28 @@ def _qualified_asterisk(node: Node, parent: Node, context: _Context) -> str | No
 
 #: The vetted node kinds (see the module's docstring for why each is safe) and the check each one needs.
 _CHECKS: dict[str, Callable[[Node, Node, _Context], str | None]] = {
-    "SelectWithUnionQuery": _nested_select, "SelectIntersectExceptQuery": _nothing, "SelectQuery": _nothing,
-    "ExpressionList": _nothing, "WithElement": _with_element, "Subquery": _subquery,
-    "TablesInSelectQuery": _nothing, "TablesInSelectQueryElement": _nothing, "TableExpression": _table_expression,
-    "TableIdentifier": _table, "TableJoin": _nothing, "ArrayJoin": _nothing, "Identifier": _nothing,
-    "Literal": _nothing, "Function": _function, "Asterisk": _asterisk, "QualifiedAsterisk": _qualified_asterisk,
-    "OrderByElement": _nothing, "InterpolateElement": _nothing, "WindowDefinition": _nothing,
-    "WindowListElement": _nothing, "SampleRatio": _nothing,
+    "SelectWithUnionQuery": _nested_select,
+    "SelectIntersectExceptQuery": _nothing,
+    "SelectQuery": _nothing,
+    "ExpressionList": _nothing,
+    "WithElement": _with_element,
+    "Subquery": _subquery,
+    "TablesInSelectQuery": _nothing,
+    "TablesInSelectQueryElement": _nothing,
+    "TableExpression": _table_expression,
+    "TableIdentifier": _table,
+    "TableJoin": _nothing,
+    "ArrayJoin": _nothing,
+    "Identifier": _nothing,
+    "Literal": _nothing,
+    "Function": _function,
+    "Asterisk": _asterisk,
+    "QualifiedAsterisk": _qualified_asterisk,
+    "OrderByElement": _nothing,
+    "InterpolateElement": _nothing,
+    "WindowDefinition": _nothing,
+    "WindowListElement": _nothing,
+    "SampleRatio": _nothing,
 }
 ALLOWED_KINDS = frozenset(_CHECKS)
 
@@ -248,7 +355,7 @@ _ANY_CASE = "any case:"
 def _allowed(name: str, allowed: frozenset[str]) -> bool:
     """A safe function, or a safe aggregate with combinators (``sumIf``, ``uniqExactState``...)."""
     while name not in allowed and _ANY_CASE + name.lower() not in allowed:
-        stripped = next((name[:-len(c)] for c in _COMBINATORS if name.endswith(c) and len(name) > len(c)), None)
+        stripped = next((name[: -len(c)] for c in _COMBINATORS if name.endswith(c) and len(name) > len(c)), None)
         if stripped is None:
             return False
         name = stripped
@@ -286,8 +393,15 @@ def safe_functions(client) -> frozenset[str]:
     """The functions analysts may call: by category, aliases included, from the engine's own list."""
     rows = client.query("SELECT name, categories, alias_to, case_insensitive FROM system.functions").result_rows
     categories = {name: category for name, category, _, _ in rows}
-    safe = {(name, any_case) for name, category, alias_to, any_case in rows
-            if (categories.get(alias_to, category) if alias_to else category) in SAFE_CATEGORIES
-            or name in SAFE_OTHERS or alias_to in SAFE_OTHERS}
-    return frozenset(name for name, _ in safe) | frozenset(_ANY_CASE + name.lower() for name, any_case in safe
-                                                           if any_case) | SAFE_OTHERS
+    safe = {
+        (name, any_case)
+        for name, category, alias_to, any_case in rows
+        if (categories.get(alias_to, category) if alias_to else category) in SAFE_CATEGORIES
+        or name in SAFE_OTHERS
+        or alias_to in SAFE_OTHERS
+    }
+    return (
+        frozenset(name for name, _ in safe)
+        | frozenset(_ANY_CASE + name.lower() for name, any_case in safe if any_case)
+        | SAFE_OTHERS
+    )

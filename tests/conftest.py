@@ -33,14 +33,22 @@ OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
-        env="development", namespace=NAMESPACE,
+        env="development",
+        namespace=NAMESPACE,
         write_database_url=sandbox.sibling(base.write_database_url, f"{_DATABASES}_write"),
         dashboards_database_url=sandbox.sibling(base.dashboards_database_url, f"{_DATABASES}_dashboards"),
         redis_url=sandbox.sibling(base.redis_url, _REDIS_DBS[0]),
         broker_url=sandbox.sibling(base.broker_url, _REDIS_DBS[1]),
-        chdb_path=tmp / "chdb", api_port=sandbox.free_port(), read_wait_seconds=2.0, batch_size=500,
-        retry_min_backoff_ms=50, retry_max_backoff_ms=500, relay_poll_seconds=0.5, operator_token=OPERATOR_TOKEN,
-        auth_cache_seconds=1.0, sql_max_seconds=5.0,
+        chdb_path=tmp / "chdb",
+        api_port=sandbox.free_port(),
+        read_wait_seconds=2.0,
+        batch_size=500,
+        retry_min_backoff_ms=50,
+        retry_max_backoff_ms=500,
+        relay_poll_seconds=0.5,
+        operator_token=OPERATOR_TOKEN,
+        auth_cache_seconds=1.0,
+        sql_max_seconds=5.0,
     )
 
 
@@ -120,9 +128,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0
 
 
 #: An analyst's query that runs until the time limit stops it: 10^12 products on one thread.
-SLOW_SQL = ("SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
-            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
-            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z")
+SLOW_SQL = (
+    "SELECT sum(a * b * c * d) FROM (SELECT arrayJoin(range(1000)) AS a) AS w "
+    "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS x CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS y "
+    "CROSS JOIN (SELECT arrayJoin(range(1000)) AS d) AS z"
+)
 
 
 def p99(samples: list[float]) -> float:

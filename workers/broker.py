@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
-    AgeLimit, Callbacks, Middleware, Pipelines, Retries, ShutdownNotifications, TimeLimit,
+    AgeLimit,
+    Callbacks,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
 )
 from dramatiq.middleware.asyncio import AsyncIO
 
@@ -67,8 +73,16 @@ def _pending_key(actor: dramatiq.Actor) -> str:
     return f"{actor.broker.namespace}:pending:{actor.queue_name}"
 
 
-def declare_actors(broker: dramatiq.Broker, runner: ProjectionRunner, names: list[str], namespace: str, *,
-                   max_retries: int, min_backoff: int, max_backoff: int) -> dict[str, dramatiq.Actor]:
+def declare_actors(
+    broker: dramatiq.Broker,
+    runner: ProjectionRunner,
+    names: list[str],
+    namespace: str,
+    *,
+    max_retries: int,
+    min_backoff: int,
+    max_backoff: int,
+) -> dict[str, dramatiq.Actor]:
     """Per projection, a catch-up actor (a message means "catch up to at least this position"), returned, and a
     build actor on a queue of its own (see ``build_queue_name``) that the catch-up sets going when a version is
     being built or dropped beside the live one."""
@@ -99,8 +113,18 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
 
     build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
     options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
-    builder = dramatiq.actor(build, broker=broker, actor_name=f"{namespace}.build.{name}",
-                             queue_name=build_queue_name(namespace, name), **options)
-    actor = dramatiq.actor(catch_up, broker=broker, actor_name=f"{namespace}.catch_up.{name}",
-                           queue_name=queue_name(namespace, name), **options)
+    builder = dramatiq.actor(
+        build,
+        broker=broker,
+        actor_name=f"{namespace}.build.{name}",
+        queue_name=build_queue_name(namespace, name),
+        **options,
+    )
+    actor = dramatiq.actor(
+        catch_up,
+        broker=broker,
+        actor_name=f"{namespace}.catch_up.{name}",
+        queue_name=queue_name(namespace, name),
+        **options,
+    )
     return actor

@@ -64,9 +64,15 @@ class Progress:
     parked: list[int] = field(default_factory=list)
 
 
-async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: int, target: int = 0,
-                   policy: Policy | None = None, seconds: float | None = None, until: int | None = None
-                   ) -> Progress:
+async def catch_up(
+    log_engine: AsyncEngine,
+    projection: Projection,
+    batch_size: int,
+    target: int = 0,
+    policy: Policy | None = None,
+    seconds: float | None = None,
+    until: int | None = None,
+) -> Progress:
     """Apply every event after the checkpoint, batch by batch, until the head (or a halt) is reached.
 
     With ``seconds``, stop after the batch that passes that budget (``drained`` says whether the head was reached);
@@ -78,8 +84,15 @@ async def catch_up(log_engine: AsyncEngine, projection: Projection, batch_size: 
         return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until, step_aside=True)
 
 
-async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                 notices: Notices, seconds: float, pace: Callable[[], Awaitable[None]]) -> Progress:
+async def follow(
+    log_engine: AsyncEngine,
+    projection: Projection,
+    batch_size: int,
+    policy: Policy,
+    notices: Notices,
+    seconds: float,
+    pace: Callable[[], Awaitable[None]],
+) -> Progress:
     """``catch_up``, then keep the lock for ``seconds`` and apply each commit as soon as it is announced.
 
     Between batches only the log is read and the store written: no message, lock,
@@ -94,25 +107,45 @@ async def follow(log_engine: AsyncEngine, projection: Projection, batch_size: in
         await notices.listening()  # before the first read: a commit after it is then announced
         deadline = time.monotonic() + seconds
         progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=True)
-        while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline \
-                and await notices.wait_past(progress.checkpoint, deadline - time.monotonic()) \
-                and not await awaited(log_engine, projection.label):  # a switch or a repair waits: let it in
+        while (
+            not (progress.halted or progress.stepped_aside)
+            and time.monotonic() < deadline
+            and await notices.wait_past(progress.checkpoint, deadline - time.monotonic())
+            and not await awaited(log_engine, projection.label)
+        ):  # a switch or a repair waits: let it in
             await pace()
-            more = await drain(log_engine, projection, batch_size, policy, max(deadline - time.monotonic(), 0.0),
-                               start=progress.checkpoint, step_aside=True)
+            more = await drain(
+                log_engine,
+                projection,
+                batch_size,
+                policy,
+                max(deadline - time.monotonic(), 0.0),
+                start=progress.checkpoint,
+                step_aside=True,
+            )
             progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
             progress.passed += more.passed
-            progress.checkpoint, progress.halted, progress.parked = more.checkpoint, more.halted, progress.parked + \
-                more.parked
+            progress.checkpoint, progress.halted, progress.parked = (
+                more.checkpoint,
+                more.halted,
+                progress.parked + more.parked,
+            )
             progress.drained, progress.stepped_aside = more.drained, more.stepped_aside
             if more.batches:
                 progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
         return progress
 
 
-async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                seconds: float | None = None, until: int | None = None, start: int | None = None,
-                step_aside: bool = False) -> Progress:
+async def drain(
+    log_engine: AsyncEngine,
+    projection: Projection,
+    batch_size: int,
+    policy: Policy,
+    seconds: float | None = None,
+    until: int | None = None,
+    start: int | None = None,
+    step_aside: bool = False,
+) -> Progress:
     """``catch_up`` for a caller that already holds the projection's lock; with ``until``, stop once past it.
 
     Under steady writes the log may never look empty to a slow store, so "caught up"
@@ -128,8 +161,16 @@ async def drain(log_engine: AsyncEngine, projection: Projection, batch_size: int
     return progress
 
 
-async def _drain(log_engine: AsyncEngine, projection: Projection, batch_size: int, policy: Policy,
-                 seconds: float | None, until: int | None, start: int | None, step_aside: bool) -> Progress:
+async def _drain(
+    log_engine: AsyncEngine,
+    projection: Projection,
+    batch_size: int,
+    policy: Policy,
+    seconds: float | None,
+    until: int | None,
+    start: int | None,
+    step_aside: bool,
+) -> Progress:
     deadline = None if seconds is None else time.monotonic() + seconds
     if start is not None:  # the caller has held the lock since it last read the checkpoint
         progress = Progress(projection.label, start)
@@ -195,8 +236,15 @@ class _Slices:
                 await self.ahead[1]
 
 
-async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], upto: int,
-                 policy: Policy, progress: Progress, more: bool = False) -> bool:
+async def _apply(
+    log_engine: AsyncEngine,
+    projection: Projection,
+    handled: list[StoredEvent],
+    upto: int,
+    policy: Policy,
+    progress: Progress,
+    more: bool = False,
+) -> bool:
     """Apply one slice of the log (its events the projection handles, and where it ends); False when the projection
     halts inside it.
 
@@ -208,8 +256,12 @@ async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[
     except Exception as error:
         if is_transient(error):
             raise
-        log.warning("%s: batch up to %d failed (%s); applying its events one by one", projection.label,
-                    upto, dead_letters.describe(error))
+        log.warning(
+            "%s: batch up to %d failed (%s); applying its events one by one",
+            projection.label,
+            upto,
+            dead_letters.describe(error),
+        )
         if not await _one_by_one(log_engine, projection, handled, policy, progress):
             return False
         await projection.apply(Batch([], upto))
@@ -219,8 +271,9 @@ async def _apply(log_engine: AsyncEngine, projection: Projection, handled: list[
     return True
 
 
-async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], policy: Policy,
-                      progress: Progress) -> bool:
+async def _one_by_one(
+    log_engine: AsyncEngine, projection: Projection, handled: list[StoredEvent], policy: Policy, progress: Progress
+) -> bool:
     for event in handled:
         try:
             await projection.apply(Batch([upcast(event)], event.position))
@@ -232,8 +285,14 @@ async def _one_by_one(log_engine: AsyncEngine, projection: Projection, handled: 
             if attempts < policy.poison_after:
                 raise
             progress.parked.append(await dead_letters.park(log_engine, projection.label, event, policy.on_poison))
-            log.error("%s: event %d (%s) parked after %d attempts (%s)", projection.label, event.position, event.type,
-                      attempts, policy.on_poison)
+            log.error(
+                "%s: event %d (%s) parked after %d attempts (%s)",
+                projection.label,
+                event.position,
+                event.type,
+                attempts,
+                policy.on_poison,
+            )
             if policy.on_poison == dead_letters.HALT:
                 return False
             await projection.apply(Batch([], event.position))

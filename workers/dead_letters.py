@@ -25,7 +25,6 @@ from write.events import StoredEvent
 HALT, SKIP = "halt", "skip"
 
 
-
 class DeadLetterError(Exception):
     """Raised when a dead letter cannot be retried or discarded as asked."""
 
@@ -56,57 +55,89 @@ class DeadLetter:
 async def record_failure(engine: AsyncEngine, projection: str, position: int, error: BaseException) -> int:
     """Count one more failure of this event; return how many in a row."""
     async with engine.begin() as conn:
-        return (await conn.execute(text(
-            "INSERT INTO projection_failures (projection, position, attempts, error) VALUES (:p, :pos, 1, :e) "
-            "ON CONFLICT (projection, position) DO UPDATE SET attempts = projection_failures.attempts + 1, "
-            "error = excluded.error, last_failed_at = now() RETURNING attempts"),
-            {"p": projection, "pos": position, "e": describe(error)})).scalar_one()
+        return (
+            await conn.execute(
+                text(
+                    "INSERT INTO projection_failures (projection, position, attempts, error) VALUES (:p, :pos, 1, :e) "
+                    "ON CONFLICT (projection, position) DO UPDATE SET attempts = projection_failures.attempts + 1, "
+                    "error = excluded.error, last_failed_at = now() RETURNING attempts"
+                ),
+                {"p": projection, "pos": position, "e": describe(error)},
+            )
+        ).scalar_one()
 
 
 async def clear_failures(engine: AsyncEngine, projection: str, upto: int) -> None:
     async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM projection_failures WHERE projection = :p AND position <= :upto"),
-                           {"p": projection, "upto": upto})
+        await conn.execute(
+            text("DELETE FROM projection_failures WHERE projection = :p AND position <= :upto"),
+            {"p": projection, "upto": upto},
+        )
 
 
 async def park(engine: AsyncEngine, projection: str, event: StoredEvent, policy: str) -> int:
     """Move the event's failure record into the dead-letter table; halt the projection if the policy says so."""
     async with engine.begin() as conn:
-        failure = (await conn.execute(text(
-            "DELETE FROM projection_failures WHERE projection = :p AND position = :pos RETURNING *"),
-            {"p": projection, "pos": event.position})).one()
-        dead_id = (await conn.execute(text(
-            "INSERT INTO projection_dead_letters (projection, position, event_id, event_type, event, error, attempts,"
-            " policy, status, first_failed_at, last_failed_at) VALUES (:p, :pos, :eid, :type, :event, :error,"
-            " :attempts, :policy, 'parked', :first, :last) RETURNING id"),
-            {"p": projection, "pos": event.position, "eid": event.event_id, "type": event.type,
-             "event": json.dumps(asdict(event), default=str), "error": failure.error, "attempts": failure.attempts,
-             "policy": policy, "first": failure.first_failed_at, "last": failure.last_failed_at})).scalar_one()
+        failure = (
+            await conn.execute(
+                text("DELETE FROM projection_failures WHERE projection = :p AND position = :pos RETURNING *"),
+                {"p": projection, "pos": event.position},
+            )
+        ).one()
+        dead_id = (
+            await conn.execute(
+                text(
+                    "INSERT INTO projection_dead_letters (projection, position, event_id, event_type, event, error, attempts,"
+                    " policy, status, first_failed_at, last_failed_at) VALUES (:p, :pos, :eid, :type, :event, :error,"
+                    " :attempts, :policy, 'parked', :first, :last) RETURNING id"
+                ),
+                {
+                    "p": projection,
+                    "pos": event.position,
+                    "eid": event.event_id,
+                    "type": event.type,
+                    "event": json.dumps(asdict(event), default=str),
+                    "error": failure.error,
+                    "attempts": failure.attempts,
+                    "policy": policy,
+                    "first": failure.first_failed_at,
+                    "last": failure.last_failed_at,
+                },
+            )
+        ).scalar_one()
         if policy == HALT:
-            await conn.execute(text("INSERT INTO projection_halts (projection, position, dead_letter_id) "
-                                    "VALUES (:p, :pos, :id)"), {"p": projection, "pos": event.position, "id": dead_id})
+            await conn.execute(
+                text("INSERT INTO projection_halts (projection, position, dead_letter_id) VALUES (:p, :pos, :id)"),
+                {"p": projection, "pos": event.position, "id": dead_id},
+            )
     return dead_id
 
 
 async def halted_at(engine: AsyncEngine, projection: str) -> int | None:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT position FROM projection_halts WHERE projection = :p"),
-                                   {"p": projection})).scalar()
+        return (
+            await conn.execute(text("SELECT position FROM projection_halts WHERE projection = :p"), {"p": projection})
+        ).scalar()
 
 
-async def listing(engine: AsyncEngine, projection: str | None = None, status: str | None = "parked") -> list[DeadLetter]:
-    query = ("SELECT id, projection, position, event_id::text, event_type, error, attempts, policy, status, "
-             "first_failed_at, last_failed_at, resolved_at FROM projection_dead_letters "
-             "WHERE (CAST(:p AS text) IS NULL OR projection = :p) AND (CAST(:s AS text) IS NULL OR status = :s) "
-             "ORDER BY id")
+async def listing(
+    engine: AsyncEngine, projection: str | None = None, status: str | None = "parked"
+) -> list[DeadLetter]:
+    query = (
+        "SELECT id, projection, position, event_id::text, event_type, error, attempts, policy, status, "
+        "first_failed_at, last_failed_at, resolved_at FROM projection_dead_letters "
+        "WHERE (CAST(:p AS text) IS NULL OR projection = :p) AND (CAST(:s AS text) IS NULL OR status = :s) "
+        "ORDER BY id"
+    )
     async with engine.connect() as conn:
         return [DeadLetter(*row) for row in await conn.execute(text(query), {"p": projection, "s": status})]
 
 
 async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
-        rows = await conn.execute(text("SELECT projection, count(*) FROM projection_dead_letters "
-                                       "WHERE status = 'parked' GROUP BY projection"))
+        rows = await conn.execute(
+            text("SELECT projection, count(*) FROM projection_dead_letters WHERE status = 'parked' GROUP BY projection")
+        )
         return dict(rows.all())
 
 
@@ -141,8 +172,10 @@ async def discard(engine: AsyncEngine, projections: dict[str, Projection], dead_
 
 async def _resolve(engine: AsyncEngine, letter: DeadLetter, status: str) -> None:
     async with engine.begin() as conn:
-        await conn.execute(text("UPDATE projection_dead_letters SET status = :s, resolved_at = now() WHERE id = :id"),
-                           {"s": status, "id": letter.id})
+        await conn.execute(
+            text("UPDATE projection_dead_letters SET status = :s, resolved_at = now() WHERE id = :id"),
+            {"s": status, "id": letter.id},
+        )
         await conn.execute(text("DELETE FROM projection_halts WHERE dead_letter_id = :id"), {"id": letter.id})
 
 

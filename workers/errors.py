@@ -12,13 +12,21 @@ from projections.base import TransientStoreError
 
 #: A store that is down, restarting or slow: retry with backoff, never blame the event.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, ConnectionError,
-    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.TooManyConnectionsError,
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
-    elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout,
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    elasticsearch.ConnectionError,
+    elasticsearch.ConnectionTimeout,
     clickhouse.OperationalError,
-    sa.DisconnectionError, sa.InterfaceError,
+    sa.DisconnectionError,
+    sa.InterfaceError,
     TransientStoreError,
 )
 #: Redis refusing for now: out of memory, busy with a script, loading its data.

@@ -30,8 +30,9 @@ def _waiter_key(projection: str) -> int:
 
 
 #: The lock, unless a waiter has announced itself (its shared lock makes the exclusive try fail).
-_TRY_UNLESS_AWAITED = text("SELECT CASE WHEN pg_try_advisory_lock(:w) THEN pg_advisory_unlock(:w) "
-                           "AND pg_try_advisory_lock(:k) ELSE false END")
+_TRY_UNLESS_AWAITED = text(
+    "SELECT CASE WHEN pg_try_advisory_lock(:w) THEN pg_advisory_unlock(:w) AND pg_try_advisory_lock(:k) ELSE false END"
+)
 
 
 async def awaited(log_engine: AsyncEngine, name: str) -> bool:

@@ -25,8 +25,9 @@ MIN_ROUND_SECONDS = 0.01
 
 
 class Relay:
-    def __init__(self, log_engine: AsyncEngine, listen_dsn: str, send: Callable[[int], Any],
-                 poll_seconds: float) -> None:
+    def __init__(
+        self, log_engine: AsyncEngine, listen_dsn: str, send: Callable[[int], Any], poll_seconds: float
+    ) -> None:
         self.log_engine = log_engine
         self.listen_dsn = listen_dsn
         self.send = send

@@ -47,10 +47,16 @@ class Resources:
 class ProjectionRunner:
     """Catches projections up on demand; resources open lazily because async clients belong to one event loop."""
 
-    def __init__(self, open_resources: Callable[[], Awaitable[Resources]], batch_size: int,
-                 policies: dict[str, Policy] | None = None, gap_seconds: float = 0.0,
-                 gaps: dict[str, float] | None = None,
-                 notices: Notices | None = None, rebuild_batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        open_resources: Callable[[], Awaitable[Resources]],
+        batch_size: int,
+        policies: dict[str, Policy] | None = None,
+        gap_seconds: float = 0.0,
+        gaps: dict[str, float] | None = None,
+        notices: Notices | None = None,
+        rebuild_batch_size: int | None = None,
+    ) -> None:
         self._open = open_resources
         self.notices = notices
         self.batch_size, self.rebuild_batch_size = batch_size, rebuild_batch_size or batch_size
@@ -92,11 +98,19 @@ class ProjectionRunner:
         self._beside[name] = bool({versions.NEXT, versions.RETIRING} & set(roles))
         live = await self.projection(name, roles[versions.LIVE])
         if self.notices is not None and not self._beside[name]:
-            progress = await follow(engine, live, self.batch_size, self.policies.get(name) or Policy(), self.notices,
-                                    FOLLOW_SECONDS, lambda: self._pace(name))
+            progress = await follow(
+                engine,
+                live,
+                self.batch_size,
+                self.policies.get(name) or Policy(),
+                self.notices,
+                FOLLOW_SECONDS,
+                lambda: self._pace(name),
+            )
         else:  # a version beside it: back at once, so that its build message goes now (and a switch finds the lock)
-            progress = await catch_up(engine, live, self.batch_size, target, self.policies.get(name),
-                                      seconds=SLICE_SECONDS, until=head)
+            progress = await catch_up(
+                engine, live, self.batch_size, target, self.policies.get(name), seconds=SLICE_SECONDS, until=head
+            )
         await self._record(progress)
         return progress.drained or progress.skipped or progress.halted
 
@@ -133,8 +147,9 @@ class ProjectionRunner:
     async def _build(self, name: str, live: Projection, version: int, head: int) -> bool:
         engine, policy = (await self.resources()).log_engine, self.policies.get(name) or Policy()
         building = await self.projection(name, version)
-        progress = await catch_up(engine, building, self.rebuild_batch_size, policy=policy, seconds=SLICE_SECONDS,
-                                  until=head)
+        progress = await catch_up(
+            engine, building, self.rebuild_batch_size, policy=policy, seconds=SLICE_SECONDS, until=head
+        )
         await self._record(progress)
         if progress.skipped or progress.halted:
             return True  # another consumer has it, or an operator must act on a dead letter first
@@ -171,14 +186,25 @@ class ProjectionRunner:
                 old = await drain(engine, live, self.batch_size, policy, until=head)
                 new = await drain(engine, building, self.batch_size, policy, until=old.checkpoint)
                 if new.halted or new.checkpoint < old.checkpoint:  # a live version halted at a poison event may be left
-                    log.warning("%s: version %d not switched in: it is at %d, the live one at %d%s", name,
-                                building.version, new.checkpoint, old.checkpoint, " (halted)" if new.halted else "")
+                    log.warning(
+                        "%s: version %d not switched in: it is at %d, the live one at %d%s",
+                        name,
+                        building.version,
+                        new.checkpoint,
+                        old.checkpoint,
+                        " (halted)" if new.halted else "",
+                    )
                     return
                 await building.serve()
                 if not await versions.switched(engine, name, building.version, new.checkpoint):
                     return
-        log.warning("%s: readers switched from version %d to %d at position %d", name, live.version,
-                    building.version, new.checkpoint)
+        log.warning(
+            "%s: readers switched from version %d to %d at position %d",
+            name,
+            live.version,
+            building.version,
+            new.checkpoint,
+        )
 
     async def _retire(self, name: str, version: int) -> None:
         """Drop a retiring version's storage; never set it up, or a worker late to the drop would make it again."""
@@ -210,8 +236,11 @@ class ProjectionRunner:
 async def record_run(engine, progress: Progress) -> None:
     """The last batch's size and apply time, for status and metrics (one row per projection)."""
     async with engine.begin() as conn:
-        await conn.execute(text(
-            "INSERT INTO projection_runs (projection, last_batch_size, last_batch_seconds) VALUES (:p, :n, :s) "
-            "ON CONFLICT (projection) DO UPDATE SET last_batch_size = excluded.last_batch_size, "
-            "last_batch_seconds = excluded.last_batch_seconds, updated_at = now()"),
-            {"p": progress.projection, "n": progress.last_batch_size, "s": progress.last_batch_seconds})
+        await conn.execute(
+            text(
+                "INSERT INTO projection_runs (projection, last_batch_size, last_batch_seconds) VALUES (:p, :n, :s) "
+                "ON CONFLICT (projection) DO UPDATE SET last_batch_size = excluded.last_batch_size, "
+                "last_batch_seconds = excluded.last_batch_seconds, updated_at = now()"
+            ),
+            {"p": progress.projection, "n": progress.last_batch_size, "s": progress.last_batch_seconds},
+        )

@@ -40,23 +40,33 @@ class VersionError(Exception):
 
 async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     """Role → version for one projection (``live`` is 1 until a switch says otherwise)."""
-    rows = await conn.execute(text("SELECT role, version FROM projection_versions WHERE projection = :p "
-                                   "AND role <> 'dropped'"), {"p": name})
+    rows = await conn.execute(
+        text("SELECT role, version FROM projection_versions WHERE projection = :p AND role <> 'dropped'"), {"p": name}
+    )
     return {LIVE: 1} | {role: version for role, version in rows}
 
 
 async def listing(engine: AsyncEngine, names: list[str]) -> list[Version]:
     """Every version not dropped, implicit first versions included, newest first per projection."""
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT projection, version, role, checkpoint, created_at, updated_at, switched_at "
-            "FROM projection_versions WHERE role <> 'dropped' ORDER BY projection, version DESC"))).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT projection, version, role, checkpoint, created_at, updated_at, switched_at "
+                    "FROM projection_versions WHERE role <> 'dropped' ORDER BY projection, version DESC"
+                )
+            )
+        ).all()
     found = [Version(*row) for row in rows]
     # Version 1 has a row only once a switch or a drop has touched it; until then it is live, a rebuild or not.
-    implicit = [Version(name, 1, LIVE, 0) for name in names
-                if not any(v.projection == name and (v.version == 1 or v.role == LIVE) for v in found)]
-    return sorted(found + implicit, key=lambda v: (names.index(v.projection) if v.projection in names else 99,
-                                                   -v.version))
+    implicit = [
+        Version(name, 1, LIVE, 0)
+        for name in names
+        if not any(v.projection == name and (v.version == 1 or v.role == LIVE) for v in found)
+    ]
+    return sorted(
+        found + implicit, key=lambda v: (names.index(v.projection) if v.projection in names else 99, -v.version)
+    )
 
 
 async def start_rebuild(engine: AsyncEngine, name: str) -> int:
@@ -65,11 +75,14 @@ async def start_rebuild(engine: AsyncEngine, name: str) -> int:
         current = await _locked_roles(conn, name)
         if NEXT in current:
             raise VersionError(f"{name} is already building version {current[NEXT]}; wait for its switch")
-        newest = (await conn.execute(text("SELECT max(version) FROM projection_versions WHERE projection = :p"),
-                                     {"p": name})).scalar()
+        newest = (
+            await conn.execute(text("SELECT max(version) FROM projection_versions WHERE projection = :p"), {"p": name})
+        ).scalar()
         version = (newest or 1) + 1
-        await conn.execute(text("INSERT INTO projection_versions (projection, version, role) VALUES (:p, :v, 'next')"),
-                           {"p": name, "v": version})
+        await conn.execute(
+            text("INSERT INTO projection_versions (projection, version, role) VALUES (:p, :v, 'next')"),
+            {"p": name, "v": version},
+        )
         return version
 
 
@@ -98,11 +111,14 @@ async def retire_previous(engine: AsyncEngine, name: str) -> int:
 async def record_checkpoint(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> None:
     """A built version's progress, and its rate since the last record (positions per second), kept for status."""
     async with engine.begin() as conn:
-        await conn.execute(text(
-            "UPDATE projection_versions SET build_rate = CASE WHEN :c > checkpoint AND now() > updated_at "
-            "THEN (:c - checkpoint) / extract(epoch FROM now() - updated_at) ELSE build_rate END, "
-            "checkpoint = :c, updated_at = now() WHERE projection = :p AND version = :v"),
-            {"p": name, "v": version, "c": checkpoint})
+        await conn.execute(
+            text(
+                "UPDATE projection_versions SET build_rate = CASE WHEN :c > checkpoint AND now() > updated_at "
+                "THEN (:c - checkpoint) / extract(epoch FROM now() - updated_at) ELSE build_rate END, "
+                "checkpoint = :c, updated_at = now() WHERE projection = :p AND version = :v"
+            ),
+            {"p": name, "v": version, "c": checkpoint},
+        )
 
 
 async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> bool:
@@ -116,13 +132,20 @@ async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int
             return False
         if PREVIOUS in current:
             await _set_role(conn, name, current[PREVIOUS], RETIRING)
-        await conn.execute(text(
-            "INSERT INTO projection_versions (projection, version, role, switched_at) VALUES (:p, :v, 'previous', "
-            "now()) ON CONFLICT (projection, version) DO UPDATE SET role = 'previous', updated_at = now()"),
-            {"p": name, "v": current[LIVE]})
-        await conn.execute(text("UPDATE projection_versions SET role = 'live', checkpoint = :c, switched_at = now(), "
-                                "updated_at = now() WHERE projection = :p AND version = :v"),
-                           {"p": name, "v": version, "c": checkpoint})
+        await conn.execute(
+            text(
+                "INSERT INTO projection_versions (projection, version, role, switched_at) VALUES (:p, :v, 'previous', "
+                "now()) ON CONFLICT (projection, version) DO UPDATE SET role = 'previous', updated_at = now()"
+            ),
+            {"p": name, "v": current[LIVE]},
+        )
+        await conn.execute(
+            text(
+                "UPDATE projection_versions SET role = 'live', checkpoint = :c, switched_at = now(), "
+                "updated_at = now() WHERE projection = :p AND version = :v"
+            ),
+            {"p": name, "v": version, "c": checkpoint},
+        )
         return True
 
 
@@ -138,5 +161,7 @@ async def _locked_roles(conn: AsyncConnection, name: str) -> dict[str, int]:
 
 
 async def _set_role(conn: AsyncConnection, name: str, version: int, role: str) -> None:
-    await conn.execute(text("UPDATE projection_versions SET role = :r, updated_at = now() "
-                            "WHERE projection = :p AND version = :v"), {"p": name, "v": version, "r": role})
+    await conn.execute(
+        text("UPDATE projection_versions SET role = :r, updated_at = now() WHERE projection = :p AND version = :v"),
+        {"p": name, "v": version, "r": role},
+    )

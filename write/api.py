@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from write import api_keys, commands as c
+from write import api_keys
+from write import commands as c
 from write.bus import CommandBus, Idempotency, Result
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -30,14 +31,37 @@ PRICE_PATTERN = r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
 #: ``Order.apply_discount``: above 0, at most 100, at most 2 decimal places; a decimal string too.
 PERCENT_PATTERN = r"^(100(\.00?)?|[1-9][0-9]?(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
 
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME_PATTERN,
-                            description="1 to 200 characters, not all whitespace")]
-Email = Annotated[str, Field(min_length=5, max_length=254, pattern=EMAIL_PATTERN,
-                             description="An address like name@example.com; stored trimmed and lowercased")]
-Price = Annotated[str, Field(pattern=PRICE_PATTERN, description="Unit price as a decimal string: above 0, below "
-                             "10,000,000,000, at most 2 decimal places", examples=["19.99"]), AfterValidator(Decimal)]
-Percent = Annotated[str, Field(pattern=PERCENT_PATTERN, description="Decimal string: 0 < percent <= 100, at most 2 "
-                               "decimal places", examples=["10"]), AfterValidator(Decimal)]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=NAME_PATTERN, description="1 to 200 characters, not all whitespace"),
+]
+Email = Annotated[
+    str,
+    Field(
+        min_length=5,
+        max_length=254,
+        pattern=EMAIL_PATTERN,
+        description="An address like name@example.com; stored trimmed and lowercased",
+    ),
+]
+Price = Annotated[
+    str,
+    Field(
+        pattern=PRICE_PATTERN,
+        description="Unit price as a decimal string: above 0, below 10,000,000,000, at most 2 decimal places",
+        examples=["19.99"],
+    ),
+    AfterValidator(Decimal),
+]
+Percent = Annotated[
+    str,
+    Field(
+        pattern=PERCENT_PATTERN,
+        description="Decimal string: 0 < percent <= 100, at most 2 decimal places",
+        examples=["10"],
+    ),
+    AfterValidator(Decimal),
+]
 
 router = APIRouter(tags=["commands"])
 #: Registering tenants spans them all: the application guards this router with an operator credential.
@@ -66,8 +90,11 @@ class Versioned(Body):
 class TenantIn(Body):
     id: str = Field(pattern=TENANT_PATTERN, description="The new tenant's id", examples=["acme"])
     name: Name
-    issue_key: bool = Field(True, description="Also issue the tenant's first API key (scopes commands, read, "
-                                              "analytics), shown once in the answer")
+    issue_key: bool = Field(
+        True,
+        description="Also issue the tenant's first API key (scopes commands, read, "
+        "analytics), shown once in the answer",
+    )
 
 
 class CustomerIn(Body):
@@ -120,8 +147,9 @@ class Accepted(BaseModel):
     version: int
     position: int = Field(description="Pass as min_position to any reader to read your write")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": "0b6f8f3e-4a58-4f0e-9a0e-2b1f9b7d2c11", "version": 1, "position": 1042}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": "0b6f8f3e-4a58-4f0e-9a0e-2b1f9b7d2c11", "version": 1, "position": 1042}]}
+    )
 
 
 class IssuedKey(BaseModel):
@@ -172,8 +200,9 @@ async def register_tenant(body: TenantIn, bus: Bus) -> TenantRegistered:
     answer = TenantRegistered(id=result.id, version=result.version, position=result.position)
     if body.issue_key:
         issued, plain = await api_keys.issue(bus.engine, body.id, list(api_keys.TENANT_SCOPES), "first key")
-        answer.key = IssuedKey(id=issued.id, key=plain, tenant=issued.tenant_id, scopes=list(issued.scopes),
-                               expires_at=issued.expires_at)
+        answer.key = IssuedKey(
+            id=issued.id, key=plain, tenant=issued.tenant_id, scopes=list(issued.scopes), expires_at=issued.expires_at
+        )
     return answer
 
 
@@ -183,15 +212,17 @@ async def register_customer(body: CustomerIn, tenant: Tenant, bus: Bus, request:
 
 
 @router.post("/customers/{customer_id}/email", response_model=Accepted)
-async def change_customer_email(customer_id: uuid.UUID, body: EmailIn, tenant: Tenant, bus: Bus,
-                                request: Request, key: IdemKey = None):
+async def change_customer_email(
+    customer_id: uuid.UUID, body: EmailIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     command = c.ChangeCustomerEmail(tenant, customer_id, body.email, body.expected_version)
     return await _run(bus, request, key, command)
 
 
 @router.post("/customers/{customer_id}/name", response_model=Accepted)
-async def change_customer_name(customer_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus,
-                               request: Request, key: IdemKey = None):
+async def change_customer_name(
+    customer_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     command = c.ChangeCustomerName(tenant, customer_id, body.name, body.expected_version)
     return await _run(bus, request, key, command)
 
@@ -202,14 +233,16 @@ async def add_product(body: ProductIn, tenant: Tenant, bus: Bus, request: Reques
 
 
 @router.post("/products/{product_id}/name", response_model=Accepted)
-async def rename_product(product_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus, request: Request,
-                         key: IdemKey = None):
+async def rename_product(
+    product_id: uuid.UUID, body: NameIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     return await _run(bus, request, key, c.RenameProduct(tenant, product_id, body.name, body.expected_version))
 
 
 @router.post("/products/{product_id}/price", response_model=Accepted)
-async def change_product_price(product_id: uuid.UUID, body: PriceIn, tenant: Tenant, bus: Bus,
-                               request: Request, key: IdemKey = None):
+async def change_product_price(
+    product_id: uuid.UUID, body: PriceIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     command = c.ChangeProductPrice(tenant, product_id, body.price, body.expected_version)
     return await _run(bus, request, key, command)
 
@@ -221,25 +254,29 @@ async def place_order(body: OrderIn, tenant: Tenant, bus: Bus, request: Request,
 
 
 @router.post("/orders/{order_id}/confirm", response_model=Accepted)
-async def confirm_order(order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request,
-                        key: IdemKey = None):
+async def confirm_order(
+    order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     return await _run(bus, request, key, c.ConfirmOrder(tenant, order_id, body.expected_version))
 
 
 @router.post("/orders/{order_id}/ship", response_model=Accepted)
-async def ship_order(order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request,
-                     key: IdemKey = None):
+async def ship_order(
+    order_id: uuid.UUID, body: Versioned, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     return await _run(bus, request, key, c.ShipOrder(tenant, order_id, body.expected_version))
 
 
 @router.post("/orders/{order_id}/cancel", response_model=Accepted)
-async def cancel_order(order_id: uuid.UUID, body: CancelIn, tenant: Tenant, bus: Bus, request: Request,
-                       key: IdemKey = None):
+async def cancel_order(
+    order_id: uuid.UUID, body: CancelIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     return await _run(bus, request, key, c.CancelOrder(tenant, order_id, body.expected_version, body.reason))
 
 
 @router.post("/orders/{order_id}/discount", response_model=Accepted)
-async def apply_discount(order_id: uuid.UUID, body: DiscountIn, tenant: Tenant, bus: Bus, request: Request,
-                         key: IdemKey = None):
+async def apply_discount(
+    order_id: uuid.UUID, body: DiscountIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
+):
     command = c.ApplyDiscount(tenant, order_id, body.expected_version, body.percent, body.authorised_by)
     return await _run(bus, request, key, command)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,8 +52,9 @@ def checked_scopes(tenant_id: str | None, scopes: list[str]) -> tuple[str, ...]:
     """Known scopes, operator alone and without a tenant, every other scope with one."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
-        raise InvalidCommand(f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}",
-                             "scopes")
+        raise InvalidCommand(
+            f"scopes must be some of {', '.join(SCOPES)}; got {', '.join(unknown) or 'none'}", "scopes"
+        )
     if OPERATOR in scopes and (tenant_id is not None or len(set(scopes)) > 1):
         raise InvalidCommand("an operator key has the scope operator alone and no tenant", "scopes")
     if OPERATOR not in scopes and tenant_id is None:
@@ -61,20 +62,34 @@ def checked_scopes(tenant_id: str | None, scopes: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(scopes), key=SCOPES.index))
 
 
-async def issue(engine: AsyncEngine, tenant_id: str | None, scopes: list[str], name: str = "",
-                expires_in: timedelta | None = None) -> tuple[ApiKey, str]:
+async def issue(
+    engine: AsyncEngine, tenant_id: str | None, scopes: list[str], name: str = "", expires_in: timedelta | None = None
+) -> tuple[ApiKey, str]:
     """A new key and its plain text, which is shown once and never stored."""
     allowed = checked_scopes(tenant_id, scopes)
     key_id = secrets.token_hex(6)
     plain = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    expires_at = datetime.now(timezone.utc) + expires_in if expires_in else None
+    expires_at = datetime.now(UTC) + expires_in if expires_in else None
     async with engine.begin() as conn:
-        if tenant_id is not None and (await conn.execute(
-                select(tenants.c.id).where(tenants.c.id == tenant_id))).first() is None:
+        if (
+            tenant_id is not None
+            and (await conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id))).first() is None
+        ):
             raise NotFound(f"tenant {tenant_id!r} is not registered", "tenant")
-        row = (await conn.execute(insert(api_keys).values(
-            id=key_id, secret_hash=digest(plain), tenant_id=tenant_id, scopes=list(allowed), name=name,
-            expires_at=expires_at).returning(*api_keys.c))).one()
+        row = (
+            await conn.execute(
+                insert(api_keys)
+                .values(
+                    id=key_id,
+                    secret_hash=digest(plain),
+                    tenant_id=tenant_id,
+                    scopes=list(allowed),
+                    name=name,
+                    expires_at=expires_at,
+                )
+                .returning(*api_keys.c)
+            )
+        ).one()
     return _key(row), plain
 
 
@@ -95,8 +110,14 @@ async def listing(engine: AsyncEngine, tenant_id: str | None = None) -> list[Api
 
 async def revoke(engine: AsyncEngine, key_id: str) -> ApiKey:
     async with engine.begin() as conn:
-        row = (await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(
-            revoked_at=datetime.now(timezone.utc)).returning(*api_keys.c))).first()
+        row = (
+            await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(revoked_at=datetime.now(UTC))
+                .returning(*api_keys.c)
+            )
+        ).first()
     if row is None:
         raise NotFound(f"no API key with id {key_id!r}", "id")
     return _key(row)

@@ -16,7 +16,6 @@ from write.event_log import EventLog, committed_position
 from write.handlers import EMAIL_KEY, HANDLERS, email_taken
 from write.schema import events, idempotency_keys
 
-
 IDEMPOTENCY_KEY = "idempotency_keys_pkey"
 
 
@@ -74,9 +73,15 @@ class CommandBus:
             async with conn.begin():
                 if idempotency is not None:
                     # Claimed first, so that a racing duplicate waits here, before doing the command's work.
-                    await conn.execute(insert(idempotency_keys), {
-                        "tenant_id": command.tenant_id, "key": idempotency.key,
-                        "request_hash": idempotency.request_hash, "response": {}})
+                    await conn.execute(
+                        insert(idempotency_keys),
+                        {
+                            "tenant_id": command.tenant_id,
+                            "key": idempotency.key,
+                            "request_hash": idempotency.request_hash,
+                            "response": {},
+                        },
+                    )
                 ident, version, new_events = await HANDLERS[type(command)](conn, command)
                 if idempotency is not None:
                     # The position is not known before COMMIT: it is found later from the last event's id.
@@ -93,21 +98,30 @@ class CommandBus:
             return None
         if row.request_hash != idempotency.request_hash:
             raise IdempotencyMismatch(
-                f"Idempotency-Key {idempotency.key!r} was already used with a different request", "Idempotency-Key")
+                f"Idempotency-Key {idempotency.key!r} was already used with a different request", "Idempotency-Key"
+            )
         answer = row.response
         return Result(answer["id"], answer["version"], answer.get("position", row.position))
 
     @staticmethod
     async def _remember(conn: AsyncConnection, tenant_id: str, idempotency: Idempotency, answer: dict) -> None:
-        await conn.execute(update(idempotency_keys).where(
-            idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == idempotency.key,
-        ).values(response=answer))
+        await conn.execute(
+            update(idempotency_keys)
+            .where(
+                idempotency_keys.c.tenant_id == tenant_id,
+                idempotency_keys.c.key == idempotency.key,
+            )
+            .values(response=answer)
+        )
 
 
 #: A remembered answer with the position of its last event (answers stored whole, with a position, still read).
 _REMEMBERED = (
     select(idempotency_keys.c.request_hash, idempotency_keys.c.response, events.c.position)
-    .select_from(idempotency_keys.outerjoin(
-        events, events.c.event_id == idempotency_keys.c.response["event_id"].astext.cast(UUID(as_uuid=True))))
+    .select_from(
+        idempotency_keys.outerjoin(
+            events, events.c.event_id == idempotency_keys.c.response["event_id"].astext.cast(UUID(as_uuid=True))
+        )
+    )
     .where(idempotency_keys.c.tenant_id == bindparam("tenant_id"), idempotency_keys.c.key == bindparam("key"))
 )

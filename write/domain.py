@@ -27,7 +27,9 @@ def money(value: Decimal | str | int) -> Decimal:
 
 def check_version(kind: str, ident: object, current: int, expected: int) -> None:
     if current != expected:
-        raise VersionConflict(f"{kind} {ident} is at version {current}, not the expected {expected}", "expected_version")
+        raise VersionConflict(
+            f"{kind} {ident} is at version {current}, not the expected {expected}", "expected_version"
+        )
 
 
 def check_name(value: str, field: str = "name") -> str:
@@ -57,7 +59,7 @@ def check_price(value: Decimal) -> Decimal:
     return money(value)
 
 
-def check_total(order: "Order") -> None:
+def check_total(order: Order) -> None:
     if order.subtotal >= MONEY_LIMIT:
         raise InvalidCommand("the order's total must be below 10,000,000,000", "items")
 

@@ -23,7 +23,6 @@ from dataclasses import fields
 from typing import Any, Final
 
 import orjson
-
 from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,9 +64,17 @@ async def committed_position(conn: AsyncConnection, event_id: uuid.UUID) -> int:
 
 
 #: Each column of the new events as one array parameter, with its element type.
-_ARRAYS = {"event_id": "uuid", "tenant_id": "text", "aggregate_type": "text", "aggregate_id": "uuid",
-           "aggregate_version": "int", "type": "text", "schema_version": "smallint", "payload": "text",
-           "correlation_id": "uuid"}
+_ARRAYS = {
+    "event_id": "uuid",
+    "tenant_id": "text",
+    "aggregate_type": "text",
+    "aggregate_id": "uuid",
+    "aggregate_version": "int",
+    "type": "text",
+    "schema_version": "smallint",
+    "payload": "text",
+    "correlation_id": "uuid",
+}
 _UNNEST = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ARRAYS.items())
 _COLUMNS = ", ".join(_ARRAYS)
 _SELECTED = ", ".join("e.payload::jsonb" if name == "payload" else f"e.{name}" for name in _ARRAYS)
@@ -75,8 +82,10 @@ _SELECTED = ", ".join("e.payload::jsonb" if name == "payload" else f"e.{name}" f
 
 def _insert(table: str) -> TextClause:
     """The new events into ``table``, in their order (the order their rows, and so their triggers, come in)."""
-    return text(f"INSERT INTO {table} ({_COLUMNS}) SELECT {_SELECTED} "
-                f"FROM unnest({_UNNEST}) WITH ORDINALITY AS e({_COLUMNS}, n) ORDER BY e.n")
+    return text(
+        f"INSERT INTO {table} ({_COLUMNS}) SELECT {_SELECTED} "
+        f"FROM unnest({_UNNEST}) WITH ORDINALITY AS e({_COLUMNS}, n) ORDER BY e.n"
+    )
 
 
 #: Stages a command's events (the bench's floor sends it too).
@@ -109,8 +118,9 @@ def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> d
 _FIELDS = [events.c[f.name] for f in fields(StoredEvent)]
 
 
-async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int | None = None,
-                     upcasting: bool = True) -> list[StoredEvent]:
+async def read_after(
+    conn: AsyncConnection, position: int, limit: int, upto: int | None = None, upcasting: bool = True
+) -> list[StoredEvent]:
     """Events after ``position`` (and at most ``upto``), in log order, upcast unless told otherwise."""
     query = select(*_FIELDS).where(events.c.position > position).order_by(events.c.position).limit(limit)
     if upto is not None:
@@ -120,8 +130,9 @@ async def read_after(conn: AsyncConnection, position: int, limit: int, upto: int
     return [upcast(event) for event in stored] if upcasting else stored
 
 
-async def read_slice(conn: AsyncConnection, position: int, limit: int, types: frozenset[str]
-                     ) -> tuple[list[StoredEvent], int]:
+async def read_slice(
+    conn: AsyncConnection, position: int, limit: int, types: frozenset[str]
+) -> tuple[list[StoredEvent], int]:
     """The next slice of the log after ``position`` for a consumer of ``types``: its events of those types (at most
     ``limit``, not upcast) and the position the slice ends at, past the events of other types.
 
@@ -130,8 +141,12 @@ async def read_slice(conn: AsyncConnection, position: int, limit: int, types: fr
     head once seen is committed and visible to the later read.
     """
     head_seen = await head(conn)
-    query = (select(*_FIELDS).where(events.c.position > position, events.c.type.in_(sorted(types)))
-             .order_by(events.c.position).limit(limit))
+    query = (
+        select(*_FIELDS)
+        .where(events.c.position > position, events.c.type.in_(sorted(types)))
+        .order_by(events.c.position)
+        .limit(limit)
+    )
     found = [StoredEvent(*row) for row in await conn.execute(query)]
     if len(found) == limit:
         return found, found[-1].position

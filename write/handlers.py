@@ -48,8 +48,13 @@ def email_taken(email: str) -> DuplicateValue:
 
 async def register_customer(conn: AsyncConnection, cmd: c.RegisterCustomer) -> Outcome:
     await repository.require_tenant(conn, cmd.tenant_id)
-    values = {"id": uuid.uuid4(), "tenant_id": cmd.tenant_id, "name": domain.check_name(cmd.name),
-              "email": domain.check_email(cmd.email), "version": 1}
+    values = {
+        "id": uuid.uuid4(),
+        "tenant_id": cmd.tenant_id,
+        "name": domain.check_name(cmd.name),
+        "email": domain.check_email(cmd.email),
+        "version": 1,
+    }
     statement = pg_insert(customers).values(values).on_conflict_do_nothing(constraint=EMAIL_KEY)
     row = (await conn.execute(statement.returning(*customers.c))).first()
     if row is None:
@@ -78,8 +83,14 @@ async def change_customer_name(conn: AsyncConnection, cmd: c.ChangeCustomerName)
 
 async def add_product(conn: AsyncConnection, cmd: c.AddProduct) -> Outcome:
     await repository.require_tenant(conn, cmd.tenant_id)
-    values = {"id": uuid.uuid4(), "tenant_id": cmd.tenant_id, "name": domain.check_name(cmd.name),
-              "price": domain.check_price(cmd.price), "sku": cmd.sku, "version": 1}
+    values = {
+        "id": uuid.uuid4(),
+        "tenant_id": cmd.tenant_id,
+        "name": domain.check_name(cmd.name),
+        "price": domain.check_price(cmd.price),
+        "sku": cmd.sku,
+        "version": 1,
+    }
     row = (await conn.execute(insert(products).values(values).returning(*products.c))).one()
     return row.id, 1, [e.NewEvent(e.PRODUCT, row.id, 1, e.PRODUCT_ADDED, snapshots.product(row))]
 
@@ -120,8 +131,9 @@ def _order_event(o: Order, buyer: Any, event_type: str, **extra: Any) -> e.NewEv
     return e.NewEvent(e.ORDER, o.id, o.version, event_type, {"order": snapshots.order(o, buyer), **extra})
 
 
-async def _change_order(conn: AsyncConnection, cmd: c.OrderCommand, decide: Callable[[Order], Order],
-                        event_type: str, **extra: Any) -> Outcome:
+async def _change_order(
+    conn: AsyncConnection, cmd: c.OrderCommand, decide: Callable[[Order], Order], event_type: str, **extra: Any
+) -> Outcome:
     current, _ = await repository.order(conn, cmd.tenant_id, cmd.order_id)
     domain.check_version("order", cmd.order_id, current.version, cmd.expected_version)
     changed = decide(current)
@@ -139,13 +151,18 @@ async def ship_order(conn: AsyncConnection, cmd: c.ShipOrder) -> Outcome:
 
 
 async def cancel_order(conn: AsyncConnection, cmd: c.CancelOrder) -> Outcome:
-    return await _change_order(conn, cmd, lambda o: o.cancel(cmd.reason, _now()), e.ORDER_CANCELLED,
-                               reason=cmd.reason)
+    return await _change_order(conn, cmd, lambda o: o.cancel(cmd.reason, _now()), e.ORDER_CANCELLED, reason=cmd.reason)
 
 
 async def apply_discount(conn: AsyncConnection, cmd: c.ApplyDiscount) -> Outcome:
-    return await _change_order(conn, cmd, lambda o: o.apply_discount(cmd.percent, cmd.authorised_by),
-                               e.DISCOUNT_APPLIED, percent=str(cmd.percent), authorised_by=cmd.authorised_by)
+    return await _change_order(
+        conn,
+        cmd,
+        lambda o: o.apply_discount(cmd.percent, cmd.authorised_by),
+        e.DISCOUNT_APPLIED,
+        percent=str(cmd.percent),
+        authorised_by=cmd.authorised_by,
+    )
 
 
 #: Each command type has exactly one handler.

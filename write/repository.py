@@ -37,7 +37,8 @@ async def customer(conn: AsyncConnection, tenant_id: str, customer_id: uuid.UUID
 
 
 _CUSTOMER = {
-    lock: select(customers).where(customers.c.id == bindparam("id"), customers.c.tenant_id == bindparam("tenant_id"))
+    lock: select(customers)
+    .where(customers.c.id == bindparam("id"), customers.c.tenant_id == bindparam("tenant_id"))
     .with_for_update(read=lock == "share")
     for lock in ("share", "update")
 }
@@ -64,9 +65,12 @@ async def products_for_share(conn: AsyncConnection, tenant_id: str, ids: Iterabl
 #: One statement whatever the number of products, so the driver prepares it once.
 _PRODUCTS_FOR_SHARE = (
     select(products)
-    .where(products.c.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
-           products.c.tenant_id == bindparam("tenant_id"))
-    .order_by(products.c.id).with_for_update(read=True)
+    .where(
+        products.c.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))),
+        products.c.tenant_id == bindparam("tenant_id"),
+    )
+    .order_by(products.c.id)
+    .with_for_update(read=True)
 )
 
 
@@ -76,8 +80,11 @@ async def order(conn: AsyncConnection, tenant_id: str, order_id: uuid.UUID) -> t
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"order {order_id} does not exist in tenant {tenant_id!r}", "order_id")
-    items = (await conn.execute(select(order_items).where(order_items.c.order_id == order_id)
-                                .order_by(order_items.c.line_no))).all()
+    items = (
+        await conn.execute(
+            select(order_items).where(order_items.c.order_id == order_id).order_by(order_items.c.line_no)
+        )
+    ).all()
     names = await products_for_share(conn, tenant_id, [item.product_id for item in items])
     lines = tuple(Line(i.line_no, i.product_id, names[i.product_id].name, i.quantity, i.unit_price) for i in items)
     return _order(row, lines), names
@@ -85,16 +92,38 @@ async def order(conn: AsyncConnection, tenant_id: str, order_id: uuid.UUID) -> t
 
 def _order(row: Any, lines: tuple[Line, ...]) -> Order:
     return Order(
-        id=row.id, tenant_id=row.tenant_id, customer_id=row.customer_id, status=row.status, lines=lines,
-        placed_at=row.placed_at, version=row.version, discount_percent=row.discount_percent,
-        discount_authorised_by=row.discount_authorised_by, note=row.note, cancel_reason=row.cancel_reason,
-        confirmed_at=row.confirmed_at, shipped_at=row.shipped_at, cancelled_at=row.cancelled_at,
+        id=row.id,
+        tenant_id=row.tenant_id,
+        customer_id=row.customer_id,
+        status=row.status,
+        lines=lines,
+        placed_at=row.placed_at,
+        version=row.version,
+        discount_percent=row.discount_percent,
+        discount_authorised_by=row.discount_authorised_by,
+        note=row.note,
+        cancel_reason=row.cancel_reason,
+        confirmed_at=row.confirmed_at,
+        shipped_at=row.shipped_at,
+        cancelled_at=row.cancelled_at,
     )
 
 
 #: The columns an order's decisions change, each named as the ``Order`` attribute that holds it.
-_ORDER_STATE = ("status", "subtotal", "discount_percent", "discount", "total", "discount_authorised_by", "note",
-                "cancel_reason", "confirmed_at", "shipped_at", "cancelled_at", "version")
+_ORDER_STATE = (
+    "status",
+    "subtotal",
+    "discount_percent",
+    "discount",
+    "total",
+    "discount_authorised_by",
+    "note",
+    "cancel_reason",
+    "confirmed_at",
+    "shipped_at",
+    "cancelled_at",
+    "version",
+)
 #: The columns an order is placed with.
 _ORDER_COLUMNS = ("id", "tenant_id", "customer_id", "placed_at", *_ORDER_STATE)
 
@@ -106,8 +135,12 @@ def _order_values(o: Order, columns: tuple[str, ...] = _ORDER_STATE) -> dict[str
 async def add_order(conn: AsyncConnection, o: Order) -> None:
     """The order and its lines in one statement (one round trip)."""
     values = _order_values(o, _ORDER_COLUMNS)
-    lines = {"line_no": [ln.line_no for ln in o.lines], "product_id": [ln.product_id for ln in o.lines],
-             "quantity": [ln.quantity for ln in o.lines], "unit_price": [ln.unit_price for ln in o.lines]}
+    lines = {
+        "line_no": [ln.line_no for ln in o.lines],
+        "product_id": [ln.product_id for ln in o.lines],
+        "quantity": [ln.quantity for ln in o.lines],
+        "unit_price": [ln.unit_price for ln in o.lines],
+    }
     await conn.execute(ADD_ORDER, values | lines)
 
 
@@ -117,9 +150,9 @@ ADD_ORDER = text(
     f"WITH placed AS (INSERT INTO orders ({', '.join(_ORDER_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in _ORDER_COLUMNS)})) "
     f"INSERT INTO order_items (order_id, {', '.join(_LINE_ARRAYS)}) "
-    f"SELECT CAST(:id AS uuid), * FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _LINE_ARRAYS.items())})")
+    f"SELECT CAST(:id AS uuid), * FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _LINE_ARRAYS.items())})"
+)
 
 
 async def save_order(conn: AsyncConnection, o: Order) -> None:
     await conn.execute(update(orders).where(orders.c.id == o.id).values(**_order_values(o), updated_at=func.now()))
-

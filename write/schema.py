@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, ForeignKey, Identity, Index, Integer, MetaData, Numeric, PrimaryKeyConstraint,
-    SmallInteger, String, Table, Text, UniqueConstraint, func,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 
@@ -20,7 +34,8 @@ def _stamps() -> list[Column]:
 
 
 tenants = Table(
-    "tenants", metadata,
+    "tenants",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("name", Text, nullable=False),
     Column("version", Integer, nullable=False),
@@ -28,7 +43,8 @@ tenants = Table(
 )
 
 customers = Table(
-    "customers", metadata,
+    "customers",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
     Column("name", Text, nullable=False),
@@ -39,7 +55,8 @@ customers = Table(
 )
 
 products = Table(
-    "products", metadata,
+    "products",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
     Column("sku", Text),
@@ -51,7 +68,8 @@ products = Table(
 )
 
 orders = Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
     Column("customer_id", UUID(as_uuid=True), ForeignKey("customers.id"), nullable=False),
@@ -73,7 +91,8 @@ orders = Table(
 )
 
 order_items = Table(
-    "order_items", metadata,
+    "order_items",
+    metadata,
     Column("order_id", UUID(as_uuid=True), ForeignKey("orders.id"), nullable=False),
     Column("line_no", SmallInteger, nullable=False),
     Column("product_id", UUID(as_uuid=True), ForeignKey("products.id"), nullable=False),
@@ -84,7 +103,8 @@ order_items = Table(
 )
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("position", BigInteger, Identity(always=True), primary_key=True),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("tenant_id", String(64), nullable=False),
@@ -101,7 +121,8 @@ events = Table(
 )
 
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("tenant_id", String(64), nullable=False),
     Column("key", String(200), nullable=False),
     Column("request_hash", String(64), nullable=False),
@@ -111,7 +132,8 @@ idempotency_keys = Table(
 )
 
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", Text, primary_key=True),
     Column("secret_hash", BYTEA, nullable=False, unique=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id")),

@@ -18,8 +18,14 @@ def order(o: Order, customer: Any) -> dict[str, Any]:
         "customer": {"id": str(customer.id), "name": customer.name, "email": customer.email},
         "status": o.status,
         "items": [
-            {"line_no": ln.line_no, "product_id": str(ln.product_id), "product_name": ln.product_name,
-             "quantity": ln.quantity, "unit_price": str(ln.unit_price), "line_total": str(ln.line_total)}
+            {
+                "line_no": ln.line_no,
+                "product_id": str(ln.product_id),
+                "product_name": ln.product_name,
+                "quantity": ln.quantity,
+                "unit_price": str(ln.unit_price),
+                "line_total": str(ln.line_total),
+            }
             for ln in o.lines
         ],
         "subtotal": str(o.subtotal),

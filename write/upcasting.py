@@ -42,15 +42,42 @@ def upcast(event: StoredEvent) -> StoredEvent:
 def _order_snapshot_v0(payload: Payload) -> Payload:
     """Version 0 order events were flat: customer fields beside the order and ``lines`` without names' ids."""
     customer = {"id": payload["customer_id"], "name": payload["customer_name"], "email": payload["customer_email"]}
-    items = [{"line_no": n, "product_id": line["product_id"], "product_name": line["product_name"],
-              "quantity": line["quantity"], "unit_price": line["unit_price"],
-              "line_total": line.get("line_total") or _times(line["unit_price"], line["quantity"])}
-             for n, line in enumerate(payload["lines"], start=1)]
-    order = {key: payload.get(key) for key in (
-        "order_id", "status", "subtotal", "discount_percent", "discount", "total", "discount_authorised_by", "note",
-        "cancel_reason", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version")}
-    order.update(customer=customer, items=items, discount_percent=payload.get("discount_percent") or "0.00",
-                 discount=payload.get("discount") or "0.00")
+    items = [
+        {
+            "line_no": n,
+            "product_id": line["product_id"],
+            "product_name": line["product_name"],
+            "quantity": line["quantity"],
+            "unit_price": line["unit_price"],
+            "line_total": line.get("line_total") or _times(line["unit_price"], line["quantity"]),
+        }
+        for n, line in enumerate(payload["lines"], start=1)
+    ]
+    order = {
+        key: payload.get(key)
+        for key in (
+            "order_id",
+            "status",
+            "subtotal",
+            "discount_percent",
+            "discount",
+            "total",
+            "discount_authorised_by",
+            "note",
+            "cancel_reason",
+            "placed_at",
+            "confirmed_at",
+            "shipped_at",
+            "cancelled_at",
+            "version",
+        )
+    }
+    order.update(
+        customer=customer,
+        items=items,
+        discount_percent=payload.get("discount_percent") or "0.00",
+        discount=payload.get("discount") or "0.00",
+    )
     return {"order": order}
 
 

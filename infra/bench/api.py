@@ -17,9 +17,10 @@ from infra.bench.floor import Floor
 from infra.bench.locks import AppendLockSampler
 from infra.bench.readers import TYPO, StoreReads, pairs, side_by_side
 from infra.bootstrap import asyncpg_dsn
-from infra.settings import Settings
 from infra.processes.supervisor import serving
+from infra.settings import Settings
 from projections.registry import PROJECTIONS
+
 
 class Workload:
     """Requests built from the seeded ids."""
@@ -31,8 +32,10 @@ class Workload:
 
     async def place_order(self, session: aiohttp.ClientSession) -> dict:
         products = self.rng.sample(self.seeded["products"][self.tenant], 3)
-        body = {"customer_id": self.rng.choice(self.seeded["customers"][self.tenant]),
-                "items": [{"product_id": p, "quantity": self.rng.randint(1, 4)} for p in products]}
+        body = {
+            "customer_id": self.rng.choice(self.seeded["customers"][self.tenant]),
+            "items": [{"product_id": p, "quantity": self.rng.randint(1, 4)} for p in products],
+        }
         return await load.call(session, "POST", f"{self.base}/orders", json=body, headers=self.headers)
 
     async def order_detail(self, session: aiohttp.ClientSession) -> dict:
@@ -47,12 +50,18 @@ class Workload:
         return await load.call(session, "GET", f"{self.base}/customers/{customer}/dashboard", headers=self.headers)
 
     async def analytics(self, session: aiohttp.ClientSession) -> dict:
-        return await load.call(session, "GET", f"{self.base}/analytics/top-products",
-                               params={"by": "revenue", "limit": 10}, headers=self.headers)
+        return await load.call(
+            session,
+            "GET",
+            f"{self.base}/analytics/top-products",
+            params={"by": "revenue", "limit": 10},
+            headers=self.headers,
+        )
 
     async def revenue(self, session: aiohttp.ClientSession) -> dict:
-        return await load.call(session, "GET", f"{self.base}/analytics/revenue", params={"granularity": "day"},
-                               headers=self.headers)
+        return await load.call(
+            session, "GET", f"{self.base}/analytics/revenue", params={"granularity": "day"}, headers=self.headers
+        )
 
 
 async def lag_zero(session: aiohttp.ClientSession, base: str, timeout: float) -> float | None:
@@ -70,8 +79,9 @@ async def lag_zero(session: aiohttp.ClientSession, base: str, timeout: float) ->
     return None
 
 
-async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, log=print, profile=None,
-                          analytics_store: dict | None = None) -> dict:
+async def http_benchmarks(
+    settings: Settings, plan, seeded: dict, folder: Path, log=print, profile=None, analytics_store: dict | None = None
+) -> dict:
     """``analytics_store``: the analytics readers' store reads, measured before when this process cannot make them."""
     base = f"http://{settings.api_host}:{settings.api_port}"
     work = Workload(base, seeded, random.Random(11))
@@ -80,16 +90,20 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
     async with serving(settings, folder / "serve.log") as child:
         # Idle connections go before uvicorn's 5 s keep-alive closes them under a request.
         connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=3)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60),
-                                         headers={"Authorization": f"Bearer {key}"}) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=60), headers={"Authorization": f"Bearer {key}"}
+        ) as session:
             result["catch_up_before_s"] = await lag_zero(session, base, 300)
             reads = StoreReads(settings, seeded, work.tenant, random.Random(12))
             await reads.open(plan.analytics_clients)
             try:
                 result["readers"] = await side_by_side(
-                    session, pairs(work, reads, plan.reader_clients, plan.analytics_clients, analytics_store),
+                    session,
+                    pairs(work, reads, plan.reader_clients, plan.analytics_clients, analytics_store),
                     plan.reader_seconds,
-                    log, reads)
+                    log,
+                    reads,
+                )
             finally:
                 await reads.close()
             result["write_path"] = []
@@ -97,30 +111,33 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
             await floor.prepare()
             try:
                 for clients in plan.write_clients:
-                    log(f"  write path: PlaceOrder's statements on raw asyncpg, then over HTTP, {clients} clients, "
-                        f"{plan.write_seconds:.0f}s each")
+                    log(
+                        f"  write path: PlaceOrder's statements on raw asyncpg, then over HTTP, {clients} clients, "
+                        f"{plan.write_seconds:.0f}s each"
+                    )
                     floor_run = await floor.closed_loop(clients, plan.write_seconds, random.Random(clients))
                     sampler = AppendLockSampler(asyncpg_dsn(settings.write_database_url))
                     sampling = asyncio.create_task(sampler.run())
-                    with (profile(child.pid, f"write-{clients}") if profile else nullcontext()):
+                    with profile(child.pid, f"write-{clients}") if profile else nullcontext():
                         run = await load.closed_loop(session, work.place_order, clients, plan.write_seconds)
                     sampler.stop()
                     await sampling
-                    result["write_path"].append({"clients": clients, **run, "floor": floor_run,
-                                                 "append_lock": sampler.shares()})
+                    result["write_path"].append(
+                        {"clients": clients, **run, "floor": floor_run, "append_lock": sampler.shares()}
+                    )
                     await lag_zero(session, base, 120)
             finally:
                 await floor.drop()
             result["visibility"] = []
             for rate in plan.loads:
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
-                with (profile(child.pid, f"live-{rate}") if profile else nullcontext()):
+                with profile(child.pid, f"live-{rate}") if profile else nullcontext():
                     result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
-            log(f"  rebuilding all four in prism serve, {REBUILD_RATE} orders/s offered for "
-                f"{plan.rebuild_seconds:.0f}s")
-            with (profile(child.pid, "rebuild") if profile else nullcontext()):
-                result["during_rebuild"] = await _during_rebuild(session, base, work, settings,
-                                                                 plan.rebuild_seconds)
+            log(
+                f"  rebuilding all four in prism serve, {REBUILD_RATE} orders/s offered for {plan.rebuild_seconds:.0f}s"
+            )
+            with profile(child.pid, "rebuild") if profile else nullcontext():
+                result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
     return result
 
 
@@ -128,8 +145,9 @@ async def http_benchmarks(settings: Settings, plan, seeded: dict, folder: Path, 
 REBUILD_RATE = 100
 
 
-async def _during_rebuild(session: aiohttp.ClientSession, base: str, work: Workload, settings: Settings,
-                          seconds: float) -> dict:
+async def _during_rebuild(
+    session: aiohttp.ClientSession, base: str, work: Workload, settings: Settings, seconds: float
+) -> dict:
     """All four rebuilt by ``prism serve``'s workers while writes arrive: the live versions' commit-to-visible,
     and how far each rebuild got (its rate over the window, and the time the whole log would take at it).
 
@@ -150,16 +168,24 @@ async def _during_rebuild(session: aiohttp.ClientSession, base: str, work: Workl
         switched = name not in last
         passed = (head if switched else last[name][0]) - checkpoint
         rate = passed / wall
-        builds[name] = {"passed": passed, "events_per_s": round(rate), "head": head, "switched": switched,
-                        "whole_log_s": round(head / rate) if rate else None}
+        builds[name] = {
+            "passed": passed,
+            "events_per_s": round(rate),
+            "head": head,
+            "switched": switched,
+            "whole_log_s": round(head / rate) if rate else None,
+        }
     return {**run, "rebuilds": builds, "seconds": round(wall, 1)}
 
 
 async def _building(session: aiohttp.ClientSession, base: str, headers: dict) -> dict[str, tuple[int, int]]:
     """Per projection, the checkpoint of the version being built and the head."""
     rows = await load.call(session, "GET", f"{base}/projections", headers=headers)
-    return {row["projection"].split("@", 1)[0]: (row["checkpoint"], row["head"]) for row in rows
-            if row["state"] == "rebuilding"}
+    return {
+        row["projection"].split("@", 1)[0]: (row["checkpoint"], row["head"])
+        for row in rows
+        if row["state"] == "rebuilding"
+    }
 
 
 async def _head(session: aiohttp.ClientSession, base: str, headers: dict) -> int:
@@ -191,8 +217,14 @@ async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload,
     probe.stop()
     await probing
     latencies = [s.answered - s.scheduled for s in run.sent]
-    return {"offered_per_s": rate, "achieved_per_s": round(len(run.sent) / sent_for, 1),
-            "errors": len(run.errors) + run.unanswered, "unanswered": run.unanswered,
-            "command": load.summary(latencies, sent_for, len(run.errors)), "drain_after_s": drained,
-            "probe_interval_ms": probe.interval_ms(), "stores": load.visibility(run, probe, list(PROJECTIONS)),
-            "cpu_percent": cpu.shares()}
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": round(len(run.sent) / sent_for, 1),
+        "errors": len(run.errors) + run.unanswered,
+        "unanswered": run.unanswered,
+        "command": load.summary(latencies, sent_for, len(run.errors)),
+        "drain_after_s": drained,
+        "probe_interval_ms": probe.interval_ms(),
+        "stores": load.visibility(run, probe, list(PROJECTIONS)),
+        "cpu_percent": cpu.shares(),
+    }

@@ -29,11 +29,11 @@ def _cpu_seconds() -> dict[int, tuple[str, float]]:
 def _name(args: list[str], stat: str) -> str:
     """``prism api``, ``prism worker order_search``, ``postgres``, ``java`` (Elasticsearch), …"""
     if "infra.cli" in args:
-        role = args[args.index("infra.cli") + 1:]
+        role = args[args.index("infra.cli") + 1 :]
         return "prism " + " ".join(a for a in role if not a.startswith(("-", "/")) and not a.isdigit())
     if any(a.endswith("/prism") for a in args[:2]):
         return "prism " + " ".join(args[2:3])
-    return stat[stat.index("(") + 1:stat.rindex(")")]
+    return stat[stat.index("(") + 1 : stat.rindex(")")]
 
 
 class CpuMeter:

@@ -24,12 +24,13 @@ import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from infra import sandbox
-from infra.bootstrap import asyncpg_dsn
 from infra.bench.load import summary
+from infra.bootstrap import asyncpg_dsn
 from infra.settings import Settings
 from write import event_log, repository
 from write import events as e
 from write.migrate import upgrade
+
 
 def _positional(statement) -> tuple[str, list[str]]:
     """A write-side statement in asyncpg's ``$n`` form, and the names of its parameters in order."""
@@ -57,11 +58,13 @@ class Floor:
             for table in ("tenants", "customers", "products"):
                 column = "id" if table == "tenants" else "tenant_id"
                 rows = await source.fetch(f"SELECT * FROM {table} WHERE {column} = $1", self.tenant)
-                await scratch.copy_records_to_table(table, records=[tuple(r.values()) for r in rows],
-                                                    columns=list(rows[0].keys()))
+                await scratch.copy_records_to_table(
+                    table, records=[tuple(r.values()) for r in rows], columns=list(rows[0].keys())
+                )
             self.customers = await scratch.fetch("SELECT id FROM customers WHERE tenant_id = $1", self.tenant)
-            self.products = [r["id"] for r in await scratch.fetch("SELECT id FROM products WHERE tenant_id = $1",
-                                                                  self.tenant)]
+            self.products = [
+                r["id"] for r in await scratch.fetch("SELECT id FROM products WHERE tenant_id = $1", self.tenant)
+            ]
         finally:
             await source.close()
             await scratch.close()
@@ -96,28 +99,65 @@ class Floor:
         wanted = rng.sample(self.products, 3)
         quantities = {pid: rng.randint(1, 4) for pid in wanted}
         async with conn.transaction():
-            buyer = await conn.fetchrow("SELECT * FROM customers WHERE id = $1 AND tenant_id = $2 FOR SHARE",
-                                        customer_id, self.tenant)
-            goods = await conn.fetch("SELECT * FROM products WHERE id = ANY($1::uuid[]) AND tenant_id = $2 "
-                                     "ORDER BY id FOR SHARE", sorted(wanted), self.tenant)
+            buyer = await conn.fetchrow(
+                "SELECT * FROM customers WHERE id = $1 AND tenant_id = $2 FOR SHARE", customer_id, self.tenant
+            )
+            goods = await conn.fetch(
+                "SELECT * FROM products WHERE id = ANY($1::uuid[]) AND tenant_id = $2 ORDER BY id FOR SHARE",
+                sorted(wanted),
+                self.tenant,
+            )
             order_id, now = uuid.uuid4(), datetime.now(UTC)
             lines = [(order_id, n, p["id"], quantities[p["id"]], p["price"]) for n, p in enumerate(goods, start=1)]
             total = sum((price * quantity for *_, quantity, price in lines), Decimal(0))
-            placed = {"id": order_id, "tenant_id": self.tenant, "customer_id": customer_id, "placed_at": now,
-                      "status": "pending", "subtotal": total, "discount_percent": Decimal(0), "discount": Decimal(0),
-                      "total": total, "version": 1, "line_no": [n for _, n, *_ in lines],
-                      "product_id": [pid for _, _, pid, *_ in lines], "quantity": [q for *_, q, _ in lines],
-                      "unit_price": [price for *_, price in lines]}
+            placed = {
+                "id": order_id,
+                "tenant_id": self.tenant,
+                "customer_id": customer_id,
+                "placed_at": now,
+                "status": "pending",
+                "subtotal": total,
+                "discount_percent": Decimal(0),
+                "discount": Decimal(0),
+                "total": total,
+                "version": 1,
+                "line_no": [n for _, n, *_ in lines],
+                "product_id": [pid for _, _, pid, *_ in lines],
+                "quantity": [q for *_, q, _ in lines],
+                "unit_price": [price for *_, price in lines],
+            }
             await conn.execute(self.add_order_sql, *(placed.get(name) for name in self.add_order_names))
-            payload = {"order": {
-                "order_id": str(order_id), "status": "pending", "placed_at": now.isoformat(), "total": str(total),
-                "customer": {"id": str(buyer["id"]), "name": buyer["name"], "email": buyer["email"]},
-                "items": [{"line_no": n, "product_id": str(pid), "name": p["name"], "quantity": q,
-                           "unit_price": str(price)} for (_, n, pid, q, price), p in zip(lines, goods, strict=True)]}}
+            payload = {
+                "order": {
+                    "order_id": str(order_id),
+                    "status": "pending",
+                    "placed_at": now.isoformat(),
+                    "total": str(total),
+                    "customer": {"id": str(buyer["id"]), "name": buyer["name"], "email": buyer["email"]},
+                    "items": [
+                        {
+                            "line_no": n,
+                            "product_id": str(pid),
+                            "name": p["name"],
+                            "quantity": q,
+                            "unit_price": str(price),
+                        }
+                        for (_, n, pid, q, price), p in zip(lines, goods, strict=True)
+                    ],
+                }
+            }
             event_id = uuid.uuid4()
-            values = {"event_id": [event_id], "tenant_id": [self.tenant], "aggregate_type": [e.ORDER],
-                      "aggregate_id": [order_id], "aggregate_version": [1], "type": [e.ORDER_PLACED],
-                      "schema_version": [1], "payload": [json.dumps(payload)], "correlation_id": [uuid.uuid4()]}
+            values = {
+                "event_id": [event_id],
+                "tenant_id": [self.tenant],
+                "aggregate_type": [e.ORDER],
+                "aggregate_id": [order_id],
+                "aggregate_version": [1],
+                "type": [e.ORDER_PLACED],
+                "schema_version": [1],
+                "payload": [json.dumps(payload)],
+                "correlation_id": [uuid.uuid4()],
+            }
             await conn.execute(self.stage_sql, *(values[name] for name in self.stage_names))
         await conn.fetchval(event_log.POSITION_OF, event_id)  # the answer's position, as a command learns it
 

@@ -28,8 +28,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def summary(latencies_s: list[float], seconds: float, errors: int) -> dict:
     ms = [v * 1000 for v in latencies_s]
-    return {"requests": len(ms), "errors": errors, "per_s": round(len(ms) / seconds, 1),
-            **{f"p{q}_ms": _round(percentile(ms, q)) for q in (50, 95, 99)}}
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "per_s": round(len(ms) / seconds, 1),
+        **{f"p{q}_ms": _round(percentile(ms, q)) for q in (50, 95, 99)},
+    }
 
 
 def _round(value: float | None) -> float | None:
@@ -59,7 +63,7 @@ async def closed_loop(session: aiohttp.ClientSession, request: Request, clients:
             started = time.perf_counter()
             try:
                 await request(session)
-            except (Failed, aiohttp.ClientError, asyncio.TimeoutError) as error:
+            except (TimeoutError, Failed, aiohttp.ClientError) as error:
                 errors.append(str(error))
                 continue
             latencies.append(time.perf_counter() - started)
@@ -86,8 +90,9 @@ class OpenLoop:
     unanswered: int = 0
 
 
-async def open_loop(session: aiohttp.ClientSession, request: Request, rate: float, seconds: float,
-                    grace: float = 10.0) -> OpenLoop:
+async def open_loop(
+    session: aiohttp.ClientSession, request: Request, rate: float, seconds: float, grace: float = 10.0
+) -> OpenLoop:
     """Requests scheduled every ``1/rate`` seconds whatever the answers; each must answer ``{position}``.
 
     Requests still unanswered ``grace`` seconds after the last was sent are abandoned
@@ -100,7 +105,7 @@ async def open_loop(session: aiohttp.ClientSession, request: Request, rate: floa
     async def one(at: float) -> None:
         try:
             answer = await request(session)
-        except (Failed, aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, Failed, aiohttp.ClientError) as error:
             run.errors.append(str(error))
             return
         run.sent.append(Sent(at, time.perf_counter(), answer["position"]))
@@ -131,7 +136,7 @@ class Probe:
         while not self._stop.is_set():
             try:
                 body = await call(session, "GET", self.url)
-            except (Failed, aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, Failed, aiohttp.ClientError):
                 continue
             self.readings.append((time.perf_counter(), body["checkpoints"]))
 
@@ -162,6 +167,9 @@ def visibility(run: OpenLoop, probe: Probe, stores: list[str]) -> dict[str, dict
             else:
                 latencies.append(max(0.0, times[i] - sent.answered))
         ms = [v * 1000 for v in latencies]
-        result[store] = {"visible": len(ms), "not_visible": missing,
-                         **{f"p{q}_ms": _round(percentile(ms, q)) for q in (50, 95, 99)}}
+        result[store] = {
+            "visible": len(ms),
+            "not_visible": missing,
+            **{f"p{q}_ms": _round(percentile(ms, q)) for q in (50, 95, 99)},
+        }
     return result

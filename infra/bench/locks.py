@@ -13,7 +13,8 @@ from write.event_log import APPEND_LOCK_KEY
 #: A bigint advisory key shows in ``pg_locks`` as its high and low 32 bits, with ``objsubid`` 1.
 _HOLDER = (
     "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1")
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1"
+)
 
 
 class AppendLockSampler:
@@ -41,6 +42,8 @@ class AppendLockSampler:
     def shares(self) -> dict:
         """Percent of samples the lock was held, and of those, percent whose holder waited on its client."""
         held = sum(self.states.values())
-        return {"samples": self.samples,
-                "held_percent": round(100 * held / self.samples, 1) if self.samples else None,
-                "holder_idle_percent": round(100 * self.states["idle in transaction"] / held, 1) if held else None}
+        return {
+            "samples": self.samples,
+            "held_percent": round(100 * held / self.samples, 1) if self.samples else None,
+            "holder_idle_percent": round(100 * self.states["idle in transaction"] / held, 1) if held else None,
+        }

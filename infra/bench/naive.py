@@ -13,8 +13,8 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime
 from dataclasses import asdict
+from datetime import datetime
 
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
@@ -25,8 +25,8 @@ from dramatiq.middleware.asyncio import AsyncIO
 from infra import bootstrap
 from infra.settings import Settings
 from projections.base import Batch
-from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
+from projections.stores.clients import Stores
 from write import event_log
 from write.events import StoredEvent
 
@@ -73,11 +73,12 @@ async def naive_rate(settings: Settings, log_engine, events: int, seconds: float
     broker = RedisBroker(url=settings.broker_url, namespace=f"{settings.namespace}-naive", middleware=middleware)
     broker.add_middleware(AsyncIO())
     clients = _Stores(settings)
-    done = {name: 0 for name in PROJECTIONS}
+    done = dict.fromkeys(PROJECTIONS, 0)
     failed: list[str] = []
     counting = threading.Lock()
     actors = {}
     for name in PROJECTIONS:
+
         async def apply(text: str, name: str = name) -> None:
             event = _decode(text)
             try:
@@ -114,8 +115,14 @@ async def naive_rate(settings: Settings, log_engine, events: int, seconds: float
         loop_thread.run_coroutine(bootstrap.close_stores(clients.stores))
     worker.stop()
     broker.close()
-    return {"events": len(stored), "threads": THREADS, "seconds": round(wall, 3),
-            "finished": complete == len(stored),
-            "events_per_s": round(complete / wall, 1),
-            "messages_per_s": round(sum(done.values()) / wall, 1),
-            "per_store_events": done, "failures": len(failures), "first_failure": failures[0][:300] if failures else None}
+    return {
+        "events": len(stored),
+        "threads": THREADS,
+        "seconds": round(wall, 3),
+        "finished": complete == len(stored),
+        "events_per_s": round(complete / wall, 1),
+        "messages_per_s": round(sum(done.values()) / wall, 1),
+        "per_store_events": done,
+        "failures": len(failures),
+        "first_failure": failures[0][:300] if failures else None,
+    }

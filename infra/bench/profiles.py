@@ -37,9 +37,24 @@ class Profiler:
     @contextmanager
     def __call__(self, pid: int, label: str):
         raw = self.folder / f"profile-{label}.txt"
-        child = subprocess.Popen([_py_spy(), "record", "--pid", str(pid), "--subprocesses", "--rate", str(RATE),
-                                  "--format", "raw", "--output", str(raw), "--nonblocking"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [
+                _py_spy(),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--rate",
+                str(RATE),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield
         finally:

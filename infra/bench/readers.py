@@ -57,8 +57,7 @@ class StoreReads:
 
     async def open(self, analytics_clients: int) -> None:
         self.stores = await open_stores(self.settings, only=("redis", "elasticsearch"))
-        self.pg = await asyncpg.create_pool(asyncpg_dsn(self.settings.dashboards_database_url), min_size=4,
-                                            max_size=64)
+        self.pg = await asyncpg.create_pool(asyncpg_dsn(self.settings.dashboards_database_url), min_size=4, max_size=64)
         self.orders = order_summaries.ServedReader(self.stores.redis, self.settings.namespace)
         self.clickhouse = None
         if self.settings.clickhouse_url:  # the embedded engine belongs to prism serve while it runs
@@ -79,25 +78,30 @@ class StoreReads:
 
     async def dashboard(self) -> Any:
         tables = customer_dashboards.Tables(self.settings.namespace)
-        return await self.pg.fetchrow(f"SELECT * FROM {tables.served} WHERE customer_id = $1 AND tenant_id = $2",
-                                      self._customer(), self.tenant)
+        return await self.pg.fetchrow(
+            f"SELECT * FROM {tables.served} WHERE customer_id = $1 AND tenant_id = $2", self._customer(), self.tenant
+        )
 
     async def search(self) -> Any:
         names = order_search.Names(self.settings.namespace)
         found = await self.stores.elasticsearch.search(
-            index=names.alias, **search_reader.search_body(self.tenant, TYPO), request_cache=False)
+            index=names.alias, **search_reader.search_body(self.tenant, TYPO), request_cache=False
+        )
         self.took_ms.append(found["took"])
         return found
 
     async def top_products(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await self.clickhouse.query(analytics_reader.top_products_sql(tables, "revenue"),
-                                           {"tenant": self.tenant, "limit": 10})
+        return await self.clickhouse.query(
+            analytics_reader.top_products_sql(tables, "revenue"), {"tenant": self.tenant, "limit": 10}
+        )
 
     async def revenue(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await self.clickhouse.query(analytics_reader.revenue_sql(tables, "day"),
-                                           analytics_reader.DateRange.last_days(90).parameters(self.tenant))
+        return await self.clickhouse.query(
+            analytics_reader.revenue_sql(tables, "day"),
+            analytics_reader.DateRange.last_days(90).parameters(self.tenant),
+        )
 
     def analytics(self) -> dict[str, StoreRead]:
         """The analytics readers' store reads, by reader."""
@@ -107,8 +111,9 @@ class StoreReads:
         return uuid.UUID(self.rng.choice(self.seeded["customers"][self.tenant]))
 
 
-def pairs(work, reads: StoreReads, clients: int, analytics_clients: int,
-          measured: dict[str, dict] | None = None) -> list[Pair]:
+def pairs(
+    work, reads: StoreReads, clients: int, analytics_clients: int, measured: dict[str, dict] | None = None
+) -> list[Pair]:
     """``measured``: the analytics store reads of ``embedded_analytics``, when this process cannot make them."""
     measured = measured or {}
     prism = {"analytics_top_products": work.analytics, "analytics_revenue": work.revenue}
@@ -116,8 +121,10 @@ def pairs(work, reads: StoreReads, clients: int, analytics_clients: int,
         Pair("order_detail", work.order_detail, reads.order_detail, clients),
         Pair("dashboard", work.dashboard, reads.dashboard, clients),
         Pair("search_typo", work.search, reads.search, clients),
-        *(Pair(name, prism[name], store if reads.clickhouse else None, analytics_clients, measured.get(name))
-          for name, store in reads.analytics().items()),
+        *(
+            Pair(name, prism[name], store if reads.clickhouse else None, analytics_clients, measured.get(name))
+            for name, store in reads.analytics().items()
+        ),
     ]
 
 
@@ -133,8 +140,9 @@ async def embedded_analytics(settings: Settings, seeded: dict, clients: int, sec
         reads.clickhouse.close()
 
 
-async def side_by_side(session: aiohttp.ClientSession, measured: list[Pair], seconds: float, log=print,
-                       reads: StoreReads | None = None) -> dict[str, dict]:
+async def side_by_side(
+    session: aiohttp.ClientSession, measured: list[Pair], seconds: float, log=print, reads: StoreReads | None = None
+) -> dict[str, dict]:
     """Per reader: Prism and the store, one client (latency) and many (throughput), one after the other."""
     results = {}
     latency_seconds = min(seconds, LATENCY_SECONDS)
@@ -142,9 +150,13 @@ async def side_by_side(session: aiohttp.ClientSession, measured: list[Pair], sec
         order = "Prism then the store" if pair.store else "Prism (the store's read was made earlier)"
         log(f"  readers: {pair.name}, 1 and {pair.clients} clients, {order}, {seconds:.0f}s")
         await load.closed_loop(session, pair.prism, pair.clients, WARM_SECONDS)  # caches, and pools opened
-        row: dict[str, Any] = {"clients": pair.clients,
-                               "prism": {"one": await load.closed_loop(session, pair.prism, 1, latency_seconds),
-                                         "many": await load.closed_loop(session, pair.prism, pair.clients, seconds)}}
+        row: dict[str, Any] = {
+            "clients": pair.clients,
+            "prism": {
+                "one": await load.closed_loop(session, pair.prism, 1, latency_seconds),
+                "many": await load.closed_loop(session, pair.prism, pair.clients, seconds),
+            },
+        }
         if pair.store is not None:
             if reads is not None:
                 reads.took_ms.clear()
@@ -162,13 +174,16 @@ async def _store_loops(session: aiohttp.ClientSession | None, read: StoreRead, c
     """One client for latency, ``clients`` for throughput, as Prism's side is measured."""
     store = _as_request(read)
     await load.closed_loop(session, store, clients, WARM_SECONDS)  # as Prism's side is warmed
-    return {"one": await load.closed_loop(session, store, 1, min(seconds, LATENCY_SECONDS)),
-            "many": await load.closed_loop(session, store, clients, seconds)}
+    return {
+        "one": await load.closed_loop(session, store, 1, min(seconds, LATENCY_SECONDS)),
+        "many": await load.closed_loop(session, store, clients, seconds),
+    }
 
 
 def _as_request(read: StoreRead) -> load.Request:
     async def request(_session: aiohttp.ClientSession) -> None:
         await read()
+
     return request
 
 

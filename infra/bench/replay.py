@@ -23,56 +23,86 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
-from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
+from projections.stores.clients import Stores
 from workers.catch_up import catch_up
 from write import event_log
 
 SERVED, SCRATCH = 1, 2
 
 
-async def _replay(engine: AsyncEngine, stores: Stores, name: str, version: int, batch_size: int,
-                  budget: float | None) -> dict:
+async def _replay(
+    engine: AsyncEngine, stores: Stores, name: str, version: int, batch_size: int, budget: float | None
+) -> dict:
     projection = PROJECTIONS[name](stores, version)
     await projection.setup()
     started = time.perf_counter()
     progress = await catch_up(engine, projection, batch_size, seconds=budget)
     seconds = time.perf_counter() - started
-    return {"events": progress.passed, "applied": progress.applied, "seconds": round(seconds, 3),
-            "complete": progress.drained, "events_per_s": round(progress.passed / seconds),
-            "batches": progress.batches}
+    return {
+        "events": progress.passed,
+        "applied": progress.applied,
+        "seconds": round(seconds, 3),
+        "complete": progress.drained,
+        "events_per_s": round(progress.passed / seconds),
+        "batches": progress.batches,
+    }
 
 
-async def _replay_in_child(settings: Settings, name: str, version: int, batch_size: int,
-                           budget: float | None) -> dict:
+async def _replay_in_child(settings: Settings, name: str, version: int, batch_size: int, budget: float | None) -> dict:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.bench.replay", name, str(version), str(batch_size), str(budget or 0),
-        env=settings.child_environment(), stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "infra.bench.replay",
+        name,
+        str(version),
+        str(batch_size),
+        str(budget or 0),
+        env=settings.child_environment(),
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await child.communicate()
     if child.returncode != 0:
         raise RuntimeError(f"the replay of {name} in a child process failed (exit {child.returncode})")
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-async def replay_rates(engine: AsyncEngine, stores: Stores, batch_size: int, alone_budget: float,
-                       log=print, settings: Settings | None = None) -> dict:
+async def replay_rates(
+    engine: AsyncEngine,
+    stores: Stores,
+    batch_size: int,
+    alone_budget: float,
+    log=print,
+    settings: Settings | None = None,
+) -> dict:
     """With ``settings``, the four-at-once run puts each projection in a process of its own."""
     async with engine.connect() as conn:
         head = await event_log.head(conn)
     log(f"  replaying {head:,} events into all four stores at once, a process each, batches of {batch_size:,}")
     started = time.perf_counter()
-    together = await asyncio.gather(*(
-        _replay(engine, stores, name, SERVED, batch_size, None)
-        if settings is None or PROJECTIONS[name].store == "clickhouse" and settings.uses_chdb
-        else _replay_in_child(settings, name, SERVED, batch_size, None) for name in PROJECTIONS))
+    together = await asyncio.gather(
+        *(
+            _replay(engine, stores, name, SERVED, batch_size, None)
+            if settings is None or (PROJECTIONS[name].store == "clickhouse" and settings.uses_chdb)
+            else _replay_in_child(settings, name, SERVED, batch_size, None)
+            for name in PROJECTIONS
+        )
+    )
     wall = time.perf_counter() - started
-    result: dict = {"log_events": head, "batch_size": batch_size, "together": {
-        "seconds": round(wall, 3), "events": head, "events_per_s": round(head / wall),
-        "complete": all(run["complete"] for run in together), "per_store": dict(zip(PROJECTIONS, together))},
-        "alone": {}}
+    result: dict = {
+        "log_events": head,
+        "batch_size": batch_size,
+        "together": {
+            "seconds": round(wall, 3),
+            "events": head,
+            "events_per_s": round(head / wall),
+            "complete": all(run["complete"] for run in together),
+            "per_store": dict(zip(PROJECTIONS, together)),
+        },
+        "alone": {},
+    }
     for name in PROJECTIONS:
-        log(f"  replaying the same log into {name} alone, beside the served version (for at most "
-            f"{alone_budget:.0f} s)")
+        log(f"  replaying the same log into {name} alone, beside the served version (for at most {alone_budget:.0f} s)")
         result["alone"][name] = await _replay(engine, stores, name, SCRATCH, batch_size, alone_budget)
         await PROJECTIONS[name](stores, SCRATCH).drop()
     return result
@@ -93,5 +123,4 @@ async def _child(name: str, version: int, batch_size: int, budget: float | None)
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-                                        float(sys.argv[4]) or None))))
+    print(json.dumps(asyncio.run(_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]) or None))))

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-STORES = {"order_summaries": "Redis", "order_search": "Elasticsearch", "order_analytics": "ClickHouse",
-          "customer_dashboards": "Postgres"}
+STORES = {
+    "order_summaries": "Redis",
+    "order_search": "Elasticsearch",
+    "order_analytics": "ClickHouse",
+    "customer_dashboards": "Postgres",
+}
 VISIBLE_P99_MS = 250
-REPLAY_GOALS = {"order_summaries": 25_000, "order_search": 8_000, "order_analytics": 25_000,
-                "customer_dashboards": 25_000}
+REPLAY_GOALS = {
+    "order_summaries": 25_000,
+    "order_search": 8_000,
+    "order_analytics": 25_000,
+    "customer_dashboards": 25_000,
+}
 #: Per reader: its req/s at least this share of its store's own read's, at the same clients.
 READER_RATIO_GOALS = {"order_detail": 0.5, "dashboard": 0.5, "search_typo": 0.8}
 #: Per reader: p50 ms with one client.
@@ -22,9 +30,14 @@ def sustained(results: dict) -> int | None:
     """The highest offered load that was met, every command answered, with p99 commit-to-visible within goal."""
     best = None
     for run in results.get("visibility", []):
-        met = run["achieved_per_s"] >= 0.95 * run["offered_per_s"] and not run["errors"] and all(
-            s["not_visible"] == 0 and s["p99_ms"] is not None and s["p99_ms"] <= VISIBLE_P99_MS
-            for s in run["stores"].values())
+        met = (
+            run["achieved_per_s"] >= 0.95 * run["offered_per_s"]
+            and not run["errors"]
+            and all(
+                s["not_visible"] == 0 and s["p99_ms"] is not None and s["p99_ms"] <= VISIBLE_P99_MS
+                for s in run["stores"].values()
+            )
+        )
         if met:
             best = max(best or 0, run["offered_per_s"])
     return best
@@ -48,31 +61,78 @@ def prism_cpu(run: dict) -> float:
 
 
 def goals(results: dict) -> list[dict]:
-    rows = [{"goal": "orders/s sustained, p99 commit-to-visible <= 250 ms in all four", "target": 1000,
-             "measured": sustained(results), "higher_is_better": True},
-            {"goal": "commit-to-visible p99 ms at 250 orders/s, slowest store", "target": VISIBLE_P99_MS,
-             "measured": _worst(results, 250, "p99_ms"), "higher_is_better": False},
-            {"goal": "commit-to-visible p50 ms at 100 orders/s, slowest store", "target": 50,
-             "measured": _worst(results, 100, "p50_ms"), "higher_is_better": False}]
+    rows = [
+        {
+            "goal": "orders/s sustained, p99 commit-to-visible <= 250 ms in all four",
+            "target": 1000,
+            "measured": sustained(results),
+            "higher_is_better": True,
+        },
+        {
+            "goal": "commit-to-visible p99 ms at 250 orders/s, slowest store",
+            "target": VISIBLE_P99_MS,
+            "measured": _worst(results, 250, "p99_ms"),
+            "higher_is_better": False,
+        },
+        {
+            "goal": "commit-to-visible p50 ms at 100 orders/s, slowest store",
+            "target": 50,
+            "measured": _worst(results, 100, "p50_ms"),
+            "higher_is_better": False,
+        },
+    ]
     if _at(results, 100) is not None:
-        rows.append({"goal": "CPU of Prism's processes at 100 orders/s, % of one core", "target": 100,
-                     "measured": prism_cpu(_at(results, 100)), "higher_is_better": True})
+        rows.append(
+            {
+                "goal": "CPU of Prism's processes at 100 orders/s, % of one core",
+                "target": 100,
+                "measured": prism_cpu(_at(results, 100)),
+                "higher_is_better": True,
+            }
+        )
     rows += write_goals(results)
     for name, target in REPLAY_GOALS.items():
-        rows.append({"goal": f"replay into {STORES[name]} alone, events/s", "target": target,
-                     "measured": results["replay"]["alone"][name]["events_per_s"], "higher_is_better": True})
+        rows.append(
+            {
+                "goal": f"replay into {STORES[name]} alone, events/s",
+                "target": target,
+                "measured": results["replay"]["alone"][name]["events_per_s"],
+                "higher_is_better": True,
+            }
+        )
     rows += reader_goals(results["readers"])
     during = results.get("during_rebuild")
     if during:
-        worst = None if any(st["p99_ms"] is None or st["not_visible"] for st in during["stores"].values()) else max(
-            st["p99_ms"] for st in during["stores"].values())
-        rows.append({"goal": f"live commit-to-visible p99 ms at {during['offered_per_s']}/s while all four rebuild",
-                     "target": 1000, "measured": worst, "higher_is_better": False})
+        worst = (
+            None
+            if any(st["p99_ms"] is None or st["not_visible"] for st in during["stores"].values())
+            else max(st["p99_ms"] for st in during["stores"].values())
+        )
+        rows.append(
+            {
+                "goal": f"live commit-to-visible p99 ms at {during['offered_per_s']}/s while all four rebuild",
+                "target": 1000,
+                "measured": worst,
+                "higher_is_better": False,
+            }
+        )
     together = results["replay"]["together"]
-    rows.append({"goal": f"whole log ({together['events']:,} events) into all four at once, s", "target": 180,
-                 "measured": together["seconds"] if together["complete"] else None, "higher_is_better": False})
-    rows.append({"goal": "projection throughput / naive design", "target": 20, "measured": ratio(results),
-                 "higher_is_better": True})
+    rows.append(
+        {
+            "goal": f"whole log ({together['events']:,} events) into all four at once, s",
+            "target": 180,
+            "measured": together["seconds"] if together["complete"] else None,
+            "higher_is_better": False,
+        }
+    )
+    rows.append(
+        {
+            "goal": "projection throughput / naive design",
+            "target": 20,
+            "measured": ratio(results),
+            "higher_is_better": True,
+        }
+    )
     for row in rows:
         m = row["measured"]
         row["met"] = m is not None and (m >= row["target"] if row["higher_is_better"] else m <= row["target"])
@@ -82,17 +142,41 @@ def goals(results: dict) -> list[dict]:
 def reader_goals(readers: dict) -> list[dict]:
     rows = []
     for name, target in READER_RATIO_GOALS.items():
-        rows.append({"goal": f"{name} req/s / its store's, {readers[name]['clients']} clients", "target": target,
-                     "measured": readers[name]["ratio"], "higher_is_better": True})
+        rows.append(
+            {
+                "goal": f"{name} req/s / its store's, {readers[name]['clients']} clients",
+                "target": target,
+                "measured": readers[name]["ratio"],
+                "higher_is_better": True,
+            }
+        )
     for name, target in READER_P50_GOALS_MS.items():
-        rows.append({"goal": f"{name} p50 ms, 1 client", "target": target,
-                     "measured": readers[name]["prism"]["one"]["p50_ms"], "higher_is_better": False})
+        rows.append(
+            {
+                "goal": f"{name} p50 ms, 1 client",
+                "target": target,
+                "measured": readers[name]["prism"]["one"]["p50_ms"],
+                "higher_is_better": False,
+            }
+        )
     took = (readers["search_typo"].get("store") or {}).get("took_ms")
-    rows.append({"goal": "search_typo Elasticsearch took p50 ms, with highlights", "target": 10,
-                 "measured": took["p50"] if took else None, "higher_is_better": False})
+    rows.append(
+        {
+            "goal": "search_typo Elasticsearch took p50 ms, with highlights",
+            "target": 10,
+            "measured": took["p50"] if took else None,
+            "higher_is_better": False,
+        }
+    )
     for name, target in READER_P99_GOALS_MS.items():
-        rows.append({"goal": f"{name} p99 ms, {readers[name]['clients']} clients", "target": target,
-                     "measured": readers[name]["prism"]["many"]["p99_ms"], "higher_is_better": False})
+        rows.append(
+            {
+                "goal": f"{name} p99 ms, {readers[name]['clients']} clients",
+                "target": target,
+                "measured": readers[name]["prism"]["many"]["p99_ms"],
+                "higher_is_better": False,
+            }
+        )
     return rows
 
 
@@ -110,17 +194,39 @@ def write_goals(results: dict) -> list[dict]:
     rows = []
     at_64, at_1 = _write_at(results, 64), _write_at(results, 1)
     if at_64 is not None:
-        rows += [{"goal": "PlaceOrder/s at 64 clients over HTTP", "target": 1000, "measured": at_64["per_s"],
-                  "higher_is_better": True},
-                 {"goal": "PlaceOrder p99 ms at 64 clients", "target": 100, "measured": at_64["p99_ms"],
-                  "higher_is_better": False}]
+        rows += [
+            {
+                "goal": "PlaceOrder/s at 64 clients over HTTP",
+                "target": 1000,
+                "measured": at_64["per_s"],
+                "higher_is_better": True,
+            },
+            {
+                "goal": "PlaceOrder p99 ms at 64 clients",
+                "target": 100,
+                "measured": at_64["p99_ms"],
+                "higher_is_better": False,
+            },
+        ]
     widest = max(results.get("write_path", []), key=lambda r: r["clients"], default=None)
     if widest is not None and widest.get("floor"):
-        rows.append({"goal": f"PlaceOrder/s / statement floor at {widest['clients']} clients", "target": 1.0,
-                     "measured": floor_ratio(widest), "higher_is_better": True})
+        rows.append(
+            {
+                "goal": f"PlaceOrder/s / statement floor at {widest['clients']} clients",
+                "target": 1.0,
+                "measured": floor_ratio(widest),
+                "higher_is_better": True,
+            }
+        )
     if at_1 is not None:
-        rows.append({"goal": "PlaceOrder p50 ms at 1 client", "target": 3, "measured": at_1["p50_ms"],
-                     "higher_is_better": False})
+        rows.append(
+            {
+                "goal": "PlaceOrder p50 ms at 1 client",
+                "target": 3,
+                "measured": at_1["p50_ms"],
+                "higher_is_better": False,
+            }
+        )
     return rows
 
 
@@ -130,21 +236,30 @@ def ratio(results: dict) -> float | None:
 
 
 def table(results: dict) -> str:
-    out = [f"prism bench ({results['mode']}), {results['seconds']:.0f} s, on {results['machine']['cores']} cores "
-           f"({results['machine']['cpu']}), {results['machine']['memory_gib']} GiB",
-           f"log: {results['seed']['events']:,} events, {results['seed']['orders']:,} orders, "
-           f"{results['seed']['order_lines']:,} order lines (seeded in {results['seed']['seconds']} s)", ""]
+    out = [
+        f"prism bench ({results['mode']}), {results['seconds']:.0f} s, on {results['machine']['cores']} cores "
+        f"({results['machine']['cpu']}), {results['machine']['memory_gib']} GiB",
+        f"log: {results['seed']['events']:,} events, {results['seed']['orders']:,} orders, "
+        f"{results['seed']['order_lines']:,} order lines (seeded in {results['seed']['seconds']} s)",
+        "",
+    ]
     out.append("Write path (PlaceOrder, 3 items): over HTTP, and its statements on raw asyncpg (the floor)")
-    out.append(f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-               f" {'floor/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ floor':>8} {'lock %':>7} {'idle %':>7}")
+    out.append(
+        f"  {'clients':>8} {'cmds/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f" {'floor/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ floor':>8} {'lock %':>7} {'idle %':>7}"
+    )
     for r in results["write_path"]:
         floor = r.get("floor") or {"per_s": None, "p50_ms": None, "p99_ms": None}
         lock = r.get("append_lock") or {"held_percent": None, "holder_idle_percent": None}
-        out.append(f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}"
-                   f" {_f(floor['per_s']):>9} {_f(floor['p50_ms'])} {_f(floor['p99_ms'])} "
-                   f"{_ratio(floor_ratio(r))} {_f(lock['held_percent'], 7)} {_f(lock['holder_idle_percent'], 7)}")
-    out.append("  lock %: samples in which a transaction held the append lock (Prism's run); idle %: of those, the "
-               "holder was idle in transaction (its client had not sent COMMIT yet)")
+        out.append(
+            f"  {r['clients']:>8} {r['per_s']:>9} {_f(r['p50_ms'])} {_f(r['p99_ms'])} {r['errors']:>7}"
+            f" {_f(floor['per_s']):>9} {_f(floor['p50_ms'])} {_f(floor['p99_ms'])} "
+            f"{_ratio(floor_ratio(r))} {_f(lock['held_percent'], 7)} {_f(lock['holder_idle_percent'], 7)}"
+        )
+    out.append(
+        "  lock %: samples in which a transaction held the append lock (Prism's run); idle %: of those, the "
+        "holder was idle in transaction (its client had not sent COMMIT yet)"
+    )
     out += ["", "Commit-to-visible, open loop (p50 / p95 / p99 ms)"]
     out.append(f"  {'offered':>8} {'achieved':>9} " + " ".join(f"{STORES[s]:>22}" for s in STORES))
     for r in results["visibility"]:
@@ -154,56 +269,81 @@ def table(results: dict) -> str:
     during = results.get("during_rebuild")
     if during:
         cells = " ".join(f"{_triple(during['stores'][s]):>22}" for s in STORES)
-        out.append(f"  {during['offered_per_s']:>8} {during['achieved_per_s']:>9} {cells}  <- while prism serve "
-                   f"rebuilt all four ({during['seconds']:.0f} s)")
-        out.append("  the rebuilds over that window (events/s; the whole log at that rate, s): " + ", ".join(
-            f"{STORES[name]} {'switched in, at least ' if b.get('switched') else ''}{b['events_per_s']:,} "
-            f"({b['whole_log_s'] or '?'} s)" for name, b in during["rebuilds"].items()))
+        out.append(
+            f"  {during['offered_per_s']:>8} {during['achieved_per_s']:>9} {cells}  <- while prism serve "
+            f"rebuilt all four ({during['seconds']:.0f} s)"
+        )
+        out.append(
+            "  the rebuilds over that window (events/s; the whole log at that rate, s): "
+            + ", ".join(
+                f"{STORES[name]} {'switched in, at least ' if b.get('switched') else ''}{b['events_per_s']:,} "
+                f"({b['whole_log_s'] or '?'} s)"
+                for name, b in during["rebuilds"].items()
+            )
+        )
     out += ["", "CPU per process during each load (% of one core, from /proc)"]
     for r in results["visibility"]:
         busiest = ", ".join(f"{name} {share:.0f}" for name, share in list(r.get("cpu_percent", {}).items())[:9])
         out.append(f"  {r['offered_per_s']:>6}/s  Prism {prism_cpu(r):.0f}: {busiest}")
     replay = results["replay"]
     together = replay["together"]
-    out += ["", f"Replay of {replay['log_events']:,} events in batches of {replay['batch_size']:,} "
-                f"(events/s). All four at once, a process each: the whole log in {together['seconds']:.0f} s; "
-                f"alone: each beside the served version, for at most {results['plan']['alone_seconds']} s",
-            f"  {'store':<15} {'alone':>9} {'s':>6} {'all four at once':>18} {'s':>6}"]
+    out += [
+        "",
+        f"Replay of {replay['log_events']:,} events in batches of {replay['batch_size']:,} "
+        f"(events/s). All four at once, a process each: the whole log in {together['seconds']:.0f} s; "
+        f"alone: each beside the served version, for at most {results['plan']['alone_seconds']} s",
+        f"  {'store':<15} {'alone':>9} {'s':>6} {'all four at once':>18} {'s':>6}",
+    ]
     for name, label in STORES.items():
         alone, four = replay["alone"][name], together["per_store"][name]
-        out.append(f"  {label:<15} {alone['events_per_s']:>9} {alone['seconds']:>6.0f} "
-                   f"{four['events_per_s']:>18} {four['seconds']:>6.0f}")
+        out.append(
+            f"  {label:<15} {alone['events_per_s']:>9} {alone['seconds']:>6.0f} "
+            f"{four['events_per_s']:>18} {four['seconds']:>6.0f}"
+        )
     out.append(f"  {'all four':<15} {'':>9} {'':>6} {together['events_per_s']:>18} {together['seconds']:>6.0f}")
     naive = results["naive"]
-    out += ["", f"Naive design (one message per event and store, {naive['threads']} threads): "
-                f"{naive['events_per_s']} events/s into all four ({naive['events']:,} events, "
-                f"{'finished' if naive['finished'] else 'cut at ' + str(naive['seconds']) + ' s'}); "
-                f"Prism all four at once / naive = {ratio(results)}x", ""]
+    out += [
+        "",
+        f"Naive design (one message per event and store, {naive['threads']} threads): "
+        f"{naive['events_per_s']} events/s into all four ({naive['events']:,} events, "
+        f"{'finished' if naive['finished'] else 'cut at ' + str(naive['seconds']) + ' s'}); "
+        f"Prism all four at once / naive = {ratio(results)}x",
+        "",
+    ]
     out += readers_table(results["readers"])
     out += ["", "Goals"]
     for g in results["goals"]:
-        out.append(f"  {'met ' if g['met'] else 'MISS'} {g['goal']:<62} target {g['target']:>7}  "
-                   f"measured {g['measured']}")
+        out.append(
+            f"  {'met ' if g['met'] else 'MISS'} {g['goal']:<62} target {g['target']:>7}  measured {g['measured']}"
+        )
     return "\n".join(out)
 
 
 def readers_table(readers: dict) -> list[str]:
-    out = ["Readers beside their store's own read (same read, same clients, this process; p50 at 1 client, "
-           "req/s and p99 at N)",
-           f"  {'reader':<24} {'N':>4} {'req/s':>8} {'store':>8} {'ratio':>6} {'p50 ms':>7} {'store':>7}"
-           f" {'p99 ms':>8} {'store':>8} {'errors':>7}"]
+    out = [
+        "Readers beside their store's own read (same read, same clients, this process; p50 at 1 client, "
+        "req/s and p99 at N)",
+        f"  {'reader':<24} {'N':>4} {'req/s':>8} {'store':>8} {'ratio':>6} {'p50 ms':>7} {'store':>7}"
+        f" {'p99 ms':>8} {'store':>8} {'errors':>7}",
+    ]
     for name, r in readers.items():
         prism, store = r["prism"], r.get("store") or {}
         one, many = store.get("one") or {}, store.get("many") or {}
-        out.append(f"  {name:<24} {r['clients']:>4} {prism['many']['per_s']:>8} {_f(many.get('per_s'))} "
-                   f"{_f(r['ratio'], 6, 2)} {_f(prism['one']['p50_ms'], 7, 2)} {_f(one.get('p50_ms'), 7, 2)} "
-                   f"{_f(prism['many']['p99_ms'])} {_f(many.get('p99_ms'))} "
-                   f"{prism['one']['errors'] + prism['many']['errors']:>7}")
+        out.append(
+            f"  {name:<24} {r['clients']:>4} {prism['many']['per_s']:>8} {_f(many.get('per_s'))} "
+            f"{_f(r['ratio'], 6, 2)} {_f(prism['one']['p50_ms'], 7, 2)} {_f(one.get('p50_ms'), 7, 2)} "
+            f"{_f(prism['many']['p99_ms'])} {_f(many.get('p99_ms'))} "
+            f"{prism['one']['errors'] + prism['many']['errors']:>7}"
+        )
         if store.get("before_serve"):
-            out.append(f"  {'':<24} store read made before prism serve started, on the version it serves "
-                       "(it holds the embedded ClickHouse while it runs)")
+            out.append(
+                f"  {'':<24} store read made before prism serve started, on the version it serves "
+                "(it holds the embedded ClickHouse while it runs)"
+            )
         if store.get("took_ms"):
-            out.append(f"  {'':<24} Elasticsearch took p50 {store['took_ms']['p50']} ms, p99 {store['took_ms']['p99']} ms")
+            out.append(
+                f"  {'':<24} Elasticsearch took p50 {store['took_ms']['p50']} ms, p99 {store['took_ms']['p99']} ms"
+            )
     return out
 
 
@@ -230,8 +370,13 @@ def chart(results: dict, path: Path) -> None:
     loads = [r["offered_per_s"] for r in results["visibility"]]
     for name, label in STORES.items():
         axis.plot(loads, [r["stores"][name]["p99_ms"] for r in results["visibility"]], marker="o", label=f"{label} p99")
-        axis.plot(loads, [r["stores"][name]["p50_ms"] for r in results["visibility"]], linestyle=":",
-                  color=axis.lines[-1].get_color(), label=f"{label} p50")
+        axis.plot(
+            loads,
+            [r["stores"][name]["p50_ms"] for r in results["visibility"]],
+            linestyle=":",
+            color=axis.lines[-1].get_color(),
+            label=f"{label} p50",
+        )
     axis.axhline(VISIBLE_P99_MS, color="grey", linestyle="--", linewidth=1, label=f"goal p99 {VISIBLE_P99_MS} ms")
     axis.set_xlabel("offered load (orders/s, open loop)")
     axis.set_ylabel("commit-to-visible latency (ms)")

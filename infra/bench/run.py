@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from infra import bootstrap, sandbox
-from infra.processes.gc_tuning import tune_for_batches
 from infra.bench import report
 from infra.bench.api import http_benchmarks
 from infra.bench.environment import bench_settings
@@ -24,6 +23,7 @@ from infra.bench.profiles import Profiler
 from infra.bench.readers import embedded_analytics
 from infra.bench.replay import replay_rates
 from infra.bench.seed import seed
+from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from write.bus import CommandBus
 
@@ -50,14 +50,42 @@ class Plan:
 
 
 #: ≥ 1,000,000 events and ≥ 2,500,000 order lines (3 an order on average), in one tenant.
-FULL = Plan("full", orders=834_000, customers=2000, products=200, lines=(2, 4), alone_seconds=15,
-            naive_events=2000, naive_seconds=30,
-            write_clients=(1, 16, 64), write_seconds=10, loads=(100, 250, 500), load_seconds=10,
-            reader_clients=64, analytics_clients=16, reader_seconds=6, rebuild_seconds=20)
-QUICK = Plan("quick", orders=10_000, customers=300, products=60, lines=(2, 4), alone_seconds=10,
-             naive_events=500, naive_seconds=15,
-             write_clients=(16,), write_seconds=4, loads=(100, 250), load_seconds=5,
-             reader_clients=64, analytics_clients=16, reader_seconds=3, rebuild_seconds=8)
+FULL = Plan(
+    "full",
+    orders=834_000,
+    customers=2000,
+    products=200,
+    lines=(2, 4),
+    alone_seconds=15,
+    naive_events=2000,
+    naive_seconds=30,
+    write_clients=(1, 16, 64),
+    write_seconds=10,
+    loads=(100, 250, 500),
+    load_seconds=10,
+    reader_clients=64,
+    analytics_clients=16,
+    reader_seconds=6,
+    rebuild_seconds=20,
+)
+QUICK = Plan(
+    "quick",
+    orders=10_000,
+    customers=300,
+    products=60,
+    lines=(2, 4),
+    alone_seconds=10,
+    naive_events=500,
+    naive_seconds=15,
+    write_clients=(16,),
+    write_seconds=4,
+    loads=(100, 250),
+    load_seconds=5,
+    reader_clients=64,
+    analytics_clients=16,
+    reader_seconds=3,
+    rebuild_seconds=8,
+)
 
 
 #: What the store phase hands the HTTP benchmarks rather than the report.
@@ -83,41 +111,72 @@ async def _stores(settings: Settings, plan: Plan) -> dict:
         say(f"  seeding {plan.orders:,} orders")
         started = time.perf_counter()
         seeded = await seed(engine, CommandBus(engine), 1, plan.customers, plan.products, plan.orders, plan.lines)
-        seeding = {"orders": plan.orders, "order_lines": seeded.order_lines, "events": seeded.head,
-                   "seconds": round(time.perf_counter() - started, 1)}
-        replay = await replay_rates(engine, stores, settings.rebuild_batch_size, plan.alone_seconds,
-                                    log=say, settings=settings)
-        naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds,
-                                 log=say)
+        seeding = {
+            "orders": plan.orders,
+            "order_lines": seeded.order_lines,
+            "events": seeded.head,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        replay = await replay_rates(
+            engine, stores, settings.rebuild_batch_size, plan.alone_seconds, log=say, settings=settings
+        )
+        naive = await naive_rate(settings, engine, plan.naive_events, plan.naive_seconds, log=say)
         analytics = None
         if settings.uses_chdb:
-            say(f"  readers: the analytics store reads, 1 and {plan.analytics_clients} clients, "
-                f"{plan.reader_seconds:.0f}s (prism serve will hold the embedded engine)")
-            analytics = await embedded_analytics(settings, asdict(seeded), plan.analytics_clients,
-                                                 plan.reader_seconds)
+            say(
+                f"  readers: the analytics store reads, 1 and {plan.analytics_clients} clients, "
+                f"{plan.reader_seconds:.0f}s (prism serve will hold the embedded engine)"
+            )
+            analytics = await embedded_analytics(settings, asdict(seeded), plan.analytics_clients, plan.reader_seconds)
     finally:
         await bootstrap.close_stores(stores)
         await engine.dispose()
-    return {"services": services, "seed": seeding, "replay": replay, "naive": naive, "seeded": asdict(seeded),
-            "analytics_store": analytics}
+    return {
+        "services": services,
+        "seed": seeding,
+        "replay": replay,
+        "naive": naive,
+        "seeded": asdict(seeded),
+        "analytics_store": analytics,
+    }
 
 
 async def _versions(engine, stores, settings: Settings) -> dict:
     async with engine.connect() as conn:
         postgres = (await conn.exec_driver_sql("SHOW server_version")).scalar_one()
     clickhouse = await asyncio.to_thread(stores.clickhouse.command, "SELECT version()")
-    return {"postgres": postgres, "redis": (await stores.redis.info("server"))["redis_version"],
-            "elasticsearch": (await stores.elasticsearch.info())["version"]["number"],
-            "clickhouse": f"{clickhouse} ({'chDB, embedded' if settings.uses_chdb else 'server'})"}
+    return {
+        "postgres": postgres,
+        "redis": (await stores.redis.info("server"))["redis_version"],
+        "elasticsearch": (await stores.elasticsearch.info())["version"]["number"],
+        "clickhouse": f"{clickhouse} ({'chDB, embedded' if settings.uses_chdb else 'server'})",
+    }
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = next((int(line.split()[1]) // 1024 // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), None)
-    return {"cpu": cpu, "cores": multiprocessing.cpu_count(), "memory_gib": memory,
-            "os": platform.platform(), "python": platform.python_version()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        (
+            int(line.split()[1]) // 1024 // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        None,
+    )
+    return {
+        "cpu": cpu,
+        "cores": multiprocessing.cpu_count(),
+        "memory_gib": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results"), profile: bool = False) -> Path:
@@ -130,16 +189,31 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
     say(f"prism bench ({plan.mode}): store benchmarks")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         stored = pool.submit(_store_phase, settings, plan).result()
-    (folder / "stores.json").write_text(json.dumps({k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP},
-                                                   indent=1))
+    (folder / "stores.json").write_text(
+        json.dumps({k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP}, indent=1)
+    )
     say("prism bench: HTTP benchmarks against prism serve")
-    http = asyncio.run(http_benchmarks(settings, plan, stored["seeded"], folder, log=say,
-                                       profile=Profiler(folder) if profile else None,
-                                       analytics_store=stored["analytics_store"]))
+    http = asyncio.run(
+        http_benchmarks(
+            settings,
+            plan,
+            stored["seeded"],
+            folder,
+            log=say,
+            profile=Profiler(folder) if profile else None,
+            analytics_store=stored["analytics_store"],
+        )
+    )
     shutil.rmtree(settings.chdb_path, ignore_errors=True)
     asyncio.run(sandbox.clear(settings))
-    results = {"started_at": stamp, "mode": plan.mode, "plan": asdict(plan), "machine": machine(),
-               "seconds": round(time.perf_counter() - started, 1),
-               **{k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP}, **http}
+    results = {
+        "started_at": stamp,
+        "mode": plan.mode,
+        "plan": asdict(plan),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+        **{k: v for k, v in stored.items() if k not in KEPT_FOR_HTTP},
+        **http,
+    }
     results["goals"] = report.goals(results)
     return report.write(results, out)

@@ -39,8 +39,17 @@ KINDS = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Flange", "Bracke
 GRADES = ["Lite", "Plus", "Pro", "Max", "Mini"]
 #: Order events beside OrderPlaced: one order in eight is confirmed; of those, some ship and some are cancelled.
 LIFECYCLE = ((0.12, "confirm"), (0.06, "ship"), (0.02, "cancel"))
-EVENT_COLUMNS = ("event_id", "tenant_id", "aggregate_type", "aggregate_id", "aggregate_version", "type",
-                 "schema_version", "occurred_at", "payload")
+EVENT_COLUMNS = (
+    "event_id",
+    "tenant_id",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "type",
+    "schema_version",
+    "occurred_at",
+    "payload",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,17 @@ class Seeded:
     head: int
 
 
-async def seed(engine: AsyncEngine, bus: CommandBus, tenants: int, customers: int, products: int, orders: int,
-               lines: tuple[int, int] = (3, 7), chunk: int = 2000, seed_value: int = 7) -> Seeded:
+async def seed(
+    engine: AsyncEngine,
+    bus: CommandBus,
+    tenants: int,
+    customers: int,
+    products: int,
+    orders: int,
+    lines: tuple[int, int] = (3, 7),
+    chunk: int = 2000,
+    seed_value: int = 7,
+) -> Seeded:
     """``orders`` orders over ``tenants`` tenants with ``customers`` and ``products`` each."""
     rng = random.Random(seed_value)
     tag = uuid.uuid4().hex[:4]
@@ -100,8 +118,18 @@ async def seed(engine: AsyncEngine, bus: CommandBus, tenants: int, customers: in
             line_count, event_count = line_count + decided.line_count, event_count + decided.event_count
 
         for index, start in enumerate(range(0, orders, chunk)):
-            pending.append(loop.run_in_executor(pool, _decide, catalogues, start, min(chunk, orders - start), now,
-                                                lines, seed_value * 1_000_003 + index))
+            pending.append(
+                loop.run_in_executor(
+                    pool,
+                    _decide,
+                    catalogues,
+                    start,
+                    min(chunk, orders - start),
+                    now,
+                    lines,
+                    seed_value * 1_000_003 + index,
+                )
+            )
             if len(pending) > 2 * workers:  # a few chunks decided ahead of the copy, not the whole history in memory
                 await land()
         while pending:
@@ -109,9 +137,15 @@ async def seed(engine: AsyncEngine, bus: CommandBus, tenants: int, customers: in
     await _settle(engine)
     async with engine.connect() as conn:
         head = (await conn.exec_driver_sql("SELECT coalesce(max(position), 0) FROM events")).scalar_one()
-    return Seeded([cat.tenant for cat in catalogues], {cat.tenant: [str(r.id) for r in cat.customers] for cat in catalogues},
-                  {cat.tenant: [str(r.id) for r in cat.products] for cat in catalogues}, placed, line_count,
-                  event_count, head)
+    return Seeded(
+        [cat.tenant for cat in catalogues],
+        {cat.tenant: [str(r.id) for r in cat.customers] for cat in catalogues},
+        {cat.tenant: [str(r.id) for r in cat.products] for cat in catalogues},
+        placed,
+        line_count,
+        event_count,
+        head,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,20 +160,56 @@ class Decided:
     event_count: int
 
 
-def _decide(catalogues: list[Catalogue], start: int, count: int, now: datetime, lines: tuple[int, int],
-            seed_value: int) -> Decided:
+def _decide(
+    catalogues: list[Catalogue], start: int, count: int, now: datetime, lines: tuple[int, int], seed_value: int
+) -> Decided:
     """A chunk of orders decided by the domain (in a pool process: plain, picklable data in and out)."""
     rng = random.Random(seed_value)
     batch = [_order(catalogues[(start + n) % len(catalogues)], rng, now, lines) for n in range(count)]
     stamp = datetime.now(UTC)
     items = [(o.id, ln.line_no, ln.product_id, ln.quantity, ln.unit_price) for o, _ in batch for ln in o.lines]
-    logged = [(ev.event_id, o.tenant_id, ev.aggregate_type, ev.aggregate_id, ev.aggregate_version, ev.type,
-               ev.schema_version, stamp, orjson.dumps(ev.payload).decode()) for o, history in batch for ev in history]
+    logged = [
+        (
+            ev.event_id,
+            o.tenant_id,
+            ev.aggregate_type,
+            ev.aggregate_id,
+            ev.aggregate_version,
+            ev.type,
+            ev.schema_version,
+            stamp,
+            orjson.dumps(ev.payload).decode(),
+        )
+        for o, history in batch
+        for ev in history
+    ]
     return Decided(
-        _csv((o.id, o.tenant_id, o.customer_id, o.status, o.subtotal, o.discount_percent, o.discount, o.total, o.note,
-              o.cancel_reason, o.placed_at, o.confirmed_at, o.shipped_at, o.cancelled_at, o.version)
-             for o, _ in batch),
-        _csv(items), _csv(logged), [(o.tenant_id, str(o.id)) for o, _ in batch], len(items), len(logged))
+        _csv(
+            (
+                o.id,
+                o.tenant_id,
+                o.customer_id,
+                o.status,
+                o.subtotal,
+                o.discount_percent,
+                o.discount,
+                o.total,
+                o.note,
+                o.cancel_reason,
+                o.placed_at,
+                o.confirmed_at,
+                o.shipped_at,
+                o.cancelled_at,
+                o.version,
+            )
+            for o, _ in batch
+        ),
+        _csv(items),
+        _csv(logged),
+        [(o.tenant_id, str(o.id)) for o, _ in batch],
+        len(items),
+        len(logged),
+    )
 
 
 def _csv(rows) -> bytes:
@@ -149,8 +219,9 @@ def _csv(rows) -> bytes:
     return out.getvalue().encode()
 
 
-async def _catalogue(bus: CommandBus, engine: AsyncEngine, tenant: str, customers: int, products: int,
-                     rng: random.Random) -> Catalogue:
+async def _catalogue(
+    bus: CommandBus, engine: AsyncEngine, tenant: str, customers: int, products: int, rng: random.Random
+) -> Catalogue:
     await bus.execute(c.RegisterTenant(tenant, f"Bench {tenant}"))
     gate = asyncio.Semaphore(16)
 
@@ -158,29 +229,55 @@ async def _catalogue(bus: CommandBus, engine: AsyncEngine, tenant: str, customer
         async with gate:
             await bus.execute(command)
 
-    await asyncio.gather(*(run(c.RegisterCustomer(tenant, f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-                                                  f"c{n}@{tenant}.example")) for n in range(customers)))
-    await asyncio.gather(*(run(c.AddProduct(tenant, f"{KINDS[n % len(KINDS)]} {GRADES[n % len(GRADES)]} {n}",
-                                            Decimal(rng.randint(199, 19999)) / 100)) for n in range(products)))
+    await asyncio.gather(
+        *(
+            run(c.RegisterCustomer(tenant, f"{rng.choice(FIRST)} {rng.choice(LAST)}", f"c{n}@{tenant}.example"))
+            for n in range(customers)
+        )
+    )
+    await asyncio.gather(
+        *(
+            run(
+                c.AddProduct(
+                    tenant,
+                    f"{KINDS[n % len(KINDS)]} {GRADES[n % len(GRADES)]} {n}",
+                    Decimal(rng.randint(199, 19999)) / 100,
+                )
+            )
+            for n in range(products)
+        )
+    )
     async with engine.connect() as conn:
-        people = (await conn.exec_driver_sql(
-            "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,))).all()
+        people = (
+            await conn.exec_driver_sql(
+                "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,)
+            )
+        ).all()
         people = [Person(*row) for row in people]
-        goods = (await conn.exec_driver_sql(
-            "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,))).all()
+        goods = (
+            await conn.exec_driver_sql(
+                "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,)
+            )
+        ).all()
         goods = [Good(*row) for row in goods]
     return Catalogue(tenant, people, goods)
 
 
-def _order(cat: Catalogue, rng: random.Random, now: datetime, lines: tuple[int, int]
-           ) -> tuple[domain.Order, list[e.NewEvent]]:
+def _order(
+    cat: Catalogue, rng: random.Random, now: datetime, lines: tuple[int, int]
+) -> tuple[domain.Order, list[e.NewEvent]]:
     """One order decided by the domain, with the events its history wrote."""
     buyer = rng.choice(cat.customers)
     chosen = rng.sample(cat.products, rng.randint(*lines))
     at = now - timedelta(seconds=rng.randint(0, 90 * 86400))
-    order = domain.Order(uuid.uuid4(), cat.tenant, buyer.id, domain.PENDING,
-                         tuple(domain.Line(n, p.id, p.name, rng.randint(1, 5), p.price)
-                               for n, p in enumerate(chosen, start=1)), at)
+    order = domain.Order(
+        uuid.uuid4(),
+        cat.tenant,
+        buyer.id,
+        domain.PENDING,
+        tuple(domain.Line(n, p.id, p.name, rng.randint(1, 5), p.price) for n, p in enumerate(chosen, start=1)),
+        at,
+    )
     history = [_event(order, buyer, e.ORDER_PLACED)]
     roll = rng.random()
     if roll < LIFECYCLE[0][0]:
@@ -213,11 +310,34 @@ async def _copy(engine: AsyncEngine, decided: Decided) -> None:
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         async with raw.transaction():
-            await raw.copy_to_table("orders", source=io.BytesIO(decided.orders), format="csv", columns=(
-                "id", "tenant_id", "customer_id", "status", "subtotal", "discount_percent", "discount", "total",
-                "note", "cancel_reason", "placed_at", "confirmed_at", "shipped_at", "cancelled_at", "version"))
-            await raw.copy_to_table("order_items", source=io.BytesIO(decided.items), format="csv", columns=(
-                "order_id", "line_no", "product_id", "quantity", "unit_price"))
+            await raw.copy_to_table(
+                "orders",
+                source=io.BytesIO(decided.orders),
+                format="csv",
+                columns=(
+                    "id",
+                    "tenant_id",
+                    "customer_id",
+                    "status",
+                    "subtotal",
+                    "discount_percent",
+                    "discount",
+                    "total",
+                    "note",
+                    "cancel_reason",
+                    "placed_at",
+                    "confirmed_at",
+                    "shipped_at",
+                    "cancelled_at",
+                    "version",
+                ),
+            )
+            await raw.copy_to_table(
+                "order_items",
+                source=io.BytesIO(decided.items),
+                format="csv",
+                columns=("order_id", "line_no", "product_id", "quantity", "unit_price"),
+            )
             await raw.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
             await raw.copy_to_table("events", source=io.BytesIO(decided.events), format="csv", columns=EVENT_COLUMNS)
             await raw.execute("SELECT pg_notify($1, (SELECT max(position) FROM events)::text)", NOTIFY_CHANNEL)

@@ -19,19 +19,29 @@ def parser() -> argparse.ArgumentParser:
     services.set_defaults(run=processes.services)
     sub.add_parser("migrate", help="bring the write database to the latest schema").set_defaults(run=processes.migrate)
     sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=projections.status)
-    sub.add_parser("serve", help="all of Prism: API processes, a worker per projection, the relay and, with the "
-                   "embedded ClickHouse, its owner; restarted when one dies").set_defaults(run=processes.serve)
+    sub.add_parser(
+        "serve",
+        help="all of Prism: API processes, a worker per projection, the relay and, with the "
+        "embedded ClickHouse, its owner; restarted when one dies",
+    ).set_defaults(run=processes.serve)
     api = sub.add_parser("api", help="the API and readers alone")
     api.add_argument("--fd", type=int, help="accept on this inherited listening socket (as `serve` runs it)")
     api.set_defaults(run=processes.api)
     sub.add_parser("relay", help="the relay alone").set_defaults(run=processes.relay)
     worker = sub.add_parser("worker", help="a projection worker alone")
     worker.add_argument("projections", nargs="*", help="the projections whose queues it takes (default: all)")
-    worker.add_argument("--takes", choices=["both", "live", "builds"], default="both",
-                        help="their catch-ups (live versions), their rebuilds (at PRISM_BUILDER_NICE), or both")
+    worker.add_argument(
+        "--takes",
+        choices=["both", "live", "builds"],
+        default="both",
+        help="their catch-ups (live versions), their rebuilds (at PRISM_BUILDER_NICE), or both",
+    )
     worker.set_defaults(run=processes.worker)
-    owner = sub.add_parser("clickhouse-owner", help="the process that holds the embedded ClickHouse: the analytics "
-                           "projection, and the app on a Unix socket (started by `serve`)")
+    owner = sub.add_parser(
+        "clickhouse-owner",
+        help="the process that holds the embedded ClickHouse: the analytics "
+        "projection, and the app on a Unix socket (started by `serve`)",
+    )
     owner.add_argument("--socket", required=True, help="path of the Unix socket to answer on")
     owner.set_defaults(run=processes.clickhouse_owner)
     dead = sub.add_parser("deadletters", help="list, retry or discard parked poison events")
@@ -46,8 +56,11 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--tenant")
     check.add_argument("--repair", action="store_true")
     check.set_defaults(run=projections.audit)
-    rebuild = sub.add_parser("rebuild", help="build new versions of projections beside the live ones, then switch "
-                             "readers to them; roll back or drop the previous version")
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="build new versions of projections beside the live ones, then switch "
+        "readers to them; roll back or drop the previous version",
+    )
     rebuild.add_argument("projections", nargs="*", help="projections to rebuild")
     rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
     rebuild.add_argument("--rollback", metavar="NAME", help="switch readers back to the previous version")
@@ -58,8 +71,11 @@ def parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="issue a key and print it once")
     create.add_argument("--tenant", help="the tenant the key acts as (none for --scopes operator)")
-    create.add_argument("--scopes", default="commands,read,analytics",
-                        help="comma-separated: commands, read, analytics; or operator alone")
+    create.add_argument(
+        "--scopes",
+        default="commands,read,analytics",
+        help="comma-separated: commands, read, analytics; or operator alone",
+    )
     create.add_argument("--name", default="", help="what the key is for")
     create.add_argument("--expires", type=int, metavar="DAYS", help="days until the key stops working")
     keys_sub.add_parser("list", help="keys, without their secrets").add_argument("--tenant")
@@ -73,11 +89,18 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="seed a realistic workload and read it back from all four readers")
     demo.add_argument("--orders", type=int, default=1700, help="orders per tenant (3 tenants)")
     demo.set_defaults(run=workloads.demo)
-    bench = sub.add_parser("bench", help="measure writes, commit-to-visible latency, replay and readers on the real "
-                           "stores, beside the naive design; prints a table, writes JSON and a PNG chart")
+    bench = sub.add_parser(
+        "bench",
+        help="measure writes, commit-to-visible latency, replay and readers on the real "
+        "stores, beside the naive design; prints a table, writes JSON and a PNG chart",
+    )
     bench.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes)")
     bench.add_argument("--out", type=Path, default=Path("var/bench/results"), help="folder for the JSON and PNG")
-    bench.add_argument("--profile", action="store_true", help="py-spy samples of prism serve's processes under each write load and the rebuild")
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy samples of prism serve's processes under each write load and the rebuild",
+    )
     bench.set_defaults(run=workloads.bench)
     return root
 

@@ -27,8 +27,9 @@ def sql(settings: Settings, args: argparse.Namespace) -> int:
     try:
         httpx.get(f"{base}/health", timeout=2)
         with local_key(settings, args.tenant, ["analytics"]) as headers:
-            answer = httpx.post(f"{base}/analytics/sql", json=body, headers=headers,
-                                timeout=settings.sql_max_seconds + 30)
+            answer = httpx.post(
+                f"{base}/analytics/sql", json=body, headers=headers, timeout=settings.sql_max_seconds + 30
+            )
     except httpx.HTTPError:
         answer = None
     if answer is not None:

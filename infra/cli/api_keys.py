@@ -24,15 +24,26 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "create":
                 expires = timedelta(days=args.expires) if args.expires else None
                 key, plain = await api_keys.issue(engine, args.tenant, args.scopes.split(","), args.name, expires)
-                print(f"created key {key.id} for {key.tenant_id or 'operators'} with scopes {','.join(key.scopes)}"
-                      f"{f', expiring {key.expires_at:%Y-%m-%d %H:%M} UTC' if key.expires_at else ''}; "
-                      "it is shown only now:", file=sys.stderr)
+                print(
+                    f"created key {key.id} for {key.tenant_id or 'operators'} with scopes {','.join(key.scopes)}"
+                    f"{f', expiring {key.expires_at:%Y-%m-%d %H:%M} UTC' if key.expires_at else ''}; "
+                    "it is shown only now:",
+                    file=sys.stderr,
+                )
                 print(plain)
             elif args.action == "list":
-                rows = [[k.id, k.tenant_id or "-", ",".join(k.scopes), k.name, f"{k.created_at:%Y-%m-%d %H:%M}",
-                         f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "-",
-                         f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-"]
-                        for k in await api_keys.listing(engine, args.tenant)]
+                rows = [
+                    [
+                        k.id,
+                        k.tenant_id or "-",
+                        ",".join(k.scopes),
+                        k.name,
+                        f"{k.created_at:%Y-%m-%d %H:%M}",
+                        f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "-",
+                        f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+                    ]
+                    for k in await api_keys.listing(engine, args.tenant)
+                ]
                 print(table(["id", "tenant", "scopes", "name", "created", "expires", "revoked"], rows))
             else:
                 key = await api_keys.revoke(engine, args.id)

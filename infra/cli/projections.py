@@ -41,8 +41,11 @@ def status(settings: Settings, _: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     except _unreachable() as error:  # evaluated only when something was raised
-        print(f"error: a store does not answer ({type(error).__name__}: {error}); start the local services with "
-              "`prism services up`, or check the PRISM_*_URL settings", file=sys.stderr)
+        print(
+            f"error: a store does not answer ({type(error).__name__}: {error}); start the local services with "
+            "`prism services up`, or check the PRISM_*_URL settings",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
@@ -75,8 +78,11 @@ def rebuild(settings: Settings, args: argparse.Namespace) -> int:
                 targets = {name: await versions.start_rollback(engine, name)}
             else:
                 targets = await rebuilds.start(engine, list(PROJECTIONS) if args.all else args.projections)
-            print("building " + ", ".join(f"{n} v{v}" for n, v in targets.items())
-                  + "; readers keep the current versions until each has caught up")
+            print(
+                "building "
+                + ", ".join(f"{n} v{v}" for n, v in targets.items())
+                + "; readers keep the current versions until each has caught up"
+            )
             if args.no_wait:
                 return 0
             return 0 if await rebuilds.watch(engine, targets) else 1
@@ -107,8 +113,10 @@ def deadletters(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "list":
                 found = await dead_letters.listing(engine, args.projection, None if args.all else "parked")
                 for d in found:
-                    print(f"{d.id:>6}  {d.projection:<20} position {d.position:<10} {d.event_type:<20} {d.status:<9} "
-                          f"{d.policy:<4} attempts {d.attempts}  {d.error}")
+                    print(
+                        f"{d.id:>6}  {d.projection:<20} position {d.position:<10} {d.event_type:<20} {d.status:<9} "
+                        f"{d.policy:<4} attempts {d.attempts}  {d.error}"
+                    )
                 print(f"{len(found)} dead letters")
                 return 0
             action = dead_letters.retry if args.action == "retry" else dead_letters.discard
@@ -139,8 +147,9 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
     from infra.ops import audit
 
     params = {"tenant": args.tenant} if args.tenant else {}
-    answer = ask_running(settings, "POST" if args.repair else "GET", "/audit/repair" if args.repair else "/audit",
-                          params=params)
+    answer = ask_running(
+        settings, "POST" if args.repair else "GET", "/audit/repair" if args.repair else "/audit", params=params
+    )
     if answer is not None:
         return print_audit(answer)
 

@@ -19,15 +19,59 @@ import httpx
 from sqlalchemy import text
 
 from infra import bootstrap
-from infra.settings import Settings
 from infra.ops.status import ProjectionStatus, table
 from infra.processes.supervisor import serving
+from infra.settings import Settings
 from write import api_keys
 
-FIRST = ["José", "Zoë", "Amélie", "Liam", "Noah", "Olivia", "Mateo", "Sofía", "Björn", "Chloé", "Ava", "Lucas",
-         "Mia", "Ethan", "Léa", "Hugo", "Emma", "Jonas", "Inès", "Oscar", "Nora", "Felix", "Ida", "Malik"]
-LAST = ["García", "Müller", "Smith", "Dubois", "Rossi", "Nowak", "Jensen", "Silva", "O'Brien", "Novák", "Kim",
-        "Bernard", "Costa", "Fischer", "Lopez", "Martin", "Okafor", "Sato", "Weber", "Andersson"]
+FIRST = [
+    "José",
+    "Zoë",
+    "Amélie",
+    "Liam",
+    "Noah",
+    "Olivia",
+    "Mateo",
+    "Sofía",
+    "Björn",
+    "Chloé",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Ethan",
+    "Léa",
+    "Hugo",
+    "Emma",
+    "Jonas",
+    "Inès",
+    "Oscar",
+    "Nora",
+    "Felix",
+    "Ida",
+    "Malik",
+]
+LAST = [
+    "García",
+    "Müller",
+    "Smith",
+    "Dubois",
+    "Rossi",
+    "Nowak",
+    "Jensen",
+    "Silva",
+    "O'Brien",
+    "Novák",
+    "Kim",
+    "Bernard",
+    "Costa",
+    "Fischer",
+    "Lopez",
+    "Martin",
+    "Okafor",
+    "Sato",
+    "Weber",
+    "Andersson",
+]
 ADJ = ["Widget", "Gadget", "Gizmo", "Sprocket", "Doohickey", "Flange", "Bracket", "Lamp", "Kettle", "Chair"]
 KIND = ["Pro", "Mini", "Max", "Lite", "Plus", "Classic", "Deluxe", "Ultra", "Eco", "Air", "One"]
 
@@ -44,8 +88,9 @@ class Tenant:
 class Seeder:
     """Drives the command API with bounded concurrency and prints progress."""
 
-    def __init__(self, client: httpx.AsyncClient, concurrency: int, rng: random.Random,
-                 operator: dict[str, str]) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, concurrency: int, rng: random.Random, operator: dict[str, str]
+    ) -> None:
         self.client, self.rng, self.operator = client, rng, operator
         self.keys: dict[str, dict[str, str]] = {}
         self.gate = asyncio.Semaphore(concurrency)
@@ -62,8 +107,10 @@ class Seeder:
         issued = response.json()["key"]
         tenant.key = issued["key"]
         self.keys[tenant.id] = {"Authorization": f"Bearer {tenant.key}"}
-        print(f"  {tenant.id}: API key {issued['id']} ({tenant.key[:10]}…, scopes {','.join(issued['scopes'])})",
-              flush=True)
+        print(
+            f"  {tenant.id}: API key {issued['id']} ({tenant.key[:10]}…, scopes {','.join(issued['scopes'])})",
+            flush=True,
+        )
 
     async def post(self, tenant: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.gate:
@@ -100,13 +147,16 @@ async def seed(seeder: Seeder, tenants: list[Tenant], customers: int, products: 
         t.products.append({"id": answer["id"], "version": answer["version"], "name": name})
 
     print(f"registering {customers * len(tenants)} customers and {products * len(tenants)} products", flush=True)
-    await seeder.each([customer(t, n) for t in tenants for n in range(customers)]
-                      + [product(t, n) for t in tenants for n in range(products)])
+    await seeder.each(
+        [customer(t, n) for t in tenants for n in range(customers)]
+        + [product(t, n) for t in tenants for n in range(products)]
+    )
 
     async def order(t: Tenant) -> None:
         buyer = rng.choice(t.customers)
-        items = [{"product_id": p["id"], "quantity": rng.randint(1, 5)}
-                 for p in rng.sample(t.products, rng.randint(1, 4))]
+        items = [
+            {"product_id": p["id"], "quantity": rng.randint(1, 5)} for p in rng.sample(t.products, rng.randint(1, 4))
+        ]
         answer = await seeder.post(t.id, "/orders", {"customer_id": buyer["id"], "items": items})
         t.orders.append({"id": answer["id"], "version": answer["version"], "status": "pending"})
 
@@ -130,8 +180,7 @@ async def lifecycle(seeder: Seeder, tenants: list[Tenant]) -> None:
         if roll < 0.15:
             await step(t, o, "discount", {"percent": str(rng.choice([5, 10, 12.5, 20])), "authorised_by": "Dana"}, None)
         if roll < 0.08:
-            await step(t, o, "cancel", {"reason": rng.choice(["customer changed mind", "out of stock"])},
-                       "cancelled")
+            await step(t, o, "cancel", {"reason": rng.choice(["customer changed mind", "out of stock"])}, "cancelled")
             return
         if roll < 0.75:
             await step(t, o, "confirm", {}, "confirmed")
@@ -154,8 +203,9 @@ async def renames(seeder: Seeder, tenants: list[Tenant]) -> None:
 
     async def change_email(t: Tenant, c: dict[str, Any]) -> None:
         email = f"{secrets.token_hex(4)}@{t.id}.example"
-        answer = await seeder.post(t.id, f"/customers/{c['id']}/email",
-                                   {"email": email, "expected_version": c["version"]})
+        answer = await seeder.post(
+            t.id, f"/customers/{c['id']}/email", {"email": email, "expected_version": c["version"]}
+        )
         c["version"] = answer["version"]
 
     async def rename_product(t: Tenant, p: dict[str, Any]) -> None:
@@ -171,8 +221,7 @@ async def renames(seeder: Seeder, tenants: list[Tenant]) -> None:
         await seeder.each([rename_product(t, p) for p in rng.sample(t.products, 8)])
 
 
-async def wait_for_lag_zero(client: httpx.AsyncClient, timeout: float, headers: dict[str, str]
-                            ) -> list[dict[str, Any]]:
+async def wait_for_lag_zero(client: httpx.AsyncClient, timeout: float, headers: dict[str, str]) -> list[dict[str, Any]]:
     """Until every running version has applied the whole log (a previous version stays frozen until a rollback)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -204,8 +253,10 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
         body = response.json()
         if path == "/search":
             body = {"total": body["total"], "hits": body["hits"][:2], "consistency": body["consistency"]}
-        print(f"\n== {title}: GET {path} -> {response.status_code}, X-Prism-Position "
-              f"{response.headers.get('x-prism-position')}")
+        print(
+            f"\n== {title}: GET {path} -> {response.status_code}, X-Prism-Position "
+            f"{response.headers.get('x-prism-position')}"
+        )
         print(json.dumps(body, indent=1, ensure_ascii=False)[:1500])
 
 
@@ -223,21 +274,43 @@ async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenan
     print(f"\n{'tenant':<18}{'write db':>9}{'redis':>8}{'elastic':>9}{'clickhouse':>11}{'ltv mismatches':>16}")
     for t in tenants:
         async with engine.connect() as conn:
-            orders = (await conn.execute(text("SELECT count(*) FROM orders WHERE tenant_id = :t"), {"t": t.id})).scalar()
-            ltv = dict((await conn.execute(text(
-                "SELECT customer_id, coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) FROM orders "
-                "WHERE tenant_id = :t GROUP BY customer_id"), {"t": t.id})).all())
-        redis_docs = await stores.redis.zcard(Keys(settings.namespace, await served_version(
-            stores.redis, settings.namespace)).tenant_orders(t.id))
-        es_docs = (await stores.elasticsearch.count(index=Names(settings.namespace).alias,
-                                                    query={"term": {"tenant_id": t.id}}))["count"]
-        ch = await client.post("/analytics/sql", json={"sql": "SELECT count(DISTINCT order_id) FROM orders"},
-                               headers={"Authorization": f"Bearer {t.key}"})
+            orders = (
+                await conn.execute(text("SELECT count(*) FROM orders WHERE tenant_id = :t"), {"t": t.id})
+            ).scalar()
+            ltv = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT customer_id, coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) FROM orders "
+                            "WHERE tenant_id = :t GROUP BY customer_id"
+                        ),
+                        {"t": t.id},
+                    )
+                ).all()
+            )
+        redis_docs = await stores.redis.zcard(
+            Keys(settings.namespace, await served_version(stores.redis, settings.namespace)).tenant_orders(t.id)
+        )
+        es_docs = (
+            await stores.elasticsearch.count(index=Names(settings.namespace).alias, query={"term": {"tenant_id": t.id}})
+        )["count"]
+        ch = await client.post(
+            "/analytics/sql",
+            json={"sql": "SELECT count(DISTINCT order_id) FROM orders"},
+            headers={"Authorization": f"Bearer {t.key}"},
+        )
         async with stores.dashboards.connect() as conn:
-            dash = dict((await conn.execute(text(
-                f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).served} "
-                "WHERE tenant_id = :t"),
-                {"t": t.id})).all())
+            dash = dict(
+                (
+                    await conn.execute(
+                        text(
+                            f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).served} "
+                            "WHERE tenant_id = :t"
+                        ),
+                        {"t": t.id},
+                    )
+                ).all()
+            )
         mismatches = sum(1 for cid, value in ltv.items() if dash.get(cid) != value)
         counts = (orders, redis_docs, es_docs, ch.json()["rows"][0][0] if ch.status_code == 200 else ch.text)
         ok = ok and len(set(counts)) == 1 and mismatches == 0
@@ -250,14 +323,16 @@ async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenan
 INTERRUPTED = 130
 
 
-def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str,
-                  operator: dict[str, str]) -> None:
+def _seed_process(
+    base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, out: str, operator: dict[str, str]
+) -> None:
     """The load generator runs in a process of its own so it does not share the server's interpreter."""
 
     async def run() -> None:
         tenants = [Tenant(tid) for tid in tenant_ids]
-        async with httpx.AsyncClient(base_url=base, timeout=60,
-                                     limits=httpx.Limits(max_connections=concurrency)) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=concurrency)
+        ) as client:
             seeder = Seeder(client, concurrency, random.Random(tenant_ids[0]), operator)
             await seed(seeder, tenants, **sizes)
             took = time.monotonic() - seeder.started
@@ -271,12 +346,14 @@ def _seed_process(base: str, tenant_ids: list[str], sizes: dict[str, int], concu
         raise SystemExit(INTERRUPTED) from None
 
 
-async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int,
-                operator: dict[str, str]) -> tuple[int, list[Tenant]]:
+async def _seed(
+    base: str, tenant_ids: list[str], sizes: dict[str, int], concurrency: int, operator: dict[str, str]
+) -> tuple[int, list[Tenant]]:
     with tempfile.TemporaryDirectory() as folder:
         out = f"{folder}/seeded.json"
         child = multiprocessing.get_context("spawn").Process(
-            target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out, operator), name="prism-demo-load")
+            target=_seed_process, args=(base, tenant_ids, sizes, concurrency, out, operator), name="prism-demo-load"
+        )
         child.start()
         await asyncio.to_thread(child.join)
         if child.exitcode in (INTERRUPTED, -signal.SIGINT):
@@ -288,8 +365,14 @@ async def _seed(base: str, tenant_ids: list[str], sizes: dict[str, int], concurr
     return seeded["head"], [Tenant(**t) for t in seeded["tenants"]]
 
 
-async def run_demo(settings: Settings, tenants: int = 3, customers: int = 70, products: int = 35,
-                   orders: int = 1700, concurrency: int = 32) -> bool:
+async def run_demo(
+    settings: Settings,
+    tenants: int = 3,
+    customers: int = 70,
+    products: int = 35,
+    orders: int = 1700,
+    concurrency: int = 32,
+) -> bool:
     """``prism serve`` as a child (its processes in ``ps``), load from another process, then read back and
     reconcile every store."""
     run = secrets.token_hex(2)
@@ -307,8 +390,13 @@ async def run_demo(settings: Settings, tenants: int = 3, customers: int = 70, pr
         operator = {"Authorization": f"Bearer {plain}"}
         print(f"operator key {key.id} issued for the demo (revoked at its end)", flush=True)
         try:
-            head, seeded = await _seed(base, tenant_ids, {"customers": customers, "products": products,
-                                                           "orders": orders}, concurrency, operator)
+            head, seeded = await _seed(
+                base,
+                tenant_ids,
+                {"customers": customers, "products": products, "orders": orders},
+                concurrency,
+                operator,
+            )
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
                 print("waiting for every projection to reach the log's head", flush=True)
                 rows = await wait_for_lag_zero(client, 300, operator)

@@ -14,11 +14,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra import bootstrap
-from infra.http import openapi
-from infra.http import operations
+from infra.http import openapi, operations
 from infra.http.auth import Authenticator, AuthError, requires
-from infra.http.middleware.body_limit import BodyLimit
 from infra.http.error_body import error_body
+from infra.http.middleware.body_limit import BodyLimit
 from infra.http.middleware.to_owner import ToOwner
 from infra.settings import Settings
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
@@ -35,8 +34,11 @@ log = logging.getLogger("prism.api")
 
 
 def _domain_error(_: Request, exc: Any) -> JSONResponse:
-    return JSONResponse(error_body(exc.http_status, exc.code, exc.message, exc.field), status_code=exc.http_status,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        error_body(exc.http_status, exc.code, exc.message, exc.field),
+        status_code=exc.http_status,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -50,20 +52,25 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     """What the framework itself refuses (a body it cannot parse, an unknown path or method), in the common body."""
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
-                        headers=exc.headers)
+    return JSONResponse(
+        error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def _no_connection(_: Request, exc: PoolTimeout) -> JSONResponse:
     """Every write-database connection is busy (commands queued behind the append lock): the request did nothing."""
-    return JSONResponse(error_body(503, "busy", "the write database has no free connection now; nothing was done, "
-                                   "retry shortly"), status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(
+        error_body(503, "busy", "the write database has no free connection now; nothing was done, retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return JSONResponse(error_body(500, "internal", "an unexpected error occurred; it has been logged"),
-                        status_code=500)
+    return JSONResponse(
+        error_body(500, "internal", "an unexpected error occurred; it has been logged"), status_code=500
+    )
 
 
 def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook | None = None) -> FastAPI:
@@ -77,13 +84,18 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.read_wait_seconds = settings.read_wait_seconds
         app.state.authenticator = Authenticator(app.state.write_engine, settings)
         if settings.operator_token:
-            log.warning("PRISM_OPERATOR_TOKEN acts as an operator key for this release only; issue one with "
-                        "`prism keys create --scopes operator` instead")
+            log.warning(
+                "PRISM_OPERATOR_TOKEN acts as an operator key for this release only; issue one with "
+                "`prism keys create --scopes operator` instead"
+            )
         live = await bootstrap.active_projections(app.state.write_engine, app.state.stores, (LIVE,))
         for projection in live.values():  # readers need the served storage and its pointers
             await projection.setup()
-        app.state.analyst_sql = None if app.state.stores.clickhouse is None else AnalystSql(
-            app.state.stores, settings.clickhouse_url, str(settings.chdb_path), Limits.of(settings))
+        app.state.analyst_sql = (
+            None
+            if app.state.stores.clickhouse is None
+            else AnalystSql(app.state.stores, settings.clickhouse_url, str(settings.chdb_path), Limits.of(settings))
+        )
         if on_start:
             await on_start(app)
         try:
@@ -96,8 +108,12 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
             await bootstrap.close_stores(app.state.stores)
             await app.state.write_engine.dispose()
 
-    app = FastAPI(title="Prism", version="0.1.0", lifespan=lifespan,
-                  description="Commands on one write model; reads from four projections kept in sync from its log.")
+    app = FastAPI(
+        title="Prism",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Commands on one write model; reads from four projections kept in sync from its log.",
+    )
     app.add_exception_handler(WriteError, _domain_error)
     app.add_exception_handler(ReaderError, _domain_error)
     app.add_exception_handler(AuthError, _domain_error)
@@ -107,16 +123,23 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     app.add_exception_handler(Exception, _unexpected)
     probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
-        app.add_middleware(ToOwner, socket_path=settings.clickhouse_owner_socket,
-                           routers=(order_analytics.router, operations.router, probes))
+        app.add_middleware(
+            ToOwner,
+            socket_path=settings.clickhouse_owner_socket,
+            routers=(order_analytics.router, operations.router, probes),
+        )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Each router's scope is decided here, once: its routes then take the tenant from the credential.
-    for router, scope in ((command_api.tenants_router, OPERATOR), (command_api.router, "commands"),
-                          (order_summaries.router, "read"), (order_search.router, "read"),
-                          (customer_dashboards.router, "read"), (order_analytics.router, "analytics")):
+    for router, scope in (
+        (command_api.tenants_router, OPERATOR),
+        (command_api.router, "commands"),
+        (order_summaries.router, "read"),
+        (order_search.router, "read"),
+        (customer_dashboards.router, "read"),
+        (order_analytics.router, "analytics"),
+    ):
         app.include_router(router, dependencies=[Security(requires(scope))])
     for router in (operations.router, probes, operations.liveness(settings.open_routes)):
         app.include_router(router)
     app.openapi = lambda: openapi.schema(app)  # type: ignore[method-assign]  # the shared errors and links
     return app
-

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Request, Security
@@ -34,11 +34,15 @@ from write.api_keys import OPERATOR, PREFIX, SCOPES, TENANT_SCOPES
 _CACHE_ENTRIES = 10_000
 _TENANT_ID = re.compile(TENANT_PATTERN)
 
-bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="API key (prk_…) or JWT",
-                    description="`Authorization: Bearer <key>`: a key from `prism keys create` (or the one "
-                                "`POST /tenants` issues), or a JWT from the configured identity provider. The "
-                                "tenant comes from the credential; an `X-Tenant-ID` header, if sent, must name "
-                                "that tenant (else 403) and be sent once (else 400).")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="API key (prk_…) or JWT",
+    description="`Authorization: Bearer <key>`: a key from `prism keys create` (or the one "
+    "`POST /tenants` issues), or a JWT from the configured identity provider. The "
+    "tenant comes from the credential; an `X-Tenant-ID` header, if sent, must name "
+    "that tenant (else 403) and be sent once (else 400).",
+)
 
 
 class AuthError(Exception):
@@ -94,8 +98,9 @@ class Authenticator:
     async def principal(self, credential: str) -> Principal:
         if credential.startswith(PREFIX):
             return _from_key(await self._key(credential))
-        if self.settings.operator_token and hmac.compare_digest(credential.encode(),
-                                                                self.settings.operator_token.encode()):
+        if self.settings.operator_token and hmac.compare_digest(
+            credential.encode(), self.settings.operator_token.encode()
+        ):
             return Principal(None, frozenset({OPERATOR}), "PRISM_OPERATOR_TOKEN")
         if self._jwt is not None:
             return await self._jwt.principal(credential)
@@ -119,7 +124,7 @@ def _from_key(key: api_keys.ApiKey | None) -> Principal:
         raise Unauthenticated("unknown API key")
     if key.revoked_at is not None:
         raise Unauthenticated(f"API key {key.id} was revoked")
-    if not key.usable(datetime.now(timezone.utc)):
+    if not key.usable(datetime.now(UTC)):
         raise Unauthenticated(f"API key {key.id} expired")
     return Principal(key.tenant_id, frozenset(key.scopes), f"key {key.id}")
 
@@ -137,11 +142,19 @@ class JwtVerifier:
         import jwt
 
         try:
-            key = (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key if self._jwks \
+            key = (
+                (await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)).key
+                if self._jwks
                 else self.settings.jwt_public_key
-            claims = jwt.decode(token, key, algorithms=self.settings.jwt_algorithms,
-                                audience=self.settings.jwt_audience or None, issuer=self.settings.jwt_issuer or None,
-                                options={"require": ["exp"], "verify_aud": bool(self.settings.jwt_audience)})
+            )
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self.settings.jwt_algorithms,
+                audience=self.settings.jwt_audience or None,
+                issuer=self.settings.jwt_issuer or None,
+                options={"require": ["exp"], "verify_aud": bool(self.settings.jwt_audience)},
+            )
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"the token was refused: {error}") from None
         return self._principal(claims)
@@ -169,8 +182,10 @@ def requires(*scopes: str) -> Callable[..., Awaitable[Principal]]:
             raise Unauthenticated("this route needs a credential: 'Authorization: Bearer <key>'")
         found = await request.app.state.authenticator.principal(credentials.credentials)
         if not found.scopes & set(scopes):
-            raise Forbidden(f"this route needs a credential with scope {' or '.join(scopes)}; "
-                            f"this one has {', '.join(sorted(found.scopes)) or 'none'}")
+            raise Forbidden(
+                f"this route needs a credential with scope {' or '.join(scopes)}; "
+                f"this one has {', '.join(sorted(found.scopes)) or 'none'}"
+            )
         _check_tenant_header(request, found)
         if tenant_scoped and found.tenant is None:
             raise Forbidden("this route reads or changes one tenant's data: use a key of that tenant")

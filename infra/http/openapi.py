@@ -27,15 +27,25 @@ MEANINGS = {
     422: "A parameter or the body is invalid (field names which)",
     429: "Too many queries at once; retry after Retry-After seconds",
     503: "A store does not answer (readiness), or every write-database connection is busy (code busy: nothing "
-         "was done; retry after Retry-After seconds)",
+    "was done; retry after Retry-After seconds)",
 }
 #: Headers that come with a status, whatever the route.
 HEADERS = {
     401: {"WWW-Authenticate": {"description": "Always `Bearer`", "required": True, "schema": {"type": "string"}}},
-    429: {"Retry-After": {"description": "Seconds to wait before retrying", "required": True,
-                                  "schema": {"type": "integer"}}},
-    503: {"Retry-After": {"description": "With code busy: seconds to wait before retrying", "required": False,
-                          "schema": {"type": "integer"}}},
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "required": True,
+            "schema": {"type": "integer"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "With code busy: seconds to wait before retrying",
+            "required": False,
+            "schema": {"type": "integer"},
+        }
+    },
 }
 #: Tags whose POST routes change state, and so can conflict with it.
 CHANGING_TAGS = {"commands", "tenants", "operations"}
@@ -68,9 +78,15 @@ class Readiness(BaseModel):
 def schema(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI, built on the first call and kept: ``app.openapi = lambda: schema(app)``."""
     if app.openapi_schema is None:
-        spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
-                           description=app.description, routes=app.routes, tags=app.openapi_tags,
-                           servers=app.servers)
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+        )
         app.openapi_schema = with_links(with_errors(spec))
     return app.openapi_schema
 
@@ -109,8 +125,11 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
 def with_links(spec: dict[str, Any]) -> dict[str, Any]:
     """From each command answering an aggregate's id, links to every route that takes that id."""
     for prefix, name in AGGREGATES.items():
-        targets = [(path, method, operation) for path, method, operation in _operations(spec)
-                   if path.startswith(f"{prefix}/{{{name}}}")]
+        targets = [
+            (path, method, operation)
+            for path, method, operation in _operations(spec)
+            if path.startswith(f"{prefix}/{{{name}}}")
+        ]
         for path, method, operation in _operations(spec):
             answered = _accepted(operation)
             if method == "post" and (path == prefix or path.startswith(f"{prefix}/{{")) and answered:
@@ -144,8 +163,10 @@ def _body_properties(spec: dict[str, Any], operation: dict[str, Any]) -> dict[st
 
 
 def _error_response(status: int, model: str) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": MEANINGS[status], "content": {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}}
+    response: dict[str, Any] = {
+        "description": MEANINGS[status],
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+    }
     if status in HEADERS:
         response["headers"] = HEADERS[status]
     return response

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from infra.http.auth import requires
 from infra.bootstrap import active_projections
+from infra.http.auth import requires
 from infra.ops.metrics import exposition
 from infra.ops.rebuilds import UnknownProjection, known
 from infra.ops.status import projection_status
@@ -77,7 +77,9 @@ async def metrics(request: Request) -> Response:
 
 async def _status(request: Request):
     state = request.app.state
-    shown = await active_projections(state.write_engine, state.stores, (versions.LIVE, versions.NEXT, versions.PREVIOUS))
+    shown = await active_projections(
+        state.write_engine, state.stores, (versions.LIVE, versions.NEXT, versions.PREVIOUS)
+    )
     return await projection_status(state.write_engine, shown)
 
 
@@ -164,8 +166,11 @@ async def repair_stores(request: Request, tenant: str | None = None) -> dict[str
 
 
 @router.get("/deadletters", dependencies=Operator)
-async def list_dead_letters(request: Request, projection: str | None = None,
-                            status: str | None = Query("parked", pattern="^(parked|retried|discarded)$")) -> list[dict]:
+async def list_dead_letters(
+    request: Request,
+    projection: str | None = None,
+    status: str | None = Query("parked", pattern="^(parked|retried|discarded)$"),
+) -> list[dict]:
     found = await dead_letters.listing(request.app.state.write_engine, projection, status)
     return [d.as_dict() for d in found]
 
@@ -182,8 +187,11 @@ async def discard_dead_letter(dead_id: int, request: Request) -> dict:
 
 async def _resolve(request: Request, dead_id: int, action) -> dict:
     try:
-        letter = await action(request.app.state.write_engine, await active_projections(
-            request.app.state.write_engine, request.app.state.stores), dead_id)
+        letter = await action(
+            request.app.state.write_engine,
+            await active_projections(request.app.state.write_engine, request.app.state.stores),
+            dead_id,
+        )
     except dead_letters.DeadLetterNotFound as error:
         raise NotFound(str(error)) from None
     except (dead_letters.DeadLetterError, ProjectionBusy) as error:

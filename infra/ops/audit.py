@@ -52,8 +52,14 @@ class Drift:
 
 
 def _doc_print(doc: dict[str, Any]) -> tuple:
-    return (doc["status"], doc["total"], doc["version"], doc["customer_name"], doc["customer_email"],
-            tuple(item["product_name"] for item in sorted(doc["items"], key=lambda i: i["line_no"])))
+    return (
+        doc["status"],
+        doc["total"],
+        doc["version"],
+        doc["customer_name"],
+        doc["customer_email"],
+        tuple(item["product_name"] for item in sorted(doc["items"], key=lambda i: i["line_no"])),
+    )
 
 
 async def _redis(stores: Stores, tenant: str) -> dict[str, tuple]:
@@ -68,26 +74,38 @@ async def _redis(stores: Stores, tenant: str) -> dict[str, tuple]:
 
 async def _elasticsearch(stores: Stores, tenant: str) -> dict[str, tuple]:
     query = {"query": {"term": {"tenant_id": tenant}}}
-    return {hit["_id"]: _doc_print(hit["_source"])
-            async for hit in async_scan(stores.elasticsearch, index=Names(stores.namespace).alias, query=query)}
+    return {
+        hit["_id"]: _doc_print(hit["_source"])
+        async for hit in async_scan(stores.elasticsearch, index=Names(stores.namespace).alias, query=query)
+    }
 
 
 async def _clickhouse(stores: Stores, tenant: str) -> dict[str, tuple]:
-    sql = (f"SELECT toString(order_id), status, toString(total), toString(customer_id) "
-           f"FROM {AnalyticsTables(stores.namespace).view('orders')} WHERE tenant_id = %(t)s")
+    sql = (
+        f"SELECT toString(order_id), status, toString(total), toString(customer_id) "
+        f"FROM {AnalyticsTables(stores.namespace).view('orders')} WHERE tenant_id = %(t)s"
+    )
     result = await asyncio.to_thread(stores.clickhouse.query, sql, parameters={"t": tenant})
-    return {oid: (status, str(Decimal(total).quantize(Decimal("0.01"))), cid)
-            for oid, status, total, cid in result.result_rows}
+    return {
+        oid: (status, str(Decimal(total).quantize(Decimal("0.01"))), cid)
+        for oid, status, total, cid in result.result_rows
+    }
 
 
 async def _dashboards(stores: Stores, tenant: str) -> dict[str, tuple]:
-    sql = (f"SELECT customer_id::text, name, email, order_count, lifetime_value::text "
-           f"FROM {DashboardTables(stores.namespace).served} WHERE tenant_id = :t")
+    sql = (
+        f"SELECT customer_id::text, name, email, order_count, lifetime_value::text "
+        f"FROM {DashboardTables(stores.namespace).served} WHERE tenant_id = :t"
+    )
     return {row[0]: tuple(row[1:]) for row in await query_served(stores.dashboards, sql, {"t": tenant})}
 
 
-READERS = {"order_summaries": _redis, "order_search": _elasticsearch, "order_analytics": _clickhouse,
-           "customer_dashboards": _dashboards}
+READERS = {
+    "order_summaries": _redis,
+    "order_search": _elasticsearch,
+    "order_analytics": _clickhouse,
+    "customer_dashboards": _dashboards,
+}
 
 
 async def _expected(write_engine: AsyncEngine, tenant: str) -> dict[str, dict[str, tuple]]:
@@ -95,16 +113,22 @@ async def _expected(write_engine: AsyncEngine, tenant: str) -> dict[str, dict[st
         orders = (await conn.execute(text(ORDERS_SQL), {"t": tenant})).all()
         customers = (await conn.execute(text(CUSTOMERS_SQL), {"t": tenant})).all()
     documents = {o.id: (o.status, o.total, o.version, o.name, o.email, tuple(o.products)) for o in orders}
-    return {"order_summaries": documents, "order_search": documents,
-            "order_analytics": {o.id: (o.status, o.total, o.customer_id) for o in orders},
-            "customer_dashboards": {c[0]: tuple(c[1:]) for c in customers}}
+    return {
+        "order_summaries": documents,
+        "order_search": documents,
+        "order_analytics": {o.id: (o.status, o.total, o.customer_id) for o in orders},
+        "customer_dashboards": {c[0]: tuple(c[1:]) for c in customers},
+    }
 
 
 def _compare(projection: str, tenant: str, expected: dict[str, tuple], found: dict[str, tuple]) -> list[Drift]:
     drift = [Drift(projection, tenant, "missing", key) for key in expected.keys() - found.keys()]
     drift += [Drift(projection, tenant, "extra", key) for key in found.keys() - expected.keys()]
-    drift += [Drift(projection, tenant, "different", key, f"store {found[key]} != write model {expected[key]}")
-              for key in expected.keys() & found.keys() if expected[key] != found[key]]
+    drift += [
+        Drift(projection, tenant, "different", key, f"store {found[key]} != write model {expected[key]}")
+        for key in expected.keys() & found.keys()
+        if expected[key] != found[key]
+    ]
     return sorted(drift, key=lambda d: (d.kind, d.key))
 
 
@@ -144,8 +168,9 @@ async def _aggregates(write_engine: AsyncEngine, projection: str, keys: list[str
     if projection != "customer_dashboards":
         return keys, []
     async with write_engine.connect() as conn:
-        rows = await conn.execute(text("SELECT id::text FROM orders WHERE customer_id = ANY(:c)"),
-                                  {"c": [uuid.UUID(k) for k in keys]})
+        rows = await conn.execute(
+            text("SELECT id::text FROM orders WHERE customer_id = ANY(:c)"), {"c": [uuid.UUID(k) for k in keys]}
+        )
         return [r[0] for r in rows], keys
 
 
@@ -153,10 +178,13 @@ async def _related(conn, order_ids: list[str]) -> list[str]:
     """Customers and products of these orders: their renames must be re-applied too."""
     if not order_ids:
         return []
-    rows = await conn.execute(text(
-        "SELECT DISTINCT customer_id::text FROM orders WHERE id = ANY(:o) UNION "
-        "SELECT DISTINCT product_id::text FROM order_items WHERE order_id = ANY(:o)"),
-        {"o": [uuid.UUID(o) for o in order_ids]})
+    rows = await conn.execute(
+        text(
+            "SELECT DISTINCT customer_id::text FROM orders WHERE id = ANY(:o) UNION "
+            "SELECT DISTINCT product_id::text FROM order_items WHERE order_id = ANY(:o)"
+        ),
+        {"o": [uuid.UUID(o) for o in order_ids]},
+    )
     return [r[0] for r in rows]
 
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,8 +59,13 @@ class Watched:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-async def watch(engine: AsyncEngine, targets: dict[str, int], out: TextIO = sys.stdout, poll: float = 0.5,
-                timeout: float | None = None) -> bool:
+async def watch(
+    engine: AsyncEngine,
+    targets: dict[str, int],
+    out: TextIO = sys.stdout,
+    poll: float = 0.5,
+    timeout: float | None = None,
+) -> bool:
     """Show each version's progress until it is live (on a terminal, a bar per projection with events/s and ETA;
     elsewhere a line every few seconds); False on a halt or timeout.
 
@@ -75,8 +79,12 @@ async def watch(engine: AsyncEngine, targets: dict[str, int], out: TextIO = sys.
         while True:
             async with engine.connect() as conn:
                 head = int((await conn.execute(text("SELECT coalesce(max(position), 0) FROM events"))).scalar())
-                roles = {(r.projection, r.version): (r.role, r.checkpoint) for r in await conn.execute(text(
-                    "SELECT projection, version, role, checkpoint FROM projection_versions"))}
+                roles = {
+                    (r.projection, r.version): (r.role, r.checkpoint)
+                    for r in await conn.execute(
+                        text("SELECT projection, version, role, checkpoint FROM projection_versions")
+                    )
+                }
                 halted = {r[0] for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
             for w in watched:
                 role, checkpoint = roles.get((w.name, w.version), (versions.NEXT, 0))
@@ -114,9 +122,15 @@ class _Bars:
     def __init__(self, watched: list[Watched], out: TextIO) -> None:
         self.watched = watched
         self.progress = Progress(
-            TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-            TextColumn("events {task.fields[rate]}"), TimeRemainingColumn(),
-            console=Console(file=out), transient=False)
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("events {task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=Console(file=out),
+            transient=False,
+        )
         self.tasks = [self.progress.add_task(f"{w.name} v{w.version}", total=None, rate="") for w in watched]
         self.progress.start()
 
@@ -145,10 +159,13 @@ async def wait_dropped(engine: AsyncEngine, name: str, version: int, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with engine.connect() as conn:
-            role = (await conn.execute(text("SELECT role FROM projection_versions WHERE projection = :p AND "
-                                            "version = :v"), {"p": name, "v": version})).scalar()
+            role = (
+                await conn.execute(
+                    text("SELECT role FROM projection_versions WHERE projection = :p AND version = :v"),
+                    {"p": name, "v": version},
+                )
+            ).scalar()
         if role == versions.DROPPED:
             return True
         await asyncio.sleep(0.2)
     return False
-

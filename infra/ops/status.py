@@ -46,26 +46,39 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
         runs = {r.projection: r for r in await conn.execute(text("SELECT * FROM projection_runs"))}
         halts = {r.projection for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
         rows = []
-        listed = {(r.projection, r.version): r for r in await conn.execute(text(
-            "SELECT projection, version, role, build_rate FROM projection_versions"))}
+        listed = {
+            (r.projection, r.version): r
+            for r in await conn.execute(text("SELECT projection, version, role, build_rate FROM projection_versions"))
+        }
         for name, projection in projections.items():
             checkpoint = await projection.checkpoint()
             lag, age = await _lag(conn, checkpoint)
             run = runs.get(name)
             version = listed.get((projection.name, projection.version))
             role = version.role if version else LIVE
-            rows.append(ProjectionStatus(
-                name, _state(role, name in halts, lag, age), projection.version, checkpoint, head, lag, age,
-                parked.get(name, 0),
-                run.last_batch_size if run else None, round(run.last_batch_seconds, 4) if run else None,
-                *(_build_progress(checkpoint, head, version.build_rate) if role == NEXT else ())))
+            rows.append(
+                ProjectionStatus(
+                    name,
+                    _state(role, name in halts, lag, age),
+                    projection.version,
+                    checkpoint,
+                    head,
+                    lag,
+                    age,
+                    parked.get(name, 0),
+                    run.last_batch_size if run else None,
+                    round(run.last_batch_seconds, 4) if run else None,
+                    *(_build_progress(checkpoint, head, version.build_rate) if role == NEXT else ()),
+                )
+            )
     return rows
 
 
 async def _lag(conn, checkpoint: int) -> tuple[int, float]:
     """Events after the checkpoint, and the age in seconds of the oldest of them."""
-    count, oldest = (await conn.execute(select(func.count(), func.min(events.c.occurred_at))
-                                        .where(events.c.position > checkpoint))).one()
+    count, oldest = (
+        await conn.execute(select(func.count(), func.min(events.c.occurred_at)).where(events.c.position > checkpoint))
+    ).one()
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return count, round(max(age, 0.0), 3)
 
@@ -86,12 +99,16 @@ def _state(role: str, halted: bool, lag: int, age: float) -> str:
 
 
 def table(rows: list[ProjectionStatus]) -> str:
-    lines = [f"{'projection':<26}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
-             f"{'dead':>6}{'last batch':>12}  build"]
+    lines = [
+        f"{'projection':<26}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
+        f"{'dead':>6}{'last batch':>12}  build"
+    ]
     for r in rows:
         batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
-        lines.append(f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
-                     f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r)}")
+        lines.append(
+            f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
+            f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r)}"
+        )
     return "\n".join(lines)
 
 

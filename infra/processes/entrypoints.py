@@ -15,8 +15,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra import bootstrap
-from infra.processes.gc_tuning import tune_for_batches
 from infra.http.app import create_app
+from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
 from workers.broker import build_queue_name, queue_name, send_coalesced
@@ -28,8 +28,11 @@ log = logging.getLogger("prism")
 
 #: What a worker takes: its projections' catch-ups (the live versions), their rebuilds, or both.
 LIVE, BUILDS, BOTH = "live", "builds", "both"
-QUEUES = {LIVE: lambda ns, name: {queue_name(ns, name)}, BUILDS: lambda ns, name: {build_queue_name(ns, name)},
-          BOTH: worker_queues}
+QUEUES = {
+    LIVE: lambda ns, name: {queue_name(ns, name)},
+    BUILDS: lambda ns, name: {build_queue_name(ns, name)},
+    BOTH: worker_queues,
+}
 BUILDS_POLL_MS = 1000
 
 
@@ -40,8 +43,14 @@ class Pipeline:
     projection under ``serve``); every actor is declared either way, so any process can send.
     """
 
-    def __init__(self, settings: Settings, with_worker: bool = True, with_relay: bool = True,
-                 projections: list[str] | None = None, takes: str = BOTH) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        with_worker: bool = True,
+        with_relay: bool = True,
+        projections: list[str] | None = None,
+        takes: str = BOTH,
+    ) -> None:
         self.settings = settings
         self.runner = bootstrap.runner(settings, projections)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
@@ -52,8 +61,11 @@ class Pipeline:
         threads = max(settings.worker_threads, len(names) * (2 if takes == BOTH else 1))
         # Rebuilds are not waited for by readers: their queues are looked at less often.
         poll = settings.worker_poll_ms if takes != BUILDS else BUILDS_POLL_MS
-        self.worker = dramatiq.Worker(self.broker, queues=queues, worker_threads=threads,
-                                      worker_timeout=poll) if with_worker else None
+        self.worker = (
+            dramatiq.Worker(self.broker, queues=queues, worker_threads=threads, worker_timeout=poll)
+            if with_worker
+            else None
+        )
         self.with_relay = with_relay
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task | None = None
@@ -100,8 +112,15 @@ KEEP_ALIVE_SECONDS = 75
 
 def api(settings: Settings, fd: int | None = None) -> None:
     """The API and readers; on an inherited listening socket (``fd``) when ``serve`` runs several."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                                           log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+    )
     server.run(sockets=None if fd is None else [socket.socket(fileno=fd)])
 
 
@@ -109,8 +128,12 @@ def clickhouse_owner(settings: Settings, socket_path: str) -> None:
     """The one process that opens the embedded engine: the analytics projection, and the whole app on a socket."""
     pipeline = Pipeline(settings, with_relay=False, projections=writing_to("clickhouse"))
     tune_for_batches()
-    uvicorn.run(app_with_pipeline(settings, pipeline), uds=socket_path, log_level="warning",
-                timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    uvicorn.run(
+        app_with_pipeline(settings, pipeline),
+        uds=socket_path,
+        log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 def relay_only(settings: Settings) -> None:
@@ -141,8 +164,9 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         # The default loop setup would install uvloop as the process-wide policy, under the caller's own loop.
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="asyncio",
-                                timeout_keep_alive=KEEP_ALIVE_SECONDS)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", loop="asyncio", timeout_keep_alive=KEEP_ALIVE_SECONDS
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="prism-http", daemon=True)
 

@@ -100,13 +100,16 @@ def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
     """What ``serve`` runs for these settings."""
     embedded = writing_to("clickhouse") if settings.uses_chdb else []
     api_env = {"PRISM_CLICKHOUSE_OWNER_SOCKET": str(owner_socket(settings))} if embedded else {}
-    specs = [ChildSpec("clickhouse", ("clickhouse-owner", "--socket", str(owner_socket(settings))))] if embedded \
-        else []
-    specs += [ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
-              for n in range(1, settings.api_processes + 1)]
+    specs = [ChildSpec("clickhouse", ("clickhouse-owner", "--socket", str(owner_socket(settings))))] if embedded else []
+    specs += [
+        ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
+        for n in range(1, settings.api_processes + 1)
+    ]
     for name in (name for name in PROJECTIONS if name not in embedded):
-        specs += [ChildSpec(f"worker-{name}", ("worker", name, "--takes", "live")),
-                  ChildSpec(f"builder-{name}", ("worker", name, "--takes", "builds"))]
+        specs += [
+            ChildSpec(f"worker-{name}", ("worker", name, "--takes", "live")),
+            ChildSpec(f"builder-{name}", ("worker", name, "--takes", "builds")),
+        ]
     if settings.serve_relay:
         specs.append(ChildSpec("relay", ("relay",)))
     return specs
@@ -127,9 +130,11 @@ class Supervisor:
         for child in self.children:
             self._start(child)
         self._record()
-        self._say(f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
-                  + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
-                  + "; stop with Ctrl-C")
+        self._say(
+            f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
+            + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
+            + "; stop with Ctrl-C"
+        )
         try:
             while not self._stopping.wait(0.1):
                 if self._watch():
@@ -147,14 +152,22 @@ class Supervisor:
         return listener
 
     def _start(self, child: Child) -> None:
-        env = self.settings.child_environment() | child.spec.env | {
-            PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        env = (
+            self.settings.child_environment() | child.spec.env | {PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        )
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *child.spec.args], env=env, pass_fds=child.spec.fds,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "infra.cli", *child.spec.args],
+            env=env,
+            pass_fds=child.spec.fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         child.started_at, child.wall_started, child.restart_at = time.monotonic(), time.time(), None
-        threading.Thread(target=self._pump, args=(child.spec.name, child.process), daemon=True,
-                         name=f"output-{child.spec.name}").start()
+        threading.Thread(
+            target=self._pump, args=(child.spec.name, child.process), daemon=True, name=f"output-{child.spec.name}"
+        ).start()
 
     def _watch(self) -> bool:
         """Schedule a restart for each child that exited; start those whose pause is over. True if any changed."""
@@ -173,16 +186,31 @@ class Supervisor:
             child.failures = 0 if now - child.started_at >= HEALTHY_SECONDS else child.failures + 1
             pause = min(FIRST_BACKOFF_SECONDS * 2 ** max(child.failures - 1, 0), MAX_BACKOFF_SECONDS)
             child.restart_at = now + pause
-            log.warning("%s (pid %d) %s after %.1fs; starting it again in %.2fs", child.spec.name,
-                        child.process.pid, _exit(code), now - child.started_at, pause)
+            log.warning(
+                "%s (pid %d) %s after %.1fs; starting it again in %.2fs",
+                child.spec.name,
+                child.process.pid,
+                _exit(code),
+                now - child.started_at,
+                pause,
+            )
         return changed
 
     def _record(self) -> None:
         """The children as they are now, written whole (renamed into place) for ``prism status``."""
-        record = {"supervisor": os.getpid(), "children": [
-            {"name": c.spec.name, "pid": c.process.pid if c.process else None,
-             "state": "restarting" if c.restart_at is not None else "running", "restarts": c.restarts,
-             "since": c.wall_started} for c in self.children]}
+        record = {
+            "supervisor": os.getpid(),
+            "children": [
+                {
+                    "name": c.spec.name,
+                    "pid": c.process.pid if c.process else None,
+                    "state": "restarting" if c.restart_at is not None else "running",
+                    "restarts": c.restarts,
+                    "since": c.wall_started,
+                }
+                for c in self.children
+            ],
+        }
         path = processes_file(self.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_suffix(".tmp")
@@ -242,8 +270,12 @@ async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
     ends, then stopped as Ctrl-C stops it; its output goes to ``log_path`` (its folder made if missing)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
-        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"], env=settings.child_environment(),
-                                 stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "serve"],
+            env=settings.child_environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             await _ready(f"http://{settings.api_host}:{settings.api_port}", child, log_path, timeout)
             yield child

@@ -14,7 +14,6 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from infra.services.plugins import PLUGINS, Plugin
 from infra.services.local_process import (
     ES_HOME,
     ES_USER,
@@ -34,6 +33,7 @@ from infra.services.local_process import (
     run,
     say,
 )
+from infra.services.plugins import PLUGINS, Plugin
 from infra.settings import Settings
 
 ES_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
@@ -112,8 +112,17 @@ class Elasticsearch(Service):
         ensure_file(Path("/usr/bin/mvn"), "maven")
         make_dir(ES_CACHE_DIR)
         say(f"{self.name}: fetching {ES_ARTIFACT}")
-        run(["mvn", "-q", f"{MAVEN_DEPENDENCY_PLUGIN}:copy", f"-Dartifact={ES_ARTIFACT}",
-              f"-DoutputDirectory={ES_CACHE_DIR}"], cwd=ES_CACHE_DIR, timeout=900)
+        run(
+            [
+                "mvn",
+                "-q",
+                f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+                f"-Dartifact={ES_ARTIFACT}",
+                f"-DoutputDirectory={ES_CACHE_DIR}",
+            ],
+            cwd=ES_CACHE_DIR,
+            timeout=900,
+        )
         return archive
 
     def _unpack(self, archive: Path) -> None:
@@ -172,9 +181,16 @@ class Elasticsearch(Service):
         The launcher JVM (CLI_JAVA_OPTS) gets the same temporary directory as the node,
         otherwise it leaves empty ``final-flags*`` folders in /tmp on every start.
         """
-        return ["env", "-i", f"PATH={SYSTEM_PATH}", f"ES_JAVA_HOME={JAVA_HOME}",
-                f"ES_JAVA_OPTS=-Xms{self.heap} -Xmx{self.heap}", f"ES_TMPDIR={self.tmp}",
-                f"CLI_JAVA_OPTS=-Djava.io.tmpdir={self.tmp}", "LANG=C.UTF-8"]
+        return [
+            "env",
+            "-i",
+            f"PATH={SYSTEM_PATH}",
+            f"ES_JAVA_HOME={JAVA_HOME}",
+            f"ES_JAVA_OPTS=-Xms{self.heap} -Xmx{self.heap}",
+            f"ES_TMPDIR={self.tmp}",
+            f"CLI_JAVA_OPTS=-Djava.io.tmpdir={self.tmp}",
+            "LANG=C.UTF-8",
+        ]
 
     def launch(self) -> None:
         """``-d`` returns once the node has started (or failed), with a pid file written by it.
@@ -182,8 +198,14 @@ class Elasticsearch(Service):
         The working directory is the log directory because jvm.options writes gc.log
         and crash files relative to it.
         """
-        command = [*self._environment(), ES_HOME / "bin" / "elasticsearch", "-d", "-p", self.pid_file,
-                   *self._server_options()]
+        command = [
+            *self._environment(),
+            ES_HOME / "bin" / "elasticsearch",
+            "-d",
+            "-p",
+            self.pid_file,
+            *self._server_options(),
+        ]
         launch_daemon(command, self.log, user=ES_USER, cwd=self.es_logs, timeout=self.deadline_seconds)
 
     def _get(self, path: str, timeout: float) -> dict | None:

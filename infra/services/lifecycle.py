@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 
 from infra.services.elasticsearch_server import Elasticsearch
-from infra.services.postgres import Postgres
-from infra.services.redis_server import Redis
 from infra.services.local_process import (
     Service,
     ServiceError,
@@ -21,6 +19,8 @@ from infra.services.local_process import (
     tail,
     wait_until,
 )
+from infra.services.postgres import Postgres
+from infra.services.redis_server import Redis
 from infra.settings import Settings
 
 

@@ -100,7 +100,12 @@ def launch_daemon(command: Sequence[str | Path], log: Path, *, user: str | None,
     with log.open("ab") as out:
         try:
             code = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                timeout=timeout,
                 check=False,
             ).returncode
         except subprocess.TimeoutExpired as error:
@@ -227,9 +232,7 @@ def chown_tree(root: Path, owner: str) -> None:
 def check_writable(path: Path, user: str) -> None:
     """Fail early and clearly when a service user cannot reach its directory (e.g. under /root)."""
     if subprocess.run(_as_user(user, ["test", "-w", str(path)]), check=False).returncode != 0:
-        raise ServiceError(
-            f"user {user} cannot write {path}; put PRISM_SERVICES_DIR somewhere every user can traverse"
-        )
+        raise ServiceError(f"user {user} cannot write {path}; put PRISM_SERVICES_DIR somewhere every user can traverse")
 
 
 def ensure_system_user(name: str) -> None:

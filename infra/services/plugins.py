@@ -104,8 +104,21 @@ class Plugin:
         staging = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=f".{self.name}-"))
         try:
             classes = staging / "classes"
-            run([JAVA_HOME / "bin" / "javac", "--release", JAVA_RELEASE, "-encoding", "UTF-8",
-                  "-cp", f"{ES_HOME / 'lib'}/*", "-d", classes, *self._sources()], timeout=300)
+            run(
+                [
+                    JAVA_HOME / "bin" / "javac",
+                    "--release",
+                    JAVA_RELEASE,
+                    "-encoding",
+                    "UTF-8",
+                    "-cp",
+                    f"{ES_HOME / 'lib'}/*",
+                    "-d",
+                    classes,
+                    *self._sources(),
+                ],
+                timeout=300,
+            )
             jar = staging / f"{self.name}-{ES_VERSION}.jar"
             run([JAVA_HOME / "bin" / "jar", "--create", "--file", jar, "-C", classes, "."], timeout=120)
             with zipfile.ZipFile(staging / self.bundle.name, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -141,10 +154,22 @@ class Plugin:
         shutil.rmtree(self.installed, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=BUILD_DIR, prefix=".plugin-tool-"))
         try:
-            run(["env", "-i", f"PATH={SYSTEM_PATH}", f"ES_JAVA_HOME={JAVA_HOME}",
-                  f"CLI_JAVA_OPTS=-Djava.io.tmpdir={tmp}", "LANG=C.UTF-8",
-                  ES_HOME / "bin" / "elasticsearch-plugin", "install", "--batch", self.bundle.as_uri()],
-                 cwd=ES_HOME, timeout=300)
+            run(
+                [
+                    "env",
+                    "-i",
+                    f"PATH={SYSTEM_PATH}",
+                    f"ES_JAVA_HOME={JAVA_HOME}",
+                    f"CLI_JAVA_OPTS=-Djava.io.tmpdir={tmp}",
+                    "LANG=C.UTF-8",
+                    ES_HOME / "bin" / "elasticsearch-plugin",
+                    "install",
+                    "--batch",
+                    self.bundle.as_uri(),
+                ],
+                cwd=ES_HOME,
+                timeout=300,
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         ensure_system_user(ES_USER)

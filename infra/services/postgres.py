@@ -66,9 +66,20 @@ class Postgres(Service):
     def _initdb(self) -> None:
         """Local socket logins use peer auth (the postgres user); TCP logins need a password."""
         run(
-            [PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
-             "--auth-local=peer", "--auth-host=scram-sha-256"],
-            user=PG_USER, cwd=self.base,
+            [
+                PG_BIN / "initdb",
+                "-D",
+                self.data,
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+            ],
+            user=PG_USER,
+            cwd=self.base,
         )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\ninclude_if_exists = 'prism.conf'\n")
@@ -89,7 +100,10 @@ class Postgres(Service):
     def launch(self) -> None:
         launch_daemon(
             [PG_BIN / "pg_ctl", "start", "-D", self.data, "-l", self.log, "-w", "-t", int(self.deadline_seconds)],
-            self.log, user=PG_USER, cwd=self.base, timeout=self.deadline_seconds + 10,
+            self.log,
+            user=PG_USER,
+            cwd=self.base,
+            timeout=self.deadline_seconds + 10,
         )
 
     def healthy(self) -> bool:
@@ -100,16 +114,38 @@ class Postgres(Service):
         """Create the application roles and databases named in the settings, idempotently."""
         for url in (self.settings.write_database_url, self.settings.dashboards_database_url):
             parts = urlsplit(url)
-            self._psql(_PROVISION_SQL, user=parts.username or "prism", password=parts.password or "prism",
-                       db=parts.path.lstrip("/"))
+            self._psql(
+                _PROVISION_SQL,
+                user=parts.username or "prism",
+                password=parts.password or "prism",
+                db=parts.path.lstrip("/"),
+            )
 
     def _psql(self, script: str, **variables: str) -> None:
         """psql variables quote names and passwords, so odd characters cannot inject SQL."""
         assigns = [arg for key, value in variables.items() for arg in ("-v", f"{key}={value}")]
         run(
-            [PG_BIN / "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir, "-p", str(self.port),
-             "-U", "postgres", "-d", "postgres", *assigns, "-f", "-"],
-            user=PG_USER, stdin=script, cwd=self.base,
+            [
+                PG_BIN / "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.socket_dir,
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                *assigns,
+                "-f",
+                "-",
+            ],
+            user=PG_USER,
+            stdin=script,
+            cwd=self.base,
         )
 
     def detail(self) -> str:
@@ -118,8 +154,12 @@ class Postgres(Service):
 
     def stop(self, pid: int) -> None:
         """Fast shutdown: a plain SIGTERM would wait for every client to disconnect."""
-        run([PG_BIN / "pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", int(STOP_TIMEOUT_SECONDS)],
-             user=PG_USER, cwd=self.base, timeout=STOP_TIMEOUT_SECONDS + 10)
+        run(
+            [PG_BIN / "pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", int(STOP_TIMEOUT_SECONDS)],
+            user=PG_USER,
+            cwd=self.base,
+            timeout=STOP_TIMEOUT_SECONDS + 10,
+        )
 
 
 _PROVISION_SQL = r"""

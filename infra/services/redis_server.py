@@ -41,10 +41,29 @@ class Redis(Service):
 
     def launch(self) -> None:
         launch_daemon(
-            ["redis-server", "--bind", self.host, "--port", str(self.port), "--daemonize", "yes",
-             "--pidfile", self.pid_file, "--logfile", self.log, "--dir", self.data,
-             "--save", "", "--appendonly", "no"],
-            self.log, user=None, cwd=self.data, timeout=self.deadline_seconds,
+            [
+                "redis-server",
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                self.pid_file,
+                "--logfile",
+                self.log,
+                "--dir",
+                self.data,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            self.log,
+            user=None,
+            cwd=self.data,
+            timeout=self.deadline_seconds,
         )
 
     def healthy(self) -> bool:

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-
 #: What the dashboard shows beyond counts and sums, kept in its row (added to a table made by an older release).
 SHOWN_COLUMNS = (
     "spend_by_month jsonb NOT NULL DEFAULT '{}'",  # "YYYY-MM" -> {"orders", "spend"}: the 24 latest months with orders
@@ -49,10 +48,14 @@ class Tables:
 
     def views(self) -> dict[str, str]:
         """What each served view selects from this version, the checkpoint last."""
-        return {self.served: f"SELECT * FROM {self.dashboards}", self.served_orders: f"SELECT * FROM {self.orders}",
-                self.served_lines: f"SELECT * FROM {self.lines}", self.served_products: f"SELECT * FROM {self.products}",
-                self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
-                                        f"WHERE projection = '{self.checkpoint_key}'"}
+        return {
+            self.served: f"SELECT * FROM {self.dashboards}",
+            self.served_orders: f"SELECT * FROM {self.orders}",
+            self.served_lines: f"SELECT * FROM {self.lines}",
+            self.served_products: f"SELECT * FROM {self.products}",
+            self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
+            f"WHERE projection = '{self.checkpoint_key}'",
+        }
 
     def ddl(self) -> list[str]:
         return [
@@ -107,8 +110,9 @@ async def read_checkpoint(engine, tables: Tables, served: bool = False) -> int:
         found = await query_served(engine, f"SELECT position FROM {tables.served_checkpoint}", {})
         return int(found[0][0] or 0) if found else 0
     async with engine.connect() as conn:
-        found = await conn.execute(text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"),
-                                   {"p": tables.checkpoint_key})
+        found = await conn.execute(
+            text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"), {"p": tables.checkpoint_key}
+        )
         return int(found.scalar() or 0)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-
 _TS = "DateTime64(3, 'UTC')"
 
 
@@ -52,11 +51,14 @@ class Tables:
         ``order_hours`` and ``product_days`` are the rollups the canned questions read;
         they span tenants, so analysts' SQL is never given them.
         """
-        views = {self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
-                 for name in ("orders", "order_lines", "order_events", "products", "order_hours", "product_days")}
+        views = {
+            self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
+            for name in ("orders", "order_lines", "order_events", "products", "order_hours", "product_days")
+        }
         views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
-        views[self.served_checkpoint] = (f"SELECT max(position) AS position FROM {self.checkpoints} "
-                                         f"WHERE name = '{self.checkpoint_key}'")
+        views[self.served_checkpoint] = (
+            f"SELECT max(position) AS position FROM {self.checkpoints} WHERE name = '{self.checkpoint_key}'"
+        )
         return views
 
     def ddl(self) -> list[str]:

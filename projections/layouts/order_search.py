@@ -22,14 +22,16 @@ class Names:
         """Alias actions that point both aliases at this version (and away from every other)."""
         pairs = ((self.alias, self.index), (self.checkpoint_alias, self.checkpoints))
         return [{"remove": {"index": f"{alias}-v*", "alias": alias, "must_exist": False}} for alias, _ in pairs] + [
-            {"add": {"index": index, "alias": alias}} for alias, index in pairs]
+            {"add": {"index": index, "alias": alias}} for alias, index in pairs
+        ]
 
 
 async def read_checkpoint(es, names: Names, served: bool = False) -> int:
     """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
     try:
-        found = await es.get(index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id,
-                             realtime=True)
+        found = await es.get(
+            index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id, realtime=True
+        )
     except NotFoundError:
         return 0
     return int(found["_source"]["position"])

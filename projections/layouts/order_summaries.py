@@ -12,7 +12,6 @@ Keys (``p`` = ``<namespace>:os:v<version>:``):
 
 from __future__ import annotations
 
-
 #: The served version's checkpoint and one order document, in one round trip.
 READ_SERVED = """
 local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
@@ -92,12 +91,14 @@ class ServedReader:
         checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
         return int(checkpoint or 0), doc or None
 
-    async def customer_orders(self, customer_id: str, after: str | None, limit: int, tenant: str
-                              ) -> tuple[int, list[bytes] | None, int]:
+    async def customer_orders(
+        self, customer_id: str, after: str | None, limit: int, tenant: str
+    ) -> tuple[int, list[bytes] | None, int]:
         """Checkpoint, up to ``limit`` documents as stored after the ``after`` order (None unless it is an order of
         this customer in ``tenant``), and how many remain."""
-        checkpoint, docs, remaining = await self._page(keys=[self.keys.serving], args=[
-            self.keys.root + "v", customer_id, after or "", limit, tenant])
+        checkpoint, docs, remaining = await self._page(
+            keys=[self.keys.serving], args=[self.keys.root + "v", customer_id, after or "", limit, tenant]
+        )
         if docs is None:
             return int(checkpoint), None, 0
         return int(checkpoint), [doc for doc in docs if doc], int(remaining)

@@ -17,8 +17,9 @@ class EmbeddedEngineBusy(Exception):
     """Raised when another process holds the embedded engine's data path (chDB allows one process per path)."""
 
 
-def connect(url: str, chdb_path: Path | str, settings: dict[str, Any] | None = None,
-            database: str | None = None) -> Any:
+def connect(
+    url: str, chdb_path: Path | str, settings: dict[str, Any] | None = None, database: str | None = None
+) -> Any:
     """A clickhouse-connect client; chDB when ``url`` is empty (one data path per process)."""
     extra = {"database": database} if database else {}
     if url:
@@ -30,7 +31,8 @@ def connect(url: str, chdb_path: Path | str, settings: dict[str, Any] | None = N
         raise EmbeddedEngineBusy(
             f"the embedded ClickHouse engine at {chdb_path} is in use by another process (a running `prism serve`?). "
             "Ask that process over HTTP (GET /projections, POST /audit, /deadletters), stop it first, or set "
-            f"PRISM_CLICKHOUSE_URL to a ClickHouse server. ({error})") from error
+            f"PRISM_CLICKHOUSE_URL to a ClickHouse server. ({error})"
+        ) from error
 
 
 class ReadPool:

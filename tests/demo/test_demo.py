@@ -18,11 +18,15 @@ from write.migrate import upgrade
 async def demo_settings(fresh_services, stores, tmp_path):
     """Databases and a namespace of the demo's own (it registers tenants that no other test expects), and a chDB
     folder whose parent does not exist yet, as in a fresh clone."""
-    settings = fresh_services.model_copy(update={
-        "namespace": f"{fresh_services.namespace}demo",
-        "write_database_url": fresh_services.write_database_url + "_demo",
-        "dashboards_database_url": fresh_services.dashboards_database_url + "_demo",
-        "chdb_path": tmp_path / "var" / "chdb", "api_port": sandbox.free_port()})
+    settings = fresh_services.model_copy(
+        update={
+            "namespace": f"{fresh_services.namespace}demo",
+            "write_database_url": fresh_services.write_database_url + "_demo",
+            "dashboards_database_url": fresh_services.dashboards_database_url + "_demo",
+            "chdb_path": tmp_path / "var" / "chdb",
+            "api_port": sandbox.free_port(),
+        }
+    )
     await _forget(stores, settings.broker_url, settings.namespace)
     for url in (settings.write_database_url, settings.dashboards_database_url):
         await sandbox.recreate_database(url)
@@ -35,8 +39,9 @@ async def demo_settings(fresh_services, stores, tmp_path):
 
 async def _forget(stores, broker_url: str, namespace: str) -> None:
     """What an earlier run left of this namespace in the shared Redis databases and Elasticsearch."""
-    await stores.elasticsearch.indices.delete(index=f"{namespace}*", ignore_unavailable=True, allow_no_indices=True,
-                                              expand_wildcards="all")
+    await stores.elasticsearch.indices.delete(
+        index=f"{namespace}*", ignore_unavailable=True, allow_no_indices=True, expand_wildcards="all"
+    )
     broker = Redis.from_url(broker_url)
     try:
         for client in (stores.redis, broker):
@@ -50,9 +55,14 @@ async def _forget(stores, broker_url: str, namespace: str) -> None:
 @pytest.mark.timeout(600)
 async def test_the_demo_reads_back_from_all_four_readers_and_every_store_agrees(demo_settings):
     demo = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "infra.cli", "demo", "--orders", "30"],
-        env=demo_settings.child_environment(), capture_output=True, text=True, timeout=540,
-        cwd=Path(__file__).parents[2])
+        subprocess.run,
+        [sys.executable, "-m", "infra.cli", "demo", "--orders", "30"],
+        env=demo_settings.child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=Path(__file__).parents[2],
+    )
     out = demo.stdout + demo.stderr
     assert demo.returncode == 0, out[-4000:]
     assert "demo finished: every store agrees with the write model" in demo.stdout, out[-4000:]

@@ -9,17 +9,24 @@ from tests.e2e.test_read_your_writes import open_shop
 async def test_summary_and_hours_reflect_cancellations_and_discounts(http, api_tenant):
     shop, made = await open_shop(http, api_tenant)  # one pending order of 25.00
     customer, product = made["customer"]["id"], made["product"]["id"]
-    discounted = await shop.post("/orders", {"customer_id": customer, "items": [
-        {"product_id": product, "quantity": 8}]}, 201)  # 100.00
-    await shop.post(f"/orders/{discounted['id']}/discount", {"percent": "10", "authorised_by": "Ann",
-                                                             "expected_version": 1})
-    cancelled = await shop.post("/orders", {"customer_id": customer, "items": [
-        {"product_id": product, "quantity": 1}]}, 201)
+    discounted = await shop.post(
+        "/orders", {"customer_id": customer, "items": [{"product_id": product, "quantity": 8}]}, 201
+    )  # 100.00
+    await shop.post(
+        f"/orders/{discounted['id']}/discount", {"percent": "10", "authorised_by": "Ann", "expected_version": 1}
+    )
+    cancelled = await shop.post(
+        "/orders", {"customer_id": customer, "items": [{"product_id": product, "quantity": 1}]}, 201
+    )
     last = await shop.post(f"/orders/{cancelled['id']}/cancel", {"reason": "changed mind", "expected_version": 1})
 
     figures, _ = await shop.get("/analytics/summary", last["position"])
     assert (figures["orders"], figures["cancelled"], figures["revenue"], figures["average_order_value"]) == (
-        3, 1, "115.00", "57.50")
+        3,
+        1,
+        "115.00",
+        "57.50",
+    )
     assert (figures["discounted_orders"], figures["discount_total"]) == (1, "10.00")
     assert figures["cancellation_rate"] == round(1 / 3, 4) and figures["discount_share_of_subtotal"] == 0.08
     hours, _ = await shop.get("/analytics/orders-by-hour", last["position"])

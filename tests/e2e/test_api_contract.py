@@ -38,6 +38,7 @@ OR_422 = ACCEPTED[:-1] + ', "422"]'
 
 async def _seed(http, headers: dict[str, str]) -> dict[str, str]:
     """A customer, a product and an order of the tenant, so that the operations taking their ids get past a 404."""
+
     async def post(path: str, body: dict) -> str:
         response = await http.post(path, json=body, headers=headers)
         assert response.status_code == 201, response.text
@@ -55,13 +56,13 @@ def _config(tmp_path: Path, seeded: dict[str, str]) -> Path:
 
 [[operations]]
 include-path-regex = '{OPERATOR_ONLY}'
-headers = {{ Authorization = "{OPERATOR['Authorization']}" }}
+headers = {{ Authorization = "{OPERATOR["Authorization"]}" }}
 
 # An audit of every tenant the test run has filled takes seconds on two cores: audit the one seeded here.
 [[operations]]
 include-path-regex = '^/audit'
-headers = {{ Authorization = "{OPERATOR['Authorization']}" }}
-parameters = {{ "query.tenant" = "{seeded['tenant']}" }}
+headers = {{ Authorization = "{OPERATOR["Authorization"]}" }}
+parameters = {{ "query.tenant" = "{seeded["tenant"]}" }}
 request-timeout = 120
 checks.max_response_time = 120
 
@@ -84,29 +85,46 @@ checks.positive_data_acceptance.expected-statuses = {OR_422}
 # Ids that exist, so that these operations reach their logic instead of a 404 (the links reach them rarely).
 [[operations]]
 include-path-regex = '^/orders$'  # include-path is a prefix: it would take /orders/{{order_id}}/... too
-parameters = {{ "body.customer_id" = "{seeded['customer']}", "body.items[*].product_id" = "{seeded['product']}" }}
+parameters = {{ "body.customer_id" = "{seeded["customer"]}", "body.items[*].product_id" = "{seeded["product"]}" }}
 
 [[operations]]
 include-path-regex = '^/orders/\\{{order_id\\}}'
-parameters = {{ "path.order_id" = "{seeded['order']}" }}
+parameters = {{ "path.order_id" = "{seeded["order"]}" }}
 
 [[operations]]
 include-path = "/customers/{{customer_id}}/dashboard"
-parameters = {{ "path.customer_id" = "{seeded['customer']}" }}
+parameters = {{ "path.customer_id" = "{seeded["customer"]}" }}
 """)
     return config
 
 
 def _command(base_url: str, config: Path, headers: dict[str, str], reports: Path) -> list[str]:
-    command = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{base_url}/openapi.json",
-               "--checks", "all",
-               "--max-examples", str(EXAMPLES), "--seed", SEED,
-               "--workers", "2",  # the server shares the machine's two cores; more workers only queue
-               "--generation-database", "none",  # nothing written into the working tree
-               # Postgres text cannot hold NUL, so every command refuses it (a 422); a pattern saying so on every
-               # string of the schema would be noise, and JSON clients do not send NUL.
-               "--generation-allow-x00", "false",
-               "--report", "junit", "--report-dir", str(reports), "--no-color"]
+    command = [
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(config),
+        "run",
+        f"{base_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        SEED,
+        "--workers",
+        "2",  # the server shares the machine's two cores; more workers only queue
+        "--generation-database",
+        "none",  # nothing written into the working tree
+        # Postgres text cannot hold NUL, so every command refuses it (a 422); a pattern saying so on every
+        # string of the schema would be noise, and JSON clients do not send NUL.
+        "--generation-allow-x00",
+        "false",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(reports),
+        "--no-color",
+    ]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     return command
@@ -117,8 +135,9 @@ async def test_schemathesis_finds_no_failure(server, http, tenant_id, tmp_path):
     seeded = await _seed(http, headers) | {"tenant": tenant_id}
     command = _command(server, _config(tmp_path, seeded), headers, tmp_path / "reports")
     started = time.monotonic()
-    run = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True,
-                                  timeout=TIMEOUT_SECONDS, cwd=tmp_path)
+    run = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, cwd=tmp_path
+    )
     took = time.monotonic() - started
     output = run.stdout + run.stderr
     print(output[-6000:], f"\nschemathesis took {took:.0f}s")

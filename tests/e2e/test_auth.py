@@ -60,17 +60,24 @@ async def test_a_tenants_key_can_neither_read_nor_change_another_tenants_orders(
     for path in (f"/orders/{order}", f"/customers/{made_there['customer']['id']}/dashboard"):
         read = await http.get(path, headers=mine.headers, params={"min_position": position})
         assert read.status_code == 404, (path, read.text)
-    for action, body in (("confirm", {"expected_version": 1}), ("cancel", {"expected_version": 1, "reason": "x"}),
-                         ("discount", {"expected_version": 1, "percent": "50", "authorised_by": "me"})):
+    for action, body in (
+        ("confirm", {"expected_version": 1}),
+        ("cancel", {"expected_version": 1, "reason": "x"}),
+        ("discount", {"expected_version": 1, "percent": "50", "authorised_by": "me"}),
+    ):
         changed = await http.post(f"/orders/{order}/{action}", json=body, headers=mine.headers)
         assert changed.status_code == 404, (action, changed.text)
-    renamed = await http.post(f"/products/{made_there['product']['id']}/name",
-                              json={"name": "Stolen", "expected_version": 1}, headers=mine.headers)
+    renamed = await http.post(
+        f"/products/{made_there['product']['id']}/name",
+        json={"name": "Stolen", "expected_version": 1},
+        headers=mine.headers,
+    )
     assert renamed.status_code == 404
     async with write_engine.connect() as conn:
         status = (await conn.execute(text("SELECT status, version FROM orders WHERE id = :id"), {"id": order})).one()
-        name = (await conn.execute(text("SELECT name FROM products WHERE id = :id"),
-                                   {"id": made_there["product"]["id"]})).scalar()
+        name = (
+            await conn.execute(text("SELECT name FROM products WHERE id = :id"), {"id": made_there["product"]["id"]})
+        ).scalar()
     assert tuple(status) == ("pending", 1) and name == "Gizmo Deluxe"
     assert theirs.tenant != mine.tenant
 
@@ -84,8 +91,11 @@ async def test_the_tenant_header_is_only_a_consistency_check(http, api_tenant):
     assert same.status_code == 200
     mismatch = await http.get(path, headers=shop.headers | {"X-Tenant-ID": other}, params=params)
     assert (mismatch.status_code, mismatch.json()["code"]) == (403, "forbidden")
-    twice = await http.get(path, headers=[("Authorization", shop.headers["Authorization"]),
-                                          ("X-Tenant-ID", api_tenant), ("X-Tenant-ID", other)], params=params)
+    twice = await http.get(
+        path,
+        headers=[("Authorization", shop.headers["Authorization"]), ("X-Tenant-ID", api_tenant), ("X-Tenant-ID", other)],
+        params=params,
+    )
     assert (twice.status_code, twice.json()["field"]) == (400, "X-Tenant-ID")
     alone = await http.get(path, headers={"X-Tenant-ID": api_tenant}, params=params)
     assert alone.status_code == 401
@@ -95,23 +105,34 @@ async def test_scopes_bound_what_a_key_may_do(http, api_tenant, write_engine):
     shop, made = await open_shop(http, api_tenant)
     reader = _bearer((await api_keys.issue(write_engine, api_tenant, ["read"]))[1])
     writer = _bearer((await api_keys.issue(write_engine, api_tenant, ["commands"]))[1])
-    order_body = {"customer_id": made["customer"]["id"], "items": [{"product_id": made["product"]["id"],
-                                                                    "quantity": 1}]}
+    order_body = {
+        "customer_id": made["customer"]["id"],
+        "items": [{"product_id": made["product"]["id"], "quantity": 1}],
+    }
     expectations = [
-        ("POST", "/orders", reader, order_body, 403), ("POST", "/orders", writer, order_body, 201),
+        ("POST", "/orders", reader, order_body, 403),
+        ("POST", "/orders", writer, order_body, 201),
         ("GET", f"/orders/{made['order']['id']}", writer, None, 403),
         ("GET", f"/orders/{made['order']['id']}", reader, None, 200),
-        ("GET", "/analytics/summary", reader, None, 403), ("GET", "/analytics/summary", shop.headers, None, 200),
-        ("GET", "/audit", shop.headers, None, 403), ("GET", "/deadletters", shop.headers, None, 403),
+        ("GET", "/analytics/summary", reader, None, 403),
+        ("GET", "/analytics/summary", shop.headers, None, 200),
+        ("GET", "/audit", shop.headers, None, 403),
+        ("GET", "/deadletters", shop.headers, None, 403),
         ("POST", "/projections/order_search/rebuild", shop.headers, None, 403),
         ("POST", "/tenants", shop.headers, {"id": f"{api_tenant}-new", "name": "Mine now"}, 403),
         ("GET", f"/orders/{made['order']['id']}", OPERATOR, None, 403),
         ("POST", "/orders", OPERATOR, order_body, 403),
-        ("GET", "/projections", reader, None, 200), ("GET", "/positions", writer, None, 200),
+        ("GET", "/projections", reader, None, 200),
+        ("GET", "/positions", writer, None, 200),
     ]
     for method, path, headers, body, status in expectations:
-        response = await http.request(method, path, headers=headers, json=body,
-                                      params={"min_position": made["order"]["position"]} if method == "GET" else None)
+        response = await http.request(
+            method,
+            path,
+            headers=headers,
+            json=body,
+            params={"min_position": made["order"]["position"]} if method == "GET" else None,
+        )
         assert response.status_code == status, (method, path, headers, response.text)
         if status == 403:
             assert response.json()["code"] == "forbidden" and response.json()["message"], response.text
@@ -124,13 +145,15 @@ async def test_registering_a_tenant_is_for_operators_and_issues_its_first_key(ht
     issued = registered.json()["key"]
     assert issued["key"].startswith("prk_") and issued["tenant"] == tenant_id
     assert issued["scopes"] == ["commands", "read", "analytics"]
-    created = await http.post("/customers", json={"name": "Ann", "email": "ann@new.example"},
-                              headers=_bearer(issued["key"]))
+    created = await http.post(
+        "/customers", json={"name": "Ann", "email": "ann@new.example"}, headers=_bearer(issued["key"])
+    )
     assert created.status_code == 201, created.text
     again = await http.post("/tenants", json={"id": tenant_id, "name": "New"}, headers=OPERATOR)
     assert (again.status_code, again.json()["code"]) == (409, "conflict")
-    without_key = await http.post("/tenants", json={"id": f"{tenant_id}-b", "name": "B", "issue_key": False},
-                                  headers=OPERATOR)
+    without_key = await http.post(
+        "/tenants", json={"id": f"{tenant_id}-b", "name": "B", "issue_key": False}, headers=OPERATOR
+    )
     assert without_key.status_code == 201 and without_key.json()["key"] is None
 
 
@@ -160,8 +183,9 @@ def test_the_keys_command_creates_lists_and_revokes(fresh_services, tenant):
     env = os.environ | {"PRISM_WRITE_DATABASE_URL": fresh_services.write_database_url}
 
     def prism(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "infra.cli", "keys", *args], env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", "keys", *args], env=env, capture_output=True, text=True, timeout=60
+        )
 
     created = prism("create", "--tenant", tenant, "--scopes", "read,analytics", "--name", "dash", "--expires", "30")
     assert created.returncode == 0, created.stderr
@@ -171,8 +195,12 @@ def test_the_keys_command_creates_lists_and_revokes(fresh_services, tenant):
     listed = prism("list", "--tenant", tenant)
     assert key_id in listed.stdout and "read,analytics" in listed.stdout and plain not in listed.stdout
     assert prism("revoke", key_id).returncode == 0
-    assert "-" not in next(line for line in prism("list", "--tenant", tenant).stdout.splitlines()
-                           if line.startswith(key_id)).split()[-1]
+    assert (
+        "-"
+        not in next(
+            line for line in prism("list", "--tenant", tenant).stdout.splitlines() if line.startswith(key_id)
+        ).split()[-1]
+    )
     refused = prism("create", "--tenant", tenant, "--scopes", "operator")
     assert refused.returncode == 1 and "operator" in refused.stderr
 
@@ -191,8 +219,14 @@ def test_outside_development_the_development_password_is_refused():
     for env in ("test", "production"):
         with pytest.raises(ValueError, match="development database password"):
             Settings(env=env)
-    assert Settings(env="production", write_database_url="postgresql+asyncpg://prism:s3cret@db/w",
-                    dashboards_database_url="postgresql+asyncpg://prism:s3cret@db/d").env == "production"
+    assert (
+        Settings(
+            env="production",
+            write_database_url="postgresql+asyncpg://prism:s3cret@db/w",
+            dashboards_database_url="postgresql+asyncpg://prism:s3cret@db/d",
+        ).env
+        == "production"
+    )
 
 
 async def _other(http, tenant: str) -> str:

@@ -8,8 +8,8 @@ from typing import ClassVar
 from sqlalchemy import text
 
 from projections.base import Batch, label
-from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
+from projections.stores.clients import Stores
 from tests.e2e.test_read_your_writes import open_shop
 from workers.catch_up import catch_up
 from write import events as e
@@ -35,8 +35,7 @@ class OrderStatusCounts:
         return int(await self.redis.get(self.prefix + "checkpoint") or 0)
 
     async def apply(self, batch: Batch) -> None:
-        latest = {ev.payload["order"]["order_id"]: (ev.tenant_id, ev.payload["order"]["status"])
-                  for ev in batch.events}
+        latest = {ev.payload["order"]["order_id"]: (ev.tenant_id, ev.payload["order"]["status"]) for ev in batch.events}
         async with self.redis.pipeline(transaction=True) as pipe:
             for order_id, (tenant, status) in latest.items():
                 pipe.hset(self.prefix + f"order:{tenant}", order_id, status)
@@ -52,8 +51,9 @@ class OrderStatusCounts:
             await self.redis.delete(key)
 
 
-async def test_a_new_projection_backfills_while_the_others_keep_serving(http, api_tenant, stores, write_engine,
-                                                                       projections):
+async def test_a_new_projection_backfills_while_the_others_keep_serving(
+    http, api_tenant, stores, write_engine, projections
+):
     shop, made = await open_shop(http, api_tenant)
     fifth = OrderStatusCounts(stores)
     await fifth.drop()
@@ -64,23 +64,38 @@ async def test_a_new_projection_backfills_while_the_others_keep_serving(http, ap
         async def keep_writing() -> list[int]:
             positions = []
             for _ in range(15):
-                answer = await shop.post("/orders", {"customer_id": made["customer"]["id"], "items": [
-                    {"product_id": made["product"]["id"], "quantity": 1}]}, 201)
+                answer = await shop.post(
+                    "/orders",
+                    {
+                        "customer_id": made["customer"]["id"],
+                        "items": [{"product_id": made["product"]["id"], "quantity": 1}],
+                    },
+                    201,
+                )
                 positions.append(answer["position"])
             return positions
 
         written, progress = await asyncio.gather(keep_writing(), catch_up(write_engine, fifth, batch_size=50))
         assert progress.batches >= 1 and progress.checkpoint >= made["order"]["position"]
-        readers = {"order_summaries": f"/orders/{made['order']['id']}", "order_search": "/search",
-                   "order_analytics": "/analytics/top-products",
-                   "customer_dashboards": f"/customers/{made['customer']['id']}/dashboard"}
+        readers = {
+            "order_summaries": f"/orders/{made['order']['id']}",
+            "order_search": "/search",
+            "order_analytics": "/analytics/top-products",
+            "customer_dashboards": f"/customers/{made['customer']['id']}/dashboard",
+        }
         for name, path in readers.items():  # the live ones kept applying and serving during the backfill
             _, served = await shop.get(path, max(written))
             assert served >= max(written) > before[name]
         await catch_up(write_engine, fifth, batch_size=50)
         async with write_engine.connect() as conn:
-            expected = dict((await conn.execute(text(
-                "SELECT status, count(*) FROM orders WHERE tenant_id = :t GROUP BY status"), {"t": api_tenant})).all())
+            expected = dict(
+                (
+                    await conn.execute(
+                        text("SELECT status, count(*) FROM orders WHERE tenant_id = :t GROUP BY status"),
+                        {"t": api_tenant},
+                    )
+                ).all()
+            )
         assert await fifth.counts(api_tenant) == expected == {"pending": 16}
     finally:
         PROJECTIONS.pop(fifth.name)

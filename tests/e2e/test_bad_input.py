@@ -15,8 +15,12 @@ from tests.e2e.test_read_your_writes import open_shop
 
 async def written(engine, tenant: str) -> tuple[int, ...]:
     async with engine.connect() as conn:
-        return tuple([(await conn.execute(text(f"SELECT count(*) FROM {t} WHERE tenant_id = :t"), {"t": tenant})).scalar()
-                      for t in ("customers", "products", "orders", "events", "idempotency_keys")])
+        return tuple(
+            [
+                (await conn.execute(text(f"SELECT count(*) FROM {t} WHERE tenant_id = :t"), {"t": tenant})).scalar()
+                for t in ("customers", "products", "orders", "events", "idempotency_keys")
+            ]
+        )
 
 
 def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]:
@@ -26,34 +30,76 @@ def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]
     return [
         ("/orders", {"customer_id": cid, "items": []}, {}, 422, "invalid", "items"),
         ("/orders", {"customer_id": cid, "items": [line | {"quantity": 0}]}, {}, 422, "invalid", "items.0.quantity"),
-        ("/orders", {"customer_id": cid, "items": [line | {"quantity": "two"}]}, {}, 422, "invalid",
-         "items.0.quantity"),
+        (
+            "/orders",
+            {"customer_id": cid, "items": [line | {"quantity": "two"}]},
+            {},
+            422,
+            "invalid",
+            "items.0.quantity",
+        ),
         ("/orders", {"customer_id": "not-a-uuid", "items": [line]}, {}, 422, "invalid", "customer_id"),
         ("/orders", {"customer_id": cid, "items": [line], "colour": "red"}, {}, 422, "invalid", "colour"),
         ("/orders", {"customer_id": str(uuid.uuid4()), "items": [line]}, {}, 404, "not_found", "customer_id"),
-        ("/orders", {"customer_id": cid, "items": [{"product_id": str(uuid.uuid4()), "quantity": 1}]}, {}, 404,
-         "not_found", "items"),
+        (
+            "/orders",
+            {"customer_id": cid, "items": [{"product_id": str(uuid.uuid4()), "quantity": 1}]},
+            {},
+            404,
+            "not_found",
+            "items",
+        ),
         ("/orders", {"customer_id": cid, "items": [line]}, {"Authorization": None}, 401, "unauthenticated", None),
-        ("/orders", {"customer_id": cid, "items": [line]}, {"Authorization": "Bearer prk_0_x"}, 401,
-         "unauthenticated", None),
+        (
+            "/orders",
+            {"customer_id": cid, "items": [line]},
+            {"Authorization": "Bearer prk_0_x"},
+            401,
+            "unauthenticated",
+            None,
+        ),
         ("/orders", {"customer_id": cid, "items": [line]}, {"X-Tenant-ID": "nobody-here"}, 403, "forbidden", None),
         (f"/orders/{oid}/ship", {"expected_version": 1}, {}, 409, "illegal_transition", None),
         (f"/orders/{oid}/confirm", {"expected_version": 9}, {}, 409, "version_conflict", "expected_version"),
         (f"/orders/{oid}/confirm", {}, {}, 422, "invalid", "expected_version"),
-        (f"/orders/{oid}/discount", {"percent": "150", "authorised_by": "Dana", "expected_version": 1}, {}, 422,
-         "invalid", "percent"),
+        (
+            f"/orders/{oid}/discount",
+            {"percent": "150", "authorised_by": "Dana", "expected_version": 1},
+            {},
+            422,
+            "invalid",
+            "percent",
+        ),
         (f"/orders/{uuid.uuid4()}/cancel", {"expected_version": 1}, {}, 404, "not_found", "order_id"),
         ("/customers", {"name": "Copy", "email": "zoe@dupre.example"}, {}, 409, "duplicate", "email"),
         ("/customers", {"name": "No mail", "email": "nope"}, {}, 422, "invalid", "email"),
         ("/products", {"name": "Free lunch", "price": "0"}, {}, 422, "invalid", "price"),
         ("/products", {"name": "Float", "price": "1.234"}, {}, 422, "invalid", "price"),
-        (f"/products/{pid}/price", {"price": "3.00", "expected_version": 5}, {}, 409, "version_conflict",
-         "expected_version"),
-        ("/orders", {"customer_id": cid, "items": [line, line | {"quantity": 2}]}, {"Idempotency-Key": "once"}, 409,
-         "idempotency_mismatch", "Idempotency-Key"),
+        (
+            f"/products/{pid}/price",
+            {"price": "3.00", "expected_version": 5},
+            {},
+            409,
+            "version_conflict",
+            "expected_version",
+        ),
+        (
+            "/orders",
+            {"customer_id": cid, "items": [line, line | {"quantity": 2}]},
+            {"Idempotency-Key": "once"},
+            409,
+            "idempotency_mismatch",
+            "Idempotency-Key",
+        ),
         ("/orders", {"customer_id": cid, "items": [line] * 101}, {}, 422, "invalid", "items"),
-        ("/orders", {"customer_id": cid, "items": [{"product_id": made["dear"]["id"], "quantity": 2}]}, {}, 422,
-         "invalid", "items"),
+        (
+            "/orders",
+            {"customer_id": cid, "items": [{"product_id": made["dear"]["id"], "quantity": 2}]},
+            {},
+            422,
+            "invalid",
+            "items",
+        ),
         ("/orders", {"customer_id": cid, "items": [line], "note": "nul\u0000here"}, {}, 422, "invalid", "note"),
         ("/products", {"name": "Huge", "price": "1e30"}, {}, 422, "invalid", "price"),
         ("/products", {"name": "Huge", "price": "NaN"}, {}, 422, "invalid", "price"),
@@ -64,15 +110,20 @@ def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]
 async def test_bad_input_gets_its_4xx_and_writes_nothing(http, api_tenant, write_engine):
     shop, made = await open_shop(http, api_tenant)
     made["dear"] = await shop.post("/products", {"name": "Dear", "price": "9999999999.99"}, 201)
-    first = await http.post("/orders", json={"customer_id": made["customer"]["id"], "items": [
-        {"product_id": made["product"]["id"], "quantity": 1}]}, headers=shop.headers | {"Idempotency-Key": "once"})
+    first = await http.post(
+        "/orders",
+        json={"customer_id": made["customer"]["id"], "items": [{"product_id": made["product"]["id"], "quantity": 1}]},
+        headers=shop.headers | {"Idempotency-Key": "once"},
+    )
     assert first.status_code == 201
     before = await written(write_engine, api_tenant)
     failures = []
     for path, body, extra, status, code, field in cases(made):
         headers = {k: v for k, v in (shop.headers | extra).items() if v is not None}
         # json.dumps escapes a lone surrogate as \ud800, which is what a client would send.
-        response = await http.post(path, content=json.dumps(body), headers=headers | {"content-type": "application/json"})
+        response = await http.post(
+            path, content=json.dumps(body), headers=headers | {"content-type": "application/json"}
+        )
         answer = response.json()
         got = (response.status_code, answer.get("code"), answer.get("field"))
         if got != (status, code, field) or not answer.get("message"):
@@ -93,23 +144,29 @@ async def test_the_same_idempotency_key_returns_the_first_answer(http, api_tenan
     assert await written(write_engine, api_tenant) == before
 
 
-@pytest.mark.parametrize("path, params, field", [
-    ("/analytics/revenue", {"to": "0001-01-05"}, "to"),
-    ("/search", {"min_total": "1e999999"}, "min_total"),
-    ("/search", {"status": "lost"}, "status"),
-    ("/orders/not-a-uuid", {}, "order_id"),
-])
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/analytics/revenue", {"to": "0001-01-05"}, "to"),
+        ("/search", {"min_total": "1e999999"}, "min_total"),
+        ("/search", {"status": "lost"}, "status"),
+        ("/orders/not-a-uuid", {}, "order_id"),
+    ],
+)
 async def test_bad_reader_queries_get_a_422_naming_the_parameter(http, api_tenant, path, params, field):
     response = await http.get(path, params=params, headers=headers_of(api_tenant))
     assert (response.status_code, response.json()["field"]) == (422, field), response.text
 
 
-@pytest.mark.parametrize("path, empty", [
-    ("/analytics/revenue", {"rows": []}),
-    ("/analytics/summary", {"orders": 0, "cancelled": 0, "discounted_orders": 0}),
-    ("/analytics/orders-by-hour", {"rows": []}),
-    ("/search", {"total": 0, "hits": []}),
-])
+@pytest.mark.parametrize(
+    "path, empty",
+    [
+        ("/analytics/revenue", {"rows": []}),
+        ("/analytics/summary", {"orders": 0, "cancelled": 0, "discounted_orders": 0}),
+        ("/analytics/orders-by-hour", {"rows": []}),
+        ("/search", {"total": 0, "hits": []}),
+    ],
+)
 @pytest.mark.parametrize("start, end", [("2026-02-01", "2026-01-01"), ("2026-01-01", "2026-01-01")])
 async def test_a_range_with_from_not_before_to_is_empty_not_an_error(http, api_tenant, path, empty, start, end):
     """An empty range is a valid question: its answer has nothing in it."""

@@ -14,13 +14,21 @@ async def test_a_dashboard_shows_spend_by_month_top_products_and_the_last_order(
     bob = await shop.post("/customers", {"name": "Bob Ray", "email": "bob@ray.example"}, 201)
     lamp = await shop.post("/products", {"name": "Lamp", "price": "30.00"}, 201)
     mug = await shop.post("/products", {"name": "Mug", "price": "4.00"}, 201)
-    await shop.post("/orders", {"customer_id": ann["id"], "items": [{"product_id": lamp["id"], "quantity": 2},
-                                                                    {"product_id": mug["id"], "quantity": 1}]}, 201)
-    gone = await shop.post("/orders", {"customer_id": ann["id"], "items": [{"product_id": lamp["id"], "quantity": 9}]},
-                           201)
+    await shop.post(
+        "/orders",
+        {
+            "customer_id": ann["id"],
+            "items": [{"product_id": lamp["id"], "quantity": 2}, {"product_id": mug["id"], "quantity": 1}],
+        },
+        201,
+    )
+    gone = await shop.post(
+        "/orders", {"customer_id": ann["id"], "items": [{"product_id": lamp["id"], "quantity": 9}]}, 201
+    )
     await shop.post(f"/orders/{gone['id']}/cancel", {"reason": "duplicate", "expected_version": 1})
-    last = await shop.post("/orders", {"customer_id": ann["id"], "items": [{"product_id": mug["id"], "quantity": 5}]},
-                           201)
+    last = await shop.post(
+        "/orders", {"customer_id": ann["id"], "items": [{"product_id": mug["id"], "quantity": 5}]}, 201
+    )
     await shop.post("/orders", {"customer_id": bob["id"], "items": [{"product_id": mug["id"], "quantity": 1}]}, 201)
     renamed = await shop.post(f"/products/{lamp['id']}/name", {"name": "Desk Lamp", "expected_version": 1})
 
@@ -28,15 +36,22 @@ async def test_a_dashboard_shows_spend_by_month_top_products_and_the_last_order(
     assert (board["lifetime_value"], board["orders"]["total"], board["orders"]["cancelled"]) == ("84.00", 3, 1)
     this_month = datetime.now(UTC).strftime("%Y-%m")
     assert len(board["spend_by_month"]) == 12 and board["spend_by_month"][-1] == {
-        "month": this_month, "orders": 2, "spend": "84.00"}
+        "month": this_month,
+        "orders": 2,
+        "spend": "84.00",
+    }
     assert all(m["spend"] == "0" for m in board["spend_by_month"][:-1])
     assert [(p["name"], p["quantity"], p["revenue"]) for p in board["top_products"]] == [
-        ("Desk Lamp", 2, "60.00"), ("Mug", 6, "24.00")]
+        ("Desk Lamp", 2, "60.00"),
+        ("Mug", 6, "24.00"),
+    ]
     assert board["last_order"]["order_id"] == last["id"] and board["last_order"]["total"] == "20.00"
 
     by_value, _ = await shop.get("/dashboards/top-customers", renamed["position"])
-    assert [(c["name"], c["lifetime_value"]) for c in by_value["customers"]] == [("Ann Lee", "84.00"),
-                                                                                ("Bob Ray", "4.00")]
+    assert [(c["name"], c["lifetime_value"]) for c in by_value["customers"]] == [
+        ("Ann Lee", "84.00"),
+        ("Bob Ray", "4.00"),
+    ]
     by_orders, _ = await shop.get("/dashboards/top-customers", renamed["position"], by="orders", limit=1)
     assert [(c["name"], c["orders"]) for c in by_orders["customers"]] == [("Ann Lee", 3)]
 

@@ -11,8 +11,10 @@ from tests.e2e.test_read_your_writes import open_shop
 
 async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usual_speed(http, api_tenant, settings):
     shop, made = await open_shop(http, api_tenant)
-    order_body = {"customer_id": made["customer"]["id"], "items": [{"product_id": made["product"]["id"],
-                                                                    "quantity": 1}]}
+    order_body = {
+        "customer_id": made["customer"]["id"],
+        "items": [{"product_id": made["product"]["id"], "quantity": 1}],
+    }
 
     async def ready() -> None:
         response = await http.get("/ready")
@@ -33,6 +35,7 @@ async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usua
 
     async def measure(found: dict[str, list[float]], done) -> None:
         """Back-to-back calls of each probe until ``done()``; each probe has a loop of its own, as clients do."""
+
         async def timed(name, probe) -> None:
             while not done():
                 started = time.perf_counter()
@@ -46,8 +49,14 @@ async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usua
         machine fits few read-your-writes into one round)."""
         rounds = []
         while len(rounds) < 6 and not (rounds and enough(loaded)):
-            rounds.append(await asyncio.gather(*(http.post("/analytics/sql", json={"sql": SLOW_SQL},
-                                                           headers=shop.headers, timeout=60) for _ in range(6))))
+            rounds.append(
+                await asyncio.gather(
+                    *(
+                        http.post("/analytics/sql", json={"sql": SLOW_SQL}, headers=shop.headers, timeout=60)
+                        for _ in range(6)
+                    )
+                )
+            )
         return rounds
 
     warm_until = time.monotonic() + 1
@@ -61,8 +70,10 @@ async def test_six_stalling_analyst_queries_leave_the_other_routes_at_their_usua
     rounds = await stalling
 
     for name in probes:
-        print(f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms ({len(idle[name])} calls), during the stall "
-              f"p99 {p99(loaded[name]) * 1000:.1f} ms ({len(loaded[name])} calls)")
+        print(
+            f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms ({len(idle[name])} calls), during the stall "
+            f"p99 {p99(loaded[name]) * 1000:.1f} ms ({len(loaded[name])} calls)"
+        )
     running = min(settings.sql_max_concurrent, settings.sql_max_concurrent_total)
     for answers in rounds:
         statuses = sorted(answer.status_code for answer in answers)

@@ -15,8 +15,9 @@ async def _status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     writer.write(REQUEST)
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
     await reader.readexactly(length)
     return head.split(b"\r\n")[0]
 

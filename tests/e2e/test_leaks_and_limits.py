@@ -40,8 +40,17 @@ async def widgets(http, api_tenant):
     orders = []
     for n in range(25):
         note = "widget widget, the widget kind" if n % 5 == 0 else None
-        orders.append(await shop.post("/orders", {"customer_id": made["customer"]["id"], "note": note, "items": [
-            {"product_id": widget["id"], "quantity": 1}]}, 201))
+        orders.append(
+            await shop.post(
+                "/orders",
+                {
+                    "customer_id": made["customer"]["id"],
+                    "note": note,
+                    "items": [{"product_id": widget["id"], "quantity": 1}],
+                },
+                201,
+            )
+        )
     return shop, orders
 
 
@@ -79,13 +88,13 @@ async def test_another_tenants_order_as_cursor_answers_like_a_random_id(http, ap
     for customer in (theirs["customer"]["id"], mine["customer"]["id"]):  # their customer, then one of mine
         answers = []
         for cursor in (theirs["order"]["id"], str(uuid.uuid4())):
-            response = await http.get(f"/customers/{customer}/orders", params={"cursor": cursor},
-                                      headers=shop.headers)
+            response = await http.get(f"/customers/{customer}/orders", params={"cursor": cursor}, headers=shop.headers)
             answers.append((response.status_code, response.json()))
         assert answers[0] == answers[1], answers
         assert answers[0][0] == 422 and answers[0][1]["field"] == "cursor"
-    mine_next = await http.get(f"/customers/{mine['customer']['id']}/orders", headers=shop.headers,
-                               params={"cursor": mine["order"]["id"]})
+    mine_next = await http.get(
+        f"/customers/{mine['customer']['id']}/orders", headers=shop.headers, params={"cursor": mine["order"]["id"]}
+    )
     assert mine_next.status_code == 200 and mine_next.json()["orders"] == []  # my own cursor still pages
 
 
@@ -93,13 +102,33 @@ async def test_another_tenants_order_as_cursor_answers_like_a_random_id(http, ap
 
 UUID = "0b6f8f3e-4a58-4f0e-9a0e-2b1f9b7d2c11"
 BAD_CURSORS = [
-    cursor_of([]), cursor_of([1]), cursor_of({}), cursor_of("x"), cursor_of([None, None]), cursor_of(None),
-    cursor_of([[1]]), cursor_of([{"a": 1}, 1, UUID]), cursor_of(["nosuchsort", 1, UUID]),
-    cursor_of(["newest", "x", UUID]), cursor_of(["newest", 1.5, UUID]), cursor_of(["newest", 10**30, UUID]),
-    cursor_of(["newest", True, UUID]), cursor_of(["newest", 1, "not-an-order-id"]), cursor_of(["newest", 1]),
-    cursor_of(["newest", 1, UUID, 3]), cursor_of(["total_desc", 1e308, UUID]), cursor_of(["total_desc", "1", UUID]),
-    cursor_of(["newest"] + [1] * 60), cursor_of([[[[[[[[]]]]]]]]), "!!!", "a", "AAAA", "__4=",
-    base64.urlsafe_b64encode(b"\xff\xfe[1]").decode(), "W" * 501, cursor_of(list(range(200))),
+    cursor_of([]),
+    cursor_of([1]),
+    cursor_of({}),
+    cursor_of("x"),
+    cursor_of([None, None]),
+    cursor_of(None),
+    cursor_of([[1]]),
+    cursor_of([{"a": 1}, 1, UUID]),
+    cursor_of(["nosuchsort", 1, UUID]),
+    cursor_of(["newest", "x", UUID]),
+    cursor_of(["newest", 1.5, UUID]),
+    cursor_of(["newest", 10**30, UUID]),
+    cursor_of(["newest", True, UUID]),
+    cursor_of(["newest", 1, "not-an-order-id"]),
+    cursor_of(["newest", 1]),
+    cursor_of(["newest", 1, UUID, 3]),
+    cursor_of(["total_desc", 1e308, UUID]),
+    cursor_of(["total_desc", "1", UUID]),
+    cursor_of(["newest"] + [1] * 60),
+    cursor_of([[[[[[[[]]]]]]]]),
+    "!!!",
+    "a",
+    "AAAA",
+    "__4=",
+    base64.urlsafe_b64encode(b"\xff\xfe[1]").decode(),
+    "W" * 501,
+    cursor_of(list(range(200))),
 ]
 
 
@@ -108,8 +137,9 @@ async def test_every_malformed_search_cursor_is_a_422_naming_the_cursor(http, ap
     for cursor in BAD_CURSORS:
         response = await http.get("/search", params={"cursor": cursor}, headers=headers_of(api_tenant))
         body = response.json()
-        if (response.status_code, body.get("code"), body.get("field")) != (422, "invalid", "cursor") or \
-                not body.get("message"):
+        if (response.status_code, body.get("code"), body.get("field")) != (422, "invalid", "cursor") or not body.get(
+            "message"
+        ):
             failures.append((cursor, response.status_code, body))
     assert not failures, failures
 
@@ -118,33 +148,38 @@ async def test_a_cursor_of_another_sort_or_an_unknown_order_says_so(widgets, htt
     shop, orders = widgets
     position = orders[-1]["position"]
     newest, _ = await shop.get("/search", position)
-    response = await http.get("/search", params={"cursor": newest["next_cursor"], "sort": "total_desc"},
-                              headers=shop.headers)
+    response = await http.get(
+        "/search", params={"cursor": newest["next_cursor"], "sort": "total_desc"}, headers=shop.headers
+    )
     assert response.status_code == 422 and "sort" in response.json()["message"], response.text
     answers = []
     for order_id in (str(uuid.uuid4()), orders[0]["id"]):  # unknown, then one that does not match "gizmo"
-        response = await http.get("/search", params={"q": "gizmo", "cursor": cursor_of(["relevance", 1, order_id])},
-                                  headers=shop.headers)
+        response = await http.get(
+            "/search", params={"q": "gizmo", "cursor": cursor_of(["relevance", 1, order_id])}, headers=shop.headers
+        )
         answers.append((response.status_code, response.json()))
     assert answers[0] == answers[1] and answers[0][0] == 422 and answers[0][1]["field"] == "cursor", answers
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"min_total": "5", "max_total": "1"}, "min_total"),
-    ({"page": 501}, "page"),
-    ({"page": 10**30}, "page"),
-    ({"page": 0}, "page"),
-    ({"page": 2, "cursor": cursor_of(["newest", 1, UUID])}, "cursor"),
-    ({"histogram_interval": 0}, "histogram_interval"),
-    ({"histogram_interval": 10**12}, "histogram_interval"),
-    ({"from": "not-a-date"}, "from"),
-    ({"sort": "score"}, "sort"),
-    ({"min_total": "NaN"}, "min_total"),
-    ({"max_total": "-1"}, "max_total"),
-    ({"q": "x" * 201}, "q"),
-    ({"customer_id": "nope"}, "customer_id"),
-    ({"min_position": "-1"}, "min_position"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"min_total": "5", "max_total": "1"}, "min_total"),
+        ({"page": 501}, "page"),
+        ({"page": 10**30}, "page"),
+        ({"page": 0}, "page"),
+        ({"page": 2, "cursor": cursor_of(["newest", 1, UUID])}, "cursor"),
+        ({"histogram_interval": 0}, "histogram_interval"),
+        ({"histogram_interval": 10**12}, "histogram_interval"),
+        ({"from": "not-a-date"}, "from"),
+        ({"sort": "score"}, "sort"),
+        ({"min_total": "NaN"}, "min_total"),
+        ({"max_total": "-1"}, "max_total"),
+        ({"q": "x" * 201}, "q"),
+        ({"customer_id": "nope"}, "customer_id"),
+        ({"min_position": "-1"}, "min_position"),
+    ],
+)
 async def test_bad_search_parameters_get_a_422_naming_them(http, api_tenant, params, field):
     response = await http.get("/search", params=params, headers=headers_of(api_tenant))
     assert (response.status_code, response.json()["field"]) == (422, field), response.text
@@ -170,8 +205,11 @@ def over_long(made: dict) -> list[tuple[str, dict, str]]:
         ("/orders", {"customer_id": cid, "items": [line] * 101}, "items"),
         ("/orders", {"customer_id": cid, "items": [line | {"quantity": 10_001}]}, "items.0.quantity"),
         (f"/orders/{oid}/cancel", {"reason": "r" * 501, "expected_version": 1}, "reason"),
-        (f"/orders/{oid}/discount", {"percent": "5", "authorised_by": "a" * 201, "expected_version": 1},
-         "authorised_by"),
+        (
+            f"/orders/{oid}/discount",
+            {"percent": "5", "authorised_by": "a" * 201, "expected_version": 1},
+            "authorised_by",
+        ),
     ]
 
 
@@ -212,8 +250,11 @@ def _uncapped(schemas: dict, name: str) -> list[str]:
         if {"number", "string"} <= {kind.get("type") for kind in kinds}:
             continue
         for kind in kinds:
-            if kind.get("type") == "string" and not {"maxLength", "pattern", "enum"} & set(kind) and \
-                    kind.get("format") != "uuid":
+            if (
+                kind.get("type") == "string"
+                and not {"maxLength", "pattern", "enum"} & set(kind)
+                and kind.get("format") != "uuid"
+            ):
                 found.append(field)
             if kind.get("type") == "array":
                 if "maxItems" not in kind:
@@ -228,8 +269,13 @@ def _uncapped(schemas: dict, name: str) -> list[str]:
 
 def too_large(response) -> bool:
     body = response.json()
-    return response.status_code == 413 and body["code"] == "too_large" and body["field"] is None and \
-        body["status"] == 413 and "limit" in body["message"]
+    return (
+        response.status_code == 413
+        and body["code"] == "too_large"
+        and body["field"] is None
+        and body["status"] == 413
+        and "limit" in body["message"]
+    )
 
 
 async def test_a_declared_body_past_the_limit_is_a_413_and_writes_nothing(http, api_tenant, write_engine):

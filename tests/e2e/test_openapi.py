@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-READERS = ["/orders/{order_id}", "/customers/{customer_id}/orders", "/search", "/search/suggest",
-           "/analytics/revenue", "/analytics/top-products", "/analytics/summary", "/analytics/orders-by-hour",
-           "/analytics/sql", "/customers/{customer_id}/dashboard", "/dashboards/top-customers"]
+READERS = [
+    "/orders/{order_id}",
+    "/customers/{customer_id}/orders",
+    "/search",
+    "/search/suggest",
+    "/analytics/revenue",
+    "/analytics/top-products",
+    "/analytics/summary",
+    "/analytics/orders-by-hour",
+    "/analytics/sql",
+    "/customers/{customer_id}/dashboard",
+    "/dashboards/top-customers",
+]
 
 
 async def test_every_reader_is_documented_with_an_example(http):

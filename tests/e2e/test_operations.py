@@ -12,12 +12,22 @@ from write import event_log
 async def test_status_and_metrics_report_every_projection(http, api_tenant):
     await open_shop(http, api_tenant)
     rows = (await http.get("/projections", headers=OPERATOR)).json()
-    assert {r["projection"] for r in rows} == {"order_summaries", "order_search", "order_analytics",
-                                               "customer_dashboards"}
+    assert {r["projection"] for r in rows} == {
+        "order_summaries",
+        "order_search",
+        "order_analytics",
+        "customer_dashboards",
+    }
     assert all(r["state"] in ("live", "catching up") and r["head"] >= r["checkpoint"] for r in rows)
     metrics = (await http.get("/metrics")).text
-    for name in ("prism_log_head", "prism_projection_checkpoint", "prism_projection_lag_events",
-                 "prism_projection_lag_seconds", "prism_projection_dead_letters", "prism_projection_halted"):
+    for name in (
+        "prism_log_head",
+        "prism_projection_checkpoint",
+        "prism_projection_lag_events",
+        "prism_projection_lag_seconds",
+        "prism_projection_dead_letters",
+        "prism_projection_halted",
+    ):
         assert f"# TYPE {name} gauge" in metrics
     assert 'prism_projection_checkpoint{projection="order_search"}' in metrics
 
@@ -50,8 +60,9 @@ async def test_a_parked_event_is_listed_counted_and_retried_over_http(http, api_
     refused = await http.get("/deadletters")
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
     listed = (await http.get("/deadletters", params={"projection": "customer_dashboards"}, headers=OPERATOR)).json()
-    assert [(d["id"], d["position"], d["status"], d["error"]) for d in listed] == \
-        [(dead_id, event.position, "parked", "ValueError: boom")]
+    assert [(d["id"], d["position"], d["status"], d["error"]) for d in listed] == [
+        (dead_id, event.position, "parked", "ValueError: boom")
+    ]
     status = {r["projection"]: r for r in (await http.get("/projections", headers=OPERATOR)).json()}
     assert status["customer_dashboards"]["dead_letters"] == 1
 

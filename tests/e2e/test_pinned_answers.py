@@ -38,20 +38,45 @@ class Sample:
         return made
 
     async def make(self) -> dict[str, dict]:
-        people = {name: await self.post(f"customer:{name}", "/customers", {"name": full, "email": f"{name}@shop.example"},
-                                        201)
-                  for name, full in (("jose", "José García"), ("zoe", "Zoë Müller"), ("liam", "Liam O'Brien"))}
-        goods = {name: await self.post(f"product:{name}", "/products", {"name": full, "price": price}, 201)
-                 for name, full, price in (("lamp", "Desk Lamp", "30.00"), ("mug", "Mug Classic", "4.50"),
-                                           ("kettle", "Kettle Pro", "55.00"), ("widget", "Widget Mini", "12.25"))}
-        plan = (("jose", [("lamp", 2), ("mug", 1)]), ("jose", [("kettle", 1)]), ("zoe", [("widget", 4), ("mug", 2)]),
-                ("zoe", [("lamp", 1)]), ("liam", [("widget", 1), ("kettle", 2), ("mug", 3)]), ("jose", [("mug", 6)]))
+        people = {
+            name: await self.post(
+                f"customer:{name}", "/customers", {"name": full, "email": f"{name}@shop.example"}, 201
+            )
+            for name, full in (("jose", "José García"), ("zoe", "Zoë Müller"), ("liam", "Liam O'Brien"))
+        }
+        goods = {
+            name: await self.post(f"product:{name}", "/products", {"name": full, "price": price}, 201)
+            for name, full, price in (
+                ("lamp", "Desk Lamp", "30.00"),
+                ("mug", "Mug Classic", "4.50"),
+                ("kettle", "Kettle Pro", "55.00"),
+                ("widget", "Widget Mini", "12.25"),
+            )
+        }
+        plan = (
+            ("jose", [("lamp", 2), ("mug", 1)]),
+            ("jose", [("kettle", 1)]),
+            ("zoe", [("widget", 4), ("mug", 2)]),
+            ("zoe", [("lamp", 1)]),
+            ("liam", [("widget", 1), ("kettle", 2), ("mug", 3)]),
+            ("jose", [("mug", 6)]),
+        )
         orders = {}
         for n, (who, lines) in enumerate(plan, 1):
-            orders[n] = await self.post(f"order:{n}", "/orders", {"customer_id": people[who]["id"], "items": [
-                {"product_id": goods[g]["id"], "quantity": q} for g, q in lines]}, 201)
-        await self.post(None, f"/orders/{orders[1]['id']}/discount",
-                        {"percent": "10", "authorised_by": "manager", "expected_version": 1})
+            orders[n] = await self.post(
+                f"order:{n}",
+                "/orders",
+                {
+                    "customer_id": people[who]["id"],
+                    "items": [{"product_id": goods[g]["id"], "quantity": q} for g, q in lines],
+                },
+                201,
+            )
+        await self.post(
+            None,
+            f"/orders/{orders[1]['id']}/discount",
+            {"percent": "10", "authorised_by": "manager", "expected_version": 1},
+        )
         for n in (1, 3, 5):
             await self.post(None, f"/orders/{orders[n]['id']}/confirm", {"expected_version": 2 if n == 1 else 1})
         await self.post(None, f"/orders/{orders[3]['id']}/ship", {"expected_version": 2})
@@ -83,8 +108,14 @@ async def _answers(shop: Shop, made: dict[str, dict], position: int) -> dict[str
         "orders by hour": ("/analytics/orders-by-hour", {}),
     }
     answers = {name: (await shop.get(path, position, **params))[0] for name, (path, params) in reads.items()}
-    sql = await shop.http.post("/analytics/sql", params={"min_position": position}, headers=shop.headers, json={
-        "sql": "SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status ORDER BY status"})
+    sql = await shop.http.post(
+        "/analytics/sql",
+        params={"min_position": position},
+        headers=shop.headers,
+        json={
+            "sql": "SELECT status, count() AS orders, sum(total) AS revenue FROM orders GROUP BY status ORDER BY status"
+        },
+    )
     assert sql.status_code == 200, sql.text
     answers["sql"] = sql.json()
     assert lamp in json.dumps(answers)  # the sample reached the readers at all

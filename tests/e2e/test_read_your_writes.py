@@ -29,8 +29,9 @@ async def open_shop(http, tenant: str) -> tuple[Shop, dict]:
     shop = Shop(http, tenant)
     customer = await shop.post("/customers", {"name": "Zoë Dupré", "email": "zoe@dupre.example"}, 201)
     product = await shop.post("/products", {"name": "Gizmo Deluxe", "price": "12.50"}, 201)
-    order = await shop.post("/orders", {"customer_id": customer["id"],
-                                        "items": [{"product_id": product["id"], "quantity": 2}]}, 201)
+    order = await shop.post(
+        "/orders", {"customer_id": customer["id"], "items": [{"product_id": product["id"], "quantity": 2}]}, 201
+    )
     return shop, {"customer": customer, "product": product, "order": order}
 
 
@@ -47,8 +48,9 @@ async def test_an_order_is_readable_in_all_four_stores_at_its_position(http, api
     assert [h["order_id"] for h in found["hits"]] == [made["order"]["id"]]
 
     top, _ = await shop.get("/analytics/top-products", pos)
-    assert top["rows"] == [{"product_id": made["product"]["id"], "name": "Gizmo Deluxe", "quantity": 2,
-                            "revenue": "25.00"}]
+    assert top["rows"] == [
+        {"product_id": made["product"]["id"], "name": "Gizmo Deluxe", "quantity": 2, "revenue": "25.00"}
+    ]
     revenue, _ = await shop.get("/analytics/revenue", pos)
     assert [(r["orders"], r["revenue"]) for r in revenue["rows"]] == [(1, "25.00")]
 
@@ -62,19 +64,30 @@ async def test_lifecycle_and_discount_reach_every_reader(http, api_tenant):
     await shop.post(f"/orders/{oid}/discount", {"percent": "20", "authorised_by": "Dana", "expected_version": 1})
     await shop.post(f"/orders/{oid}/confirm", {"expected_version": 2})
     shipped = await shop.post(f"/orders/{oid}/ship", {"expected_version": 3})
-    other = await shop.post("/orders", {"customer_id": made["customer"]["id"],
-                                        "items": [{"product_id": made["product"]["id"], "quantity": 1}]}, 201)
+    other = await shop.post(
+        "/orders",
+        {"customer_id": made["customer"]["id"], "items": [{"product_id": made["product"]["id"], "quantity": 1}]},
+        201,
+    )
     cancelled = await shop.post(f"/orders/{other['id']}/cancel", {"expected_version": 1, "reason": "too late"})
     pos = max(shipped["position"], cancelled["position"])
 
     summary, _ = await shop.get(f"/orders/{oid}", pos)
-    assert (summary["status"], summary["discount"], summary["total"], summary["version"]) == \
-        ("shipped", "5.00", "20.00", 4)
+    assert (summary["status"], summary["discount"], summary["total"], summary["version"]) == (
+        "shipped",
+        "5.00",
+        "20.00",
+        4,
+    )
     found, _ = await shop.get("/search", pos, status="cancelled")
     assert [h["order_id"] for h in found["hits"]] == [other["id"]]
     board, _ = await shop.get(f"/customers/{made['customer']['id']}/dashboard", pos)
-    assert (board["orders"]["shipped"], board["orders"]["cancelled"], board["lifetime_value"],
-            board["average_order_value"]) == (1, 1, "20.00", "20.00")
+    assert (
+        board["orders"]["shipped"],
+        board["orders"]["cancelled"],
+        board["lifetime_value"],
+        board["average_order_value"],
+    ) == (1, 1, "20.00", "20.00")
     revenue, _ = await shop.get("/analytics/revenue", pos)
     assert [(r["orders"], r["revenue"]) for r in revenue["rows"]] == [(1, "20.00")]
 
@@ -88,8 +101,11 @@ async def test_renames_reach_redis_elasticsearch_and_dashboards(http, api_tenant
     pos = renamed["position"]
 
     summary, _ = await shop.get(f"/orders/{oid}", pos)
-    assert (summary["customer_name"], summary["customer_email"], summary["items"][0]["product_name"]) == \
-        ("Zoë Martin", "zoe@martin.example", "Gizmo Ultra")
+    assert (summary["customer_name"], summary["customer_email"], summary["items"][0]["product_name"]) == (
+        "Zoë Martin",
+        "zoe@martin.example",
+        "Gizmo Ultra",
+    )
     by_name, _ = await shop.get("/search", pos, q="Martin")
     by_product, _ = await shop.get("/search", pos, q="Ultra")
     assert [h["order_id"] for h in by_name["hits"]] == [h["order_id"] for h in by_product["hits"]] == [oid]
@@ -104,8 +120,7 @@ async def test_a_position_not_reached_in_time_is_answered_as_stale(http, api_ten
     shop, made = await open_shop(http, api_tenant)
     beyond = made["order"]["position"] + 1_000_000
     started = time.monotonic()
-    response = await http.get(f"/orders/{made['order']['id']}", params={"min_position": beyond},
-                              headers=shop.headers)
+    response = await http.get(f"/orders/{made['order']['id']}", params={"min_position": beyond}, headers=shop.headers)
     waited = time.monotonic() - started
     assert response.status_code == 200
     assert response.headers["X-Prism-Stale"] == "true"
@@ -117,10 +132,12 @@ async def test_each_reader_filters_by_tenant(http, api_tenant, bus):
     shop, made = await open_shop(http, api_tenant)
     pos = made["order"]["position"]
     stranger = await open_tenant(http, api_tenant + "-x", "Stranger")
-    assert (await http.get(f"/orders/{made['order']['id']}", headers=stranger,
-                           params={"min_position": pos})).status_code == 404
-    assert (await http.get(f"/customers/{made['customer']['id']}/dashboard", headers=stranger,
-                           params={"min_position": pos})).status_code == 404
+    assert (
+        await http.get(f"/orders/{made['order']['id']}", headers=stranger, params={"min_position": pos})
+    ).status_code == 404
+    assert (
+        await http.get(f"/customers/{made['customer']['id']}/dashboard", headers=stranger, params={"min_position": pos})
+    ).status_code == 404
     found = (await http.get("/search", params={"q": "Gizmo", "min_position": pos}, headers=stranger)).json()
     assert found["total"] == 0
     top = (await http.get("/analytics/top-products", params={"min_position": pos}, headers=stranger)).json()
@@ -136,6 +153,10 @@ async def test_projections_report_lag_zero_once_caught_up(http, api_tenant):
         return all(r["lag_events"] == 0 for r in rows)
 
     await eventually(caught_up, timeout=20, what="lag 0 in every projection")
-    assert {r["projection"] for r in rows} == {"order_summaries", "order_search", "order_analytics",
-                                               "customer_dashboards"}
+    assert {r["projection"] for r in rows} == {
+        "order_summaries",
+        "order_search",
+        "order_analytics",
+        "customer_dashboards",
+    }
     assert all(r["checkpoint"] == r["head"] and r["lag_seconds"] == 0 for r in rows)

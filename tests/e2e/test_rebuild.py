@@ -8,8 +8,8 @@ import asyncio
 from elasticsearch import NotFoundError
 from sqlalchemy import text
 
-from infra.ops import audit
 from infra.bootstrap import active_projections
+from infra.ops import audit
 from projections.layouts.order_analytics import Tables as AnalyticsTables
 from projections.layouts.order_search import Names
 from projections.layouts.order_summaries import Keys
@@ -24,9 +24,12 @@ class Traffic:
 
     def __init__(self, shop, made) -> None:
         self.shop, self.made = shop, made
-        self.paths = {"order_summaries": f"/orders/{made['order']['id']}", "order_search": "/search?q=gizmo",
-                      "order_analytics": "/analytics/top-products",
-                      "customer_dashboards": f"/customers/{made['customer']['id']}/dashboard"}
+        self.paths = {
+            "order_summaries": f"/orders/{made['order']['id']}",
+            "order_search": "/search?q=gizmo",
+            "order_analytics": "/analytics/top-products",
+            "customer_dashboards": f"/customers/{made['customer']['id']}/dashboard",
+        }
         self.served: dict[str, list[int]] = {name: [] for name in self.paths}
         self.errors: list[str] = []
         self.written: list[int] = []
@@ -42,8 +45,14 @@ class Traffic:
 
     async def write(self) -> None:
         while not self.stop.is_set():
-            placed = await self.shop.post("/orders", {"customer_id": self.made["customer"]["id"], "items": [
-                {"product_id": self.made["product"]["id"], "quantity": 1}]}, 201)
+            placed = await self.shop.post(
+                "/orders",
+                {
+                    "customer_id": self.made["customer"]["id"],
+                    "items": [{"product_id": self.made["product"]["id"], "quantity": 1}],
+                },
+                201,
+            )
             self.written.append(placed["position"])
 
     async def start(self) -> list[asyncio.Task]:
@@ -55,8 +64,11 @@ class Traffic:
     async def reads_after(self, position: int) -> None:
         """Until every reader has been served a position at least ``position``."""
         try:
-            await eventually(lambda: _true(all(s and s[-1] >= position for s in self.served.values())), 60,
-                             f"every reader serving position {position}")
+            await eventually(
+                lambda: _true(all(s and s[-1] >= position for s in self.served.values())),
+                60,
+                f"every reader serving position {position}",
+            )
         except AssertionError as error:
             last = {name: s[-1:] for name, s in self.served.items()}
             raise AssertionError(f"{error}; last served {last}, errors {self.errors[-3:]}") from None
@@ -102,7 +114,7 @@ async def test_rebuild_all_four_under_write_load_then_roll_back_and_drop(http, a
         for name in PROJECTIONS:  # back to the first versions, still under load
             asked = await http.post(f"/projections/{name}/rollback", headers=OPERATOR)
             assert asked.status_code == 202 and asked.json()["version"] == 1, asked.text
-        await eventually(lambda: _switched(write_engine, {name: 1 for name in PROJECTIONS}), 120, "rolled back")
+        await eventually(lambda: _switched(write_engine, dict.fromkeys(PROJECTIONS, 1)), 120, "rolled back")
         await traffic.reads_after(max(traffic.written))
     finally:
         traffic.stop.set()
@@ -127,14 +139,17 @@ async def test_rebuild_all_four_under_write_load_then_roll_back_and_drop(http, a
 
 async def _all_dropped(write_engine, targets: dict[str, int]) -> bool:
     async with write_engine.connect() as conn:
-        roles = {(r[0], r[1]): r[2] for r in await conn.execute(text(
-            "SELECT projection, version, role FROM projection_versions"))}
+        roles = {
+            (r[0], r[1]): r[2]
+            for r in await conn.execute(text("SELECT projection, version, role FROM projection_versions"))
+        }
     return all(roles.get((name, version)) == versions.DROPPED for name, version in targets.items())
 
 
 async def _assert_storage_gone(stores, write_engine, targets: dict[str, int]) -> None:
-    redis_keys = [k async for k in stores.redis.scan_iter(match=Keys(stores.namespace,
-                                                                     targets["order_summaries"]).prefix + "*")]
+    redis_keys = [
+        k async for k in stores.redis.scan_iter(match=Keys(stores.namespace, targets["order_summaries"]).prefix + "*")
+    ]
     assert redis_keys == []
     try:
         await stores.elasticsearch.indices.get(index=Names(stores.namespace, targets["order_search"]).index)
@@ -142,13 +157,19 @@ async def _assert_storage_gone(stores, write_engine, targets: dict[str, int]) ->
     except NotFoundError:
         pass
     tables = AnalyticsTables(stores.namespace, targets["order_analytics"])
-    left = await asyncio.to_thread(stores.clickhouse.query, "SELECT name FROM system.tables WHERE database = "
-                                   "%(d)s AND name LIKE %(n)s", parameters={"d": tables.database,
-                                                                            "n": f"%_{tables.suffix}"})
+    left = await asyncio.to_thread(
+        stores.clickhouse.query,
+        "SELECT name FROM system.tables WHERE database = %(d)s AND name LIKE %(n)s",
+        parameters={"d": tables.database, "n": f"%_{tables.suffix}"},
+    )
     assert left.result_rows == []
     async with stores.dashboards.connect() as conn:
-        found = (await conn.execute(text("SELECT to_regclass(:t)"), {
-            "t": f"{stores.namespace}.customer_dashboards_v{targets['customer_dashboards']}"})).scalar()
+        found = (
+            await conn.execute(
+                text("SELECT to_regclass(:t)"),
+                {"t": f"{stores.namespace}.customer_dashboards_v{targets['customer_dashboards']}"},
+            )
+        ).scalar()
     assert found is None
     live = await active_projections(write_engine, stores, (versions.LIVE,))
     assert sorted(live) == sorted(PROJECTIONS)  # the first versions, under their bare names

@@ -17,13 +17,25 @@ async def catalogue(http, api_tenant):
     mia = await shop.post("/customers", {"name": "Mia Stone", "email": "mia@stone.example"}, 201)
     widget = await shop.post("/products", {"name": "Widget Pro", "price": "40.00"}, 201)
     gadget = await shop.post("/products", {"name": "Gadget Max", "price": "5.00"}, 201)
-    orders = [await shop.post("/orders", {"customer_id": jose["id"], "items": [
-        {"product_id": widget["id"], "quantity": 1}]}, 201)]
+    orders = [
+        await shop.post(
+            "/orders", {"customer_id": jose["id"], "items": [{"product_id": widget["id"], "quantity": 1}]}, 201
+        )
+    ]
     for n in range(24):
-        orders.append(await shop.post("/orders", {"customer_id": mia["id"], "items": [
-            {"product_id": gadget["id"], "quantity": n + 1}]}, 201))
-    return shop, {"jose": jose, "mia": mia, "widget": widget, "gadget": gadget, "orders": orders,
-                  "position": orders[-1]["position"]}
+        orders.append(
+            await shop.post(
+                "/orders", {"customer_id": mia["id"], "items": [{"product_id": gadget["id"], "quantity": n + 1}]}, 201
+            )
+        )
+    return shop, {
+        "jose": jose,
+        "mia": mia,
+        "widget": widget,
+        "gadget": gadget,
+        "orders": orders,
+        "position": orders[-1]["position"],
+    }
 
 
 async def test_folded_and_typo_tolerant_full_text_with_highlights(catalogue):
@@ -63,8 +75,9 @@ async def test_facets_filters_and_sorts(catalogue):
     today = date.today()
     none, _ = await shop.get("/search", made["position"], to=today.isoformat())
     assert none["total"] == 0
-    window, _ = await shop.get("/search", made["position"], **{"from": today.isoformat(),
-                                                              "to": (today + timedelta(days=2)).isoformat()})
+    window, _ = await shop.get(
+        "/search", made["position"], **{"from": today.isoformat(), "to": (today + timedelta(days=2)).isoformat()}
+    )
     assert window["total"] == 25
 
 
@@ -84,8 +97,9 @@ async def test_another_tenant_finds_and_is_suggested_nothing(catalogue, http):
     shop, made = catalogue
     other = await open_tenant(http, f"{shop.tenant}-z", "Other")
     params = {"min_position": made["position"]}
-    found = (await http.get("/search", params=params | {"q": "jose", "facets": "status,products"},
-                            headers=other)).json()
+    found = (
+        await http.get("/search", params=params | {"q": "jose", "facets": "status,products"}, headers=other)
+    ).json()
     assert found["total"] == 0 and found["facets"]["top_products"] == [] and found["facets"]["status"] == []
     suggested = (await http.get("/search/suggest", params=params | {"q": "wid"}, headers=other)).json()
     assert suggested["suggestions"] == []

@@ -22,22 +22,45 @@ from tests.e2e.test_pinned_answers import Sample
 from tests.e2e.test_read_your_writes import Shop
 
 _NAME = MAPPING["properties"]["customer_name"]
-NESTED_ITEMS = {"type": "nested", "properties": {
-    "name_position": {"type": "long", "index": False}, "line_no": {"type": "short"},
-    "product_id": {"type": "keyword"}, "product_name": _NAME, "quantity": {"type": "integer"},
-    "unit_price": {"type": "double"}, "line_total": {"type": "double"}}}
-QUERIES = [{"q": "widgte"}, {"q": "jose"}, {"q": "mug grande"}, {"q": "kettel"}, {"q": "zoe"}, {"q": "lamp"},
-           {"q": "mug", "sort": "total_desc"}, {"q": "widget", "status": "confirmed"}, {"q": "pro"},
-           {"q": "grande mini"}, {"q": "dupre kettle"}]
+NESTED_ITEMS = {
+    "type": "nested",
+    "properties": {
+        "name_position": {"type": "long", "index": False},
+        "line_no": {"type": "short"},
+        "product_id": {"type": "keyword"},
+        "product_name": _NAME,
+        "quantity": {"type": "integer"},
+        "unit_price": {"type": "double"},
+        "line_total": {"type": "double"},
+    },
+}
+QUERIES = [
+    {"q": "widgte"},
+    {"q": "jose"},
+    {"q": "mug grande"},
+    {"q": "kettel"},
+    {"q": "zoe"},
+    {"q": "lamp"},
+    {"q": "mug", "sort": "total_desc"},
+    {"q": "widget", "status": "confirmed"},
+    {"q": "pro"},
+    {"q": "grande mini"},
+    {"q": "dupre kettle"},
+]
 
 
 def nested_body(tenant: str, q: str, status: str | None = None, sort: str | None = None) -> dict[str, Any]:
     """The search as the nested design sent it."""
     body = search_body(tenant, q, status, sort=sort)
     should = body["query"]["bool"]["must"][0]["bool"]["should"]
-    should[1] = {"nested": {"path": "items", "score_mode": "max", "inner_hits": {
-        "size": 5, "_source": False, "highlight": {"fields": {"items.product_name": {}}}},
-        "query": {"match": {"items.product_name": {"query": q, "fuzziness": "AUTO"}}}}}
+    should[1] = {
+        "nested": {
+            "path": "items",
+            "score_mode": "max",
+            "inner_hits": {"size": 5, "_source": False, "highlight": {"fields": {"items.product_name": {}}}},
+            "query": {"match": {"items.product_name": {"query": q, "fuzziness": "AUTO"}}},
+        }
+    }
     body["highlight"] = {"fields": {f: {} for f in HIGHLIGHTED if f != "product_names"}}
     return body
 
@@ -68,8 +91,11 @@ async def copies(stores):
     made = {"nested": f"{names.alias}-nested-reference", "flat": f"{names.alias}-flat-reference"}
     for kind, mapping in (("nested", nested), ("flat", MAPPING)):
         await stores.elasticsearch.indices.delete(index=made[kind], ignore_unavailable=True)
-        await stores.elasticsearch.indices.create(index=made[kind], mappings=mapping, settings={
-            "number_of_shards": 1, "number_of_replicas": 0, "analysis": analysis})
+        await stores.elasticsearch.indices.create(
+            index=made[kind],
+            mappings=mapping,
+            settings={"number_of_shards": 1, "number_of_replicas": 0, "analysis": analysis},
+        )
     yield made
     for index in made.values():
         await stores.elasticsearch.indices.delete(index=index, ignore_unavailable=True)
@@ -86,8 +112,12 @@ async def test_flat_product_names_find_the_hits_nested_items_found(http, tenant_
     operations = []
     for doc in docs:
         source = {k: v for k, v in doc["_source"].items() if k not in ("product_names", "product_ids")}
-        operations += [{"index": {"_index": copies["nested"], "_id": doc["_id"]}}, source,
-                       {"index": {"_index": copies["flat"], "_id": doc["_id"]}}, doc["_source"]]
+        operations += [
+            {"index": {"_index": copies["nested"], "_id": doc["_id"]}},
+            source,
+            {"index": {"_index": copies["flat"], "_id": doc["_id"]}},
+            doc["_source"],
+        ]
     await es.bulk(operations=operations, refresh=True)
     assert len(docs) == 6
 

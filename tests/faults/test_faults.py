@@ -25,8 +25,8 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from infra import services
-from infra.sandbox import free_port
 from infra.processes.supervisor import running_processes
+from infra.sandbox import free_port
 from tests.conftest import OPERATOR, eventually
 
 pytestmark = pytest.mark.faults
@@ -43,10 +43,15 @@ class Serve:
 
     async def start(self) -> None:
         out = self.log.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"],
-                                        env=self.settings.child_environment(), stdout=out, stderr=subprocess.STDOUT,
-                                        cwd=Path(__file__).parents[2])
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "serve"],
+            env=self.settings.child_environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parents[2],
+        )
         async with httpx.AsyncClient(base_url=self.base, timeout=2) as client:
+
             async def ready() -> bool:
                 assert self.process.poll() is None, self.log.read_text()[-3000:]
                 try:
@@ -82,9 +87,10 @@ def children_of(parent: int) -> dict[int, str]:
         except (OSError, ValueError):
             continue
         if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"infra.cli" in args:
-            role = [a.decode() for a in args[args.index(b"infra.cli") + 1:] if a]
-            found[int(entry.name)] = " ".join(r for r in role if not r.startswith("-") and not r.isdigit()
-                                              and not r.startswith("/"))
+            role = [a.decode() for a in args[args.index(b"infra.cli") + 1 :] if a]
+            found[int(entry.name)] = " ".join(
+                r for r in role if not r.startswith("-") and not r.isdigit() and not r.startswith("/")
+            )
     return found
 
 
@@ -110,10 +116,20 @@ class Workload:
     async def open(self, client: httpx.AsyncClient) -> None:
         registered = await client.post("/tenants", json={"id": self.tenant, "name": "Faults"}, headers=OPERATOR)
         self.headers = {"Authorization": f"Bearer {registered.json()['key']['key']}"}
-        self.customers = [(await client.post("/customers", json={"name": f"Ana {n}", "email": f"ana{n}@f.io"},
-                                             headers=self.headers)).json()["id"] for n in range(5)]
-        self.products = [(await client.post("/products", json={"name": f"Lamp {n}", "price": "3.50"},
-                                            headers=self.headers)).json()["id"] for n in range(5)]
+        self.customers = [
+            (
+                await client.post(
+                    "/customers", json={"name": f"Ana {n}", "email": f"ana{n}@f.io"}, headers=self.headers
+                )
+            ).json()["id"]
+            for n in range(5)
+        ]
+        self.products = [
+            (await client.post("/products", json={"name": f"Lamp {n}", "price": "3.50"}, headers=self.headers)).json()[
+                "id"
+            ]
+            for n in range(5)
+        ]
 
     async def run(self) -> None:
         async with httpx.AsyncClient(base_url=self.base, timeout=5) as client:
@@ -135,8 +151,9 @@ class Workload:
             return
         self.placed += 1
         if n % 2:
-            await client.post(f"/orders/{placed.json()['id']}/confirm", json={"expected_version": 1},
-                              headers=self.headers)
+            await client.post(
+                f"/orders/{placed.json()['id']}/confirm", json={"expected_version": 1}, headers=self.headers
+            )
 
     async def more(self, count: int, timeout: float = 60) -> None:
         """Wait until ``count`` more orders went through."""
@@ -152,6 +169,7 @@ async def lag_zero_within(base: str, seconds: float) -> float:
     """Seconds until every running version has applied the whole log (at most ``seconds``)."""
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+
         async def caught_up() -> bool:
             try:
                 answer = await client.get("/projections", headers=OPERATOR)
@@ -174,8 +192,9 @@ async def drift(base: str, tenant: str) -> list:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def serve(fresh_services, tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
-    settings = fresh_services.model_copy(update={"chdb_path": folder / "chdb", "api_port": free_port(),
-                                                 "relay_poll_seconds": 0.5, "api_processes": 2})
+    settings = fresh_services.model_copy(
+        update={"chdb_path": folder / "chdb", "api_port": free_port(), "relay_poll_seconds": 0.5, "api_processes": 2}
+    )
     running = Serve(settings, folder / "serve.log")
     await running.start()
     yield running
@@ -190,13 +209,24 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         await workload.open(client)
     workload.task = asyncio.create_task(workload.run())
     started = serve.children()
-    workers = [f"worker {name} {takes}" for name in ("order_summaries", "order_search", "customer_dashboards")
-               for takes in ("live", "builds")]
+    workers = [
+        f"worker {name} {takes}"
+        for name in ("order_summaries", "order_search", "customer_dashboards")
+        for takes in ("live", "builds")
+    ]
     assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", *workers]), started
-    status = subprocess.run([sys.executable, "-m", "infra.cli", "status"], env=settings.child_environment(),
-                            capture_output=True, text=True, timeout=60)
-    listed = {int(line.split()[1]): line.split()[0] for line in status.stdout.splitlines()
-              if line.split()[:1] and line.split()[0] in {p["name"] for p in running_processes(settings)}}
+    status = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "status"],
+        env=settings.child_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    listed = {
+        int(line.split()[1]): line.split()[0]
+        for line in status.stdout.splitlines()
+        if line.split()[:1] and line.split()[0] in {p["name"] for p in running_processes(settings)}
+    }
     assert set(listed) == set(started) and "worker-order_search" in listed.values(), status.stdout + status.stderr
 
     def kill_child(role: str):
@@ -206,10 +236,15 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
 
             async def replaced() -> bool:
                 now, listed = serve.children(), running_processes(settings) or []
-                return victim not in now and sorted(now.values()) == sorted(started.values()) \
-                    and {p["pid"] for p in listed} == set(now) and any(p["restarts"] for p in listed)
+                return (
+                    victim not in now
+                    and sorted(now.values()) == sorted(started.values())
+                    and {p["pid"] for p in listed} == set(now)
+                    and any(p["restarts"] for p in listed)
+                )
 
             await eventually(replaced, 30, f"the supervisor starting {role} again")
+
         return inject
 
     async def kill_supervisor() -> None:
@@ -228,6 +263,7 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         workload.running.clear()  # a JVM start on two cores busy with the workload took over two minutes
         await asyncio.to_thread(services.up, settings)
         workload.running.set()
+
     async def restart(name: str) -> None:
         if name == "redis":
             admin = Redis.from_url(settings.redis_url)
@@ -241,16 +277,20 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         await broker.flushdb()
         await broker.aclose()
 
-    drills = [("kill -9 of one API process mid-command", kill_child("api")),
-              *[(f"kill -9 of the {name} worker mid-batch", kill_child(f"worker {name} live"))
-                for name in ("order_summaries", "order_search", "customer_dashboards")],
-              ("kill -9 of the relay", kill_child("relay")),
-              ("kill -9 of the ClickHouse owner", kill_child("clickhouse-owner")),
-              ("kill -9 of prism serve itself", kill_supervisor),
-              ("Elasticsearch stopped for 20 s", elasticsearch_away),
-              ("Redis restarted", lambda: restart("redis")),
-              ("Postgres (write and dashboards) restarted", lambda: restart("postgres")),
-              ("Dramatiq queues flushed", flush_queues)]
+    drills = [
+        ("kill -9 of one API process mid-command", kill_child("api")),
+        *[
+            (f"kill -9 of the {name} worker mid-batch", kill_child(f"worker {name} live"))
+            for name in ("order_summaries", "order_search", "customer_dashboards")
+        ],
+        ("kill -9 of the relay", kill_child("relay")),
+        ("kill -9 of the ClickHouse owner", kill_child("clickhouse-owner")),
+        ("kill -9 of prism serve itself", kill_supervisor),
+        ("Elasticsearch stopped for 20 s", elasticsearch_away),
+        ("Redis restarted", lambda: restart("redis")),
+        ("Postgres (write and dashboards) restarted", lambda: restart("postgres")),
+        ("Dramatiq queues flushed", flush_queues),
+    ]
     report = []
     try:
         for name, inject in drills:
@@ -262,8 +302,15 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
             workload.running.clear()
             lag_seconds = await lag_zero_within(serve.base, RECOVERY_SECONDS)
             found = await drift(serve.base, workload.tenant)
-            report.append((name, round(recovered - injected, 1), round(time.monotonic() - recovered, 1),
-                           round(lag_seconds, 1), len(found)))
+            report.append(
+                (
+                    name,
+                    round(recovered - injected, 1),
+                    round(time.monotonic() - recovered, 1),
+                    round(lag_seconds, 1),
+                    len(found),
+                )
+            )
             assert found == [], (name, found[:5])
             workload.running.set()
         last = serve.children()

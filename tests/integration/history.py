@@ -30,6 +30,7 @@ async def write_history(bus: CommandBus, tenant: str, orders: int = 12) -> dict[
     await bus.execute(c.ChangeCustomerEmail(tenant, uuid.UUID(customers[1]), "new1@x.io", 1))
     await bus.execute(c.RenameProduct(tenant, uuid.UUID(products[0]), "Widget Pro", 1))
     await bus.execute(c.ChangeProductPrice(tenant, uuid.UUID(products[1]), Decimal("19.99"), 1))
-    late = (await bus.execute(c.PlaceOrder(tenant, uuid.UUID(customers[0]),
-                                           (c.OrderLine(uuid.UUID(products[0]), 1),)))).id
+    late = (
+        await bus.execute(c.PlaceOrder(tenant, uuid.UUID(customers[0]), (c.OrderLine(uuid.UUID(products[0]), 1),)))
+    ).id
     return {"customers": customers, "products": products, "orders": placed + [late]}

@@ -18,8 +18,12 @@ async def redis_state(p: OrderSummaries) -> dict[str, Any]:
     async for raw in p.redis.scan_iter(match=f"{p.keys.prefix}*", count=1000):
         key = raw.decode()
         kind = (await p.redis.type(key)).decode()
-        read = {"hash": p.redis.hgetall, "set": p.redis.smembers, "string": p.redis.get,
-                "zset": lambda k: p.redis.zrange(k, 0, -1, withscores=True)}[kind]
+        read = {
+            "hash": p.redis.hgetall,
+            "set": p.redis.smembers,
+            "string": p.redis.get,
+            "zset": lambda k: p.redis.zrange(k, 0, -1, withscores=True),
+        }[kind]
         value = await read(key)
         state[key.removeprefix(p.keys.prefix)] = sorted(value) if kind == "set" else value
     return state
@@ -38,11 +42,16 @@ async def clickhouse_state(p: OrderAnalytics) -> dict[str, Any]:
     t = p.tables
 
     def read() -> dict[str, Any]:
-        facts = {table.split(".")[1]: p.client.query(f"SELECT * FROM {table} FINAL ORDER BY ALL").result_rows
-                 for table in (t.orders, t.order_lines, t.order_events, t.products)}
-        return facts | {table.split(".")[1]: p.client.query(  # a rollup's version is the time it was computed
-            f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL").result_rows
-            for table in (t.order_hours, t.product_days)}
+        facts = {
+            table.split(".")[1]: p.client.query(f"SELECT * FROM {table} FINAL ORDER BY ALL").result_rows
+            for table in (t.orders, t.order_lines, t.order_events, t.products)
+        }
+        return facts | {
+            table.split(".")[1]: p.client.query(  # a rollup's version is the time it was computed
+                f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL"
+            ).result_rows
+            for table in (t.order_hours, t.product_days)
+        }
 
     return await asyncio.to_thread(read)
 
@@ -50,12 +59,18 @@ async def clickhouse_state(p: OrderAnalytics) -> dict[str, Any]:
 async def postgres_state(p: CustomerDashboards) -> dict[str, Any]:
     t = p.tables
     async with p.engine.connect() as conn:
-        return {table.split(".")[1]: [tuple(r) for r in await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
-                for table in (t.customers, t.orders, t.dashboards)}
+        return {
+            table.split(".")[1]: [tuple(r) for r in await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+            for table in (t.customers, t.orders, t.dashboards)
+        }
 
 
-READERS = {OrderSummaries: redis_state, OrderSearch: elasticsearch_state, OrderAnalytics: clickhouse_state,
-           CustomerDashboards: postgres_state}
+READERS = {
+    OrderSummaries: redis_state,
+    OrderSearch: elasticsearch_state,
+    OrderAnalytics: clickhouse_state,
+    CustomerDashboards: postgres_state,
+}
 
 
 async def store_state(projection: Any) -> dict[str, Any]:

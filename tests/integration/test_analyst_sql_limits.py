@@ -16,21 +16,29 @@ from tests.conftest import SLOW_SQL, eventually, p99
 
 @pytest.fixture
 def analyst(fresh_services, stores, projections):
-    return AnalystSql(stores, fresh_services.clickhouse_url, str(fresh_services.chdb_path),
-                      Limits(seconds=0.5, rows=100, memory_bytes=32 * 1024 * 1024))
+    return AnalystSql(
+        stores,
+        fresh_services.clickhouse_url,
+        str(fresh_services.chdb_path),
+        Limits(seconds=0.5, rows=100, memory_bytes=32 * 1024 * 1024),
+    )
 
 
 async def test_a_query_running_past_the_time_limit_is_stopped(analyst, tenant):
     with pytest.raises(SqlFailed, match="(?i)timeout|time limit|estimated query execution time"):
-        await analyst.run(tenant, "SELECT sum(a * b * c) FROM (SELECT arrayJoin(range(1000)) AS a) AS x "
-                                  "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS y "
-                                  "CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS z")
+        await analyst.run(
+            tenant,
+            "SELECT sum(a * b * c) FROM (SELECT arrayJoin(range(1000)) AS a) AS x "
+            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS b) AS y "
+            "CROSS JOIN (SELECT arrayJoin(range(1000)) AS c) AS z",
+        )
 
 
 async def test_a_query_needing_more_than_the_memory_limit_is_stopped(analyst, tenant):
     with pytest.raises(SqlFailed, match="(?i)memory limit"):
-        await analyst.run(tenant, "SELECT length(groupArray(toString(a))) FROM "
-                                  "(SELECT arrayJoin(range(20000000)) AS a)")
+        await analyst.run(
+            tenant, "SELECT length(groupArray(toString(a))) FROM (SELECT arrayJoin(range(20000000)) AS a)"
+        )
 
 
 async def test_a_limited_query_still_answers_within_its_limits(analyst, tenant):
@@ -39,8 +47,12 @@ async def test_a_limited_query_still_answers_within_its_limits(analyst, tenant):
 
 
 async def test_a_result_past_the_byte_cap_is_stopped_quickly(fresh_services, stores, projections, tenant):
-    capped = AnalystSql(stores, fresh_services.clickhouse_url, str(fresh_services.chdb_path),
-                        Limits(seconds=30, rows=10_000, bytes=10_000_000))
+    capped = AnalystSql(
+        stores,
+        fresh_services.clickhouse_url,
+        str(fresh_services.chdb_path),
+        Limits(seconds=30, rows=10_000, bytes=10_000_000),
+    )
     try:
         started = time.monotonic()
         with pytest.raises(SqlFailed, match="larger than 10,000,000 bytes"):  # 1,000 rows of 100 kB: 100 MB
@@ -59,8 +71,12 @@ async def _timed(call) -> float:
 
 
 async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_services, stores, projections, tenant):
-    fair = AnalystSql(stores, fresh_services.clickhouse_url, str(fresh_services.chdb_path),
-                      Limits(seconds=4, concurrent=2, concurrent_total=4, queue_seconds=1.0))
+    fair = AnalystSql(
+        stores,
+        fresh_services.clickhouse_url,
+        str(fresh_services.chdb_path),
+        Limits(seconds=4, concurrent=2, concurrent_total=4, queue_seconds=1.0),
+    )
     tables, period = Tables(stores.namespace), DateRange(date(2020, 1, 1), date(2100, 1, 1))
 
     async def canned() -> None:  # what GET /analytics/revenue runs, on asyncio's shared pool
@@ -96,9 +112,15 @@ async def test_a_tenant_runs_at_most_its_share_and_the_readers_stay_fast(fresh_s
     assert all(r.http_status == 429 and r.headers == {"Retry-After": "4"} for r in refused)
     assert all("timeout" in s.message.lower() or "time limit" in s.message.lower() for s in stopped), stopped
     for name in probes:
-        print(f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms, loaded p99 {p99(loaded[name]) * 1000:.1f} ms "
-              f"({len(loaded[name])} samples while loaded)")
-        print("   slowest idle", [round(v * 1000, 1) for v in sorted(idle[name])[-4:]],
-              "slowest loaded", [round(v * 1000, 1) for v in sorted(loaded[name])[-4:]])
+        print(
+            f"{name}: idle p99 {p99(idle[name]) * 1000:.1f} ms, loaded p99 {p99(loaded[name]) * 1000:.1f} ms "
+            f"({len(loaded[name])} samples while loaded)"
+        )
+        print(
+            "   slowest idle",
+            [round(v * 1000, 1) for v in sorted(idle[name])[-4:]],
+            "slowest loaded",
+            [round(v * 1000, 1) for v in sorted(loaded[name])[-4:]],
+        )
         assert len(loaded[name]) >= 10
         assert p99(loaded[name]) <= 2 * p99(idle[name]) + 0.050, name

@@ -16,8 +16,11 @@ async def test_a_canned_query_answers_while_the_projections_client_runs_a_statem
     busy = asyncio.create_task(asyncio.to_thread(stores.clickhouse.query, f"SELECT sleep(2) AS {_MARK}"))
 
     async def running() -> bool:
-        found = await _query(stores, "SELECT count() FROM system.processes WHERE query LIKE %(mark)s "
-                                     "AND query NOT LIKE '%%system.processes%%'", {"mark": f"%{_MARK}%"})
+        found = await _query(
+            stores,
+            "SELECT count() FROM system.processes WHERE query LIKE %(mark)s AND query NOT LIKE '%%system.processes%%'",
+            {"mark": f"%{_MARK}%"},
+        )
         return found[0][0] == 1
 
     await eventually(running, timeout=2.0, what="the projection's statement running")

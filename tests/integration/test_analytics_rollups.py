@@ -13,8 +13,7 @@ import pytest
 from projections import base
 from projections.base import Batch
 from projections.order_analytics import OrderAnalytics
-from readers.order_analytics import (PERIODS, DateRange, _query, by_hour_sql, revenue_sql, summary_sql,
-                                     top_products_sql)
+from readers.order_analytics import PERIODS, DateRange, _query, by_hour_sql, revenue_sql, summary_sql, top_products_sql
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
 from tests.integration.test_projection_stores import batches_of, delivery, fresh, handled
@@ -25,7 +24,7 @@ _IN_PERIOD = "tenant_id = %(tenant)s AND placed_at >= %(start)s AND placed_at < 
 
 
 def revenue_from_facts(t, granularity: str) -> str:
-    return f"""SELECT {PERIODS[granularity]}(placed_at) AS period, count(), sum(total) FROM {t.view('orders')}
+    return f"""SELECT {PERIODS[granularity]}(placed_at) AS period, count(), sum(total) FROM {t.view("orders")}
                WHERE {_IN_PERIOD} AND status != 'cancelled' GROUP BY period ORDER BY period"""
 
 
@@ -33,19 +32,19 @@ def summary_from_facts(t) -> str:
     return f"""SELECT count(), countIf(status = 'cancelled'), sumIf(total, status != 'cancelled'),
                       countIf(discount > 0 AND status != 'cancelled'), sumIf(discount, status != 'cancelled'),
                       sumIf(subtotal, status != 'cancelled')
-               FROM {t.view('orders')} WHERE {_IN_PERIOD}"""
+               FROM {t.view("orders")} WHERE {_IN_PERIOD}"""
 
 
 def by_hour_from_facts(t) -> str:
-    return f"""SELECT toHour(placed_at) AS hour, count(), sum(total) FROM {t.view('orders')}
+    return f"""SELECT toHour(placed_at) AS hour, count(), sum(total) FROM {t.view("orders")}
                WHERE {_IN_PERIOD} AND status != 'cancelled' GROUP BY hour ORDER BY hour"""
 
 
 def top_products_from_facts(t, by: str) -> str:
     return f"""SELECT l.product_id AS product_id, any(p.name) AS name, sum(l.quantity) AS quantity,
                       sum(l.line_total) AS revenue
-               FROM {t.view('order_lines')} AS l
-               LEFT JOIN (SELECT product_id, name FROM {t.view('products')} WHERE tenant_id = %(tenant)s) AS p
+               FROM {t.view("order_lines")} AS l
+               LEFT JOIN (SELECT product_id, name FROM {t.view("products")} WHERE tenant_id = %(tenant)s) AS p
                  ON p.product_id = l.product_id
                WHERE l.tenant_id = %(tenant)s AND l.status != 'cancelled'
                GROUP BY l.product_id ORDER BY {by} DESC, product_id LIMIT %(limit)s"""
@@ -74,11 +73,18 @@ async def answers(projection, stores, tenant: str, reader: bool) -> dict[str, li
     whole = DateRange(date(2026, 10, 1), date(2026, 12, 1)).parameters(tenant)
     part = DateRange(date(2026, 11, 5), date(2026, 11, 12)).parameters(tenant)
     asked = {f"revenue by {g}": ((revenue_sql if reader else revenue_from_facts)(t, g), whole) for g in PERIODS}
-    asked |= {"summary": ((summary_sql if reader else summary_from_facts)(t), whole),
-              "summary of a week": ((summary_sql if reader else summary_from_facts)(t), part),
-              "by hour": ((by_hour_sql if reader else by_hour_from_facts)(t), whole)}
-    asked |= {f"top products by {by}": ((top_products_sql if reader else top_products_from_facts)(t, by),
-                                        {"tenant": tenant, "limit": 10}) for by in ("revenue", "quantity")}
+    asked |= {
+        "summary": ((summary_sql if reader else summary_from_facts)(t), whole),
+        "summary of a week": ((summary_sql if reader else summary_from_facts)(t), part),
+        "by hour": ((by_hour_sql if reader else by_hour_from_facts)(t), whole),
+    }
+    asked |= {
+        f"top products by {by}": (
+            (top_products_sql if reader else top_products_from_facts)(t, by),
+            {"tenant": tenant, "limit": 10},
+        )
+        for by in ("revenue", "quantity")
+    }
     return {what: [tuple(row) for row in await _query(stores, sql, params)] for what, (sql, params) in asked.items()}
 
 
@@ -114,11 +120,12 @@ async def test_a_version_made_before_the_rollups_gets_them_from_its_facts(stores
         analytics.client.command(f"DROP TABLE {table}")
 
     await analytics.setup()
-    assert await answers(analytics, stores, tenant, reader=True) == await answers(analytics, stores, tenant, reader=False)
+    assert await answers(analytics, stores, tenant, reader=True) == await answers(
+        analytics, stores, tenant, reader=False
+    )
 
 
-async def test_a_catch_up_rolls_up_and_moves_the_checkpoint_when_it_settles(stores, tenant, spread,
-                                                                              monkeypatch):
+async def test_a_catch_up_rolls_up_and_moves_the_checkpoint_when_it_settles(stores, tenant, spread, monkeypatch):
     monkeypatch.setattr(base, "DEFERRED_SECONDS", 600.0)  # however slow the machine, nothing falls due here
     analytics = await fresh("order_analytics", stores, f"{NAMESPACE}_rollups")
     for batch in batches_of(spread, 10):

@@ -18,23 +18,38 @@ async def corrupt_all_four(stores, projections, orders: list[str], customer: str
     await stores.redis.hset(key, "doc", json.dumps(doc | {"total": "0.01"}))
 
     found = await stores.elasticsearch.get(index=search.names.index, id=orders[1])
-    await stores.elasticsearch.index(index=search.names.index, id=orders[1], refresh=True,
-                                     document=found["_source"] | {"customer_name": "Mallory"})
+    await stores.elasticsearch.index(
+        index=search.names.index, id=orders[1], refresh=True, document=found["_source"] | {"customer_name": "Mallory"}
+    )
 
     tables = projections["order_analytics"].tables
-    row = {"tenant_id": doc["tenant_id"], "order_id": orders[2], "customer_id": doc["customer_id"],
-           "status": "shipped", "item_count": 1, "subtotal": "1.00", "discount_percent": "0", "discount": "0",
-           "total": "1.00", "placed_at": doc["placed_at"], "version": 10**12}
-    await asyncio.to_thread(stores.clickhouse.command, f"INSERT INTO {tables.orders} FORMAT JSONEachRow "
-                            + json.dumps(row), settings={"date_time_input_format": "best_effort"})
+    row = {
+        "tenant_id": doc["tenant_id"],
+        "order_id": orders[2],
+        "customer_id": doc["customer_id"],
+        "status": "shipped",
+        "item_count": 1,
+        "subtotal": "1.00",
+        "discount_percent": "0",
+        "discount": "0",
+        "total": "1.00",
+        "placed_at": doc["placed_at"],
+        "version": 10**12,
+    }
+    await asyncio.to_thread(
+        stores.clickhouse.command,
+        f"INSERT INTO {tables.orders} FORMAT JSONEachRow " + json.dumps(row),
+        settings={"date_time_input_format": "best_effort"},
+    )
 
     dashboards = projections["customer_dashboards"].tables.dashboards
     async with stores.dashboards.begin() as conn:
         await conn.execute(text(f"UPDATE {dashboards} SET lifetime_value = 0 WHERE customer_id = :c"), {"c": customer})
 
 
-async def test_audit_finds_one_drift_per_store_and_repair_fixes_them(bus, tenant, write_engine, stores,
-                                                                      projections, project_all):
+async def test_audit_finds_one_drift_per_store_and_repair_fixes_them(
+    bus, tenant, write_engine, stores, projections, project_all
+):
     made = await write_history(bus, tenant)
     await project_all()
     assert await audit.audit(write_engine, stores, [tenant]) == []

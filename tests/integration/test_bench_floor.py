@@ -10,12 +10,11 @@ import asyncpg
 from infra.bench.floor import Floor
 from infra.bench.locks import AppendLockSampler
 from infra.bootstrap import asyncpg_dsn
-from write.event_log import APPEND_LOCK_KEY
 from tests.integration.history import write_history
+from write.event_log import APPEND_LOCK_KEY
 
 
-async def test_the_floor_places_whole_orders_under_the_append_lock_in_a_scratch_database(
-        fresh_services, bus, tenant):
+async def test_the_floor_places_whole_orders_under_the_append_lock_in_a_scratch_database(fresh_services, bus, tenant):
     await write_history(bus, tenant)
     floor = Floor(fresh_services, tenant)
     assert "staged_events" in floor.stage_sql  # the write side's own append, locked at COMMIT

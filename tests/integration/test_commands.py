@@ -12,18 +12,29 @@ from sqlalchemy import text
 from write import commands as c
 from write.bus import Idempotency
 from write.errors import (
-    Conflict, DuplicateValue, IdempotencyMismatch, IllegalTransition, InvalidCommand, NotFound, VersionConflict,
+    Conflict,
+    DuplicateValue,
+    IdempotencyMismatch,
+    IllegalTransition,
+    InvalidCommand,
+    NotFound,
+    VersionConflict,
 )
 
 
 async def totals(engine, tenant: str) -> dict[str, int]:
     tables = ("customers", "products", "orders", "events")
     async with engine.connect() as conn:
-        counts = {t: (await conn.execute(text(f"SELECT count(*) FROM {t} WHERE tenant_id = :t"), {"t": tenant})).scalar()
-                  for t in tables}
-        counts["order_items"] = (await conn.execute(text(
-            "SELECT count(*) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.tenant_id = :t"),
-            {"t": tenant})).scalar()
+        counts = {
+            t: (await conn.execute(text(f"SELECT count(*) FROM {t} WHERE tenant_id = :t"), {"t": tenant})).scalar()
+            for t in tables
+        }
+        counts["order_items"] = (
+            await conn.execute(
+                text("SELECT count(*) FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.tenant_id = :t"),
+                {"t": tenant},
+            )
+        ).scalar()
     return counts
 
 
@@ -42,8 +53,11 @@ async def test_place_order_writes_state_and_event_in_one_go(bus, write_engine, s
     assert (result.version, after["orders"] - before["orders"], after["events"] - before["events"]) == (1, 1, 1)
     async with write_engine.connect() as conn:
         row = (await conn.execute(text("SELECT total FROM orders WHERE id = :id"), {"id": result.id})).one()
-        event = (await conn.execute(text("SELECT type, payload, position FROM events WHERE aggregate_id = :id"),
-                                    {"id": result.id})).one()
+        event = (
+            await conn.execute(
+                text("SELECT type, payload, position FROM events WHERE aggregate_id = :id"), {"id": result.id}
+            )
+        ).one()
     assert row.total == Decimal("7.50")
     assert (event.type, event.payload["order"]["total"], event.position) == ("OrderPlaced", "7.50", result.position)
 
@@ -103,11 +117,19 @@ async def test_concurrent_commands_on_one_version_let_exactly_one_win(bus, write
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, (VersionConflict, IllegalTransition)) for r in results if isinstance(r, Exception))
     async with write_engine.connect() as conn:
-        versions = (await conn.execute(text(
-            "SELECT aggregate_version FROM events WHERE aggregate_id = :o ORDER BY position"), {"o": shop["order"]})
-        ).scalars().all()
-        row_version = (await conn.execute(text("SELECT version FROM orders WHERE id = :o"), {"o": shop["order"]})
-                       ).scalar()
+        versions = (
+            (
+                await conn.execute(
+                    text("SELECT aggregate_version FROM events WHERE aggregate_id = :o ORDER BY position"),
+                    {"o": shop["order"]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        row_version = (
+            await conn.execute(text("SELECT version FROM orders WHERE id = :o"), {"o": shop["order"]})
+        ).scalar()
     assert versions == [1, 2] and row_version == 2
 
 
@@ -125,8 +147,11 @@ async def test_a_rename_racing_orders_never_logs_an_older_name_after_a_newer_one
 
     await asyncio.gather(renames(), *(orders() for _ in range(6)))
     async with write_engine.connect() as conn:
-        logged = (await conn.execute(text(
-            "SELECT type, payload FROM events WHERE tenant_id = :t ORDER BY position"), {"t": tenant})).all()
+        logged = (
+            await conn.execute(
+                text("SELECT type, payload FROM events WHERE tenant_id = :t ORDER BY position"), {"t": tenant}
+            )
+        ).all()
     name, stale, placed = None, [], 0
     for event_type, payload in logged:
         if event_type in ("ProductAdded", "ProductRenamed"):

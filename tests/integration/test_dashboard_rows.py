@@ -81,20 +81,32 @@ async def _compare(projection: CustomerDashboards, tenant: str) -> int:
     t, now = projection.tables, datetime.now(UTC)
     async with projection.engine.connect() as conn:
         counted = (await conn.execute(text(counts_sql(t)), {"t": tenant})).all()
-        kept = (await conn.execute(text(
-            f"SELECT customer_id, order_count, pending_count, confirmed_count, shipped_count, cancelled_count, "
-            f"lifetime_value::text, average_order_value::text, last_order_at FROM {t.dashboards} "
-            "WHERE tenant_id = :t ORDER BY customer_id"), {"t": tenant})).all()
+        kept = (
+            await conn.execute(
+                text(
+                    f"SELECT customer_id, order_count, pending_count, confirmed_count, shipped_count, cancelled_count, "
+                    f"lifetime_value::text, average_order_value::text, last_order_at FROM {t.dashboards} "
+                    "WHERE tenant_id = :t ORDER BY customer_id"
+                ),
+                {"t": tenant},
+            )
+        ).all()
         assert [tuple(r) for r in kept] == [tuple(r) for r in counted]
         expected = (await conn.execute(text(read_time_sql(t)), {"t": tenant})).all()
         stored = {}
         for row in expected:
-            found = (await conn.execute(text(dashboard_sql(t).replace(t.served, t.dashboards)),
-                                        {"c": row.customer_id, "t": tenant})).one()
+            found = (
+                await conn.execute(
+                    text(dashboard_sql(t).replace(t.served, t.dashboards)), {"c": row.customer_id, "t": tenant}
+                )
+            ).one()
             stored[row.customer_id] = found
     for row in expected:
         kept = stored[row.customer_id]
-        last = kept.last_order and {**kept.last_order, "placed_at": datetime.fromisoformat(kept.last_order["placed_at"])}
+        last = kept.last_order and {
+            **kept.last_order,
+            "placed_at": datetime.fromisoformat(kept.last_order["placed_at"]),
+        }
         wanted_last = {**row.last_order, "placed_at": datetime.fromisoformat(row.last_order["placed_at"])}
         assert last_months(kept.spend_by_month, now) == _json(row.spend_by_month), row.customer_id
         assert kept.top_products == _json(row.top_products), row.customer_id
@@ -140,8 +152,12 @@ async def test_a_version_made_by_an_older_release_gets_its_sums_and_lists(stores
     async with projection.engine.begin() as conn:  # what an older release left: no sums, no lists
         await conn.execute(text(f"DROP TABLE {t.months}, {t.bought}"))
         await conn.execute(text(f"DROP VIEW {t.served}"))
-        await conn.execute(text(f"ALTER TABLE {t.dashboards} " + ", ".join(
-            f"DROP COLUMN {column.split()[0]}" for column in SHOWN_COLUMNS)))
+        await conn.execute(
+            text(
+                f"ALTER TABLE {t.dashboards} "
+                + ", ".join(f"DROP COLUMN {column.split()[0]}" for column in SHOWN_COLUMNS)
+            )
+        )
         await conn.execute(text(f"CREATE VIEW {t.served} AS SELECT * FROM {t.dashboards}"))
 
     await projection.setup()
@@ -151,8 +167,9 @@ async def test_a_version_made_by_an_older_release_gets_its_sums_and_lists(stores
         assert shown.scalar() is not None
 
 
-async def test_a_catch_up_shows_the_rows_and_moves_the_checkpoint_when_it_settles(stores, tenant_events, tenant,
-                                                                                    monkeypatch):
+async def test_a_catch_up_shows_the_rows_and_moves_the_checkpoint_when_it_settles(
+    stores, tenant_events, tenant, monkeypatch
+):
     monkeypatch.setattr(base, "DEFERRED_SECONDS", 600.0)  # however slow the machine, nothing falls due here
     events = months_apart(tenant_events)
     projection = await fresh("customer_dashboards", stores, f"{NAMESPACE}_rows")

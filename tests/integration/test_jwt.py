@@ -23,20 +23,29 @@ def signing_key():
 
 
 def _pem(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _token(key, kid: str = "k1", **claims) -> str:
-    body = {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300, "sub": "ann", "tenant": "acme",
-            "scope": "read analytics"} | claims
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="RS256",
-                      headers={"kid": kid})
+    body = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "exp": int(time.time()) + 300,
+        "sub": "ann",
+        "tenant": "acme",
+        "scope": "read analytics",
+    } | claims
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="RS256", headers={"kid": kid})
 
 
 def _authenticator(settings, write_engine, **jwt_settings) -> Authenticator:
-    return Authenticator(write_engine, settings.model_copy(update={
-        "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, **jwt_settings}))
+    return Authenticator(
+        write_engine, settings.model_copy(update={"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, **jwt_settings})
+    )
 
 
 async def test_a_valid_token_proves_its_tenant_and_scopes(settings, write_engine, signing_key):
@@ -47,14 +56,17 @@ async def test_a_valid_token_proves_its_tenant_and_scopes(settings, write_engine
     assert listed.scopes == frozenset({"commands"})  # unknown scopes grant nothing
 
 
-@pytest.mark.parametrize("claims, words", [
-    ({"aud": "someone-else"}, "audience"),
-    ({"iss": "https://evil.example"}, "issuer"),
-    ({"exp": int(time.time()) - 10}, "expired"),
-    ({"exp": None}, "exp"),
-    ({"tenant": None}, "tenant"),
-    ({"tenant": "Not A Tenant!"}, "tenant"),
-])
+@pytest.mark.parametrize(
+    "claims, words",
+    [
+        ({"aud": "someone-else"}, "audience"),
+        ({"iss": "https://evil.example"}, "issuer"),
+        ({"exp": int(time.time()) - 10}, "expired"),
+        ({"exp": None}, "exp"),
+        ({"tenant": None}, "tenant"),
+        ({"tenant": "Not A Tenant!"}, "tenant"),
+    ],
+)
 async def test_tokens_with_wrong_claims_are_refused(settings, write_engine, signing_key, claims, words):
     auth = _authenticator(settings, write_engine, jwt_public_key=_pem(signing_key))
     with pytest.raises(Unauthenticated, match=f"(?i){words}"):
@@ -66,8 +78,11 @@ async def test_a_token_signed_by_another_key_or_unsigned_is_refused(settings, wr
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(Unauthenticated, match="(?i)signature"):
         await auth.principal(_token(stranger))
-    unsigned = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "tenant": "acme",
-                           "scope": "read"}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "tenant": "acme", "scope": "read"},
+        None,
+        algorithm="none",
+    )
     with pytest.raises(Unauthenticated):
         await auth.principal(unsigned)
 

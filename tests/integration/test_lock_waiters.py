@@ -74,7 +74,8 @@ class Busy(OrderSummaries):
 
 @pytest.mark.parametrize("consumer", ["catch_up", "follow"])
 async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiting_operation(
-        consumer, stores, bus, write_engine, fresh_services):
+    consumer, stores, bus, write_engine, fresh_services
+):
     projection = Busy(replace(stores, namespace=f"{NAMESPACE}_busy"), bus)
     await projection.drop()
     await bus.execute(RegisterTenant(f"t-{secrets.token_hex(4)}", "First write"))
@@ -84,8 +85,10 @@ async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiti
         return None
 
     running = asyncio.create_task(
-        catch_up(write_engine, projection, batch_size=1_000) if consumer == "catch_up" else
-        follow(write_engine, projection, 1_000, Policy(), notices, seconds=600, pace=no_pace))
+        catch_up(write_engine, projection, batch_size=1_000)
+        if consumer == "catch_up"
+        else follow(write_engine, projection, 1_000, Policy(), notices, seconds=600, pace=no_pace)
+    )
     try:
         await eventually(lambda: _true(projection.batches >= 3), 30, "the consumer applying batch after batch")
         async with exclusively(write_engine, projection.label, wait=10):

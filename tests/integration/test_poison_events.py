@@ -25,8 +25,9 @@ class Poisoned(CustomerDashboards):
     poison_tenant = ""
 
     async def apply(self, batch: Batch) -> None:
-        if not self.fixed and any(ev.type == self.poison_type and ev.tenant_id == self.poison_tenant
-                                  for ev in batch.events):
+        if not self.fixed and any(
+            ev.type == self.poison_type and ev.tenant_id == self.poison_tenant for ev in batch.events
+        ):
             raise ValueError("cannot project this event")
         await super().apply(batch)
 
@@ -122,6 +123,8 @@ async def dashboard_names(projection: Poisoned) -> list[str]:
     from sqlalchemy import text
 
     async with projection.engine.connect() as conn:
-        rows = await conn.execute(text(f"SELECT name FROM {projection.tables.dashboards} WHERE tenant_id = :t"),
-                                  {"t": projection.poison_tenant})
+        rows = await conn.execute(
+            text(f"SELECT name FROM {projection.tables.dashboards} WHERE tenant_id = :t"),
+            {"t": projection.poison_tenant},
+        )
         return [r[0] for r in rows]

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from projections.base import Batch
-from projections.stores.clients import Stores
 from projections.registry import PROJECTIONS
+from projections.stores.clients import Stores
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
 from tests.integration.store_state import store_state
@@ -32,7 +32,7 @@ async def fresh(name: str, stores: Stores, namespace: str):
 
 
 def batches_of(events, size: int) -> list[Batch]:
-    chunks = [events[i:i + size] for i in range(0, len(events), size)]
+    chunks = [events[i : i + size] for i in range(0, len(events), size)]
     return [Batch(chunk, chunk[-1].position) for chunk in chunks]
 
 

@@ -15,13 +15,14 @@ def tokens(found: dict) -> list[str]:
 async def test_filters_fold_lowercase_and_split_into_prefixes(stores: Stores):
     es = stores.elasticsearch
 
-    folded = await es.indices.analyze(tokenizer="standard", filter=["prism_lowercase", "prism_folding"],
-                                      text="José Widget")
+    folded = await es.indices.analyze(
+        tokenizer="standard", filter=["prism_lowercase", "prism_folding"], text="José Widget"
+    )
     assert tokens(folded) == ["jose", "widget"]
 
-    prefixes = await es.indices.analyze(tokenizer="standard",
-                                        filter=["prism_lowercase", "prism_folding", "prism_edge_ngram"],
-                                        text="José Widget")
+    prefixes = await es.indices.analyze(
+        tokenizer="standard", filter=["prism_lowercase", "prism_folding", "prism_edge_ngram"], text="José Widget"
+    )
     assert tokens(prefixes) == ["j", "jo", "jos", "jose", "w", "wi", "wid", "widg", "widge", "widget"]
 
     # Grams are capped at 20 characters: longer words are matched by their first 20.
@@ -32,14 +33,21 @@ async def test_filters_fold_lowercase_and_split_into_prefixes(stores: Stores):
 async def test_custom_analyzer_in_index_settings(stores: Stores):
     es = stores.elasticsearch
     index = f"{NAMESPACE}-analysis-{secrets.token_hex(4)}"
-    await es.indices.create(index=index, settings={"analysis": {
-        "filter": {"short_prefixes": {"type": "prism_edge_ngram", "min_gram": 2, "max_gram": 3}},
-        "analyzer": {
-            "names": {"tokenizer": "standard", "filter": ["prism_lowercase", "prism_folding"]},
-            "name_prefixes": {"tokenizer": "standard",
-                              "filter": ["prism_lowercase", "prism_folding", "short_prefixes"]},
+    await es.indices.create(
+        index=index,
+        settings={
+            "analysis": {
+                "filter": {"short_prefixes": {"type": "prism_edge_ngram", "min_gram": 2, "max_gram": 3}},
+                "analyzer": {
+                    "names": {"tokenizer": "standard", "filter": ["prism_lowercase", "prism_folding"]},
+                    "name_prefixes": {
+                        "tokenizer": "standard",
+                        "filter": ["prism_lowercase", "prism_folding", "short_prefixes"],
+                    },
+                },
+            }
         },
-    }})
+    )
     try:
         names = await es.indices.analyze(index=index, analyzer="names", text="ÉLODIE Müller")
         assert tokens(names) == ["elodie", "muller"]

@@ -18,7 +18,8 @@ async def _refresh_interval(es, index: str) -> str:
 
 
 async def test_an_unserved_version_is_not_refreshed_until_served_and_its_renames_reach_every_order(
-        stores, bus, tenant, write_engine):
+    stores, bus, tenant, write_engine
+):
     await write_history(bus, tenant)
     async with write_engine.connect() as conn:
         events = [ev for ev in await event_log.read_after(conn, 0, 1_000_000) if ev.tenant_id == tenant]
@@ -32,12 +33,19 @@ async def test_an_unserved_version_is_not_refreshed_until_served_and_its_renames
         assert await _refresh_interval(stores.elasticsearch, building.names.index) == "-1"
         # Small batches: renames arrive in batches after the orders they reach, found by a search of the index.
         for start in range(0, len(handled), 3):
-            chunk = handled[start:start + 3]
+            chunk = handled[start : start + 3]
             await building.apply(Batch(chunk, chunk[-1].position))
 
         searched = await stores.elasticsearch.count(index=building.names.index)
-        stored = await stores.elasticsearch.mget(index=building.names.index, ids=[served_id["_id"] for served_id in (
-            await stores.elasticsearch.search(index=served.names.alias, size=100, source=False))["hits"]["hits"]])
+        stored = await stores.elasticsearch.mget(
+            index=building.names.index,
+            ids=[
+                served_id["_id"]
+                for served_id in (await stores.elasticsearch.search(index=served.names.alias, size=100, source=False))[
+                    "hits"
+                ]["hits"]
+            ],
+        )
         assert all(doc["found"] for doc in stored["docs"]), "the unserved version is missing documents"
         assert searched["count"] < len(stored["docs"]), "the unserved version was refreshed while being built"
 

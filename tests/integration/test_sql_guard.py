@@ -34,10 +34,20 @@ async def _shop(bus, tenant: str, prices: list[str], orders: list[list[tuple[int
     """A tenant with a customer, products at ``prices``, ``orders`` of (product, quantity); the last one cancelled."""
     await bus.execute(c.RegisterTenant(tenant, f"Shop {tenant}"))
     customer = (await bus.execute(c.RegisterCustomer(tenant, f"Customer of {tenant}", f"{tenant}@x.io"))).id
-    products = [(await bus.execute(c.AddProduct(tenant, f"Product {n} of {tenant}", Decimal(p)))).id
-                for n, p in enumerate(prices)]
-    placed = [(await bus.execute(c.PlaceOrder(tenant, uuid.UUID(customer), tuple(
-        c.OrderLine(uuid.UUID(products[i]), q) for i, q in lines)))).id for lines in orders]
+    products = [
+        (await bus.execute(c.AddProduct(tenant, f"Product {n} of {tenant}", Decimal(p)))).id
+        for n, p in enumerate(prices)
+    ]
+    placed = [
+        (
+            await bus.execute(
+                c.PlaceOrder(
+                    tenant, uuid.UUID(customer), tuple(c.OrderLine(uuid.UUID(products[i]), q) for i, q in lines)
+                )
+            )
+        ).id
+        for lines in orders
+    ]
     await bus.execute(c.CancelOrder(tenant, uuid.UUID(placed[-1]), 1, "changed mind"))
     return {"customer": [customer], "products": products, "orders": placed}
 
@@ -55,8 +65,12 @@ async def shops(bus, write_engine, projections):
 
 @pytest_asyncio.fixture(scope="module")
 async def analyst(fresh_services, stores, projections):
-    sql = AnalystSql(stores, fresh_services.clickhouse_url, str(fresh_services.chdb_path),
-                     Limits(seconds=5, rows=10_000, concurrent=4, concurrent_total=4))
+    sql = AnalystSql(
+        stores,
+        fresh_services.clickhouse_url,
+        str(fresh_services.chdb_path),
+        Limits(seconds=5, rows=10_000, concurrent=4, concurrent_total=4),
+    )
     yield sql
     sql.close()
 
@@ -74,10 +88,11 @@ HOSTILE = [
     (f"SELECT * APPLY(x -> (SELECT groupArray(tenant_id) FROM {NS}.orders_v1)) FROM orders", TRANSFORMERS),
     ("SELECT * REPLACE((SELECT groupArray(tenant_id) FROM orders_v1) AS tenant_id) FROM orders", TRANSFORMERS),
     ("SELECT * EXCEPT (order_id) APPLY(x -> (SELECT groupArray(name) FROM system.tables)) FROM orders", TRANSFORMERS),
-    ("SELECT COLUMNS('tenant') APPLY(x -> (SELECT groupArray(query) FROM system.processes)) FROM orders",
-     TRANSFORMERS),
-    ("SELECT o.* APPLY(x -> (SELECT any(tenant_id) FROM orders_v1 WHERE tenant_id != x)) FROM orders AS o",
-     TRANSFORMERS),
+    ("SELECT COLUMNS('tenant') APPLY(x -> (SELECT groupArray(query) FROM system.processes)) FROM orders", TRANSFORMERS),
+    (
+        "SELECT o.* APPLY(x -> (SELECT any(tenant_id) FROM orders_v1 WHERE tenant_id != x)) FROM orders AS o",
+        TRANSFORMERS,
+    ),
     ("SELECT COLUMNS(tenant_id) APPLY(toString) FROM orders", TRANSFORMERS),
     ("SELECT o.COLUMNS('id') FROM orders AS o", TRANSFORMERS),
     ("SELECT o.COLUMNS(order_id, tenant_id) FROM orders AS o", TRANSFORMERS),
@@ -87,8 +102,10 @@ HOSTILE = [
     ("SELECT COLUMNS('.*') FROM orders", TRANSFORMERS),
     ("SELECT * APPLY(x -> dictGet('d', 'a', x)) FROM orders", TRANSFORMERS),
     ("SELECT count() FROM (SELECT * APPLY(x -> (SELECT 1 FROM system.one)) FROM orders)", TRANSFORMERS),
-    ("WITH t AS (SELECT * APPLY(x -> (SELECT groupArray(tenant_id) FROM orders_v1)) FROM orders) SELECT * FROM t",
-     TRANSFORMERS),
+    (
+        "WITH t AS (SELECT * APPLY(x -> (SELECT groupArray(tenant_id) FROM orders_v1)) FROM orders) SELECT * FROM t",
+        TRANSFORMERS,
+    ),
     ("SELECT (SELECT groupArray(tenant_id) FROM orders_v1).*", "(expression).* is not allowed"),
     ("SELECT tuple((SELECT groupArray(tenant_id) FROM orders_v1)).* FROM orders", "(expression).* is not allowed"),
     # Lambdas and subqueries in every clause reaching the versioned tables or system tables.
@@ -104,14 +121,20 @@ HOSTILE = [
     ("SELECT * FROM orders LIMIT (SELECT count() FROM orders_v1)", "table orders_v1"),
     ("SELECT * FROM orders QUALIFY (SELECT count() FROM orders_v1) > 0", "table orders_v1"),
     ("SELECT * FROM orders ORDER BY (SELECT 1 FROM system.one)", "table system.one"),
-    ("SELECT tenant_id FROM orders GROUP BY tenant_id HAVING count() > (SELECT count() FROM system.tables)",
-     "table system.tables"),
+    (
+        "SELECT tenant_id FROM orders GROUP BY tenant_id HAVING count() > (SELECT count() FROM system.tables)",
+        "table system.tables",
+    ),
     ("SELECT * FROM orders LIMIT 1 BY (SELECT 1 FROM orders_v1)", "table orders_v1"),
-    ("SELECT order_id FROM orders ORDER BY placed_at WITH FILL FROM (SELECT min(placed_at) FROM orders_v1)",
-     "table orders_v1"),
+    (
+        "SELECT order_id FROM orders ORDER BY placed_at WITH FILL FROM (SELECT min(placed_at) FROM orders_v1)",
+        "table orders_v1",
+    ),
     ("SELECT (SELECT groupArray(tenant_id) FROM orders_v1)", "table orders_v1"),
-    ("SELECT count() FROM orders WHERE (SELECT count() FROM orders_v1 AS v WHERE v.tenant_id != 'x') > 0",
-     "table orders_v1"),
+    (
+        "SELECT count() FROM orders WHERE (SELECT count() FROM orders_v1 AS v WHERE v.tenant_id != 'x') > 0",
+        "table orders_v1",
+    ),
     # The versioned tables, Prism's own tables, qualified names, other databases, system tables.
     ("SELECT * FROM orders_v1", "table orders_v1"),
     ("SELECT * FROM order_lines_v1", "table order_lines_v1"),
@@ -225,8 +248,10 @@ HOSTILE = [
     ("SELECT * FROM remoteSecure('127.0.0.1', system.one)", "table function remoteSecure()"),
     ("SELECT * FROM input('a String')", "table function input()"),
     ("SELECT * FROM view(SELECT * FROM orders_v1)", "table function view()"),
-    ("SELECT * FROM viewIfPermitted(SELECT * FROM orders_v1 ELSE null('a String'))",
-     "table function viewIfPermitted()"),
+    (
+        "SELECT * FROM viewIfPermitted(SELECT * FROM orders_v1 ELSE null('a String'))",
+        "table function viewIfPermitted()",
+    ),
     ("SELECT * FROM executable('id', 'TSV', 'a String')", "table function executable()"),
     ("SELECT * FROM s3('http://127.0.0.1/x', 'CSV')", "table function s3()"),
     ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "table function file()"),
@@ -239,14 +264,18 @@ HOSTILE = [
     ("SELECT * FROM null('a Int8')", "table function null()"),
     ("SELECT * FROM format(CSV, 'a\n1')", "table function format()"),
     ("SELECT * FROM mysql('127.0.0.1:3306', 'db', 't', 'u', 'p')", "table function mysql()"),
-    ("SELECT * FROM postgresql('127.0.0.1:55432', 'prism_write', 'orders', 'prism', 'prism')",
-     "table function postgresql()"),
+    (
+        "SELECT * FROM postgresql('127.0.0.1:55432', 'prism_write', 'orders', 'prism', 'prism')",
+        "table function postgresql()",
+    ),
     ("SELECT * FROM loop(orders_v1)", "table function loop()"),
     (f"SELECT * FROM mergeTreeIndex('{NS}', 'orders_v1')", "table function mergeTreeIndex()"),
     ("SELECT * FROM orders AS o JOIN numbers(10) AS n ON 1", "table function numbers()"),
     ("SELECT * FROM orders WHERE order_id IN (SELECT * FROM numbers(1))", "table function numbers()"),
-    (f"SELECT count() FROM orders WHERE tenant_id IN (SELECT tenant_id FROM merge('{NS}', 'orders_v'))",
-     "table function merge()"),
+    (
+        f"SELECT count() FROM orders WHERE tenant_id IN (SELECT tenant_id FROM merge('{NS}', 'orders_v'))",
+        "table function merge()",
+    ),
     # Functions that reach past the arguments: files, settings, the server, other tables.
     ("SELECT file('/etc/passwd')", "function file()"),
     ("SELECT FILE('/etc/passwd')", "function FILE()"),
@@ -301,8 +330,9 @@ async def test_a_hostile_query_is_refused_or_sees_only_the_callers_rows(analyst,
         except (SqlRefused, SqlFailed):
             return
         assert not _leaks(answer, theirs, made_there), answer
-        assert isinstance(answer, Result) and all(mine in json.dumps(row) for row in answer.rows
-                                                 if "tenant_id" in answer.columns)
+        assert isinstance(answer, Result) and all(
+            mine in json.dumps(row) for row in answer.rows if "tenant_id" in answer.columns
+        )
         return
     failure = SqlFailed if expect.startswith("422:") else SqlRefused
     with pytest.raises(failure) as refused:
@@ -317,9 +347,11 @@ async def test_the_corpus_leaks_under_the_old_guard_on_transformers_but_not_unde
     with pytest.raises(SqlRefused, match="column transformers"):
         await analyst.run(mine, leak)
     # What the old guard let through does read every tenant's rows when run (here, unguarded, by Prism itself):
-    rows = stores.clickhouse.query(f"SELECT * APPLY(x -> (SELECT groupArray(DISTINCT tenant_id) FROM "
-                                   f"{NS}.orders_v1)) FROM {NS}.orders WHERE tenant_id = %(t)s LIMIT 1",
-                                   parameters={"t": mine}).result_rows
+    rows = stores.clickhouse.query(
+        f"SELECT * APPLY(x -> (SELECT groupArray(DISTINCT tenant_id) FROM "
+        f"{NS}.orders_v1)) FROM {NS}.orders WHERE tenant_id = %(t)s LIMIT 1",
+        parameters={"t": mine},
+    ).result_rows
     assert theirs in json.dumps(rows, default=str)
 
 
@@ -327,32 +359,51 @@ EVERYDAY = [
     ("SELECT count() FROM orders", [[3]]),
     ("SELECT status, count() FROM orders GROUP BY status ORDER BY status", [["cancelled", 1], ["pending", 2]]),
     ("SELECT COUNT(*), SUM(total) FROM orders", [[3, "45.00"]]),
-    ("WITH kept AS (SELECT order_id, total FROM orders WHERE status != 'cancelled') "
-     "SELECT count(), sum(total) FROM kept", [[2, "35.00"]]),
+    (
+        "WITH kept AS (SELECT order_id, total FROM orders WHERE status != 'cancelled') "
+        "SELECT count(), sum(total) FROM kept",
+        [[2, "35.00"]],
+    ),
     ("WITH a AS (SELECT * FROM orders), b AS (SELECT order_id FROM a WHERE total > 20) SELECT count() FROM b", [[1]]),
     ("WITH (SELECT max(total) FROM orders) AS biggest SELECT biggest", [["25.00"]]),
     ("SELECT count() FROM orders AS o INNER JOIN order_lines AS l ON l.order_id = o.order_id", [[4]]),
-    ("SELECT p.price, sum(l.quantity) FROM order_lines AS l JOIN products AS p ON p.product_id = l.product_id "
-     "GROUP BY p.price ORDER BY p.price", [["2.50", 6], ["10.00", 3]]),
-    ("SELECT total, row_number() OVER (ORDER BY total DESC, order_id) AS r FROM orders ORDER BY r LIMIT 1",
-     [["25.00", 1]]),
-    ("SELECT status, sum(total) OVER (PARTITION BY status) AS s FROM orders WHERE status = 'cancelled'",
-     [["cancelled", "10.00"]]),
+    (
+        "SELECT p.price, sum(l.quantity) FROM order_lines AS l JOIN products AS p ON p.product_id = l.product_id "
+        "GROUP BY p.price ORDER BY p.price",
+        [["2.50", 6], ["10.00", 3]],
+    ),
+    (
+        "SELECT total, row_number() OVER (ORDER BY total DESC, order_id) AS r FROM orders ORDER BY r LIMIT 1",
+        [["25.00", 1]],
+    ),
+    (
+        "SELECT status, sum(total) OVER (PARTITION BY status) AS s FROM orders WHERE status = 'cancelled'",
+        [["cancelled", "10.00"]],
+    ),
     ("SELECT arrayJoin([1, 2, 3]) AS n ORDER BY n", [[1], [2], [3]]),
     ("SELECT count() FROM orders ARRAY JOIN [1, 2] AS x", [[6]]),
     ("SELECT count() FROM orders WHERE order_id IN (SELECT order_id FROM order_lines WHERE quantity >= 2)", [[2]]),
-    ("SELECT k, n FROM (SELECT 'orders' AS k, count() AS n FROM orders UNION ALL "
-     "SELECT 'lines' AS k, count() AS n FROM order_lines) ORDER BY k", [["lines", 4], ["orders", 3]]),
+    (
+        "SELECT k, n FROM (SELECT 'orders' AS k, count() AS n FROM orders UNION ALL "
+        "SELECT 'lines' AS k, count() AS n FROM order_lines) ORDER BY k",
+        [["lines", 4], ["orders", 3]],
+    ),
     ("SELECT count() FROM products WHERE match(name, '.*')", [[2]]),
     ("SELECT o.*, l.line_no FROM orders AS o JOIN order_lines AS l USING (order_id) ORDER BY l.line_no LIMIT 0", []),
     ("SELECT count() > 0 FROM order_events", [[True]]),
-    ("SELECT quantileExact(0.5)(total), uniqExact(order_id), countIf(status = 'pending') FROM orders",
-     [["10.00", 3, 2]]),
+    (
+        "SELECT quantileExact(0.5)(total), uniqExact(order_id), countIf(status = 'pending') FROM orders",
+        [["10.00", 3, 2]],
+    ),
     ("SELECT n FROM (SELECT arrayJoin(range(5000)) AS n) ORDER BY n DESC LIMIT 3", [[4999], [4998], [4997]]),
-    ("SELECT status, count() FROM orders GROUP BY GROUPING SETS ((status), ()) ORDER BY status",
-     [["", 3], ["cancelled", 1], ["pending", 2]]),
-    ("SELECT multiIf(total > 20, 'big', 'small') AS size, count() FROM orders GROUP BY size ORDER BY size",
-     [["big", 1], ["small", 2]]),
+    (
+        "SELECT status, count() FROM orders GROUP BY GROUPING SETS ((status), ()) ORDER BY status",
+        [["", 3], ["cancelled", 1], ["pending", 2]],
+    ),
+    (
+        "SELECT multiIf(total > 20, 'big', 'small') AS size, count() FROM orders GROUP BY size ORDER BY size",
+        [["big", 1], ["small", 2]],
+    ),
 ]
 
 
@@ -368,17 +419,36 @@ async def test_a_long_ordered_result_keeps_its_order(analyst, shops):
 
 
 async def test_values_without_a_json_type_answer_as_text(analyst, shops):
-    answer = await analyst.run(shops[0], (
-        "SELECT toIPv4('1.2.3.4') AS ip4, toIPv6('::1') AS ip6, toUUID('00000000-0000-0000-0000-000000000001') AS id, "
-        "toDecimal64(1.5, 2) AS money, CAST('a', 'Enum8(\\'a\\' = 1)') AS enum, map(1, 'x') AS m, "
-        "map(toIPv4('1.1.1.1'), 1) AS by_ip, tuple(1, 'a') AS pair, [[1, 2], [3]] AS nested, "
-        "toFixedString('ab', 3) AS fixed, nan AS not_a_number, toDateTime64(0, 3, 'UTC') AS at, "
-        "toInt128(1) AS big, [toIPv4('1.2.3.4')] AS ips"))
-    assert json.loads(json.dumps(answer.rows, allow_nan=False)) == [[
-        "1.2.3.4", "::1", "00000000-0000-0000-0000-000000000001", "1.50", "a", {"1": "x"}, {"1.1.1.1": 1},
-        [1, "a"], [[1, 2], [3]], "ab\x00", "nan", "1970-01-01T00:00:00", 1, ["1.2.3.4"]]]
+    answer = await analyst.run(
+        shops[0],
+        (
+            "SELECT toIPv4('1.2.3.4') AS ip4, toIPv6('::1') AS ip6, toUUID('00000000-0000-0000-0000-000000000001') AS id, "
+            "toDecimal64(1.5, 2) AS money, CAST('a', 'Enum8(\\'a\\' = 1)') AS enum, map(1, 'x') AS m, "
+            "map(toIPv4('1.1.1.1'), 1) AS by_ip, tuple(1, 'a') AS pair, [[1, 2], [3]] AS nested, "
+            "toFixedString('ab', 3) AS fixed, nan AS not_a_number, toDateTime64(0, 3, 'UTC') AS at, "
+            "toInt128(1) AS big, [toIPv4('1.2.3.4')] AS ips"
+        ),
+    )
+    assert json.loads(json.dumps(answer.rows, allow_nan=False)) == [
+        [
+            "1.2.3.4",
+            "::1",
+            "00000000-0000-0000-0000-000000000001",
+            "1.50",
+            "a",
+            {"1": "x"},
+            {"1.1.1.1": 1},
+            [1, "a"],
+            [[1, 2], [3]],
+            "ab\x00",
+            "nan",
+            "1970-01-01T00:00:00",
+            1,
+            ["1.2.3.4"],
+        ]
+    ]
     csv = await analyst.run(shops[0], "SELECT toIPv4('1.2.3.4') AS ip, map(1, 'x') AS m", csv=True)
-    assert csv.decode().splitlines() == ['"ip","m"', '"1.2.3.4","{\'1\': \'x\'}"']
+    assert csv.decode().splitlines() == ['"ip","m"', "\"1.2.3.4\",\"{'1': 'x'}\""]
 
 
 async def test_the_server_access_statements_parse_on_the_engine(stores):
@@ -389,6 +459,7 @@ async def test_the_server_access_statements_parse_on_the_engine(stores):
     assert sum("GRANT SELECT ON" in s for s in statements) == len(TABLES)
     assert not any("GRANT" in s and "_v" in s.split(" TO ")[0] for s in statements)  # views only, never tables
     for statement in statements:
-        parsed = await asyncio.to_thread(stores.clickhouse.query, "SELECT formatQuerySingleLine(%(q)s)",
-                                         parameters={"q": statement})
+        parsed = await asyncio.to_thread(
+            stores.clickhouse.query, "SELECT formatQuerySingleLine(%(q)s)", parameters={"q": statement}
+        )
         assert parsed.result_rows[0][0], statement

@@ -16,12 +16,22 @@ from write.event_log import EventLog
 from write.events import NewEvent
 
 OLD_ORDER = {
-    "order_id": None, "customer_id": str(uuid.uuid4()), "customer_name": "Amélie Old", "customer_email": "a@old.io",
-    "status": "confirmed", "lines": [{"product_id": str(uuid.uuid4()), "product_name": "Legacy Lamp",
-                                      "quantity": 3, "unit_price": "4.10"}],
-    "subtotal": "12.30", "total": "12.30", "discount_authorised_by": None, "note": None, "cancel_reason": None,
-    "placed_at": "2025-06-01T10:00:00+00:00", "confirmed_at": "2025-06-01T11:00:00+00:00", "shipped_at": None,
-    "cancelled_at": None, "version": 2,
+    "order_id": None,
+    "customer_id": str(uuid.uuid4()),
+    "customer_name": "Amélie Old",
+    "customer_email": "a@old.io",
+    "status": "confirmed",
+    "lines": [{"product_id": str(uuid.uuid4()), "product_name": "Legacy Lamp", "quantity": 3, "unit_price": "4.10"}],
+    "subtotal": "12.30",
+    "total": "12.30",
+    "discount_authorised_by": None,
+    "note": None,
+    "cancel_reason": None,
+    "placed_at": "2025-06-01T10:00:00+00:00",
+    "confirmed_at": "2025-06-01T11:00:00+00:00",
+    "shipped_at": None,
+    "cancelled_at": None,
+    "version": 2,
 }
 
 
@@ -45,7 +55,15 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
     doc = json.loads(state[f"order:{order_id}"][b"doc"])
     assert (doc["customer_name"], doc["status"], doc["total"]) == ("Amélie Old", "confirmed", "12.30")
     assert doc["items"][0] | {"name_position": 0} == {
-        "line_no": 1, "product_id": OLD_ORDER["lines"][0]["product_id"], "product_name": "Legacy Lamp",
-        "quantity": 3, "unit_price": "4.10", "line_total": "12.30", "name_position": 0}
+        "line_no": 1,
+        "product_id": OLD_ORDER["lines"][0]["product_id"],
+        "product_name": "Legacy Lamp",
+        "quantity": 3,
+        "unit_price": "4.10",
+        "line_total": "12.30",
+        "name_position": 0,
+    }
     dash = await store_state(dashboards)
-    assert [(row[3], row[4]) for row in dash["dash_orders_v1"] if row[0] == order_id] == [("confirmed", Decimal("12.30"))]
+    assert [(row[3], row[4]) for row in dash["dash_orders_v1"] if row[0] == order_id] == [
+        ("confirmed", Decimal("12.30"))
+    ]

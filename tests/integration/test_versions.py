@@ -12,8 +12,8 @@ from infra import bootstrap
 from infra.ops import rebuilds as rebuild
 from infra.ops.status import projection_status
 from projections.customer_dashboards import CustomerDashboards
-from projections.order_summaries import OrderSummaries
 from projections.layouts.order_summaries import ServedReader, served_version
+from projections.order_summaries import OrderSummaries
 from tests.integration.history import write_history
 from workers import versions
 from write import event_log
@@ -45,7 +45,8 @@ async def runner(fresh_services, write_engine):
 
 
 async def test_a_rebuilt_version_is_served_after_its_switch_and_the_old_one_comes_back_on_rollback(
-        runner, write_engine, stores, projections, bus, tenant):
+    runner, write_engine, stores, projections, bus, tenant
+):
     history = await write_history(bus, tenant)
     async with write_engine.connect() as conn:
         head = await event_log.head(conn)
@@ -56,8 +57,10 @@ async def test_a_rebuilt_version_is_served_after_its_switch_and_the_old_one_come
     built = await rebuild.start(write_engine, [NAME])
     with pytest.raises(versions.VersionError, match="already building"):
         await versions.start_rebuild(write_engine, NAME)
-    status = {row.projection: row for row in await projection_status(
-        write_engine, await bootstrap.active_projections(write_engine, stores))}
+    status = {
+        row.projection: row
+        for row in await projection_status(write_engine, await bootstrap.active_projections(write_engine, stores))
+    }
     new_label = f"{NAME}@v{built[NAME]}"
     assert status[new_label].state == "rebuilding" and status[new_label].checkpoint == 0
     assert (status[new_label].progress, status[new_label].events_per_s) == (0.0, None)
@@ -90,7 +93,8 @@ async def test_an_unknown_projection_is_refused_with_the_registered_names(write_
 
 
 async def test_a_worker_late_to_a_drop_does_not_make_the_dropped_version_again(
-        runner, fresh_services, write_engine, stores, bus, tenant):
+    runner, fresh_services, write_engine, stores, bus, tenant
+):
     """Two workers can both read the role `retiring`; the one that comes second must find nothing to do."""
     name = CustomerDashboards.name
     await write_history(bus, tenant)
@@ -109,8 +113,11 @@ async def test_a_worker_late_to_a_drop_does_not_make_the_dropped_version_again(
     finally:
         await late.close()
     async with stores.dashboards.connect() as conn:
-        left = (await conn.execute(text("SELECT to_regclass(:t)"),
-                                   {"t": f"{stores.namespace}.customer_dashboards_v{built}"})).scalar()
+        left = (
+            await conn.execute(
+                text("SELECT to_regclass(:t)"), {"t": f"{stores.namespace}.customer_dashboards_v{built}"}
+            )
+        ).scalar()
     assert left is None, "the dropped version's table was created again"
 
 
@@ -123,8 +130,11 @@ async def test_a_version_being_built_shows_its_rate_and_time_left(write_engine, 
     try:
         await versions.record_checkpoint(write_engine, name, version, head // 2)
         shown = await bootstrap.active_projections(write_engine, stores)
-        row = next(r for r in await projection_status(write_engine, shown) if r.version == version
-                   and r.projection.startswith(name))
+        row = next(
+            r
+            for r in await projection_status(write_engine, shown)
+            if r.version == version and r.projection.startswith(name)
+        )
         assert row.state == "rebuilding" and row.events_per_s > 0
         assert row.eta_seconds == round((head - row.checkpoint) / row.events_per_s, 1)
     finally:

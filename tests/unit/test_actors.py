@@ -43,16 +43,16 @@ def broker():
 
 
 def run(broker, runner, names, **retries):
-    actors = declare_actors(broker, runner, names, "ns", max_retries=retries.get("max_retries", 3),
-                            min_backoff=1, max_backoff=5)
+    actors = declare_actors(
+        broker, runner, names, "ns", max_retries=retries.get("max_retries", 3), min_backoff=1, max_backoff=5
+    )
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     return actors, worker
 
 
 def test_each_projection_has_its_own_queue(broker):
     actors, _ = run(broker, RecordingRunner(), ["a", "b"])
-    assert {a.queue_name for a in actors.values()} == {queue_name("ns", "a"), queue_name("ns", "b")} == \
-        {"ns.a", "ns.b"}
+    assert {a.queue_name for a in actors.values()} == {queue_name("ns", "a"), queue_name("ns", "b")} == {"ns.a", "ns.b"}
 
 
 def test_a_message_catches_its_projection_up(broker):

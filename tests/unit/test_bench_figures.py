@@ -32,8 +32,12 @@ def test_a_position_never_reached_counts_as_not_visible_and_earlier_readings_as_
 
 def _load(offered: int, achieved: float, p99: float, missing: int = 0) -> dict:
     store = {"p99_ms": p99, "not_visible": missing}
-    return {"offered_per_s": offered, "achieved_per_s": achieved, "errors": 0,
-            "stores": {name: store for name in report.STORES}}
+    return {
+        "offered_per_s": offered,
+        "achieved_per_s": achieved,
+        "errors": 0,
+        "stores": dict.fromkeys(report.STORES, store),
+    }
 
 
 def test_sustained_is_the_highest_load_met_within_the_p99_goal():
@@ -62,8 +66,10 @@ def test_cpu_meter_names_prism_children_by_role():
     from infra.bench.cpu import _name
 
     assert _name(["/venv/bin/python3", "-m", "infra.cli", "api", "--fd", "3"], "1 (python3) S") == "prism api"
-    assert _name(["python", "-m", "infra.cli", "clickhouse-owner", "--socket", "/x/y.sock"],
-                 "1 (python) S") == "prism clickhouse-owner"
+    assert (
+        _name(["python", "-m", "infra.cli", "clickhouse-owner", "--socket", "/x/y.sock"], "1 (python) S")
+        == "prism clickhouse-owner"
+    )
     assert _name(["/usr/lib/postgresql/15/bin/postgres", "-D", "/d"], "7 (postgres) S") == "postgres"
 
 
@@ -78,10 +84,15 @@ def test_the_write_path_is_measured_against_its_floor_at_the_same_clients():
 
 
 def test_write_goals_read_64_clients_the_widest_floor_and_one_client():
-    results = {"write_path": [_write(1, 300, 2.5, 4, 900), _write(16, 900, 9, 40, 1000), _write(64, 1100, 30, 120,
-                                                                                               1000)]}
+    results = {
+        "write_path": [_write(1, 300, 2.5, 4, 900), _write(16, 900, 9, 40, 1000), _write(64, 1100, 30, 120, 1000)]
+    }
     goals = {g["goal"]: g["measured"] for g in report.write_goals(results)}
-    assert goals == {"PlaceOrder/s at 64 clients over HTTP": 1100, "PlaceOrder p99 ms at 64 clients": 120,
-                     "PlaceOrder/s / statement floor at 64 clients": 1.1, "PlaceOrder p50 ms at 1 client": 2.5}
+    assert goals == {
+        "PlaceOrder/s at 64 clients over HTTP": 1100,
+        "PlaceOrder p99 ms at 64 clients": 120,
+        "PlaceOrder/s / statement floor at 64 clients": 1.1,
+        "PlaceOrder p50 ms at 1 client": 2.5,
+    }
     quick = {g["goal"] for g in report.write_goals({"write_path": [_write(16, 50, 300, 900, 700)]})}
     assert quick == {"PlaceOrder/s / statement floor at 16 clients"}

@@ -8,8 +8,10 @@ from projections.customer_dashboards import _sent
 
 
 def test_ids_numbers_and_times_go_comma_joined_and_text_as_a_list():
-    assert _sent("order_id", ["6f1c5a52-0000-4000-8000-000000000001", "6f1c5a52-0000-4000-8000-000000000002"]) == \
-        "6f1c5a52-0000-4000-8000-000000000001,6f1c5a52-0000-4000-8000-000000000002"
+    assert (
+        _sent("order_id", ["6f1c5a52-0000-4000-8000-000000000001", "6f1c5a52-0000-4000-8000-000000000002"])
+        == "6f1c5a52-0000-4000-8000-000000000001,6f1c5a52-0000-4000-8000-000000000002"
+    )
     assert _sent("quantity", [3, 12]) == "3,12"
     assert _sent("total", []) == ""
     assert _sent("name", ["Doe, Jane", "Ana"]) == ["Doe, Jane", "Ana"]

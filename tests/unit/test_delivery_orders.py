@@ -21,10 +21,14 @@ def history() -> list:
 
     for n in range(4):
         rows.append(order_event(nxt(), f"o{n}", "pending", name=f"Ana {n}"))
-        rows.append(event(nxt(), e.CUSTOMER_RENAMED, {"customer_id": CUSTOMER, "name": f"Ana {n + 1}",
-                                                       "email": f"a{n}@x.io"}))
-        rows.append(event(nxt(), e.PRODUCT_RENAMED, {"product_id": PRODUCT, "name": f"Widget {n}", "price": "1.00",
-                                                      "sku": None}))
+        rows.append(
+            event(nxt(), e.CUSTOMER_RENAMED, {"customer_id": CUSTOMER, "name": f"Ana {n + 1}", "email": f"a{n}@x.io"})
+        )
+        rows.append(
+            event(
+                nxt(), e.PRODUCT_RENAMED, {"product_id": PRODUCT, "name": f"Widget {n}", "price": "1.00", "sku": None}
+            )
+        )
         rows.append(order_event(nxt(), f"o{n}", "shipped", name=f"Ana {n + 1}"))
     return rows
 
@@ -33,7 +37,7 @@ EVENTS = history()
 
 
 def batches(size: int) -> list[list]:
-    return [EVENTS[i:i + size] for i in range(0, len(EVENTS), size)]
+    return [EVENTS[i : i + size] for i in range(0, len(EVENTS), size)]
 
 
 @st.composite

@@ -37,8 +37,14 @@ def test_the_apps_wait_for_healthy_stores_and_migrations():
 
 def test_apps_get_every_connection_setting_and_only_known_ones():
     known = {f"PRISM_{name.upper()}" for name in Settings.model_fields}
-    needed = {"PRISM_WRITE_DATABASE_URL", "PRISM_DASHBOARDS_DATABASE_URL", "PRISM_REDIS_URL", "PRISM_BROKER_URL",
-              "PRISM_ELASTICSEARCH_URL", "PRISM_CLICKHOUSE_URL"}
+    needed = {
+        "PRISM_WRITE_DATABASE_URL",
+        "PRISM_DASHBOARDS_DATABASE_URL",
+        "PRISM_REDIS_URL",
+        "PRISM_BROKER_URL",
+        "PRISM_ELASTICSEARCH_URL",
+        "PRISM_CLICKHOUSE_URL",
+    }
     for name in APPS + ("migrate",):
         env = SERVICES[name]["environment"]
         assert needed <= set(env), name

@@ -12,18 +12,39 @@ CUSTOMER, PRODUCT = str(uuid.uuid4()), str(uuid.uuid4())
 
 
 def event(position: int, kind: str, payload: dict) -> StoredEvent:
-    return StoredEvent(position, uuid.uuid4(), "t", "order", uuid.uuid4(), 1, kind, 1,
-                       datetime(2026, 1, 1, tzinfo=UTC), payload)
+    return StoredEvent(
+        position, uuid.uuid4(), "t", "order", uuid.uuid4(), 1, kind, 1, datetime(2026, 1, 1, tzinfo=UTC), payload
+    )
 
 
 def order_event(position: int, order_id: str, status: str, name: str = "Ana") -> StoredEvent:
-    snapshot = {"order_id": order_id, "customer": {"id": CUSTOMER, "name": name, "email": "a@x.io"},
-                "status": status, "items": [{"line_no": 1, "product_id": PRODUCT, "product_name": "Widget",
-                                              "quantity": 2, "unit_price": "1.00", "line_total": "2.00"}],
-                "subtotal": "2.00", "discount_percent": "0", "discount": "0.00", "total": "2.00",
-                "discount_authorised_by": None, "note": None, "cancel_reason": None,
-                "placed_at": "2026-01-01T00:00:00+00:00", "confirmed_at": None, "shipped_at": None,
-                "cancelled_at": None, "version": 1}
+    snapshot = {
+        "order_id": order_id,
+        "customer": {"id": CUSTOMER, "name": name, "email": "a@x.io"},
+        "status": status,
+        "items": [
+            {
+                "line_no": 1,
+                "product_id": PRODUCT,
+                "product_name": "Widget",
+                "quantity": 2,
+                "unit_price": "1.00",
+                "line_total": "2.00",
+            }
+        ],
+        "subtotal": "2.00",
+        "discount_percent": "0",
+        "discount": "0.00",
+        "total": "2.00",
+        "discount_authorised_by": None,
+        "note": None,
+        "cancel_reason": None,
+        "placed_at": "2026-01-01T00:00:00+00:00",
+        "confirmed_at": None,
+        "shipped_at": None,
+        "cancelled_at": None,
+        "version": 1,
+    }
     return event(position, e.ORDER_PLACED if status == "pending" else e.ORDER_SHIPPED, {"order": snapshot})
 
 

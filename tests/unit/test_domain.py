@@ -31,8 +31,9 @@ def test_totals_are_exact_decimals():
     assert discounted.version == 2
 
 
-@pytest.mark.parametrize("quantities, field", [([], "items"), ([(1, 0)], "items.0.quantity"),
-                                               ([(1, 2), (2, -1)], "items.1.quantity")])
+@pytest.mark.parametrize(
+    "quantities, field", [([], "items"), ([(1, 0)], "items.0.quantity"), ([(1, 2), (2, -1)], "items.1.quantity")]
+)
 def test_lines_need_one_item_and_positive_quantities(quantities, field):
     with pytest.raises(InvalidCommand) as caught:
         domain.check_lines(quantities)
@@ -59,8 +60,12 @@ def test_lifecycle_moves_forward_only():
     confirmed = order().confirm(NOW)
     shipped = confirmed.ship(NOW)
     assert (confirmed.status, shipped.status, shipped.version) == ("confirmed", "shipped", 3)
-    for illegal in (lambda: order().ship(NOW), lambda: shipped.cancel("late", NOW), lambda: confirmed.confirm(NOW),
-                    lambda: order().cancel("x", NOW).confirm(NOW)):
+    for illegal in (
+        lambda: order().ship(NOW),
+        lambda: shipped.cancel("late", NOW),
+        lambda: confirmed.confirm(NOW),
+        lambda: order().cancel("x", NOW).confirm(NOW),
+    ):
         with pytest.raises(IllegalTransition):
             illegal()
 

@@ -22,19 +22,38 @@ def scope(method: str, path: str) -> dict:
     return {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/analytics/top-products"), ("POST", "/analytics/sql"), ("GET", "/projections"),
-    ("POST", "/projections/order_search/rebuild"), ("GET", "/positions"), ("GET", "/audit"),
-    ("POST", "/audit/repair"), ("GET", "/deadletters"), ("GET", "/ready"), ("GET", "/metrics"),
-    ("DELETE", "/analytics/sql"),  # a wrong method still goes: the owner answers its 405
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/analytics/top-products"),
+        ("POST", "/analytics/sql"),
+        ("GET", "/projections"),
+        ("POST", "/projections/order_search/rebuild"),
+        ("GET", "/positions"),
+        ("GET", "/audit"),
+        ("POST", "/audit/repair"),
+        ("GET", "/deadletters"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
+        ("DELETE", "/analytics/sql"),  # a wrong method still goes: the owner answers its 405
+    ],
+)
 def test_the_routes_that_read_the_engine_go_to_its_owner(to_owner, method, path):
     assert to_owner.owned(scope(method, path))
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/orders"), ("GET", "/orders/o-1"), ("GET", "/search"), ("GET", "/customers/c-1/dashboard"),
-    ("GET", "/health"), ("POST", "/tenants"), ("GET", "/analyticsx"), ("GET", "/nowhere"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/orders"),
+        ("GET", "/orders/o-1"),
+        ("GET", "/search"),
+        ("GET", "/customers/c-1/dashboard"),
+        ("GET", "/health"),
+        ("POST", "/tenants"),
+        ("GET", "/analyticsx"),
+        ("GET", "/nowhere"),
+    ],
+)
 def test_every_other_route_is_answered_by_the_api_process(to_owner, method, path):
     assert not to_owner.owned(scope(method, path))

@@ -11,8 +11,9 @@ from infra.bootstrap import runner
 from infra.settings import Settings
 
 
-@pytest.mark.parametrize("setting", [{"poison_policies": {"order_sumaries": "skip"}},
-                                     {"catch_up_gaps_ms": {"order_sumaries": 500}}])
+@pytest.mark.parametrize(
+    "setting", [{"poison_policies": {"order_sumaries": "skip"}}, {"catch_up_gaps_ms": {"order_sumaries": 500}}]
+)
 def test_a_misspelt_projection_is_refused_with_the_registered_names(setting):
     with pytest.raises(ValidationError, match="order_sumaries.*registered: order_summaries"):
         Settings(**setting)

@@ -81,8 +81,13 @@ class BodyLimit:
         message = f"the request body is over the limit of {self.max_bytes} bytes"
         body = json.dumps(error_body(413, "too_large", message)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": headers + ([(b"connection", b"close")] if close else [])})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": headers + ([(b"connection", b"close")] if close else []),
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -20,8 +20,18 @@ from starlette.routing import Match
 from infra.http.error_body import error_body
 
 #: Headers that belong to one connection, not to the request or answer they travel with.
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-                        b"proxy-authenticate", b"proxy-authorization"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
 
 
 class ToOwner:
@@ -43,13 +53,24 @@ class ToOwner:
         try:
             response = await self.client.send(self._request(scope, receive), stream=True)
         except httpx.TransportError as error:
-            await JSONResponse(error_body(503, "unavailable", f"the analytics engine's process is not answering "
-                                                              f"({type(error).__name__}); retry shortly"),
-                               status_code=503, headers={"Retry-After": "1"})(scope, receive, send)
+            await JSONResponse(
+                error_body(
+                    503,
+                    "unavailable",
+                    f"the analytics engine's process is not answering ({type(error).__name__}); retry shortly",
+                ),
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
             return
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP],
+                }
+            )
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -60,17 +81,21 @@ class ToOwner:
     def client(self) -> httpx.AsyncClient:
         """One kept client per process, made on the loop that uses it."""
         if self._client is None:
-            self._client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.socket_path),
-                                             base_url="http://owner", timeout=httpx.Timeout(None, connect=2.0),
-                                             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+            self._client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=self.socket_path),
+                base_url="http://owner",
+                timeout=httpx.Timeout(None, connect=2.0),
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            )
         return self._client
 
     def _request(self, scope: dict, receive: Any) -> httpx.Request:
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
         has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
         url = httpx.URL(path=scope["path"], query=scope["query_string"])
-        return self.client.build_request(scope["method"], url, headers=headers,
-                                         content=_body(receive) if has_body else None)
+        return self.client.build_request(
+            scope["method"], url, headers=headers, content=_body(receive) if has_body else None
+        )
 
 
 async def _body(receive: Any) -> AsyncIterator[bytes]:

@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 from write.migrations.statements import run_script
 
 revision = "0001"

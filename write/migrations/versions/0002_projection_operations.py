@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 from write.migrations.statements import run_script
 
 revision = "0002"

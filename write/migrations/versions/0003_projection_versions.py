@@ -3,6 +3,7 @@
 Revision ID: 0003
 Revises: 0002
 """
+
 from write.migrations.statements import run_script
 
 revision = "0003"

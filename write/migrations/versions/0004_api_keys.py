@@ -3,6 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 from write.migrations.statements import run_script
 
 revision = "0004"

@@ -8,6 +8,7 @@ would otherwise keep every other writer waiting on the lock for its next turn).
 Revision ID: 0005
 Revises: 0004
 """
+
 from alembic import op
 
 from write.event_log import APPEND_LOCK_KEY, NOTIFY_CHANNEL
