@@ -140,7 +140,7 @@ class Block:
     rows: list[tuple]
 
     def as_columns(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*self.rows)]
+        return [list(column) for column in zip(*self.rows, strict=False)]
 
 
 def rows(events: list[StoredEvent]) -> dict[str, Block]:

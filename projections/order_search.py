@@ -101,7 +101,7 @@ def analysis(filters: dict[str, str]) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "analyzer": {
             "folded": {"type": "custom", "tokenizer": "standard", "filter": folded},
-            "prefixes": {"type": "custom", "tokenizer": "standard", "filter": folded + [filters["prefixes"]]},
+            "prefixes": {"type": "custom", "tokenizer": "standard", "filter": [*folded, filters["prefixes"]]},
         }
     }
     if filters["prefixes"] == "prism_prefixes":

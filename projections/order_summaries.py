@@ -170,7 +170,7 @@ def _folded(page: bytes, stamps: bytes | None) -> documents.Doc:
     doc, kept = orjson.loads(page), orjson.loads(stamps or b"{}")
     names = kept.pop("names", [])
     doc |= kept
-    for item, stamp in zip(doc["items"], names):
+    for item, stamp in zip(doc["items"], names, strict=False):
         item["name_position"] = stamp
     return doc
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from projections.base import Projection
 from projections.customer_dashboards import CustomerDashboards
 from projections.order_analytics import OrderAnalytics
 from projections.order_search import OrderSearch
 from projections.order_summaries import OrderSummaries
 
-PROJECTIONS = {
+PROJECTIONS: dict[str, type[Projection]] = {
     OrderSummaries.name: OrderSummaries,
     OrderSearch.name: OrderSearch,
     OrderAnalytics.name: OrderAnalytics,

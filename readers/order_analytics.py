@@ -273,7 +273,7 @@ async def analyst_sql(
 ) -> Any:
     """Ad-hoc SQL for analysts: read-only, limited in time, rows, bytes and memory, scoped to the caller's tenant,
     and a few at a time per tenant (429 with Retry-After past that)."""
-    tables, served = await _served(stores, min_position, wait)
+    _tables, served = await _served(stores, min_position, wait)
     answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
     if not isinstance(answer, Result):
         raw = Response(answer, media_type="text/csv")

@@ -349,13 +349,13 @@ def _encode(sort: str, sort_values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps([sort, *values]).encode()).decode()
 
 
+_ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: What a cursor may hold for each sort field: Elasticsearch answers a 500 for values of the wrong kind or count.
 _CURSOR_VALUES: dict[str, Callable[[Any], bool]] = {
     "placed_at": lambda v: type(v) is int and -(2**63) <= v < 2**63,  # epoch milliseconds
     "total": lambda v: type(v) in (int, float) and abs(v) <= 1e10,  # also refuses NaN and infinities
     "order_id": lambda v: isinstance(v, str) and _ORDER_ID.fullmatch(v) is not None,
 }
-_ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _decode(cursor: str, sort: str) -> list[Any]:
@@ -371,7 +371,7 @@ def _decode(cursor: str, sort: str) -> list[Any]:
         )
     fields = [name for key in SORTS[sort] for name in key if name != "_score"] + ["order_id"]
     values = given[1:]
-    if len(values) != len(fields) or not all(_CURSOR_VALUES[f](v) for f, v in zip(fields, values)):
+    if len(values) != len(fields) or not all(_CURSOR_VALUES[f](v) for f, v in zip(fields, values, strict=False)):
         raise InvalidQuery(_NOT_OURS, "cursor")
     return values
 

@@ -104,7 +104,7 @@ async def customer_orders(
     cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")] = None,
     min_position: MinPosition = None,
 ) -> Any:
-    reader, found = _reader(stores), {}
+    reader, found = _reader(stores), dict[str, Any]()
 
     async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
         position, found["docs"], found["remaining"] = await reader.customer_orders(

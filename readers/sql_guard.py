@@ -189,7 +189,7 @@ class Node:
 
 def tree(ast: list[str]) -> Node | None:
     """``EXPLAIN AST`` lines (one space of indent per level) as a tree; None if the lines are not a well-formed tree."""
-    root, stack = Node("", "", -1), []
+    root, stack = Node("", "", -1), list[Node]()
     for line in ast:
         depth = len(line) - len(line.lstrip(" "))
         if depth > len(stack) or "\n" in line:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
@@ -70,7 +72,8 @@ def taken(actor: dramatiq.Actor) -> None:
 
 
 def _pending_key(actor: dramatiq.Actor) -> str:
-    return f"{actor.broker.namespace}:pending:{actor.queue_name}"
+    broker: Any = actor.broker  # a Prism broker: it carries its namespace
+    return f"{broker.namespace}:pending:{actor.queue_name}"
 
 
 def declare_actors(
@@ -113,14 +116,14 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
 
     build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
     options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
-    builder = dramatiq.actor(
+    builder: dramatiq.Actor[[int], None] = dramatiq.actor(
         build,
         broker=broker,
         actor_name=f"{namespace}.build.{name}",
         queue_name=build_queue_name(namespace, name),
         **options,
     )
-    actor = dramatiq.actor(
+    actor: dramatiq.Actor[[int], None] = dramatiq.actor(
         catch_up,
         broker=broker,
         actor_name=f"{namespace}.catch_up.{name}",

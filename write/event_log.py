@@ -49,7 +49,7 @@ class EventLog:
 
         With ``serialize=False`` they are inserted into the log at once, with no lock: the gap the remedy closes.
         """
-        columns = {name: [] for name in _ARRAYS}
+        columns: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
         for event in new:
             for name, value in _row(tenant_id, event, correlation_id).items():
                 columns[name].append(value)
@@ -59,7 +59,7 @@ class EventLog:
 async def committed_position(conn: AsyncConnection, event_id: uuid.UUID) -> int:
     """The position an event got when its transaction committed: one round trip, outside any transaction
     (through the driver, as SQLAlchemy would open one for it and close it: two more round trips)."""
-    driver = (await conn.get_raw_connection()).driver_connection
+    driver: Any = (await conn.get_raw_connection()).driver_connection
     return await driver.fetchval(POSITION_OF, event_id)
 
 

@@ -58,7 +58,7 @@ async def register_customer(conn: AsyncConnection, cmd: c.RegisterCustomer) -> O
     statement = pg_insert(customers).values(values).on_conflict_do_nothing(constraint=EMAIL_KEY)
     row = (await conn.execute(statement.returning(*customers.c))).first()
     if row is None:
-        raise email_taken(values["email"])
+        raise email_taken(str(values["email"]))
     return row.id, 1, [e.NewEvent(e.CUSTOMER, row.id, 1, e.CUSTOMER_REGISTERED, snapshots.customer(row))]
 
 

@@ -108,6 +108,9 @@ async def open_loop(
         except (TimeoutError, Failed, aiohttp.ClientError) as error:
             run.errors.append(str(error))
             return
+        if answer is None:
+            run.errors.append("answered without a position")
+            return
         run.sent.append(Sent(at, time.perf_counter(), answer["position"]))
 
     for n in range(int(rate * seconds)):
@@ -144,7 +147,7 @@ class Probe:
         self._stop.set()
 
     def interval_ms(self) -> float | None:
-        gaps = [(b[0] - a[0]) * 1000 for a, b in zip(self.readings, self.readings[1:])]
+        gaps = [(b[0] - a[0]) * 1000 for a, b in zip(self.readings, self.readings[1:], strict=False)]
         return _round(percentile(gaps, 50))
 
 

@@ -22,7 +22,7 @@ class AppendLockSampler:
 
     def __init__(self, dsn: str, every_s: float = 0.005) -> None:
         self.dsn, self.every_s = dsn, every_s
-        self.samples, self.states = 0, Counter()
+        self.samples, self.states = 0, Counter[str]()
         self._stop = asyncio.Event()
 
     async def run(self) -> None:

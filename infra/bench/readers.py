@@ -59,7 +59,7 @@ class StoreReads:
         self.stores = await open_stores(self.settings, only=("redis", "elasticsearch"))
         self.pg = await asyncpg.create_pool(asyncpg_dsn(self.settings.dashboards_database_url), min_size=4, max_size=64)
         self.orders = order_summaries.ServedReader(self.stores.redis, self.settings.namespace)
-        self.clickhouse = None
+        self.clickhouse: ReadPool | None = None
         if self.settings.clickhouse_url:  # the embedded engine belongs to prism serve while it runs
             self.open_clickhouse(analytics_clients)
 
@@ -90,15 +90,20 @@ class StoreReads:
         self.took_ms.append(found["took"])
         return found
 
+    def _analytics(self) -> ReadPool:
+        if self.clickhouse is None:
+            raise RuntimeError("the analytics store reads need open_clickhouse first")
+        return self.clickhouse
+
     async def top_products(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await self.clickhouse.query(
+        return await self._analytics().query(
             analytics_reader.top_products_sql(tables, "revenue"), {"tenant": self.tenant, "limit": 10}
         )
 
     async def revenue(self) -> Any:
         tables = order_analytics.Tables(self.settings.namespace)
-        return await self.clickhouse.query(
+        return await self._analytics().query(
             analytics_reader.revenue_sql(tables, "day"),
             analytics_reader.DateRange.last_days(90).parameters(self.tenant),
         )
@@ -137,7 +142,8 @@ async def embedded_analytics(settings: Settings, seeded: dict, clients: int, sec
     try:
         return {name: await _store_loops(None, read, clients, seconds) for name, read in reads.analytics().items()}
     finally:
-        reads.clickhouse.close()
+        if reads.clickhouse is not None:
+            reads.clickhouse.close()
 
 
 async def side_by_side(
@@ -170,7 +176,7 @@ async def side_by_side(
     return results
 
 
-async def _store_loops(session: aiohttp.ClientSession | None, read: StoreRead, clients: int, seconds: float) -> dict:
+async def _store_loops(session: Any, read: StoreRead, clients: int, seconds: float) -> dict:
     """One client for latency, ``clients`` for throughput, as Prism's side is measured."""
     store = _as_request(read)
     await load.closed_loop(session, store, clients, WARM_SECONDS)  # as Prism's side is warmed

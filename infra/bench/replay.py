@@ -97,7 +97,7 @@ async def replay_rates(
             "events": head,
             "events_per_s": round(head / wall),
             "complete": all(run["complete"] for run in together),
-            "per_store": dict(zip(PROJECTIONS, together)),
+            "per_store": dict(zip(PROJECTIONS, together, strict=False)),
         },
         "alone": {},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 STORES = {
     "order_summaries": "Redis",
@@ -60,8 +61,8 @@ def prism_cpu(run: dict) -> float:
     return round(sum(v for name, v in run.get("cpu_percent", {}).items() if name.startswith("prism")), 1)
 
 
-def goals(results: dict) -> list[dict]:
-    rows = [
+def goals(results: dict) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [
         {
             "goal": "orders/s sustained, p99 commit-to-visible <= 250 ms in all four",
             "target": 1000,
@@ -81,12 +82,13 @@ def goals(results: dict) -> list[dict]:
             "higher_is_better": False,
         },
     ]
-    if _at(results, 100) is not None:
+    at_100 = _at(results, 100)
+    if at_100 is not None:
         rows.append(
             {
                 "goal": "CPU of Prism's processes at 100 orders/s, % of one core",
                 "target": 100,
-                "measured": prism_cpu(_at(results, 100)),
+                "measured": prism_cpu(at_100),
                 "higher_is_better": True,
             }
         )

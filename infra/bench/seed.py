@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -248,18 +249,14 @@ async def _catalogue(
         )
     )
     async with engine.connect() as conn:
-        people = (
-            await conn.exec_driver_sql(
-                "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,)
-            )
-        ).all()
-        people = [Person(*row) for row in people]
-        goods = (
-            await conn.exec_driver_sql(
-                "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,)
-            )
-        ).all()
-        goods = [Good(*row) for row in goods]
+        rows = await conn.exec_driver_sql(
+            "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,)
+        )
+        people = [Person(*row) for row in rows.all()]
+        rows = await conn.exec_driver_sql(
+            "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,)
+        )
+        goods = [Good(*row) for row in rows.all()]
     return Catalogue(tenant, people, goods)
 
 
@@ -301,14 +298,14 @@ async def _settle(engine: AsyncEngine) -> None:
     reader of the log sets the hint bits of a million fresh rows, and autovacuum works
     through the same tables while the replay that follows is measured."""
     async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
+        raw: Any = (await conn.get_raw_connection()).driver_connection
         await raw.execute("VACUUM (ANALYZE) orders, order_items, events")
 
 
 async def _copy(engine: AsyncEngine, decided: Decided) -> None:
     """One transaction: the orders, their lines and their events, the events under the append lock."""
     async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
+        raw: Any = (await conn.get_raw_connection()).driver_connection
         async with raw.transaction():
             await raw.copy_to_table(
                 "orders",

@@ -1,5 +1,5 @@
-"""Asking a running Prism: it holds the embedded engine (chDB allows one process), so commands that read every store go through it;
-and the plain tables the commands print."""
+"""Asking a running Prism (it holds the embedded engine, which allows one process, so commands that read every
+store go through it), and the plain tables the commands print."""
 
 from __future__ import annotations
 
@@ -65,5 +65,5 @@ def local_key(settings: Settings, tenant: str | None, scopes: list[str]):
 def table(columns: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in cells]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:], f"({len(rows)} rows)"])

@@ -91,7 +91,7 @@ async def positions(request: Request) -> dict[str, Any]:
     async with state.write_engine.connect() as conn:
         head = await event_log.head(conn)
     checkpoints = await asyncio.gather(*(p.checkpoint() for p in live.values()))
-    return {"head": head, "checkpoints": {p.name: c for p, c in zip(live.values(), checkpoints)}}
+    return {"head": head, "checkpoints": {p.name: c for p, c in zip(live.values(), checkpoints, strict=False)}}
 
 
 async def health() -> dict[str, str]:
@@ -110,7 +110,11 @@ async def ready(request: Request) -> JSONResponse:
         "clickhouse": asyncio.to_thread(state.stores.clickhouse.command, "SELECT 1"),
     }
     results = await asyncio.gather(*(asyncio.wait_for(c, 3) for c in checks.values()), return_exceptions=True)
-    failed = {name: f"{type(r).__name__}: {r}" for name, r in zip(checks, results) if isinstance(r, BaseException)}
+    failed = {
+        name: f"{type(r).__name__}: {r}"
+        for name, r in zip(checks, results, strict=False)
+        if isinstance(r, BaseException)
+    }
     body = {"status": "ready" if not failed else "unavailable", "failed": failed}
     return JSONResponse(body, status_code=200 if not failed else 503)
 

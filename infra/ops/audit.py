@@ -69,7 +69,7 @@ async def _redis(stores: Stores, tenant: str) -> dict[str, tuple]:
         for oid in ids:
             pipe.hget(keys.order(oid), "doc")
         raw = await pipe.execute()
-    return {oid: _doc_print(json.loads(doc)) for oid, doc in zip(ids, raw) if doc is not None}
+    return {oid: _doc_print(json.loads(doc)) for oid, doc in zip(ids, raw, strict=False) if doc is not None}
 
 
 async def _elasticsearch(stores: Stores, tenant: str) -> dict[str, tuple]:
@@ -192,4 +192,4 @@ def report(drift: list[Drift]) -> str:
     if not drift:
         return "no drift: every store agrees with the write model"
     lines = [f"{d.projection:<20} {d.tenant:<16} {d.kind:<10} {d.key}  {d.detail}" for d in drift]
-    return "\n".join(lines + [f"{len(drift)} drifted documents"])
+    return "\n".join([*lines, f"{len(drift)} drifted documents"])

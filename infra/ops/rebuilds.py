@@ -135,7 +135,7 @@ class _Bars:
         self.progress.start()
 
     def show(self, head: int) -> None:
-        for w, task in zip(self.watched, self.tasks):
+        for w, task in zip(self.watched, self.tasks, strict=False):
             rate = "live: readers switched" if w.done else f"{w.rate():,.0f}/s"
             self.progress.update(task, total=max(head, 1), completed=w.samples[-1][1], rate=rate)
 

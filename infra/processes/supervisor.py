@@ -25,6 +25,7 @@ supervisor's stderr, each line prefixed with the child's name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -180,7 +181,7 @@ class Supervisor:
                     changed = True
                 continue
             code = child.process.poll() if child.process else None
-            if code is None:
+            if code is None or child.process is None:
                 continue
             changed = True
             child.failures = 0 if now - child.started_at >= HEALTHY_SECONDS else child.failures + 1
@@ -232,6 +233,7 @@ class Supervisor:
 
     def _pump(self, name: str, process: subprocess.Popen) -> None:
         """Copy a child's output to ours, a line at a time, each line under the child's name."""
+        assert process.stdout is not None  # started with stdout=PIPE
         for line in iter(process.stdout.readline, b""):
             with self._output:
                 sys.stderr.write(f"{name:<28}| {line.decode(errors='replace')}")
@@ -252,10 +254,8 @@ def follow_parent() -> None:
     parent = os.environ.get(PARENT_ENV)
     if not parent:
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the supervisor's own stop still reaches each child
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the supervisor's own stop still reaches every child
     if os.getppid() != int(parent):
         raise SystemExit("prism serve, which started this process, has already exited")
 
@@ -270,7 +270,7 @@ async def serving(settings: Settings, log_path: Path, timeout: float = 120.0):
     ends, then stopped as Ctrl-C stops it; its output goes to ``log_path`` (its folder made if missing)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
-        child = subprocess.Popen(
+        child = subprocess.Popen(  # noqa: ASYNC220  # starting a process does not wait for it
             [sys.executable, "-m", "infra.cli", "serve"],
             env=settings.child_environment(),
             stdout=out,

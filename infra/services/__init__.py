@@ -32,7 +32,9 @@ def _format_table(rows: list[ServiceStatus]) -> str:
         (r.name, "running" if r.running else "stopped", str(r.pid or "-"), r.address, r.detail) for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in cells)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] for row in cells
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

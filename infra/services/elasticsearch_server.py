@@ -198,7 +198,7 @@ class Elasticsearch(Service):
         The working directory is the log directory because jvm.options writes gc.log
         and crash files relative to it.
         """
-        command = [
+        command: list[str | Path] = [
             *self._environment(),
             ES_HOME / "bin" / "elasticsearch",
             "-d",

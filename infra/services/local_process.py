@@ -96,7 +96,7 @@ def launch_daemon(command: Sequence[str | Path], log: Path, *, user: str | None,
     The output goes to a file, not a pipe: daemons inherit the descriptors and a pipe
     would keep this call waiting for as long as the server lives.
     """
-    argv = _as_user(user, command)
+    argv = _as_user(user, [str(part) for part in command])
     with log.open("ab") as out:
         try:
             code = subprocess.run(

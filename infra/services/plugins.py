@@ -1,4 +1,4 @@
-"""Build and install Prism's own small Elasticsearch plugins from the Java sources under ``infra/services/elasticsearch_plugins``."""
+"""Build and install Prism's own small Elasticsearch plugins from the Java sources in ``elasticsearch_plugins/``."""
 
 from __future__ import annotations
 

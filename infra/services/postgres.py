@@ -99,7 +99,7 @@ class Postgres(Service):
 
     def launch(self) -> None:
         launch_daemon(
-            [PG_BIN / "pg_ctl", "start", "-D", self.data, "-l", self.log, "-w", "-t", int(self.deadline_seconds)],
+            [PG_BIN / "pg_ctl", "start", "-D", self.data, "-l", self.log, "-w", "-t", str(int(self.deadline_seconds))],
             self.log,
             user=PG_USER,
             cwd=self.base,
@@ -155,7 +155,7 @@ class Postgres(Service):
     def stop(self, pid: int) -> None:
         """Fast shutdown: a plain SIGTERM would wait for every client to disconnect."""
         run(
-            [PG_BIN / "pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", int(STOP_TIMEOUT_SECONDS)],
+            [PG_BIN / "pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT_SECONDS))],
             user=PG_USER,
             cwd=self.base,
             timeout=STOP_TIMEOUT_SECONDS + 10,

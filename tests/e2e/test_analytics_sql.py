@@ -141,7 +141,7 @@ async def test_values_without_a_json_type_answer_as_text_not_a_500(two_shops):
 
 
 async def test_the_daily_rollup_is_recomputed_from_the_facts_and_scoped_by_tenant(two_shops, stores):
-    mine, made, theirs, made_there = two_shops
+    mine, made, theirs, _made_there = two_shops
     cancelled = await mine.post(f"/orders/{made['order']['id']}/cancel", {"reason": "late", "expected_version": 1})
     rollups = await asyncio.to_thread(
         stores.clickhouse.query,

@@ -54,7 +54,7 @@ async def test_every_route_but_the_open_ones_answers_401_without_a_credential(ht
 
 
 async def test_a_tenants_key_can_neither_read_nor_change_another_tenants_orders(http, api_tenant, write_engine):
-    mine, made = await open_shop(http, api_tenant)
+    mine, _made = await open_shop(http, api_tenant)
     theirs, made_there = await open_shop(http, await _other(http, api_tenant))
     order, position = made_there["order"]["id"], made_there["order"]["position"]
     for path in (f"/orders/{order}", f"/customers/{made_there['customer']['id']}/dashboard"):
@@ -158,7 +158,7 @@ async def test_registering_a_tenant_is_for_operators_and_issues_its_first_key(ht
 
 
 async def test_keys_are_stored_as_hashes_and_stop_working_when_revoked_or_expired(http, api_tenant, write_engine):
-    shop, made = await open_shop(http, api_tenant)
+    _shop, made = await open_shop(http, api_tenant)
     key, plain = await api_keys.issue(write_engine, api_tenant, ["read"], "to revoke")
     async with write_engine.connect() as conn:
         row = (await conn.execute(text("SELECT * FROM api_keys WHERE id = :id"), {"id": key.id})).mappings().one()
@@ -209,7 +209,7 @@ def test_the_keys_command_creates_lists_and_revokes(fresh_services, tenant):
 def test_an_unknown_environment_refuses_to_start(env):
     from infra.settings import Settings
 
-    with pytest.raises(ValueError, match="development|test|production"):
+    with pytest.raises(ValueError, match=r"development|test|production"):
         Settings(env=env)
 
 
@@ -217,7 +217,7 @@ def test_outside_development_the_development_password_is_refused():
     from infra.settings import Settings
 
     for env in ("test", "production"):
-        with pytest.raises(ValueError, match="development database password"):
+        with pytest.raises(ValueError, match=r"development database password"):
             Settings(env=env)
     assert (
         Settings(

@@ -279,7 +279,7 @@ def too_large(response) -> bool:
 
 
 async def test_a_declared_body_past_the_limit_is_a_413_and_writes_nothing(http, api_tenant, write_engine):
-    shop, made = await open_shop(http, api_tenant)
+    shop, _made = await open_shop(http, api_tenant)
     before = await log_head(write_engine)
     huge = json.dumps({"name": "Big", "price": "1.00", "sku": "s" * (2 * MiB)})
     response = await http.post("/products", content=huge, headers=shop.headers | {"content-type": "application/json"})
@@ -288,7 +288,7 @@ async def test_a_declared_body_past_the_limit_is_a_413_and_writes_nothing(http, 
 
 
 async def test_a_chunked_body_is_cut_off_at_the_limit(http, api_tenant, write_engine):
-    shop, made = await open_shop(http, api_tenant)
+    shop, _made = await open_shop(http, api_tenant)
     before = await log_head(write_engine)
 
     async def chunks(total: int):

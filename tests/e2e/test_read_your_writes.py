@@ -129,7 +129,7 @@ async def test_a_position_not_reached_in_time_is_answered_as_stale(http, api_ten
 
 
 async def test_each_reader_filters_by_tenant(http, api_tenant, bus):
-    shop, made = await open_shop(http, api_tenant)
+    _shop, made = await open_shop(http, api_tenant)
     pos = made["order"]["position"]
     stranger = await open_tenant(http, api_tenant + "-x", "Stranger")
     assert (

@@ -43,7 +43,7 @@ class Serve:
 
     async def start(self) -> None:
         out = self.log.open("a")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: ASYNC220  # starting a process does not wait for it
             [sys.executable, "-m", "infra.cli", "serve"],
             env=self.settings.child_environment(),
             stdout=out,
@@ -215,7 +215,8 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
         for takes in ("live", "builds")
     ]
     assert sorted(started.values()) == sorted(["api", "api", "clickhouse-owner", "relay", *workers]), started
-    status = subprocess.run(
+    status = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "infra.cli", "status"],
         env=settings.child_environment(),
         capture_output=True,

@@ -33,4 +33,4 @@ async def write_history(bus: CommandBus, tenant: str, orders: int = 12) -> dict[
     late = (
         await bus.execute(c.PlaceOrder(tenant, uuid.UUID(customers[0]), (c.OrderLine(uuid.UUID(products[0]), 1),)))
     ).id
-    return {"customers": customers, "products": products, "orders": placed + [late]}
+    return {"customers": customers, "products": products, "orders": [*placed, late]}

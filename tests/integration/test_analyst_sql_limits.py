@@ -25,7 +25,7 @@ def analyst(fresh_services, stores, projections):
 
 
 async def test_a_query_running_past_the_time_limit_is_stopped(analyst, tenant):
-    with pytest.raises(SqlFailed, match="(?i)timeout|time limit|estimated query execution time"):
+    with pytest.raises(SqlFailed, match=r"(?i)timeout|time limit|estimated query execution time"):
         await analyst.run(
             tenant,
             "SELECT sum(a * b * c) FROM (SELECT arrayJoin(range(1000)) AS a) AS x "
@@ -35,7 +35,7 @@ async def test_a_query_running_past_the_time_limit_is_stopped(analyst, tenant):
 
 
 async def test_a_query_needing_more_than_the_memory_limit_is_stopped(analyst, tenant):
-    with pytest.raises(SqlFailed, match="(?i)memory limit"):
+    with pytest.raises(SqlFailed, match=r"(?i)memory limit"):
         await analyst.run(
             tenant, "SELECT length(groupArray(toString(a))) FROM (SELECT arrayJoin(range(20000000)) AS a)"
         )
@@ -55,7 +55,7 @@ async def test_a_result_past_the_byte_cap_is_stopped_quickly(fresh_services, sto
     )
     try:
         started = time.monotonic()
-        with pytest.raises(SqlFailed, match="larger than 10,000,000 bytes"):  # 1,000 rows of 100 kB: 100 MB
+        with pytest.raises(SqlFailed, match=r"larger than 10,000,000 bytes"):  # 1,000 rows of 100 kB: 100 MB
             await capped.run(tenant, "SELECT repeat('x', 100000) AS blob FROM (SELECT arrayJoin(range(1000)) AS a)")
         assert time.monotonic() - started < 5
         under = await capped.run(tenant, "SELECT repeat('x', 100000) AS blob FROM (SELECT arrayJoin(range(50)) AS a)")

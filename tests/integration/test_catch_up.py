@@ -92,6 +92,6 @@ async def test_a_slice_whose_read_outlasts_its_budget_is_still_applied(flaky, wr
     flaky.fail_on = 0
     progress = await catch_up(write_engine, flaky, batch_size=10, seconds=0.0)  # spent before the first read
     async with write_engine.connect() as conn:
-        first_batch, first_upto = await event_log.read_slice(conn, 0, 10, flaky.handles)
+        _first_batch, first_upto = await event_log.read_slice(conn, 0, 10, flaky.handles)
     assert (progress.batches, progress.checkpoint, progress.drained) == (1, first_upto, False)
     assert await flaky.checkpoint() == first_upto

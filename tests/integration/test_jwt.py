@@ -76,7 +76,7 @@ async def test_tokens_with_wrong_claims_are_refused(settings, write_engine, sign
 async def test_a_token_signed_by_another_key_or_unsigned_is_refused(settings, write_engine, signing_key):
     auth = _authenticator(settings, write_engine, jwt_public_key=_pem(signing_key))
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with pytest.raises(Unauthenticated, match="(?i)signature"):
+    with pytest.raises(Unauthenticated, match=r"(?i)signature"):
         await auth.principal(_token(stranger))
     unsigned = jwt.encode(
         {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "tenant": "acme", "scope": "read"},

@@ -37,7 +37,7 @@ async def run_until_settled(engine, projection, policy: Policy) -> list:
     errors = []
     for _ in range(policy.poison_after + 2):
         try:
-            return errors + [await catch_up(engine, projection, 25, policy=policy)]
+            return [*errors, await catch_up(engine, projection, 25, policy=policy)]
         except ValueError as error:
             errors.append(error)
     raise AssertionError(f"catch-up never settled: {errors}")
@@ -92,7 +92,7 @@ async def test_skip_parks_the_event_and_moves_on(poisoned, write_engine):
 
 
 async def test_discarding_a_halt_moves_past_the_event(poisoned, write_engine):
-    projection, poison, head = poisoned
+    projection, poison, _head = poisoned
     await run_until_settled(write_engine, projection, Policy(dead_letters.HALT, poison_after=1))
     [letter] = await dead_letters.listing(write_engine, projection.name)
     await dead_letters.discard(write_engine, {projection.name: projection}, letter.id)

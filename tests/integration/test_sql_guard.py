@@ -422,7 +422,8 @@ async def test_values_without_a_json_type_answer_as_text(analyst, shops):
     answer = await analyst.run(
         shops[0],
         (
-            "SELECT toIPv4('1.2.3.4') AS ip4, toIPv6('::1') AS ip6, toUUID('00000000-0000-0000-0000-000000000001') AS id, "
+            "SELECT toIPv4('1.2.3.4') AS ip4, toIPv6('::1') AS ip6, "
+            "toUUID('00000000-0000-0000-0000-000000000001') AS id, "
             "toDecimal64(1.5, 2) AS money, CAST('a', 'Enum8(\\'a\\' = 1)') AS enum, map(1, 'x') AS m, "
             "map(toIPv4('1.1.1.1'), 1) AS by_ip, tuple(1, 'a') AS pair, [[1, 2], [3]] AS nested, "
             "toFixedString('ab', 3) AS fixed, nan AS not_a_number, toDateTime64(0, 3, 'UTC') AS at, "

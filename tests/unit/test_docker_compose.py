@@ -25,7 +25,7 @@ def test_each_projection_has_a_worker_of_its_own():
 
 
 def test_every_store_and_the_api_have_a_healthcheck():
-    assert all("healthcheck" in SERVICES[name] for name in STORES + ("api",))
+    assert all("healthcheck" in SERVICES[name] for name in (*STORES, "api"))
 
 
 def test_the_apps_wait_for_healthy_stores_and_migrations():
@@ -45,7 +45,7 @@ def test_apps_get_every_connection_setting_and_only_known_ones():
         "PRISM_ELASTICSEARCH_URL",
         "PRISM_CLICKHOUSE_URL",
     }
-    for name in APPS + ("migrate",):
+    for name in (*APPS, "migrate"):
         env = SERVICES[name]["environment"]
         assert needed <= set(env), name
         assert set(env) <= known, set(env) - known

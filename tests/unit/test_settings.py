@@ -15,7 +15,7 @@ from infra.settings import Settings
     "setting", [{"poison_policies": {"order_sumaries": "skip"}}, {"catch_up_gaps_ms": {"order_sumaries": 500}}]
 )
 def test_a_misspelt_projection_is_refused_with_the_registered_names(setting):
-    with pytest.raises(ValidationError, match="order_sumaries.*registered: order_summaries"):
+    with pytest.raises(ValidationError, match=r"order_sumaries.*registered: order_summaries"):
         Settings(**setting)
 
 
