@@ -43,7 +43,7 @@ async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     rows = await conn.execute(
         text("SELECT role, version FROM projection_versions WHERE projection = :p AND role <> 'dropped'"), {"p": name}
     )
-    return {LIVE: 1} | dict(rows)
+    return {LIVE: 1} | dict(rows.tuples().all())
 
 
 async def listing(engine: AsyncEngine, names: list[str]) -> list[Version]:
