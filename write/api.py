@@ -7,12 +7,12 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from write import api_keys
+from write import addresses, api_keys
 from write import commands as c
 from write.bus import CommandBus, Idempotency, Result
 
@@ -28,6 +28,9 @@ EMAIL_PATTERN = rf"^[{_WS}]*[^@{_WS}\u0130]+@[^@{_WS}\u0130]+\.[^@{_WS}\u0130]+[
 #: Money as the domain takes it (``domain.check_price``): a decimal string (like the domain, the API takes no
 #: floats, which cannot hold cents), above 0 and below 10,000,000,000, at most 2 decimal places.
 PRICE_PATTERN = r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
+#: ``addresses``: one line of a label, no control characters (tabs and newlines among them), not all whitespace.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+LABEL_LINE_PATTERN = f"^[^{_CONTROL}]*[^{_CONTROL}{_WS}][^{_CONTROL}]*$"
 #: ``Order.apply_discount``: above 0, at most 100, at most 2 decimal places; a decimal string too.
 PERCENT_PATTERN = r"^(100(\.00?)?|[1-9][0-9]?(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
 
@@ -63,9 +66,30 @@ Percent = Annotated[
     AfterValidator(Decimal),
 ]
 
+#: The assigned codes, documented as the field's enum (the check below refuses the others with a shorter message).
+_COUNTRY_CODES: list[JsonValue] = [*sorted(addresses.COUNTRIES)]
+
+
+def _label_line(cap: int, example: str) -> Any:
+    return Field(
+        min_length=1,
+        max_length=cap,
+        pattern=LABEL_LINE_PATTERN,
+        description=f"1 to {cap} characters, not all whitespace, no control characters; stored trimmed",
+        examples=[example],
+    )
+
+
 router = APIRouter(tags=["commands"])
 #: Registering tenants spans them all: the application guards this router with an operator credential.
 tenants_router = APIRouter(tags=["tenants"])
+
+
+def storable(value: object) -> object:
+    """Postgres text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here, as a 422."""
+    if isinstance(value, str) and ("\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)):
+        raise ValueError("text must not contain NUL characters or unpaired surrogates")
+    return value
 
 
 class Body(BaseModel):
@@ -77,10 +101,7 @@ class Body(BaseModel):
     @field_validator("*")
     @classmethod
     def _storable_text(cls, value: object) -> object:
-        """Postgres text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here, as a 422."""
-        if isinstance(value, str) and ("\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)):
-            raise ValueError("text must not contain NUL characters or unpaired surrogates")
-        return value
+        return storable(value)
 
 
 class Versioned(Body):
@@ -125,10 +146,74 @@ class LineIn(Body):
     quantity: int = Field(ge=1, le=10_000)
 
 
+class ShippingAddressIn(Body):
+    """Where the order goes, as printed on its label."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "recipient": "Zoë Dupré",
+                    "street_lines": ["12 rue des Lilas", "Bâtiment B"],
+                    "city": "Lyon",
+                    "postal_code": "69003",
+                    "country": "FR",
+                }
+            ]
+        }
+    )
+
+    recipient: Annotated[str, _label_line(addresses.RECIPIENT_MAX, "Zoë Dupré")]
+    street_lines: list[Annotated[str, _label_line(addresses.STREET_LINE_MAX, "12 rue des Lilas")]] = Field(
+        min_length=1, max_length=addresses.STREET_LINES_MAX, description="1 to 3 lines"
+    )
+    city: Annotated[str, _label_line(addresses.CITY_MAX, "Lyon")]
+    postal_code: str | None = Field(
+        None,
+        max_length=addresses.POSTAL_CODE_MAX,
+        pattern=addresses.POSTAL_CODE_PATTERN,
+        description="Letters, digits, inner spaces and hyphens; leave out where the country has none",
+        examples=["69003"],
+    )
+    country: str = Field(
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166-1 alpha-2 code, upper case, one of the assigned ones",
+        examples=["FR"],
+        json_schema_extra={"enum": _COUNTRY_CODES},
+    )
+
+    @field_validator("street_lines")
+    @classmethod
+    def _storable_lines(cls, lines: list[str]) -> list[str]:
+        for line in lines:  # the model's check of every text field sees the list, not its lines
+            storable(line)
+        return lines
+
+    @field_validator("country")
+    @classmethod
+    def _assigned(cls, code: str) -> str:
+        if code not in addresses.COUNTRIES:
+            raise ValueError(f"{code!r} is not an assigned ISO 3166-1 alpha-2 code")
+        return code
+
+    def command(self) -> addresses.ShippingAddress:
+        """The domain's address."""
+        return addresses.ShippingAddress(
+            recipient=self.recipient,
+            street_lines=tuple(self.street_lines),
+            city=self.city,
+            country=self.country,
+            postal_code=self.postal_code,
+        )
+
+
 class OrderIn(Body):
     customer_id: uuid.UUID
     items: list[LineIn] = Field(min_length=1, max_length=100, description="1 to 100 lines")
     note: str | None = Field(None, max_length=1000)
+    shipping_address: ShippingAddressIn | None = Field(
+        None, description="Where the order ships to; leave out when it has no address (collected, digital)"
+    )
 
 
 class CancelIn(Versioned):
@@ -250,7 +335,8 @@ async def change_product_price(
 @router.post("/orders", status_code=201, response_model=Accepted)
 async def place_order(body: OrderIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
     lines = tuple(c.OrderLine(line.product_id, line.quantity) for line in body.items)
-    return await _run(bus, request, key, c.PlaceOrder(tenant, body.customer_id, lines, body.note))
+    address = body.shipping_address.command() if body.shipping_address is not None else None
+    return await _run(bus, request, key, c.PlaceOrder(tenant, body.customer_id, lines, body.note, address))
 
 
 @router.post("/orders/{order_id}/confirm", response_model=Accepted)

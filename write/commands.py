@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from write.addresses import ShippingAddress
+
 
 @dataclass(frozen=True)
 class Command:
@@ -71,6 +73,7 @@ class PlaceOrder(Command):
     customer_id: uuid.UUID
     items: tuple[OrderLine, ...]
     note: str | None = None
+    shipping_address: ShippingAddress | None = None
 
 
 @dataclass(frozen=True)

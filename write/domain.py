@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from write.addresses import ShippingAddress
 from write.errors import IllegalTransition, InvalidCommand, VersionConflict
 
 CENT = Decimal("0.01")
@@ -95,6 +96,8 @@ class Order:
     confirmed_at: datetime | None = None
     shipped_at: datetime | None = None
     cancelled_at: datetime | None = None
+    #: Given when the order is placed, never changed after.
+    shipping_address: ShippingAddress | None = None
 
     @property
     def subtotal(self) -> Decimal:

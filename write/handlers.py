@@ -15,8 +15,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from write import addresses, domain, repository, snapshots
 from write import commands as c
-from write import domain, repository, snapshots
 from write import events as e
 from write.domain import Line, Order
 from write.errors import Conflict, DuplicateValue
@@ -115,20 +115,25 @@ async def change_product_price(conn: AsyncConnection, cmd: c.ChangeProductPrice)
 async def place_order(conn: AsyncConnection, cmd: c.PlaceOrder) -> Outcome:
     domain.check_lines([(item.product_id, item.quantity) for item in cmd.items])
     note = domain.check_note(cmd.note)
+    address = addresses.check_address(cmd.shipping_address)
     buyer = await repository.customer(conn, cmd.tenant_id, cmd.customer_id)
     catalogue = await repository.products_for_share(conn, cmd.tenant_id, [i.product_id for i in cmd.items])
     lines = tuple(
         Line(n, i.product_id, catalogue[i.product_id].name, i.quantity, catalogue[i.product_id].price)
         for n, i in enumerate(cmd.items, start=1)
     )
-    placed = Order(uuid.uuid4(), cmd.tenant_id, buyer.id, domain.PENDING, lines, _now(), note=note)
+    placed = Order(
+        uuid.uuid4(), cmd.tenant_id, buyer.id, domain.PENDING, lines, _now(), note=note, shipping_address=address
+    )
     domain.check_total(placed)
     await repository.add_order(conn, placed)
-    return placed.id, 1, [_order_event(placed, buyer, e.ORDER_PLACED)]
+    shipping = snapshots.shipping_address(placed)
+    return placed.id, 1, [_order_event(placed, buyer, e.ORDER_PLACED, shipping_address=shipping)]
 
 
 def _order_event(o: Order, buyer: Any, event_type: str, **extra: Any) -> e.NewEvent:
-    return e.NewEvent(e.ORDER, o.id, o.version, event_type, {"order": snapshots.order(o, buyer), **extra})
+    payload = {"order": snapshots.order(o, buyer), **extra}
+    return e.NewEvent(e.ORDER, o.id, o.version, event_type, payload, schema_version=e.schema_version(event_type))
 
 
 async def _change_order(

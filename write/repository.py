@@ -16,6 +16,7 @@ from sqlalchemy import any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from write.addresses import ShippingAddress
 from write.domain import Line, Order
 from write.errors import NotFound
 from write.schema import customers, order_items, orders, products, tenants
@@ -106,6 +107,19 @@ def _order(row: Any, lines: tuple[Line, ...]) -> Order:
         confirmed_at=row.confirmed_at,
         shipped_at=row.shipped_at,
         cancelled_at=row.cancelled_at,
+        shipping_address=_address(row),
+    )
+
+
+def _address(row: Any) -> ShippingAddress | None:
+    if row.shipping_country is None:
+        return None
+    return ShippingAddress(
+        recipient=row.shipping_recipient,
+        street_lines=tuple(row.shipping_street_lines),
+        city=row.shipping_city,
+        country=row.shipping_country,
+        postal_code=row.shipping_postal_code,
     )
 
 
@@ -124,17 +138,38 @@ _ORDER_STATE = (
     "cancelled_at",
     "version",
 )
-#: The columns an order is placed with.
-_ORDER_COLUMNS = ("id", "tenant_id", "customer_id", "placed_at", *_ORDER_STATE)
+#: The address's columns, set when the order is placed and never after.
+_ADDRESS_COLUMNS = (
+    "shipping_recipient",
+    "shipping_street_lines",
+    "shipping_city",
+    "shipping_postal_code",
+    "shipping_country",
+)
+#: The columns an order is placed with, its address's aside.
+_PLACED_COLUMNS = ("id", "tenant_id", "customer_id", "placed_at", *_ORDER_STATE)
+_ORDER_COLUMNS = (*_PLACED_COLUMNS, *_ADDRESS_COLUMNS)
 
 
 def _order_values(o: Order, columns: tuple[str, ...] = _ORDER_STATE) -> dict[str, Any]:
     return {name: getattr(o, name) for name in columns}
 
 
+def _address_values(address: ShippingAddress | None) -> dict[str, Any]:
+    if address is None:
+        return dict.fromkeys(_ADDRESS_COLUMNS)
+    return {
+        "shipping_recipient": address.recipient,
+        "shipping_street_lines": list(address.street_lines),
+        "shipping_city": address.city,
+        "shipping_postal_code": address.postal_code,
+        "shipping_country": address.country,
+    }
+
+
 async def add_order(conn: AsyncConnection, o: Order) -> None:
     """The order and its lines in one statement (one round trip)."""
-    values = _order_values(o, _ORDER_COLUMNS)
+    values = _order_values(o, _PLACED_COLUMNS) | _address_values(o.shipping_address)
     lines = {
         "line_no": [ln.line_no for ln in o.lines],
         "product_id": [ln.product_id for ln in o.lines],

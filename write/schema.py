@@ -87,6 +87,12 @@ orders = Table(
     Column("cancelled_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False),
     *_stamps(),
+    # The shipping address (migration 0007): all null when the order has none.
+    Column("shipping_recipient", Text),
+    Column("shipping_street_lines", ARRAY(Text)),
+    Column("shipping_city", Text),
+    Column("shipping_postal_code", Text),
+    Column("shipping_country", Text),
     Index("orders_tenant_customer_idx", "tenant_id", "customer_id"),
 )
 

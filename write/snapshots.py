@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from write import addresses
 from write.domain import Order
 
 
@@ -41,6 +42,11 @@ def order(o: Order, customer: Any) -> dict[str, Any]:
         "cancelled_at": _iso(o.cancelled_at),
         "version": o.version,
     }
+
+
+def shipping_address(o: Order) -> dict[str, Any] | None:
+    """The order's address as OrderPlaced carries it beside the snapshot (null when it has none)."""
+    return addresses.payload(o.shipping_address)
 
 
 def customer(row: Any) -> dict[str, Any]:

@@ -89,3 +89,9 @@ def _times(price: str, quantity: int) -> str:
 
 for _type in e.ORDER_EVENTS:
     upcaster(_type, 0)(_order_snapshot_v0)
+
+
+@upcaster(e.ORDER_PLACED, 1)
+def _order_placed_v1(payload: Payload) -> Payload:
+    """OrderPlaced 1 had no shipping address: orders placed before addresses existed have none."""
+    return {**payload, "shipping_address": None}

@@ -144,7 +144,8 @@ class Floor:
                         }
                         for (_, n, pid, q, price), p in zip(lines, goods, strict=True)
                     ],
-                }
+                },
+                "shipping_address": None,
             }
             event_id = uuid.uuid4()
             values = {
@@ -154,7 +155,7 @@ class Floor:
                 "aggregate_id": [order_id],
                 "aggregate_version": [1],
                 "type": [e.ORDER_PLACED],
-                "schema_version": [1],
+                "schema_version": [e.schema_version(e.ORDER_PLACED)],
                 "payload": [json.dumps(payload)],
                 "correlation_id": [uuid.uuid4()],
             }

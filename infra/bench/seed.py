@@ -275,7 +275,7 @@ def _order(
         tuple(domain.Line(n, p.id, p.name, rng.randint(1, 5), p.price) for n, p in enumerate(chosen, start=1)),
         at,
     )
-    history = [_event(order, buyer, e.ORDER_PLACED)]
+    history = [_event(order, buyer, e.ORDER_PLACED, shipping_address=None)]
     roll = rng.random()
     if roll < LIFECYCLE[0][0]:
         order = order.confirm(at + timedelta(hours=1))
@@ -290,7 +290,10 @@ def _order(
 
 
 def _event(order: domain.Order, buyer, event_type: str, **extra) -> e.NewEvent:
-    return e.NewEvent(e.ORDER, order.id, order.version, event_type, {"order": snapshots.order(order, buyer), **extra})
+    payload = {"order": snapshots.order(order, buyer), **extra}
+    return e.NewEvent(
+        e.ORDER, order.id, order.version, event_type, payload, schema_version=e.schema_version(event_type)
+    )
 
 
 async def _settle(engine: AsyncEngine) -> None:

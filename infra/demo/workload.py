@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy import text
 
 from infra import bootstrap
+from infra.demo import addresses
 from infra.ops.status import ProjectionStatus, table
 from infra.processes.supervisor import serving
 from infra.settings import Settings
@@ -157,7 +158,8 @@ async def seed(seeder: Seeder, tenants: list[Tenant], customers: int, products: 
         items = [
             {"product_id": p["id"], "quantity": rng.randint(1, 5)} for p in rng.sample(t.products, rng.randint(1, 4))
         ]
-        answer = await seeder.post(t.id, "/orders", {"customer_id": buyer["id"], "items": items})
+        body = {"customer_id": buyer["id"], "items": items} | addresses.body_field(rng, buyer["name"])
+        answer = await seeder.post(t.id, "/orders", body)
         t.orders.append({"id": answer["id"], "version": answer["version"], "status": "pending"})
 
     print(f"placing {orders * len(tenants)} orders", flush=True)

@@ -104,6 +104,25 @@ def cases(made: dict) -> list[tuple[str, str, dict, dict, int, str, str | None]]
         ("/products", {"name": "Huge", "price": "1e30"}, {}, 422, "invalid", "price"),
         ("/products", {"name": "Huge", "price": "NaN"}, {}, 422, "invalid", "price"),
         ("/customers", {"name": "bad \ud800 text", "email": "s@x.io"}, {}, 422, "invalid", "name"),
+        *(
+            ("/orders", {"customer_id": cid, "items": [line], "shipping_address": address}, {}, 422, "invalid", field)
+            for address, field in bad_addresses()
+        ),
+    ]
+
+
+def bad_addresses() -> list[tuple[dict, str]]:
+    """A malformed shipping address: (the address, the field its 422 names)."""
+    good = {"recipient": "Zoë Dupré", "street_lines": ["12 rue des Lilas"], "city": "Lyon", "country": "FR"}
+    return [
+        (good | {"country": "fr"}, "shipping_address.country"),
+        ({key: value for key, value in good.items() if key != "country"}, "shipping_address.country"),
+        (good | {"country": "ZZ"}, "shipping_address.country"),
+        (good | {"recipient": "x" * 201}, "shipping_address.recipient"),
+        (good | {"street_lines": ["ok", "nul\u0000here"]}, "shipping_address.street_lines.1"),
+        (good | {"street_lines": ["a", "b", "c", "d"]}, "shipping_address.street_lines"),
+        (good | {"city": "two\nlines"}, "shipping_address.city"),
+        (good | {"postal_code": "69_003"}, "shipping_address.postal_code"),
     ]
 
 
