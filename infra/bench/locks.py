@@ -11,9 +11,12 @@ import asyncpg
 from write.event_log import APPEND_LOCK_KEY
 
 #: A bigint advisory key shows in ``pg_locks`` as its high and low 32 bits, with ``objsubid`` 1.
+#: The append lock of this database only: another database on the same server (a test run beside the bench, or the
+#: demo's) takes an advisory lock of the same key, and one sample would count both holders.
 _HOLDER = (
     "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1"
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 
