@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
@@ -16,7 +19,11 @@ from dramatiq.middleware import (
 )
 from dramatiq.middleware.asyncio import AsyncIO
 
+from projections.registry import PROJECTIONS
+from projections.stores import registry
 from workers.runner import ProjectionRunner
+
+log = logging.getLogger("prism.workers")
 
 
 class CloseResources(Middleware):
@@ -111,6 +118,8 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
         if runner.beside(name):
             send_coalesced(builder, target)
 
+    store = PROJECTIONS[name].store if name in PROJECTIONS else None
+    build, catch_up = _outages_retried(name, store, build), _outages_retried(name, store, catch_up)
     build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
     options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
     builder = dramatiq.actor(
@@ -128,3 +137,20 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
         **options,
     )
     return actor
+
+
+def _outages_retried(name: str, store: str | None, work: Callable[[int], Awaitable[None]]):
+    """``work``, whose failures of its store (down, hung, overloaded) are retried with backoff and logged in one line:
+    an outage is expected, its traceback says nothing. Any other failure goes to Dramatiq as it is."""
+
+    async def run(target: int) -> None:
+        try:
+            await work(target)
+        except Exception as error:
+            failure = registry.translate(error, store)
+            if failure is None or not failure.retryable:
+                raise
+            log.warning("%s: %s; retried with backoff", name, failure.message)
+            raise dramatiq.Retry(failure.message) from error
+
+    return run

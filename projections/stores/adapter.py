@@ -6,9 +6,11 @@ readers decide on ``isinstance`` of ``StoreUnavailable``/``StoreRejected``.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from write.errors import PrismError, StoreRejected, StoreUnavailable
 
@@ -76,6 +78,24 @@ class StoreAdapter(ABC):
 
     def rejected(self, reason: str) -> StoreRejected:
         return StoreRejected(self.name, reason)
+
+
+T = TypeVar("T")
+
+
+async def within(deadline: float | None, store: str, call: Awaitable[T]) -> T:
+    """``call``, given up after ``deadline`` seconds as ``store`` being unavailable (None: no bound).
+
+    For a driver whose own deadlines can be outlived: asyncpg gives up a statement on a hung server at its
+    ``command_timeout``, then waits without limit for that statement's cancellation before the connection's next.
+    """
+    if deadline is None:
+        return await call
+    try:
+        async with asyncio.timeout(deadline):
+            return await call
+    except TimeoutError:
+        raise StoreUnavailable(store, f"no answer within {deadline:g} s") from None
 
 
 def describe(error: BaseException) -> str:

@@ -3,6 +3,7 @@ errors mean."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import elastic_transport
@@ -15,6 +16,8 @@ from write.errors import PrismError
 #: Answers a projection or layout expects in its normal course (an index already there, a replayed checkpoint, a
 #: document not there yet), under the adapter's names so that no other module names the driver's types.
 BadRequest, Conflict, Missing = BadRequestError, ConflictError, NotFoundError
+# The client logs each retried failure with its traceback; the adapter's translation says it once, in one line.
+logging.getLogger("elastic_transport.transport").setLevel(logging.ERROR)
 #: Statuses that mean "not now": too many requests (a full write queue), a gateway or node not ready.
 BUSY_STATUSES = frozenset({429, 502, 503, 504})
 

@@ -34,7 +34,8 @@ def open_stores(
     readers' ``store_timeout_seconds`` by default); with ``clickhouse_reads``, that many kept readers' clients."""
     wanted = [name for name in NAMES if only is None or name in only]
     limit = settings.store_timeout_seconds if deadline is None else deadline
-    stores = Stores(namespace=namespace, **{name: ADAPTERS[name].open(settings, limit) for name in wanted})
+    opened = {name: ADAPTERS[name].open(settings, limit) for name in wanted}
+    stores = Stores(namespace=namespace, deadline=limit, **opened)
     if stores.clickhouse is not None and clickhouse_reads:
         stores.clickhouse_reads = CLICKHOUSE.open_reads(settings, clickhouse_reads)
     return stores
