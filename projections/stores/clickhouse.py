@@ -51,7 +51,7 @@ def connect(
     if url:
         if deadline is not None:
             extra |= {"connect_timeout": min(deadline, 10), "send_receive_timeout": deadline}
-        return clickhouse_connect.get_client(dsn=url, settings=settings or {}, **extra, **credentials)
+        return clickhouse_connect.get_client(dsn=url, settings=settings or {}, **(extra | credentials))
     Path(chdb_path).mkdir(parents=True, exist_ok=True)
     try:
         return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {}, **extra)

@@ -67,7 +67,7 @@ def translate(error: BaseException, store: str | None = None) -> PrismError | No
     Without a store (a command, an operations route), a driver's own type names its store; a Postgres failure or a
     bare connection failure is the write database's, the one database every route reaches without an adapter.
     """
-    if store in ADAPTERS:
+    if store is not None and store in ADAPTERS:
         return ADAPTERS[store].translate(error)
     if isinstance(error, PrismError):
         return error
