@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Collection
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -11,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from infra.settings import Settings
 from projections.base import Projection
 from projections.registry import PROJECTIONS
-from projections.stores.clickhouse import ReadPool
-from projections.stores.clickhouse import connect as connect_clickhouse
+from projections.stores import registry
 from projections.stores.clients import Stores
+from projections.stores.postgres import connect_args
 from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
@@ -31,6 +30,7 @@ def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngin
         settings.write_database_url,
         **pool(settings, pool_size),
         pool_pre_ping=True,
+        connect_args=connect_args(settings, settings.store_work_timeout_seconds),
         json_serializer=event_log.dumps,
         json_deserializer=orjson.loads,
     )
@@ -59,88 +59,24 @@ def listen_dsn(settings: Settings) -> str:
     return asyncpg_dsn(settings.write_database_url)
 
 
-#: The read stores, as ``Stores`` names them.
-STORES = ("redis", "elasticsearch", "clickhouse", "dashboards")
-
-
-async def open_stores(settings: Settings, only: Collection[str] | None = None) -> Stores:
+async def open_stores(settings: Settings, only: Collection[str] | None = None, deadline: float | None = None) -> Stores:
     """Clients of the read stores (``only`` these, if given); call on the event loop that will use them.
 
-    An API process beside the embedded engine's owner (``clickhouse_owner_socket``)
-    opens no ClickHouse client: the engine allows one process, and that one answers.
+    Each store call gives up after ``deadline`` seconds: the readers' ``store_timeout_seconds`` unless a caller
+    doing longer work (a worker's batches, a rebuild) asks for more. An API process beside the embedded engine's
+    owner (``clickhouse_owner_socket``) opens no ClickHouse client: the engine allows one process, and that one
+    answers.
     """
-    wanted = set(STORES if only is None else only)
+    wanted = set(registry.NAMES if only is None else only)
     if settings.clickhouse_owner_socket:
         wanted.discard("clickhouse")
-    stores = Stores(namespace=settings.namespace, **{name: _OPEN[name](settings) for name in wanted})
-    if stores.clickhouse is not None:
-        stores.clickhouse_reads = ReadPool(lambda: _clickhouse(settings), settings.clickhouse_read_connections)
-    return stores
-
-
-def _clickhouse(settings: Settings) -> Any:
-    return connect_clickhouse(settings.clickhouse_url, settings.chdb_path)
-
-
-def _redis(settings: Settings) -> Any:
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    # A restarted Redis leaves dead pooled connections: retry a command on a fresh one.
-    return Redis.from_url(
-        settings.redis_url,
-        max_connections=64,
-        retry=Retry(ExponentialBackoff(), 3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
-
-
-def _elasticsearch(settings: Settings) -> Any:
-    from elasticsearch import AsyncElasticsearch
-    from elasticsearch.serializer import OrjsonSerializer
-
-    return AsyncElasticsearch(
-        settings.elasticsearch_url,
-        request_timeout=30,
-        max_retries=2,
-        retry_on_timeout=True,
-        serializer=OrjsonSerializer(),
-    )
-
-
-_OPEN: dict[str, Callable[[Settings], Any]] = {
-    "redis": _redis,
-    "elasticsearch": _elasticsearch,
-    "clickhouse": _clickhouse,
-    "dashboards": lambda settings: _dashboards(settings),
-}
-
-
-def _dashboards(settings: Settings) -> AsyncEngine:
-    # JIT compiles a batch's statements for longer than they run (1.3 s of a 5 s rebuild of 2,000 rows' shown
-    # parts), and the readers' one-row lookups never need it.
-    return create_async_engine(
-        settings.dashboards_database_url,
-        **pool(settings),
-        pool_pre_ping=True,
-        connect_args={"server_settings": {"jit": "off"}},
+    return registry.open_stores(
+        settings, settings.namespace, wanted, deadline, clickhouse_reads=settings.clickhouse_read_connections
     )
 
 
 async def close_stores(stores: Stores) -> None:
-    if stores.redis is not None:
-        await stores.redis.aclose()
-    if stores.elasticsearch is not None:
-        await stores.elasticsearch.close()
-    if stores.clickhouse_reads is not None:
-        stores.clickhouse_reads.close()
-    if stores.clickhouse is not None:
-        stores.clickhouse.close()
-    if stores.dashboards is not None:
-        await stores.dashboards.dispose()
+    await registry.close_stores(stores)
 
 
 def projections(stores: Stores, names: list[str] | None = None) -> dict[str, Projection]:
@@ -168,7 +104,8 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
     needed = None if names is None else {PROJECTIONS[name].store for name in names}
 
     async def open_resources() -> Resources:
-        engine, stores = write_engine(settings, pool_size=5), await open_stores(settings, needed)
+        engine = write_engine(settings, pool_size=5)
+        stores = await open_stores(settings, needed, deadline=settings.store_work_timeout_seconds)
 
         async def close() -> None:
             await close_stores(stores)

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
         "to one such batch",
     )
     read_wait_seconds: float = Field(2.0, ge=0, description="Longest a reader waits for min_position")
+    store_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="Deadline of every read-store call a reader makes (and of connecting to any store, and of "
+        "/ready's pings): a store that is down or does not answer within it is answered 503 with Retry-After. Client "
+        "retries never repeat a timed-out call, so a hung store costs a reader about one deadline (two for Postgres: "
+        "the pool's ping of a kept connection, then a new connection)",
+    )
+    store_work_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Deadline of the calls that legitimately take longer: a worker's batch writes, a rebuild's bulk "
+        "and refresh, and any one statement on the write database (a hung write database is answered 503 after it)",
+    )
     pool_timeout_seconds: float = Field(
         10.0, gt=0, description="Longest a request waits for a write-database connection before it is answered 503"
     )

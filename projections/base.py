@@ -132,7 +132,3 @@ async def forget_and_apply(
     handled = [ev for ev in events if ev.type in projection.handles]
     if handled:
         await projection.apply(Batch(handled, 0, deduplicate=False))
-
-
-class TransientStoreError(Exception):
-    """Raised by a projection when its store refuses work for now (overload); retried, never parked."""

@@ -17,13 +17,14 @@ import logging
 from typing import Any, ClassVar
 
 import orjson
-from elasticsearch import BadRequestError, ConflictError
 from elasticsearch.helpers import async_scan
 
 from projections import documents
-from projections.base import Batch, TransientStoreError, label
+from projections.base import Batch, label
 from projections.layouts.order_search import Names, read_checkpoint
 from projections.stores.clients import Stores
+from projections.stores.elasticsearch import BadRequest, Conflict
+from write.errors import StoreRejected, StoreUnavailable
 from write.events import StoredEvent
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
@@ -83,6 +84,9 @@ DIMENSIONS_MAPPING: dict[str, Any] = {
         "position": {"type": "long"},
     },
 }
+#: Deadline of the calls whose work grows with the batch or the index (a rebuild's 10,000-event bulk, the refresh
+#: of a whole index built unrefreshed), whatever the client's own.
+LONG_CALL_SECONDS = 120.0
 SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
 #: A version nobody searches yet: refreshed once, when it is served.
 UNSERVED = {"refresh_interval": "-1"}
@@ -153,7 +157,7 @@ class OrderSearch:
     async def _filters(self) -> dict[str, str]:
         try:
             await self.es.indices.analyze(tokenizer="standard", filter=["prism_folding"], text="é")
-        except BadRequestError:
+        except BadRequest:
             return BUILTIN_FILTERS
         return PLUGIN_FILTERS
 
@@ -162,7 +166,7 @@ class OrderSearch:
         (the slow part of serving, done before the live version is held)."""
         indexes = [self.names.index, self.names.dimensions]
         await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": SETTINGS["refresh_interval"]})
-        await self.es.indices.refresh(index=indexes)
+        await self.es.options(request_timeout=LONG_CALL_SECONDS).indices.refresh(index=indexes)
 
     async def serve(self) -> None:
         """Searchable before the aliases move: ``prepare`` again (quick after a first one), then the aliases."""
@@ -185,7 +189,7 @@ class OrderSearch:
         settings = SETTINGS | (extra or {}) | ({"analysis": analysis} if analysis else {})
         try:
             await self.es.indices.create(index=index, mappings=mappings, settings=settings)
-        except BadRequestError as error:
+        except BadRequest as error:
             if error.error != "resource_already_exists_exception":
                 raise
 
@@ -225,7 +229,7 @@ class OrderSearch:
                 document={"position": batch.upto},
             )
             # No refresh: the checkpoint is read with a realtime GET; the documents were refreshed by their bulk.
-        except ConflictError:
+        except Conflict:
             pass  # the checkpoint is already past this batch: a replay
 
     async def drop(self) -> None:
@@ -289,10 +293,12 @@ class OrderSearch:
 
         await asyncio.gather(*(send(chunk) for chunk in chunks))
         if served:
-            await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
+            await self.es.options(request_timeout=LONG_CALL_SECONDS).indices.refresh(
+                index=[self.names.index, self.names.dimensions]
+            )
 
     async def _send(self, operations: list[bytes], refresh: bool) -> None:
-        response = await self.es.bulk(operations=operations, refresh=refresh)
+        response = await self.es.options(request_timeout=LONG_CALL_SECONDS).bulk(operations=operations, refresh=refresh)
         if response["errors"]:
             failures = [
                 item["index"]
@@ -300,7 +306,7 @@ class OrderSearch:
                 if item["index"].get("status", 200) >= 300 and item["index"]["status"] != 409
             ]
             if any(f["status"] in (429, 503) for f in failures):
-                raise TransientStoreError(f"Elasticsearch is overloaded: {failures[0].get('error')}")
+                raise StoreUnavailable("elasticsearch", f"overloaded: {failures[0].get('error')}")
             if failures:
                 raise BulkRejected(f"{len(failures)} documents refused, first: {failures[0].get('error')}")
 
@@ -335,5 +341,8 @@ class OrderSearch:
         }
 
 
-class BulkRejected(Exception):
+class BulkRejected(StoreRejected):
     """Raised when Elasticsearch refuses documents for a reason other than a newer version."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("elasticsearch", reason)

@@ -70,6 +70,10 @@ class TooManyQueries(ReaderError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+#: What a server's client waits past an analyst's time limit: the engine's own cancellation and the answer's way back.
+ANSWER_MARGIN_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Limits:
     seconds: float = 10.0
@@ -175,7 +179,9 @@ class AnalystSql:
     def __init__(self, stores: Stores, clickhouse_url: str, chdb_path: str, limits: Limits) -> None:
         self.database, self.limits = stores.namespace, limits
         self._access = ServerAccess(clickhouse_url, stores.namespace) if clickhouse_url else None
-        self._connect = lambda: connect(clickhouse_url, chdb_path, database=stores.namespace)
+        # A server's client waits for the query's own time limit (the engine stops it there) and a margin, no more.
+        self._deadline = limits.seconds + ANSWER_MARGIN_SECONDS
+        self._connect = lambda: connect(clickhouse_url, chdb_path, database=stores.namespace, deadline=self._deadline)
         self._functions: frozenset[str] | None = None
         self._executor = ThreadPoolExecutor(limits.concurrent_total, thread_name_prefix="prism-analyst-sql")
         self.admission = Admission(
@@ -206,7 +212,7 @@ class AnalystSql:
                 return self._checked_run(client, tenant, checked, csv)
         finally:
             client.close()
-        analyst = self._access.client(tenant)
+        analyst = self._access.client(tenant, self._deadline)
         try:
             return self._checked_run(analyst, tenant, checked, csv)
         finally:
@@ -329,12 +335,16 @@ class ServerAccess:
     def password(self, tenant: str) -> str:
         return hmac.new(self.url.encode(), f"analyst/{self.database}/{tenant}".encode(), hashlib.sha256).hexdigest()
 
-    def client(self, tenant: str):
-        import clickhouse_connect
-
+    def client(self, tenant: str, deadline: float | None = None):
+        """The tenant's own server user's client; ``deadline``: the query's time limit and a margin."""
         self._provision(tenant)
-        return clickhouse_connect.get_client(
-            dsn=self.url, username=self.user(tenant), password=self.password(tenant), database=self.database
+        return connect(
+            self.url,
+            "",
+            database=self.database,
+            deadline=deadline,
+            username=self.user(tenant),
+            password=self.password(tenant),
         )
 
     def statements(self, tenant: str) -> list[str]:

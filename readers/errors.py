@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from write.errors import PrismError
 
-class ReaderError(Exception):
-    """Root of every error a reader raises."""
+
+class ReaderError(PrismError):
+    """Root of every error a reader raises about its request (a store that fails raises ``StoreUnavailable``)."""
 
     http_status = 400
     code = "bad_request"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class NotFound(ReaderError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dramatiq
@@ -18,7 +20,11 @@ from dramatiq.middleware import (
 )
 from dramatiq.middleware.asyncio import AsyncIO
 
+from projections.registry import PROJECTIONS
+from projections.stores import registry
 from workers.runner import ProjectionRunner
+
+log = logging.getLogger("prism.workers")
 
 
 class CloseResources(Middleware):
@@ -114,6 +120,8 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
         if runner.beside(name):
             send_coalesced(builder, target)
 
+    store = PROJECTIONS[name].store if name in PROJECTIONS else None
+    build, catch_up = _outages_retried(name, store, build), _outages_retried(name, store, catch_up)
     build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
     options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
     builder: dramatiq.Actor[[int], None] = dramatiq.actor(
@@ -131,3 +139,20 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
         **options,
     )
     return actor
+
+
+def _outages_retried(name: str, store: str | None, work: Callable[[int], Awaitable[None]]):
+    """``work``, whose failures of its store (down, hung, overloaded) are retried with backoff and logged in one line:
+    an outage is expected, its traceback says nothing. Any other failure goes to Dramatiq as it is."""
+
+    async def run(target: int) -> None:
+        try:
+            await work(target)
+        except Exception as error:
+            failure = registry.translate(error, store)
+            if failure is None or not failure.retryable:
+                raise
+            log.warning("%s: %s; retried with backoff", name, failure.message)
+            raise dramatiq.Retry(failure.message) from error
+
+    return run

@@ -254,7 +254,7 @@ async def _apply(
     try:
         await projection.apply(Batch([upcast(ev) for ev in handled], upto, more=more))
     except Exception as error:
-        if is_transient(error):
+        if is_transient(error, projection.store):
             raise
         log.warning(
             "%s: batch up to %d failed (%s); applying its events one by one",
@@ -278,7 +278,7 @@ async def _one_by_one(
         try:
             await projection.apply(Batch([upcast(event)], event.position))
         except Exception as error:
-            if is_transient(error):
+            if is_transient(error, projection.store):
                 raise
             _FAILED.add(projection.label)
             attempts = await dead_letters.record_failure(log_engine, projection.label, event.position, error)

@@ -20,17 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from projections.base import Batch, Projection
 from workers.locks import ProjectionBusy, exclusively
 from write import event_log
+from write.errors import PrismError
 from write.events import StoredEvent
 
 HALT, SKIP = "halt", "skip"
 
 
-class DeadLetterError(Exception):
+class DeadLetterError(PrismError):
     """Raised when a dead letter cannot be retried or discarded as asked."""
+
+    http_status = 409
+    code = "conflict"
 
 
 class DeadLetterNotFound(DeadLetterError):
     """Raised when no dead letter has the given id."""
+
+    http_status = 404
+    code = "not_found"
 
 
 @dataclass(frozen=True)

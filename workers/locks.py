@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from write.errors import PrismError
+
 
 def lock_key(projection: str) -> int:
     return int.from_bytes(hashlib.sha256(f"prism:projection:{projection}".encode()).digest()[:8], "big", signed=True)
@@ -46,8 +48,11 @@ async def awaited(log_engine: AsyncEngine, name: str) -> bool:
 _AWAITED = text("SELECT CASE WHEN pg_try_advisory_lock(:w) THEN NOT pg_advisory_unlock(:w) ELSE true END")
 
 
-class ProjectionBusy(Exception):
+class ProjectionBusy(PrismError):
     """Raised when another consumer kept the projection's lock for longer than the caller would wait."""
+
+    http_status = 409
+    code = "conflict"
 
 
 @asynccontextmanager

@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from projections.stores.adapter import describe
+from projections.stores.postgres import WRITE_DATABASE
 from write import event_log
 
 log = logging.getLogger("prism.notices")
@@ -56,8 +58,8 @@ class Notices:
         try:
             self._connection = await asyncpg.connect(self.listen_dsn)
             await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("commit notices unavailable (%s); catching up on messages only", error)
+        except WRITE_DATABASE.errors as error:
+            log.warning("commit notices unavailable (%s); catching up on messages only", describe(error))
             self._connection = None
             return False
         return True

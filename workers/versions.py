@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workers.locks import lock_key
+from write.errors import PrismError
 
 LIVE, NEXT, PREVIOUS, RETIRING, DROPPED = "live", "next", "previous", "retiring", "dropped"
 
@@ -34,8 +35,11 @@ class Version:
     switched_at: datetime | None = None
 
 
-class VersionError(Exception):
+class VersionError(PrismError):
     """Raised when a rebuild, rollback or drop cannot start in the projection's present state."""
+
+    http_status = 409
+    code = "conflict"
 
 
 async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from write.errors import PrismError
+
 Request = Callable[[aiohttp.ClientSession], Awaitable[dict | None]]
 
 
@@ -40,7 +42,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-class Failed(Exception):
+class Failed(PrismError):
     """A request answered with an error status."""
 
 

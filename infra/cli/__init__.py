@@ -107,15 +107,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from infra.processes.supervisor import follow_parent
-    from projections.stores.clickhouse import EmbeddedEngineBusy
+    from write.errors import PrismError
 
     follow_parent()
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.run(Settings(), args)
-    except EmbeddedEngineBusy as error:
-        print(f"error: {error}", file=sys.stderr)
+    except PrismError as error:  # what Prism knows went wrong, said in one line (a traceback is for the unknown)
+        print(f"error: {error.message}", file=sys.stderr)
         return 1
 
 

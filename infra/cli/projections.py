@@ -40,22 +40,20 @@ def status(settings: Settings, _: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
-    except _unreachable() as error:  # evaluated only when something was raised
+    except Exception as error:
+        from projections.stores import registry
+        from write.errors import StoreUnavailable
+
+        failure = registry.translate(error)
+        if not isinstance(failure, StoreUnavailable):
+            raise
         print(
-            f"error: a store does not answer ({type(error).__name__}: {error}); start the local services with "
-            "`prism services up`, or check the PRISM_*_URL settings",
+            f"error: {failure.message}; start the local services with `prism services up`, or check the "
+            "PRISM_*_URL settings",
             file=sys.stderr,
         )
         return 2
     return 0
-
-
-def _unreachable() -> tuple[type[BaseException], ...]:
-    """What the stores' clients raise when nothing answers at their address."""
-    from elastic_transport import ConnectionError as ElasticsearchUnreachable
-    from redis.exceptions import ConnectionError as RedisUnreachable
-
-    return OSError, RedisUnreachable, ElasticsearchUnreachable
 
 
 def rebuild(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,35 +10,73 @@ from typing import Any
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra import bootstrap
 from infra.http import openapi, operations
-from infra.http.auth import Authenticator, AuthError, requires
+from infra.http.auth import Authenticator, requires
 from infra.http.error_body import error_body
 from infra.http.middleware.body_limit import BodyLimit
-from infra.http.middleware.to_owner import ToOwner
+from infra.http.middleware.to_owner import Deadlines, ToOwner
 from infra.settings import Settings
+from projections.stores import registry
 from readers import customer_dashboards, order_analytics, order_search, order_summaries
 from readers.analytics_sql import AnalystSql, Limits
-from readers.errors import ReaderError
 from workers.versions import LIVE
 from write import api as command_api
 from write.api_keys import OPERATOR
 from write.bus import CommandBus
-from write.errors import WriteError
+from write.errors import PrismError, StoreUnavailable
 
 Hook = Callable[[FastAPI], Awaitable[None]]
 log = logging.getLogger("prism.api")
-
-
-def _domain_error(_: Request, exc: Any) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.http_status, exc.code, exc.message, exc.field),
-        status_code=exc.http_status,
-        headers=getattr(exc, "headers", None),
+#: Each reader route's store (by its endpoint): a failure there is that store's, translated by its adapter.
+READ_STORES: dict[Any, str] = {
+    route.endpoint: store
+    for router, store in (
+        (order_summaries.router, "redis"),
+        (order_search.router, "elasticsearch"),
+        (customer_dashboards.router, "dashboards"),
+        (order_analytics.router, "clickhouse"),
     )
+    for route in router.routes
+    if isinstance(route, APIRoute)
+}
+
+
+def owner_deadlines(settings: Settings) -> Deadlines:
+    """How long an API process waits for the embedded engine's owner: a reader's wait for ``min_position`` and its
+    store deadline; an analyst's query its own time limit and queue on top; the operations that sweep every store
+    (status, audit) as long as their own store calls take."""
+    reader = settings.read_wait_seconds + settings.store_timeout_seconds  # a bounded wait for min_position, then
+    analyst = settings.sql_max_seconds + settings.sql_queue_seconds + reader  # its query
+    return Deadlines(
+        reader,
+        {"/analytics/sql": analyst, "/audit": None, "/audit/repair": None, "/projections": None},
+    )
+
+
+def _prism_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every Prism error, answered with its own status, code and headers in the common body."""
+    assert isinstance(exc, PrismError)
+    if isinstance(exc, StoreUnavailable):  # an expected outage: one line, no traceback
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    elif exc.http_status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message, exc_info=exc)
+    return JSONResponse(
+        error_body(exc.http_status, exc.code, exc.message, exc.field), status_code=exc.http_status, headers=exc.headers
+    )
+
+
+def _store_failure(request: Request, exc: Exception) -> JSONResponse:
+    """A driver's failure that reached the edge: its store's adapter says what it means (the route's store for a
+    reader), else it is a 500."""
+    route = request.scope.get("route")
+    translated = registry.translate(exc, READ_STORES.get(getattr(route, "endpoint", None)))
+    if translated is None:
+        return _unexpected(request, exc)
+    return _prism_error(request, translated)
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,15 +92,6 @@ def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
-
-
-def _no_connection(_: Request, exc: PoolTimeout) -> JSONResponse:
-    """Every write-database connection is busy (commands queued behind the append lock): the request did nothing."""
-    return JSONResponse(
-        error_body(503, "busy", "the write database has no free connection now; nothing was done, retry shortly"),
-        status_code=503,
-        headers={"Retry-After": "1"},
     )
 
 
@@ -82,6 +111,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.bus = CommandBus(app.state.write_engine)
         app.state.stores = await bootstrap.open_stores(settings)
         app.state.read_wait_seconds = settings.read_wait_seconds
+        app.state.store_timeout_seconds = settings.store_timeout_seconds
         app.state.authenticator = Authenticator(app.state.write_engine, settings)
         if settings.operator_token:
             log.warning(
@@ -114,12 +144,11 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         lifespan=lifespan,
         description="Commands on one write model; reads from four projections kept in sync from its log.",
     )
-    app.add_exception_handler(WriteError, _domain_error)
-    app.add_exception_handler(ReaderError, _domain_error)
-    app.add_exception_handler(AuthError, _domain_error)
+    app.add_exception_handler(PrismError, _prism_error)
+    for driver_error in registry.driver_errors():
+        app.add_exception_handler(driver_error, _store_failure)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(PoolTimeout, _no_connection)
     app.add_exception_handler(Exception, _unexpected)
     probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
@@ -127,6 +156,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
             ToOwner,
             socket_path=settings.clickhouse_owner_socket,
             routers=(order_analytics.router, operations.router, probes),
+            deadlines=owner_deadlines(settings),
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Each router's scope is decided here, once: its routes then take the tenant from the credential.

@@ -29,6 +29,7 @@ from infra.settings import Settings
 from write import api_keys
 from write.api import TENANT_PATTERN
 from write.api_keys import OPERATOR, PREFIX, SCOPES, TENANT_SCOPES
+from write.errors import PrismError
 
 #: Most verified credentials remembered at once; past it the memory starts again empty.
 _CACHE_ENTRIES = 10_000
@@ -45,7 +46,7 @@ bearer = HTTPBearer(
 )
 
 
-class AuthError(Exception):
+class AuthError(PrismError):
     """Root of the errors raised while proving who calls; mapped to HTTP with the common error body."""
 
     http_status = 401
@@ -53,9 +54,9 @@ class AuthError(Exception):
     field: str | None = None
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = {"WWW-Authenticate": "Bearer"} if self.http_status == 401 else None
+        super().__init__(
+            message, self.field, headers={"WWW-Authenticate": "Bearer"} if self.http_status == 401 else None
+        )
 
 
 class Unauthenticated(AuthError):

@@ -26,8 +26,9 @@ MEANINGS = {
     413: "The request body is larger than the limit (code too_large)",
     422: "A parameter or the body is invalid (field names which)",
     429: "Too many queries at once; retry after Retry-After seconds",
-    503: "A store does not answer (readiness), or every write-database connection is busy (code busy: nothing "
-    "was done; retry after Retry-After seconds)",
+    503: "A store the route needs is down or did not answer within PRISM_STORE_TIMEOUT_SECONDS (code unavailable; "
+    "the message names the store), or every write-database connection is busy (code busy); nothing was done: retry "
+    "after Retry-After seconds",
 }
 #: Headers that come with a status, whatever the route.
 HEADERS = {
@@ -41,8 +42,8 @@ HEADERS = {
     },
     503: {
         "Retry-After": {
-            "description": "With code busy: seconds to wait before retrying",
-            "required": False,
+            "description": "Seconds to wait before retrying",
+            "required": True,
             "schema": {"type": "integer"},
         }
     },

@@ -8,16 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from infra.bootstrap import active_projections
 from infra.http.auth import requires
 from infra.ops.metrics import exposition
-from infra.ops.rebuilds import UnknownProjection, known
+from infra.ops.rebuilds import known
 from infra.ops.status import projection_status
-from readers.errors import NotFound, ReaderError
+from projections.stores.adapter import describe
+from projections.stores.postgres import WRITE_DATABASE
+from projections.stores.registry import ping_all
 from workers import dead_letters, versions
-from workers.locks import ProjectionBusy
 from write import event_log
 from write.api_keys import OPERATOR, TENANT_SCOPES
 
@@ -27,13 +27,6 @@ router = APIRouter(tags=["operations"])
 Operator = [Security(requires(OPERATOR))]
 #: Status and positions say nothing of any tenant's data (commands answer positions too): any valid credential.
 Anyone = [Security(requires(OPERATOR, *TENANT_SCOPES))]
-
-
-class OperationRefused(ReaderError):
-    """Raised when a dead letter cannot be retried or discarded, or a version change cannot start."""
-
-    http_status = 409
-    code = "conflict"
 
 
 @router.get("/projections", dependencies=Anyone)
@@ -61,12 +54,8 @@ async def drop_previous(name: str, request: Request) -> dict[str, Any]:
 
 
 async def _version_change(request: Request, name: str, change) -> dict[str, Any]:
-    try:
-        version = await change(request.app.state.write_engine, known([name])[0])
-    except UnknownProjection as error:
-        raise NotFound(str(error)) from None
-    except versions.VersionError as error:
-        raise OperationRefused(str(error)) from None
+    """``UnknownProjection`` (404) and ``VersionError`` (409) carry their own HTTP meaning."""
+    version = await change(request.app.state.write_engine, known([name])[0])
     return {"projection": name, "version": version}
 
 
@@ -100,28 +89,19 @@ async def health() -> dict[str, str]:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Every store answers; 503 names the ones that do not."""
+    """Every store answers within its deadline; 503 (with Retry-After) names the ones that do not."""
     state = request.app.state
-    checks = {
-        "write_database": _sql(state.write_engine),
-        "dashboards_database": _sql(state.stores.dashboards),
-        "redis": state.stores.redis.ping(),
-        "elasticsearch": state.stores.elasticsearch.cluster.health(timeout="2s"),
-        "clickhouse": asyncio.to_thread(state.stores.clickhouse.command, "SELECT 1"),
-    }
-    results = await asyncio.gather(*(asyncio.wait_for(c, 3) for c in checks.values()), return_exceptions=True)
-    failed = {
-        name: f"{type(r).__name__}: {r}"
-        for name, r in zip(checks, results, strict=False)
-        if isinstance(r, BaseException)
-    }
+    deadline = state.store_timeout_seconds
+    write, stores = await asyncio.gather(
+        asyncio.gather(asyncio.wait_for(WRITE_DATABASE.ping(state.write_engine), deadline), return_exceptions=True),
+        ping_all(state.stores, deadline),
+    )
+    results = {"write_database": write[0], **stores}
+    failed = {name: describe(error) for name, error in results.items() if error is not None}
     body = {"status": "ready" if not failed else "unavailable", "failed": failed}
-    return JSONResponse(body, status_code=200 if not failed else 503)
-
-
-async def _sql(engine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    if not failed:
+        return JSONResponse(body)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
 def probes(open_routes: list[str]) -> APIRouter:
@@ -190,14 +170,7 @@ async def discard_dead_letter(dead_id: int, request: Request) -> dict:
 
 
 async def _resolve(request: Request, dead_id: int, action) -> dict:
-    try:
-        letter = await action(
-            request.app.state.write_engine,
-            await active_projections(request.app.state.write_engine, request.app.state.stores),
-            dead_id,
-        )
-    except dead_letters.DeadLetterNotFound as error:
-        raise NotFound(str(error)) from None
-    except (dead_letters.DeadLetterError, ProjectionBusy) as error:
-        raise OperationRefused(str(error)) from None
+    """``DeadLetterNotFound`` (404), ``DeadLetterError`` and ``ProjectionBusy`` (409) carry their HTTP meaning."""
+    engine = request.app.state.write_engine
+    letter = await action(engine, await active_projections(engine, request.app.state.stores), dead_id)
     return letter.as_dict()

@@ -33,6 +33,9 @@ STALLED_AFTER = 30.0
 class UnknownProjection(versions.VersionError):
     """Raised for a projection name that is not registered."""
 
+    http_status = 404
+    code = "not_found"
+
 
 def known(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in PROJECTIONS]

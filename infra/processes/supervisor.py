@@ -44,6 +44,7 @@ import httpx
 
 from infra.settings import Settings
 from projections.registry import PROJECTIONS, writing_to
+from write.errors import PrismError
 
 log = logging.getLogger("prism.serve")
 #: The first pause before a restart, and the longest.
@@ -260,7 +261,7 @@ def follow_parent() -> None:
         raise SystemExit("prism serve, which started this process, has already exited")
 
 
-class ServeFailed(RuntimeError):
+class ServeFailed(PrismError):
     """``prism serve`` did not become ready; its log says why."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from infra.settings import Settings
+from write.errors import PrismError
 
 #: The Elasticsearch installation, shared by the server (elasticsearch_server) and its plugin builds (plugins).
 ES_VERSION = "8.19.7"
@@ -36,7 +37,7 @@ LOG_TAIL_LINES = 30
 STOP_TIMEOUT_SECONDS = 60.0
 
 
-class ServiceError(Exception):
+class ServiceError(PrismError):
     """A local service could not be installed, started, checked or stopped."""
 
 

@@ -1,8 +1,10 @@
-"""One way to reach ClickHouse: a server over HTTP, or the embedded chDB engine on a local path."""
+"""The ClickHouse adapter: one way to reach it (a server over HTTP, or the embedded chDB engine on a local path),
+with a deadline on a server's every call, and what clickhouse-connect's errors mean."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,20 +12,46 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver import exceptions
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
+from projections.stores.adapter import StoreAdapter, StoreSettings, describe
+from write.errors import PrismError, StoreUnavailable
 
-class EmbeddedEngineBusy(Exception):
+#: ClickHouse error codes that mean "not now": too many parts (inserts faster than merges), memory limit, too many
+#: simultaneous queries, a timeout.
+BUSY_CODES = frozenset({252, 241, 202, 159})
+#: chDB raises without the code attribute a server's answer carries; its message starts with ``Code: N.``.
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+
+class EmbeddedEngineBusy(StoreUnavailable):
     """Raised when another process holds the embedded engine's data path (chDB allows one process per path)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("clickhouse", "its data path is held by another process")
+        self.message = message
+        self.args = (message,)
 
 
 def connect(
-    url: str, chdb_path: Path | str, settings: dict[str, Any] | None = None, database: str | None = None
+    url: str,
+    chdb_path: Path | str,
+    settings: dict[str, Any] | None = None,
+    database: str | None = None,
+    deadline: float | None = None,
+    **credentials: str,
 ) -> Any:
-    """A clickhouse-connect client; chDB when ``url`` is empty (one data path per process)."""
-    extra = {"database": database} if database else {}
+    """A clickhouse-connect client; chDB when ``url`` is empty (one data path per process).
+
+    A server's client gives up after ``deadline`` seconds (to connect, and between the bytes of an answer); the
+    embedded engine runs in this process, and the process that forwards to it bounds the wait instead.
+    """
+    extra: dict[str, Any] = {"database": database} if database else {}
     if url:
-        return clickhouse_connect.get_client(dsn=url, settings=settings or {}, **extra)
+        if deadline is not None:
+            extra |= {"connect_timeout": min(deadline, 10), "send_receive_timeout": deadline}
+        return clickhouse_connect.get_client(dsn=url, settings=settings or {}, **(extra | credentials))
     Path(chdb_path).mkdir(parents=True, exist_ok=True)
     try:
         return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {}, **extra)
@@ -63,3 +91,47 @@ class ReadPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for client in self._clients:
             client.close()
+
+
+class ClickHouseAdapter(StoreAdapter):
+    """ClickHouse, holding the order analytics: a server, or the embedded engine in its owner process."""
+
+    name = "clickhouse"
+    errors = (OSError, exceptions.ClickHouseError)
+
+    def open(self, settings: StoreSettings, deadline: float) -> Any:
+        return connect(settings.clickhouse_url, settings.chdb_path, deadline=deadline)
+
+    def open_reads(self, settings: StoreSettings, size: int) -> ReadPool:
+        """The readers' kept clients, on the readers' deadline."""
+        deadline = settings.store_timeout_seconds
+        return ReadPool(lambda: connect(settings.clickhouse_url, settings.chdb_path, deadline=deadline), size)
+
+    async def close(self, client: Any) -> None:
+        client.close()
+
+    async def ping(self, client: Any) -> None:
+        await asyncio.to_thread(client.command, "SELECT 1")
+
+    def recognize(self, error: BaseException) -> PrismError | None:
+        if not isinstance(error, exceptions.ClickHouseError):
+            return None
+        code = error_code(error)
+        if code in BUSY_CODES:
+            return self.unavailable(f"code {code}: {describe(error)}")
+        if isinstance(error, exceptions.OperationalError) and code is None:  # no answer: refused, reset, timed out
+            return self.unavailable(describe(error))
+        return self.rejected(describe(error))
+
+
+def error_code(error: BaseException) -> int | None:
+    """ClickHouse's error code: the driver's attribute (a server's answer header), else the ``Code: N.`` chDB
+    prints first in its message."""
+    code = getattr(error, "code", None)
+    if code is None:
+        found = _CODE.search(str(error))
+        code = int(found.group(1)) if found else None
+    return code
+
+
+CLICKHOUSE = ClickHouseAdapter()

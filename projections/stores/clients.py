@@ -17,4 +17,6 @@ class Stores:
     #: Readers' ClickHouse clients (a ``ReadPool``), apart from the projection's ``clickhouse``.
     clickhouse_reads: Any = None
     dashboards: Any = None
+    #: The deadline its clients were opened with (seconds): what a reader's call may take.
+    deadline: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)

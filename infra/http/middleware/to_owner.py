@@ -9,7 +9,8 @@ checks credentials as for any request; the public surface stays one port.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from infra.http.error_body import error_body
+from write.errors import StoreUnavailable
 
 #: Headers that belong to one connection, not to the request or answer they travel with.
 HOP_BY_HOP = frozenset(
@@ -34,11 +36,34 @@ HOP_BY_HOP = frozenset(
 )
 
 
-class ToOwner:
-    """ASGI middleware: requests for the routes of ``routers`` go to the owner over its socket, the rest to the app."""
+@dataclass(frozen=True)
+class Deadlines:
+    """How long to wait for the owner's answer to start, and stream: ``default`` seconds, or per path (None: no
+    limit, for operations that sweep every store)."""
 
-    def __init__(self, app: Any, socket_path: str, routers: Iterable[APIRouter]) -> None:
+    default: float | None = None
+    paths: Mapping[str, float | None] = field(default_factory=dict)
+
+    def of(self, path: str) -> float | None:
+        return self.paths.get(path, self.default)
+
+
+#: A Unix socket connects at once or not at all.
+CONNECT_SECONDS = 2.0
+
+
+class ToOwner:
+    """ASGI middleware: requests for the routes of ``routers`` go to the owner over its socket, the rest to the app.
+
+    An owner that is gone (killed, not started again yet) or does not answer within the path's deadline (hung) is
+    the analytics store being unavailable: 503 with Retry-After, like any store.
+    """
+
+    def __init__(
+        self, app: Any, socket_path: str, routers: Iterable[APIRouter], deadlines: Deadlines | None = None
+    ) -> None:
         self.app, self.socket_path = app, socket_path
+        self.deadlines = deadlines or Deadlines()
         self.routes = [route for router in routers for route in router.routes]
         self._client: httpx.AsyncClient | None = None
 
@@ -53,15 +78,7 @@ class ToOwner:
         try:
             response = await self.client.send(self._request(scope, receive), stream=True)
         except httpx.TransportError as error:
-            await JSONResponse(
-                error_body(
-                    503,
-                    "unavailable",
-                    f"the analytics engine's process is not answering ({type(error).__name__}); retry shortly",
-                ),
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )(scope, receive, send)
+            await _unavailable(f"its process does not answer: {type(error).__name__}")(scope, receive, send)
             return
         try:
             await send(
@@ -84,7 +101,7 @@ class ToOwner:
             self._client = httpx.AsyncClient(
                 transport=httpx.AsyncHTTPTransport(uds=self.socket_path),
                 base_url="http://owner",
-                timeout=httpx.Timeout(None, connect=2.0),
+                timeout=httpx.Timeout(None, connect=CONNECT_SECONDS),
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             )
         return self._client
@@ -93,9 +110,21 @@ class ToOwner:
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
         has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
         url = httpx.URL(path=scope["path"], query=scope["query_string"])
+        deadline = self.deadlines.of(scope["path"])
         return self.client.build_request(
-            scope["method"], url, headers=headers, content=_body(receive) if has_body else None
+            scope["method"],
+            url,
+            headers=headers,
+            content=_body(receive) if has_body else None,
+            timeout=httpx.Timeout(deadline, connect=CONNECT_SECONDS),
         )
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    error = StoreUnavailable("clickhouse", reason)
+    return JSONResponse(
+        error_body(error.http_status, error.code, error.message), status_code=error.http_status, headers=error.headers
+    )
 
 
 async def _body(receive: Any) -> AsyncIterator[bytes]:
