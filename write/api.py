@@ -20,11 +20,15 @@ TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 #: What ``str.strip`` (and so the domain) takes for whitespace, spelled out: ``\s`` differs between Python (which
 #: adds \x1c-\x1f), pydantic's Rust engine and ECMA (which adds \ufeff), and the schema must mean one thing.
 _WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Postgres text cannot hold NUL: every free text of the schema says so, and the ``Body`` check refuses it too.
+_NUL = r"\x00"
+#: Any text without NUL.
+TEXT_PATTERN = f"^[^{_NUL}]*$"
 #: ``domain.check_name``: something left after stripping whitespace (its 200 cap is each field's max_length).
-NAME_PATTERN = f"[^{_WS}]"
+NAME_PATTERN = f"^[^{_NUL}]*[^{_WS}{_NUL}][^{_NUL}]*$"
 #: ``domain.check_email``: stripped, lowercased, ``^[^@\s]+@[^@\s]+\.[^@\s]+$``. U+0130 is left out because
 #: lowercasing makes it two characters, which could take a 254-character address past the domain's 254.
-EMAIL_PATTERN = rf"^[{_WS}]*[^@{_WS}\u0130]+@[^@{_WS}\u0130]+\.[^@{_WS}\u0130]+[{_WS}]*$"
+EMAIL_PATTERN = rf"^[{_WS}]*[^@{_WS}\u0130{_NUL}]+@[^@{_WS}\u0130{_NUL}]+\.[^@{_WS}\u0130{_NUL}]+[{_WS}]*$"
 #: Money as the domain takes it (``domain.check_price``): a decimal string (like the domain, the API takes no
 #: floats, which cannot hold cents), above 0 and below 10,000,000,000, at most 2 decimal places.
 PRICE_PATTERN = r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"
@@ -134,7 +138,7 @@ class NameIn(Versioned):
 class ProductIn(Body):
     name: Name
     price: Price
-    sku: str | None = Field(None, max_length=64)
+    sku: str | None = Field(None, max_length=64, pattern=TEXT_PATTERN)
 
 
 class PriceIn(Versioned):
@@ -210,14 +214,14 @@ class ShippingAddressIn(Body):
 class OrderIn(Body):
     customer_id: uuid.UUID
     items: list[LineIn] = Field(min_length=1, max_length=100, description="1 to 100 lines")
-    note: str | None = Field(None, max_length=1000)
+    note: str | None = Field(None, max_length=1000, pattern=TEXT_PATTERN)
     shipping_address: ShippingAddressIn | None = Field(
         None, description="Where the order ships to; leave out when it has no address (collected, digital)"
     )
 
 
 class CancelIn(Versioned):
-    reason: str = Field("", max_length=500)
+    reason: str = Field("", max_length=500, pattern=TEXT_PATTERN)
 
 
 class DiscountIn(Versioned):
