@@ -17,12 +17,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.base import Batch, Projection
+from projections.base import HALT, SKIP, Batch, Projection
 from workers.locks import ProjectionBusy, exclusively
 from write import event_log
 from write.events import StoredEvent
 
-HALT, SKIP = "halt", "skip"
 
 
 class DeadLetterError(Exception):

@@ -175,9 +175,7 @@ class ProjectionRunner:
             async with engine.connect() as conn:
                 head = await event_log.head(conn)
             await drain(engine, building, self.rebuild_batch_size, policy, until=head)
-            prepare = getattr(building, "prepare", None)
-            if prepare is not None:
-                await prepare()
+            await building.prepare()
             async with exclusively(engine, live.label):
                 async with engine.connect() as conn:
                     roles, head = await versions.roles(conn, name), await event_log.head(conn)

@@ -12,7 +12,6 @@ from projections.registry import PROJECTIONS
 from projections.stores.clients import Stores
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
-from tests.integration.store_state import store_state
 from write import event_log
 
 
@@ -53,14 +52,14 @@ async def test_replayed_and_reordered_batches_converge(name, stores, tenant_even
     in_order = await fresh(name, stores, f"{NAMESPACE}_inorder")
     for batch in batches_of(tenant_events, 5):
         await in_order.apply(handled(in_order, batch))
-    expected = await store_state(in_order)
+    expected = await in_order.state()
     assert expected, "the in-order run wrote nothing"
 
     for seed in range(3):
         shuffled = await fresh(name, stores, f"{NAMESPACE}_shuffled")
         for batch in delivery(tenant_events, random.Random(f"{name}-{seed}")):
             await shuffled.apply(handled(shuffled, batch))
-        assert await store_state(shuffled) == expected, f"seed {seed}"
+        assert await shuffled.state() == expected, f"seed {seed}"
         assert await shuffled.checkpoint() == await in_order.checkpoint() == tenant_events[-1].position
 
 
@@ -69,7 +68,7 @@ async def test_the_same_batch_twice_changes_nothing(name, stores, tenant_events)
     projection = await fresh(name, stores, f"{NAMESPACE}_twice")
     for batch in batches_of(tenant_events, 1000):
         await projection.apply(handled(projection, batch))
-    once = await store_state(projection)
+    once = await projection.state()
     for batch in batches_of(tenant_events, 1000):
         await projection.apply(handled(projection, batch))
-    assert await store_state(projection) == once
+    assert await projection.state() == once

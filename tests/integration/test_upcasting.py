@@ -10,7 +10,6 @@ from decimal import Decimal
 from projections.base import Batch
 from projections.registry import PROJECTIONS
 from tests.conftest import NAMESPACE
-from tests.integration.store_state import store_state
 from write import event_log
 from write.event_log import EventLog
 from write.events import NewEvent
@@ -51,7 +50,7 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
         await projection.drop()
         await projection.setup()
         await projection.apply(Batch([event], position))
-    state = await store_state(summaries)
+    state = await summaries.state()
     doc = json.loads(state[f"order:{order_id}"][b"doc"])
     assert (doc["customer_name"], doc["status"], doc["total"]) == ("Amélie Old", "confirmed", "12.30")
     assert doc["items"][0] | {"name_position": 0} == {
@@ -63,7 +62,7 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
         "line_total": "12.30",
         "name_position": 0,
     }
-    dash = await store_state(dashboards)
+    dash = await dashboards.state()
     assert [(row[3], row[4]) for row in dash["dash_orders_v1"] if row[0] == order_id] == [
         ("confirmed", Decimal("12.30"))
     ]
