@@ -133,6 +133,10 @@ class Projection(ABC):
         """Atomically make this version the one readers see."""
 
     @abstractmethod
+    async def is_served(self) -> bool:
+        """Whether readers see this version now (what ``serve`` changes)."""
+
+    @abstractmethod
     async def drop(self) -> None:
         """Remove everything this version wrote (tests and rebuilds)."""
 

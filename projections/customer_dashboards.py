@@ -148,6 +148,15 @@ class CustomerDashboards(Projection):
                 await conn.execute(text(f"DROP VIEW IF EXISTS {view}"))
                 await conn.execute(text(f"ALTER VIEW {view}__staged RENAME TO {short}"))
 
+    async def is_served(self) -> bool:
+        """The served checkpoint view selects this version's checkpoint (it is switched last)."""
+        async with self.engine.connect() as conn:
+            definition = await conn.scalar(
+                text("SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v"),
+                {"s": self.tables.schema, "v": self.tables.served_checkpoint.split(".", 1)[1]},
+            )
+        return f"'{self.tables.checkpoint_key}'" in (definition or "")
+
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)
 

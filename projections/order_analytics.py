@@ -191,6 +191,16 @@ class OrderAnalytics(Projection):
         version is held)."""
         await asyncio.to_thread(self._refresh_rollup)
 
+    async def is_served(self) -> bool:
+        """The served checkpoint view selects this version's checkpoint (it is switched last)."""
+        database, view = self.tables.served_checkpoint.split(".", 1)
+        found = await asyncio.to_thread(
+            self.client.query,
+            "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
+            parameters={"d": database, "v": view},
+        )
+        return any(f"'{self.tables.checkpoint_key}'" in row[0] for row in found.result_rows)
+
     async def serve(self) -> None:
         await asyncio.to_thread(self._serve)
 

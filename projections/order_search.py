@@ -142,6 +142,9 @@ class OrderSearch(Projection):
         if first:
             await self.serve()
 
+    async def is_served(self) -> bool:
+        return bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
+
     async def _is_served(self) -> bool:
         """Whether readers search this version now.
 

@@ -17,7 +17,7 @@ import orjson
 
 from projections import documents
 from projections.base import Batch, Projection, forget_and_apply, label
-from projections.layouts.order_summaries import Keys, read_checkpoint
+from projections.layouts.order_summaries import Keys, read_checkpoint, served_version
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
@@ -66,6 +66,7 @@ class OrderSummaries(Projection):
         self.version, self.label = version, label(self.name, version)
         self.redis = stores.redis
         self.keys = Keys(stores.namespace, version)
+        self.namespace = stores.namespace
         self._write = self.redis.register_script(GUARDED_WRITE)
         self._read_docs = self.redis.register_script(READ_DOCS)
 
@@ -75,6 +76,9 @@ class OrderSummaries(Projection):
 
     async def serve(self) -> None:
         await self.redis.set(self.keys.serving, self.version)
+
+    async def is_served(self) -> bool:
+        return await served_version(self.redis, self.namespace) == self.version
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.redis, self.keys)
