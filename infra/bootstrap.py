@@ -16,7 +16,6 @@ from projections.stores.postgres import connect_args
 from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
-from workers.dead_letters import HALT
 from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
@@ -127,7 +126,7 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
 def policies(settings: Settings) -> dict[str, Policy]:
     """Each projection's poison policy: the setting if given, else the projection's own, else halt."""
     return {
-        name: Policy(settings.poison_policies.get(name, getattr(cls, "on_poison", HALT)), settings.poison_after)
+        name: Policy(settings.poison_policies.get(name, cls.on_poison), settings.poison_after)
         for name, cls in PROJECTIONS.items()
     }
 

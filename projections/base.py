@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from write.events import StoredEvent
+from write.facts import TenantFacts
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,12 @@ def label(name: str, version: int) -> str:
     return name if version == 1 else f"{name}@v{version}"
 
 
-class Projection(Protocol):
+#: What a projection's poison events do unless the settings say otherwise: ``halt`` it at the event, or ``skip``
+#: the event (parked as a dead letter either way).
+HALT, SKIP = "halt", "skip"
+
+
+class Projection(ABC):
     """A read model fed from the log.
 
     ``apply`` must be idempotent and version-guarded: re-applying a batch, or
@@ -78,21 +85,30 @@ class Projection(Protocol):
     A projection has versions (``version`` and ``label`` set by its constructor,
     ``cls(stores, version)``), each in storage of its own; readers see the one its
     store's pointer serves (an alias, a view, a pointer key), moved by ``serve``.
+
+    Registered in ``projections.registry``, a subclass gets the workers (catch-up,
+    rebuilds, rollbacks, dead letters), status and metrics, the audit and repair,
+    and the contract tests, from these methods alone.
     """
 
     name: ClassVar[str]
     #: The ``Stores`` client it writes through (the embedded ClickHouse can be open in one process only).
     store: ClassVar[str]
     handles: ClassVar[frozenset[str]]
+    #: What a poison event does when the settings name no policy for this projection (``HALT`` or ``SKIP``).
+    on_poison: ClassVar[str] = HALT
     version: int
     label: str
 
+    @abstractmethod
     async def setup(self) -> None:
         """Create what the store needs (idempotent); serve this version if the store serves none yet."""
 
+    @abstractmethod
     async def checkpoint(self) -> int:
         """The last log position this projection has applied."""
 
+    @abstractmethod
     async def apply(self, batch: Batch) -> None:
         """Apply ``batch`` in one batched write and move the checkpoint to ``batch.upto``.
 
@@ -100,28 +116,66 @@ class Projection(Protocol):
         (work that, redone for every batch of a catch-up, would cost more than the
         writes: a dashboard row's lists, a day's rollup) and leave its checkpoint
         behind until the work is done (see ``Deferred``): by the next batch without
-        ``more``, or by ``async def settle()``, which a catch-up calls when it stops.
+        ``more``, or by ``settle``, which a catch-up calls when it stops.
         Every write being guarded, a process that dies before then replays those
         batches harmlessly.
         """
 
+    async def settle(self) -> None:  # noqa: B027 (optional hook)
+        """Finish the work ``apply`` left for later (and move the checkpoint it held back); nothing by default."""
+
+    async def prepare(self) -> None:  # noqa: B027 (optional hook)
+        """The slow part of serving (a first refresh), called before a switch while readers still see the live
+        version, so that ``serve`` itself is quick; nothing by default."""
+
+    @abstractmethod
     async def serve(self) -> None:
-        """Atomically make this version the one readers see.
+        """Atomically make this version the one readers see."""
 
-        A projection whose serving has a slow part (a first refresh) may also have
-        ``async def prepare()``, called before a switch while readers still see the
-        live version, so that ``serve`` itself is quick.
-        """
+    @abstractmethod
+    async def is_served(self) -> bool:
+        """Whether readers see this version now (what ``serve`` changes)."""
 
+    @abstractmethod
     async def drop(self) -> None:
         """Remove everything this version wrote (tests and rebuilds)."""
 
+    @abstractmethod
     async def repair(self, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]) -> None:
-        """Rewrite what it holds for these orders and customers from their events, whatever is stored now."""
+        """Rewrite what it holds for these orders and customers from their events, whatever is stored now.
+
+        ``events`` are every event of these aggregates and of the customers and products
+        their orders name. A store without version tombstones can ``forget_and_apply``.
+        """
+
+    async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
+        """Delete what this version holds for these orders and customers (``forget_and_apply``'s first step)."""
+        raise NotImplementedError(f"{type(self).__name__} repairs without forgetting")
+
+    @abstractmethod
+    async def fingerprints(self, tenant: str) -> dict[str, tuple]:
+        """What this version holds for one tenant, reduced to one comparable tuple per document, by key (an order
+        id, a customer id): the audit compares it with ``expected`` of the write model's facts."""
+
+    @staticmethod
+    @abstractmethod
+    def expected(facts: TenantFacts) -> dict[str, tuple]:
+        """The fingerprints ``fingerprints`` must return for a tenant whose write model holds ``facts`` (pure)."""
+
+    @classmethod
+    def aggregates(cls, keys: list[str], facts: TenantFacts) -> tuple[list[str], list[str]]:
+        """The orders and customers whose events rewrite the documents of these drifted fingerprint keys (pure);
+        by default the keys are order ids."""
+        return list(keys), []
+
+    @abstractmethod
+    async def state(self) -> dict[str, Any]:
+        """Everything this version wrote, with the namespace and version left out of its names, so that two
+        namespaces that took the same log compare equal (a replay against a live run)."""
 
 
 async def forget_and_apply(
-    projection: Any, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]
+    projection: Projection, order_ids: list[str], customer_ids: list[str], events: list[StoredEvent]
 ) -> None:
     """Repair for stores without version tombstones: drop the documents, then apply the aggregates' events.
 

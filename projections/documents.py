@@ -18,6 +18,7 @@ from typing import Any
 
 from write import events as e
 from write.events import StoredEvent
+from write.facts import TenantFacts
 
 Doc = dict[str, Any]
 Dims = dict[str, Doc]
@@ -224,3 +225,23 @@ def rename_targets(events: list[StoredEvent]) -> tuple[set[str], set[str]]:
     }
     products = {ev.payload["product_id"] for ev in events if ev.type == e.PRODUCT_RENAMED}
     return customers, products
+
+
+def fingerprint(doc: Doc) -> tuple:
+    """What the audit compares of a stored document: the fields the write model also holds."""
+    return (
+        doc["status"],
+        doc["total"],
+        doc["version"],
+        doc["customer_name"],
+        doc["customer_email"],
+        tuple(item["product_name"] for item in sorted(doc["items"], key=lambda i: i["line_no"])),
+    )
+
+
+def expected_fingerprints(facts: TenantFacts) -> dict[str, tuple]:
+    """``fingerprint`` of each order's document, as the write model's facts say it should be (pure)."""
+    return {
+        o.id: (o.status, o.total, o.version, facts.customer_of(o).name, facts.customer_of(o).email, o.product_names)
+        for o in facts.orders.values()
+    }

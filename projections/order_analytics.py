@@ -24,15 +24,17 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
 
-from projections.base import Batch, Deferred, forget_and_apply, label
+from projections.base import Batch, Deferred, Projection, forget_and_apply, label
 from projections.layouts.order_analytics import VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
+from write.facts import TenantFacts
 
 ORDER_COLUMNS = (
     "tenant_id",
@@ -154,7 +156,7 @@ def rows(events: list[StoredEvent]) -> dict[str, Block]:
     }
 
 
-class OrderAnalytics:
+class OrderAnalytics(Projection):
     """Projection of order and product events into ClickHouse tables for analysts."""
 
     name: ClassVar[str] = "order_analytics"
@@ -189,6 +191,16 @@ class OrderAnalytics:
         version is held)."""
         await asyncio.to_thread(self._refresh_rollup)
 
+    async def is_served(self) -> bool:
+        """The served checkpoint view selects this version's checkpoint (it is switched last)."""
+        database, view = self.tables.served_checkpoint.split(".", 1)
+        found = await asyncio.to_thread(
+            self.client.query,
+            "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
+            parameters={"d": database, "v": view},
+        )
+        return any(f"'{self.tables.checkpoint_key}'" in row[0] for row in found.result_rows)
+
     async def serve(self) -> None:
         await asyncio.to_thread(self._serve)
 
@@ -201,6 +213,36 @@ class OrderAnalytics:
     async def forget(self, order_ids: list[str], customer_ids: list[str]) -> None:
         if order_ids:
             await asyncio.to_thread(self._forget, order_ids)
+
+    async def fingerprints(self, tenant: str) -> dict[str, tuple]:
+        """The tenant's order facts (status, total, customer), newest row of each."""
+        sql = (
+            f"SELECT toString(order_id), status, toString(total), toString(customer_id) "
+            f"FROM {self.tables.orders} FINAL WHERE tenant_id = %(t)s"
+        )
+        found = await asyncio.to_thread(self.client.query, sql, parameters={"t": tenant})
+        return {oid: (status, _cents(total), cid) for oid, status, total, cid in found.result_rows}
+
+    @staticmethod
+    def expected(facts: TenantFacts) -> dict[str, tuple]:
+        return {o.id: (o.status, o.total, o.customer_id) for o in facts.orders.values()}
+
+    async def state(self) -> dict[str, Any]:
+        """Every table's rows, by table name less the database (a rollup row without the time it was computed)."""
+        return await asyncio.to_thread(self._state)
+
+    def _state(self) -> dict[str, Any]:
+        t = self.tables
+        facts = {
+            table.split(".")[1]: self.client.query(f"SELECT * FROM {table} FINAL ORDER BY ALL").result_rows
+            for table in (t.orders, t.order_lines, t.order_events, t.products)
+        }
+        return facts | {
+            table.split(".")[1]: self.client.query(  # a rollup's version is the time it was computed
+                f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL"
+            ).result_rows
+            for table in (t.order_hours, t.product_days)
+        }
 
     def _forget(self, order_ids: list[str]) -> None:
         days = self.client.query(
@@ -352,6 +394,11 @@ def insert_block(client, table: str, block: Block, dedup_token: str | None = Non
     client.command(
         f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n{body}"
     )
+
+
+def _cents(total: str) -> str:
+    """A total as the write model shows it (two decimals)."""
+    return str(Decimal(total).quantize(Decimal("0.01")))
 
 
 def _quoted(value: str) -> str:

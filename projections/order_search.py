@@ -20,12 +20,13 @@ import orjson
 from elasticsearch.helpers import async_scan
 
 from projections import documents
-from projections.base import Batch, label
+from projections.base import Batch, Projection, label
 from projections.layouts.order_search import Names, read_checkpoint
 from projections.stores.clients import Stores
 from projections.stores.elasticsearch import BadRequest, Conflict
 from write.errors import StoreRejected, StoreUnavailable
 from write.events import StoredEvent
+from write.facts import TenantFacts
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
 log = logging.getLogger("prism.order_search")
@@ -122,7 +123,7 @@ def searchable(doc: documents.Doc) -> documents.Doc:
     }
 
 
-class OrderSearch:
+class OrderSearch(Projection):
     """Projection of order events (and renames) into a searchable order index."""
 
     name: ClassVar[str] = "order_search"
@@ -133,6 +134,7 @@ class OrderSearch:
         self.version, self.label = version, label(self.name, version)
         self.es = stores.elasticsearch
         self.names = Names(stores.namespace, version)
+        self.namespace = stores.namespace
         self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
 
     async def setup(self) -> None:
@@ -143,6 +145,9 @@ class OrderSearch:
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
         if first:
             await self.serve()
+
+    async def is_served(self) -> bool:
+        return bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
 
     async def _is_served(self) -> bool:
         """Whether readers search this version now.
@@ -259,6 +264,30 @@ class OrderSearch:
                 searchable(doc),
             ]
         await self.es.bulk(operations=operations, refresh=True)
+
+    async def fingerprints(self, tenant: str) -> dict[str, tuple]:
+        """The tenant's documents in this version's index, refreshed first (a version being built is not)."""
+        await self.es.indices.refresh(index=self.names.index)
+        query = {"query": {"term": {"tenant_id": tenant}}}
+        return {
+            hit["_id"]: documents.fingerprint(hit["_source"])
+            async for hit in async_scan(self.es, index=self.names.index, query=query)
+        }
+
+    @staticmethod
+    def expected(facts: TenantFacts) -> dict[str, tuple]:
+        return documents.expected_fingerprints(facts)
+
+    async def state(self) -> dict[str, Any]:
+        """Each index's documents with their versions (the log positions they reflect), by index name less the
+        namespace."""
+        indexes = [self.names.index, self.names.dimensions]
+        await self.es.indices.refresh(index=indexes)
+        state = {}
+        for index in indexes:
+            found = [hit async for hit in async_scan(self.es, index=index, query={"version": True}, size=1000)]
+            state[index.removeprefix(f"{self.namespace}-")] = {h["_id"]: (h["_version"], h["_source"]) for h in found}
+        return state
 
     async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
         """Bulk requests of at most ``BULK_BYTES``, ``BULK_CONCURRENCY`` at a time, refreshed if readers search this

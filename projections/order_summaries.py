@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
 from projections import documents
-from projections.base import Batch, forget_and_apply, label
-from projections.layouts.order_summaries import Keys, read_checkpoint
+from projections.base import Batch, Projection, forget_and_apply, label
+from projections.layouts.order_summaries import Keys, read_checkpoint, served_version
 from projections.stores.clients import Stores
 from write.events import StoredEvent
+from write.facts import TenantFacts
 
 #: Keys per SCAN step and per UNLINK when a version is dropped.
 DROP_CHUNK = 10_000
@@ -54,7 +55,7 @@ return docs
 STAMPS = ("order_position", "customer_position", "position")
 
 
-class OrderSummaries:
+class OrderSummaries(Projection):
     """Projection of order events (and renames) into Redis order documents."""
 
     name: ClassVar[str] = "order_summaries"
@@ -65,6 +66,7 @@ class OrderSummaries:
         self.version, self.label = version, label(self.name, version)
         self.redis = stores.redis
         self.keys = Keys(stores.namespace, version)
+        self.namespace = stores.namespace
         self._write = self.redis.register_script(GUARDED_WRITE)
         self._read_docs = self.redis.register_script(READ_DOCS)
 
@@ -74,6 +76,9 @@ class OrderSummaries:
 
     async def serve(self) -> None:
         await self.redis.set(self.keys.serving, self.version)
+
+    async def is_served(self) -> bool:
+        return await served_version(self.redis, self.namespace) == self.version
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.redis, self.keys)
@@ -110,6 +115,37 @@ class OrderSummaries:
         keys += [self.keys.dimension(documents.customer_key(cid)) for cid in customer_ids]
         if keys:
             await self.redis.delete(*keys)
+
+    async def fingerprints(self, tenant: str) -> dict[str, tuple]:
+        """The tenant's order documents, as the tenant's order index lists them."""
+        ids = [_text(i) for i in await self.redis.zrange(self.keys.tenant_orders(tenant), 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for oid in ids:
+                pipe.hget(self.keys.order(oid), "doc")
+            raw = await pipe.execute()
+        return {
+            oid: documents.fingerprint(orjson.loads(doc)) for oid, doc in zip(ids, raw, strict=True) if doc is not None
+        }
+
+    @staticmethod
+    def expected(facts: TenantFacts) -> dict[str, tuple]:
+        return documents.expected_fingerprints(facts)
+
+    async def state(self) -> dict[str, Any]:
+        """Every key of this version with its value (sets sorted), by the key less the version's prefix."""
+        state: dict[str, Any] = {}
+        readers = {
+            "hash": self.redis.hgetall,
+            "set": self.redis.smembers,
+            "string": self.redis.get,
+            "zset": lambda k: self.redis.zrange(k, 0, -1, withscores=True),
+        }
+        async for raw in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
+            key = _text(raw)
+            kind = _text(await self.redis.type(key))
+            value = await readers[kind](key)
+            state[key.removeprefix(self.keys.prefix)] = sorted(value) if kind == "set" else value
+        return state
 
     async def _current(self, batch: Batch) -> tuple[dict[str, documents.Doc], documents.Dims]:
         """The stored documents the batch touches (its orders, those its renames reach) and the names it needs."""

@@ -155,9 +155,7 @@ async def drain(
     ``until``.
     """
     progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
-    settle = getattr(projection, "settle", None)
-    if settle is not None:
-        await settle()
+    await projection.settle()
     return progress
 
 

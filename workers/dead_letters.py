@@ -14,16 +14,18 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from projections.base import Batch, Projection
+from projections.base import HALT, SKIP, Batch, Projection
 from workers.locks import ProjectionBusy, exclusively
 from write import event_log
 from write.errors import PrismError
 from write.events import StoredEvent
-
-HALT, SKIP = "halt", "skip"
+from write.schema import projection_dead_letters as letters
+from write.schema import projection_failures as failures
+from write.schema import projection_halts as halts
 
 
 class DeadLetterError(PrismError):
@@ -62,88 +64,91 @@ class DeadLetter:
 async def record_failure(engine: AsyncEngine, projection: str, position: int, error: BaseException) -> int:
     """Count one more failure of this event; return how many in a row."""
     async with engine.begin() as conn:
-        return (
-            await conn.execute(
-                text(
-                    "INSERT INTO projection_failures (projection, position, attempts, error) VALUES (:p, :pos, 1, :e) "
-                    "ON CONFLICT (projection, position) DO UPDATE SET attempts = projection_failures.attempts + 1, "
-                    "error = excluded.error, last_failed_at = now() RETURNING attempts"
-                ),
-                {"p": projection, "pos": position, "e": describe(error)},
-            )
-        ).scalar_one()
+        counted = insert(failures).values(projection=projection, position=position, attempts=1, error=describe(error))
+        counted = counted.on_conflict_do_update(
+            index_elements=[failures.c.projection, failures.c.position],
+            set_={
+                "attempts": failures.c.attempts + 1,
+                "error": counted.excluded.error,
+                "last_failed_at": func.now(),
+            },
+        )
+        return (await conn.execute(counted.returning(failures.c.attempts))).scalar_one()
 
 
 async def clear_failures(engine: AsyncEngine, projection: str, upto: int) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
-            text("DELETE FROM projection_failures WHERE projection = :p AND position <= :upto"),
-            {"p": projection, "upto": upto},
-        )
+        await conn.execute(delete(failures).where(failures.c.projection == projection, failures.c.position <= upto))
 
 
 async def park(engine: AsyncEngine, projection: str, event: StoredEvent, policy: str) -> int:
     """Move the event's failure record into the dead-letter table; halt the projection if the policy says so."""
     async with engine.begin() as conn:
-        failure = (
-            await conn.execute(
-                text("DELETE FROM projection_failures WHERE projection = :p AND position = :pos RETURNING *"),
-                {"p": projection, "pos": event.position},
-            )
-        ).one()
-        dead_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO projection_dead_letters (projection, position, event_id, event_type, event, error, attempts,"
-                    " policy, status, first_failed_at, last_failed_at) VALUES (:p, :pos, :eid, :type, :event, :error,"
-                    " :attempts, :policy, 'parked', :first, :last) RETURNING id"
-                ),
-                {
-                    "p": projection,
-                    "pos": event.position,
-                    "eid": event.event_id,
-                    "type": event.type,
-                    "event": json.dumps(asdict(event), default=str),
-                    "error": failure.error,
-                    "attempts": failure.attempts,
-                    "policy": policy,
-                    "first": failure.first_failed_at,
-                    "last": failure.last_failed_at,
-                },
-            )
-        ).scalar_one()
+        failed = delete(failures).where(failures.c.projection == projection, failures.c.position == event.position)
+        failure = (await conn.execute(failed.returning(*failures.c))).one()
+        parked = insert(letters).values(
+            projection=projection,
+            position=event.position,
+            event_id=event.event_id,
+            event_type=event.type,
+            event=json.loads(json.dumps(asdict(event), default=str)),  # ids and times as text, as it always was
+            error=failure.error,
+            attempts=failure.attempts,
+            policy=policy,
+            status="parked",
+            first_failed_at=failure.first_failed_at,
+            last_failed_at=failure.last_failed_at,
+        )
+        dead_id = (await conn.execute(parked.returning(letters.c.id))).scalar_one()
         if policy == HALT:
             await conn.execute(
-                text("INSERT INTO projection_halts (projection, position, dead_letter_id) VALUES (:p, :pos, :id)"),
-                {"p": projection, "pos": event.position, "id": dead_id},
+                insert(halts).values(projection=projection, position=event.position, dead_letter_id=dead_id)
             )
     return dead_id
 
 
 async def halted_at(engine: AsyncEngine, projection: str) -> int | None:
     async with engine.connect() as conn:
-        return (
-            await conn.execute(text("SELECT position FROM projection_halts WHERE projection = :p"), {"p": projection})
-        ).scalar()
+        return (await conn.execute(select(halts.c.position).where(halts.c.projection == projection))).scalar()
+
+
+async def halted(conn: AsyncConnection) -> set[str]:
+    """The labels of the projections halted at a parked event."""
+    return set((await conn.execute(select(halts.c.projection))).scalars())
 
 
 async def listing(
     engine: AsyncEngine, projection: str | None = None, status: str | None = "parked"
 ) -> list[DeadLetter]:
-    query = (
-        "SELECT id, projection, position, event_id::text, event_type, error, attempts, policy, status, "
-        "first_failed_at, last_failed_at, resolved_at FROM projection_dead_letters "
-        "WHERE (CAST(:p AS text) IS NULL OR projection = :p) AND (CAST(:s AS text) IS NULL OR status = :s) "
-        "ORDER BY id"
-    )
+    c = letters.c
+    query = select(
+        c.id,
+        c.projection,
+        c.position,
+        cast(c.event_id, Text),
+        c.event_type,
+        c.error,
+        c.attempts,
+        c.policy,
+        c.status,
+        c.first_failed_at,
+        c.last_failed_at,
+        c.resolved_at,
+    ).order_by(c.id)
+    if projection is not None:
+        query = query.where(c.projection == projection)
+    if status is not None:
+        query = query.where(c.status == status)
     async with engine.connect() as conn:
-        return [DeadLetter(*row) for row in await conn.execute(text(query), {"p": projection, "s": status})]
+        return [DeadLetter(*row) for row in await conn.execute(query)]
 
 
 async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT projection, count(*) FROM projection_dead_letters WHERE status = 'parked' GROUP BY projection")
+            select(letters.c.projection, func.count())
+            .where(letters.c.status == "parked")
+            .group_by(letters.c.projection)
         )
         return dict(rows.all())
 
@@ -180,10 +185,9 @@ async def discard(engine: AsyncEngine, projections: dict[str, Projection], dead_
 async def _resolve(engine: AsyncEngine, letter: DeadLetter, status: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(
-            text("UPDATE projection_dead_letters SET status = :s, resolved_at = now() WHERE id = :id"),
-            {"s": status, "id": letter.id},
+            update(letters).where(letters.c.id == letter.id).values(status=status, resolved_at=func.now())
         )
-        await conn.execute(text("DELETE FROM projection_halts WHERE dead_letter_id = :id"), {"id": letter.id})
+        await conn.execute(delete(halts).where(halts.c.dead_letter_id == letter.id))
 
 
 async def _one(engine: AsyncEngine, dead_id: int) -> DeadLetter:

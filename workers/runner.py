@@ -17,11 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
-from workers import versions
+from workers import runs, versions
 from workers.catch_up import Policy, Progress, catch_up, drain, follow
 from workers.locks import exclusively
 from workers.notices import Notices
@@ -175,9 +174,7 @@ class ProjectionRunner:
             async with engine.connect() as conn:
                 head = await event_log.head(conn)
             await drain(engine, building, self.rebuild_batch_size, policy, until=head)
-            prepare = getattr(building, "prepare", None)
-            if prepare is not None:
-                await prepare()
+            await building.prepare()
             async with exclusively(engine, live.label):
                 async with engine.connect() as conn:
                     roles, head = await versions.roles(conn, name), await event_log.head(conn)
@@ -235,12 +232,4 @@ class ProjectionRunner:
 
 async def record_run(engine, progress: Progress) -> None:
     """The last batch's size and apply time, for status and metrics (one row per projection)."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO projection_runs (projection, last_batch_size, last_batch_seconds) VALUES (:p, :n, :s) "
-                "ON CONFLICT (projection) DO UPDATE SET last_batch_size = excluded.last_batch_size, "
-                "last_batch_seconds = excluded.last_batch_seconds, updated_at = now()"
-            ),
-            {"p": progress.projection, "n": progress.last_batch_size, "s": progress.last_batch_seconds},
-        )
+    await runs.record(engine, progress.projection, progress.last_batch_size, progress.last_batch_seconds)

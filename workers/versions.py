@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, and_, case, extract, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from workers.locks import lock_key
 from write.errors import PrismError
+from write.schema import projection_versions as versions
 
 LIVE, NEXT, PREVIOUS, RETIRING, DROPPED = "live", "next", "previous", "retiring", "dropped"
 
@@ -33,6 +35,8 @@ class Version:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     switched_at: datetime | None = None
+    #: Positions per second while it was built, as of its last recorded checkpoint.
+    build_rate: float | None = None
 
 
 class VersionError(PrismError):
@@ -45,23 +49,28 @@ class VersionError(PrismError):
 async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     """Role → version for one projection (``live`` is 1 until a switch says otherwise)."""
     rows = await conn.execute(
-        text("SELECT role, version FROM projection_versions WHERE projection = :p AND role <> 'dropped'"), {"p": name}
+        select(versions.c.role, versions.c.version).where(versions.c.projection == name, versions.c.role != DROPPED)
     )
     return {LIVE: 1} | dict(rows.tuples().all())
+
+
+async def recorded(conn: AsyncConnection) -> list[Version]:
+    """Every version with a row, dropped ones included (no implicit first versions)."""
+    c = versions.c
+    columns = (c.projection, c.version, c.role, c.checkpoint, c.created_at, c.updated_at, c.switched_at, c.build_rate)
+    return [Version(*row) for row in await conn.execute(select(*columns).order_by(c.projection, c.version.desc()))]
+
+
+async def role_of(conn: AsyncConnection, name: str, version: int) -> str | None:
+    """The role of one version, None if it has no row."""
+    found = select(versions.c.role).where(versions.c.projection == name, versions.c.version == version)
+    return (await conn.execute(found)).scalar()
 
 
 async def listing(engine: AsyncEngine, names: list[str]) -> list[Version]:
     """Every version not dropped, implicit first versions included, newest first per projection."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT projection, version, role, checkpoint, created_at, updated_at, switched_at "
-                    "FROM projection_versions WHERE role <> 'dropped' ORDER BY projection, version DESC"
-                )
-            )
-        ).all()
-    found = [Version(*row) for row in rows]
+        found = [v for v in await recorded(conn) if v.role != DROPPED]
     # Version 1 has a row only once a switch or a drop has touched it; until then it is live, a rebuild or not.
     implicit = [
         Version(name, 1, LIVE, 0)
@@ -80,13 +89,10 @@ async def start_rebuild(engine: AsyncEngine, name: str) -> int:
         if NEXT in current:
             raise VersionError(f"{name} is already building version {current[NEXT]}; wait for its switch")
         newest = (
-            await conn.execute(text("SELECT max(version) FROM projection_versions WHERE projection = :p"), {"p": name})
+            await conn.execute(select(func.max(versions.c.version)).where(versions.c.projection == name))
         ).scalar()
         version = (newest or 1) + 1
-        await conn.execute(
-            text("INSERT INTO projection_versions (projection, version, role) VALUES (:p, :v, 'next')"),
-            {"p": name, "v": version},
-        )
+        await conn.execute(insert(versions).values(projection=name, version=version, role=NEXT))
         return version
 
 
@@ -115,13 +121,18 @@ async def retire_previous(engine: AsyncEngine, name: str) -> int:
 async def record_checkpoint(engine: AsyncEngine, name: str, version: int, checkpoint: int) -> None:
     """A built version's progress, and its rate since the last record (positions per second), kept for status."""
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE projection_versions SET build_rate = CASE WHEN :c > checkpoint AND now() > updated_at "
-                "THEN (:c - checkpoint) / extract(epoch FROM now() - updated_at) ELSE build_rate END, "
-                "checkpoint = :c, updated_at = now() WHERE projection = :p AND version = :v"
+        c, now = literal(checkpoint, BigInteger), func.now()
+        rate = case(
+            (
+                and_(c > versions.c.checkpoint, now > versions.c.updated_at),
+                (c - versions.c.checkpoint) / extract("epoch", now - versions.c.updated_at),
             ),
-            {"p": name, "v": version, "c": checkpoint},
+            else_=versions.c.build_rate,
+        )
+        await conn.execute(
+            update(versions)
+            .where(versions.c.projection == name, versions.c.version == version)
+            .values(build_rate=rate, checkpoint=c, updated_at=now)
         )
 
 
@@ -136,19 +147,17 @@ async def switched(engine: AsyncEngine, name: str, version: int, checkpoint: int
             return False
         if PREVIOUS in current:
             await _set_role(conn, name, current[PREVIOUS], RETIRING)
+        kept = insert(versions).values(projection=name, version=current[LIVE], role=PREVIOUS, switched_at=func.now())
         await conn.execute(
-            text(
-                "INSERT INTO projection_versions (projection, version, role, switched_at) VALUES (:p, :v, 'previous', "
-                "now()) ON CONFLICT (projection, version) DO UPDATE SET role = 'previous', updated_at = now()"
-            ),
-            {"p": name, "v": current[LIVE]},
+            kept.on_conflict_do_update(
+                index_elements=[versions.c.projection, versions.c.version],
+                set_={"role": PREVIOUS, "updated_at": func.now()},
+            )
         )
         await conn.execute(
-            text(
-                "UPDATE projection_versions SET role = 'live', checkpoint = :c, switched_at = now(), "
-                "updated_at = now() WHERE projection = :p AND version = :v"
-            ),
-            {"p": name, "v": version, "c": checkpoint},
+            update(versions)
+            .where(versions.c.projection == name, versions.c.version == version)
+            .values(role=LIVE, checkpoint=checkpoint, switched_at=func.now(), updated_at=func.now())
         )
         return True
 
@@ -166,6 +175,7 @@ async def _locked_roles(conn: AsyncConnection, name: str) -> dict[str, int]:
 
 async def _set_role(conn: AsyncConnection, name: str, version: int, role: str) -> None:
     await conn.execute(
-        text("UPDATE projection_versions SET role = :r, updated_at = now() WHERE projection = :p AND version = :v"),
-        {"p": name, "v": version, "r": role},
+        update(versions)
+        .where(versions.c.projection == name, versions.c.version == version)
+        .values(role=role, updated_at=func.now())
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 
@@ -148,4 +151,98 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# The read side's operations, kept beside the log in the same database (migrations 0002, 0003, 0006). They are
+# described here because the migrations' metadata is this one: a table missing from it would look, to a
+# migration check, like a table to drop. Their statements live in the workers' modules that own each table
+# (workers/versions.py, workers/dead_letters.py, workers/runs.py).
+
+
+def _now(name: str, nullable: bool = False) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now())
+
+
+#: Consecutive failures of one event in one projection, until it succeeds or is parked.
+projection_failures = Table(
+    "projection_failures",
+    metadata,
+    Column("projection", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),
+    _now("first_failed_at"),
+    _now("last_failed_at"),
+    PrimaryKeyConstraint("projection", "position"),
+)
+
+#: Parked (poison) events: at most one parked per projection and position.
+projection_dead_letters = Table(
+    "projection_dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("projection", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("event", JSONB, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("policy", Text, CheckConstraint("policy IN ('halt', 'skip')"), nullable=False),
+    Column("status", Text, CheckConstraint("status IN ('parked', 'retried', 'discarded')"), nullable=False),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index(
+        "projection_dead_letters_parked_key",
+        "projection",
+        "position",
+        unique=True,
+        postgresql_where=text("status = 'parked'"),
+    ),
+)
+
+#: The last batch of each projection: its size and apply time.
+projection_runs = Table(
+    "projection_runs",
+    metadata,
+    Column("projection", Text, primary_key=True),
+    Column("last_batch_size", Integer, nullable=False),
+    Column("last_batch_seconds", Double, nullable=False),
+    _now("updated_at"),
+)
+
+#: Projections halted at a parked event, until it is retried or discarded.
+projection_halts = Table(
+    "projection_halts",
+    metadata,
+    Column("projection", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("dead_letter_id", BigInteger, ForeignKey("projection_dead_letters.id"), nullable=False),
+    _now("halted_at"),
+)
+
+#: Versions of each projection and their roles (live, next, previous, retiring, dropped); version 1 has no row
+#: until a switch or a drop touches it.
+projection_versions = Table(
+    "projection_versions",
+    metadata,
+    Column("projection", Text, nullable=False),
+    Column("version", Integer, CheckConstraint("version >= 1"), nullable=False),
+    Column(
+        "role",
+        Text,
+        CheckConstraint("role IN ('live', 'next', 'previous', 'retiring', 'dropped')"),
+        nullable=False,
+    ),
+    Column("checkpoint", BigInteger, nullable=False, server_default="0"),
+    _now("created_at"),
+    _now("updated_at"),
+    Column("switched_at", DateTime(timezone=True)),
+    Column("build_rate", Double),
+    PrimaryKeyConstraint("projection", "version"),
+    *(
+        Index(f"projection_versions_one_{role}", "projection", unique=True, postgresql_where=text(f"role = '{role}'"))
+        for role in ("live", "next", "previous")
+    ),
 )

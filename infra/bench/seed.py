@@ -29,7 +29,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from write import commands as c
-from write import domain, snapshots
+from write import domain, event_log, snapshots
 from write import events as e
 from write.bus import CommandBus
 from write.event_log import APPEND_LOCK_KEY, NOTIFY_CHANNEL
@@ -137,7 +137,7 @@ async def seed(
             await land()
     await _settle(engine)
     async with engine.connect() as conn:
-        head = (await conn.exec_driver_sql("SELECT coalesce(max(position), 0) FROM events")).scalar_one()
+        head = await event_log.head(conn)
     return Seeded(
         [cat.tenant for cat in catalogues],
         {cat.tenant: [str(r.id) for r in cat.customers] for cat in catalogues},

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
 from infra import bootstrap
 from infra.demo import addresses
@@ -263,55 +262,39 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
 
 
 async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenants: list[Tenant]) -> bool:
-    """Per tenant: orders in the write model against documents in each store, and dashboard lifetime values.
+    """Per tenant: orders in the write model against documents in each store, and dashboard rows that differ from
+    the write model's, through the projections' own fingerprints (what the audit compares).
 
     ClickHouse is asked through the API, as the tenant's analyst: under ``serve`` one process holds the engine.
     """
-    from projections.layouts.customer_dashboards import Tables as DashboardTables
-    from projections.layouts.order_search import Names
-    from projections.layouts.order_summaries import Keys, served_version
+    from infra.ops.audit import served
+    from write.facts import tenant_facts
 
     engine = bootstrap.write_engine(settings, pool_size=1)
+    projections = await served(engine, stores)
+    summaries, search, dashboards = (
+        projections["order_summaries"],
+        projections["order_search"],
+        projections["customer_dashboards"],
+    )
     ok = True
-    print(f"\n{'tenant':<18}{'write db':>9}{'redis':>8}{'elastic':>9}{'clickhouse':>11}{'ltv mismatches':>16}")
+    print(f"\n{'tenant':<18}{'write db':>9}{'redis':>8}{'elastic':>9}{'clickhouse':>11}{'dash mismatches':>16}")
     for t in tenants:
         async with engine.connect() as conn:
-            orders = (
-                await conn.execute(text("SELECT count(*) FROM orders WHERE tenant_id = :t"), {"t": t.id})
-            ).scalar()
-            sums = await conn.execute(
-                text(
-                    "SELECT customer_id, coalesce(sum(total) FILTER (WHERE status <> 'cancelled'), 0) "
-                    "FROM orders WHERE tenant_id = :t GROUP BY customer_id"
-                ),
-                {"t": t.id},
-            )
-            ltv: dict[Any, Any] = dict(sums.all())
-        redis_docs = await stores.redis.zcard(
-            Keys(settings.namespace, await served_version(stores.redis, settings.namespace)).tenant_orders(t.id)
-        )
-        es_docs = (
-            await stores.elasticsearch.count(index=Names(settings.namespace).alias, query={"term": {"tenant_id": t.id}})
-        )["count"]
+            facts = await tenant_facts(conn, t.id)
         ch = await client.post(
             "/analytics/sql",
             json={"sql": "SELECT count(DISTINCT order_id) FROM orders"},
             headers={"Authorization": f"Bearer {t.key}"},
         )
-        async with stores.dashboards.connect() as conn:
-            dash = dict(
-                (
-                    await conn.execute(
-                        text(
-                            f"SELECT customer_id, lifetime_value FROM {DashboardTables(settings.namespace).served} "
-                            "WHERE tenant_id = :t"
-                        ),
-                        {"t": t.id},
-                    )
-                ).all()
-            )
-        mismatches = sum(1 for cid, value in ltv.items() if dash.get(cid) != value)
-        counts = (orders, redis_docs, es_docs, ch.json()["rows"][0][0] if ch.status_code == 200 else ch.text)
+        rows = await dashboards.fingerprints(t.id)
+        mismatches = sum(1 for cid, row in dashboards.expected(facts).items() if rows.get(cid) != row)
+        counts = (
+            len(facts.orders),
+            len(await summaries.fingerprints(t.id)),
+            len(await search.fingerprints(t.id)),
+            ch.json()["rows"][0][0] if ch.status_code == 200 else ch.text,
+        )
         ok = ok and len(set(counts)) == 1 and mismatches == 0
         print(f"{t.id:<18}{counts[0]:>9}{counts[1]:>8}{counts[2]:>9}{counts[3]:>11}{mismatches:>16}")
     await engine.dispose()

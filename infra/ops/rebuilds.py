@@ -17,12 +17,12 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import label
 from projections.registry import PROJECTIONS
-from workers import versions
+from workers import dead_letters, versions
+from write import event_log
 
 #: Seconds over which the rate is measured, and between two progress lines when not on a terminal.
 RATE_WINDOW, PLAIN_EVERY = 5.0, 5.0
@@ -81,14 +81,9 @@ async def watch(
     try:
         while True:
             async with engine.connect() as conn:
-                head = int((await conn.execute(text("SELECT coalesce(max(position), 0) FROM events"))).scalar())
-                roles = {
-                    (r.projection, r.version): (r.role, r.checkpoint)
-                    for r in await conn.execute(
-                        text("SELECT projection, version, role, checkpoint FROM projection_versions")
-                    )
-                }
-                halted = {r[0] for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
+                head = await event_log.head(conn)
+                roles = {(v.projection, v.version): (v.role, v.checkpoint) for v in await versions.recorded(conn)}
+                halted = await dead_letters.halted(conn)
             for w in watched:
                 role, checkpoint = roles.get((w.name, w.version), (versions.NEXT, 0))
                 w.done = role == versions.LIVE
@@ -162,12 +157,7 @@ async def wait_dropped(engine: AsyncEngine, name: str, version: int, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with engine.connect() as conn:
-            role = (
-                await conn.execute(
-                    text("SELECT role FROM projection_versions WHERE projection = :p AND version = :v"),
-                    {"p": name, "v": version},
-                )
-            ).scalar()
+            role = await versions.role_of(conn, name, version)
         if role == versions.DROPPED:
             return True
         await asyncio.sleep(0.2)

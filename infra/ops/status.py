@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
-from workers import dead_letters
+from workers import dead_letters, runs, versions
 from workers.versions import LIVE, NEXT, PREVIOUS
 from write import event_log
 from write.schema import events
@@ -43,17 +43,14 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
     parked = await dead_letters.counts(log_engine)
     async with log_engine.connect() as conn:
         head = await event_log.head(conn)
-        runs = {r.projection: r for r in await conn.execute(text("SELECT * FROM projection_runs"))}
-        halts = {r.projection for r in await conn.execute(text("SELECT projection FROM projection_halts"))}
+        last_runs = await runs.latest(conn)
+        halts = await dead_letters.halted(conn)
         rows = []
-        listed = {
-            (r.projection, r.version): r
-            for r in await conn.execute(text("SELECT projection, version, role, build_rate FROM projection_versions"))
-        }
+        listed = {(v.projection, v.version): v for v in await versions.recorded(conn)}
         for name, projection in projections.items():
             checkpoint = await projection.checkpoint()
             lag, age = await _lag(conn, checkpoint)
-            run = runs.get(name)
+            run = last_runs.get(name)
             version = listed.get((projection.name, projection.version))
             role = version.role if version else LIVE
             rows.append(

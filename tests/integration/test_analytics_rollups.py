@@ -16,7 +16,7 @@ from projections.order_analytics import OrderAnalytics
 from readers.order_analytics import PERIODS, DateRange, _query, by_hour_sql, revenue_sql, summary_sql, top_products_sql
 from tests.conftest import NAMESPACE
 from tests.integration.history import write_history
-from tests.integration.test_projection_stores import batches_of, delivery, fresh, handled
+from tests.integration.test_projection_contract import batches_of, delivery, fresh, handled
 from write import event_log
 
 #: The facts' answers, as the readers computed them before the rollups: the reference.

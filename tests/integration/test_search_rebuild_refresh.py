@@ -8,7 +8,6 @@ from dataclasses import replace
 from projections.base import Batch
 from projections.order_search import OrderSearch
 from tests.integration.history import write_history
-from tests.integration.store_state import store_state
 from write import event_log
 
 
@@ -52,7 +51,7 @@ async def test_an_unserved_version_is_not_refreshed_until_served_and_its_renames
         await building.serve()
         assert await _refresh_interval(stores.elasticsearch, building.names.index) == "1s"
         assert (await stores.elasticsearch.count(index=served.names.alias))["count"] == len(stored["docs"])
-        assert list((await store_state(building)).values()) == list((await store_state(served)).values())
+        assert list((await building.state()).values()) == list((await served.state()).values())
     finally:
         await building.drop()
         await served.drop()

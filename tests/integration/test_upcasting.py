@@ -11,7 +11,6 @@ from decimal import Decimal
 from projections.base import Batch
 from projections.registry import PROJECTIONS
 from tests.conftest import NAMESPACE
-from tests.integration.store_state import store_state
 from workers.catch_up import catch_up
 from write import commands as c
 from write import domain, event_log, snapshots
@@ -55,7 +54,7 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
         await projection.drop()
         await projection.setup()
         await projection.apply(Batch([event], position))
-    state = await store_state(summaries)
+    state = await summaries.state()
     doc = json.loads(state[f"order:{order_id}"][b"doc"])
     assert (doc["customer_name"], doc["status"], doc["total"]) == ("Amélie Old", "confirmed", "12.30")
     assert doc["items"][0] | {"name_position": 0} == {
@@ -67,7 +66,7 @@ async def test_a_rebuild_projects_an_old_schema_event(write_engine, stores, tena
         "line_total": "12.30",
         "name_position": 0,
     }
-    dash = await store_state(dashboards)
+    dash = await dashboards.state()
     assert [(row[3], row[4]) for row in dash["dash_orders_v1"] if row[0] == order_id] == [
         ("confirmed", Decimal("12.30"))
     ]

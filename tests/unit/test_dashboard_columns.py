@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.customer_dashboards import _sent
+from projections.dashboard_sql import sent as _sent
 
 
 def test_ids_numbers_and_times_go_comma_joined_and_text_as_a_list():

@@ -1,0 +1,167 @@
+"""The contract every registered projection keeps, run on its real store for each one in ``PROJECTIONS``.
+
+A projection registered tomorrow is picked up with no edit here. Each test uses a
+namespace of its own, fed with one tenant's events written through the command bus.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from infra.ops import audit
+from projections.base import Batch, Projection
+from projections.registry import PROJECTIONS
+from projections.stores.clients import Stores
+from tests.conftest import NAMESPACE
+from tests.integration.history import write_history
+from write import event_log
+from write.facts import TenantFacts, tenant_facts
+
+pytestmark = pytest.mark.parametrize("name", list(PROJECTIONS))
+
+
+@pytest.fixture
+async def tenant_events(bus, tenant, write_engine):
+    await write_history(bus, tenant)
+    async with write_engine.connect() as conn:
+        events = await event_log.read_after(conn, 0, 1_000_000)
+    return [ev for ev in events if ev.tenant_id == tenant]
+
+
+@pytest.fixture
+async def facts(tenant_events, tenant, write_engine) -> TenantFacts:
+    async with write_engine.connect() as conn:
+        return await tenant_facts(conn, tenant)
+
+
+async def fresh(name: str, stores: Stores, namespace: str, version: int = 1) -> Projection:
+    projection = PROJECTIONS[name](replace(stores, namespace=namespace), version)
+    await projection.drop()
+    await projection.setup()
+    return projection
+
+
+def batches_of(events, size: int) -> list[Batch]:
+    chunks = [events[i : i + size] for i in range(0, len(events), size)]
+    return [Batch(chunk, chunk[-1].position) for chunk in chunks]
+
+
+def handled(projection: Projection, batch: Batch) -> Batch:
+    return Batch([ev for ev in batch.events if ev.type in projection.handles], batch.upto)
+
+
+async def apply_all(projection: Projection, events, size: int = 5) -> None:
+    for batch in batches_of(events, size):
+        await projection.apply(handled(projection, batch))
+
+
+def delivery(events, rng: random.Random) -> list[Batch]:
+    """Generated redelivery: random batch sizes, every batch at least once, some twice, all in random order."""
+    batches = batches_of(events, rng.randint(1, 9))
+    redelivered = batches + rng.sample(batches, len(batches) // 2)
+    rng.shuffle(redelivered)
+    return redelivered
+
+
+def is_empty(state: dict) -> bool:
+    return all(not content for content in state.values())
+
+
+async def test_setup_is_idempotent_and_keeps_what_was_written(name, stores, tenant_events):
+    projection = await fresh(name, stores, f"{NAMESPACE}_setup")
+    await projection.setup()
+    assert await projection.checkpoint() == 0
+    assert is_empty(await projection.state())
+    await apply_all(projection, tenant_events)
+    written = await projection.state()
+    await projection.setup()
+    assert await projection.state() == written
+    assert await projection.checkpoint() == tenant_events[-1].position
+
+
+async def test_applied_events_give_the_fingerprints_the_write_model_implies(name, stores, tenant_events, facts, tenant):
+    projection = await fresh(name, stores, f"{NAMESPACE}_apply")
+    await apply_all(projection, tenant_events)
+    expected = projection.expected(facts)
+    assert expected, "the write model implies no documents"
+    assert await projection.fingerprints(tenant) == expected
+    assert await projection.fingerprints("no-such-tenant") == {}
+    assert await projection.checkpoint() == tenant_events[-1].position
+
+
+async def test_replayed_and_reordered_batches_converge(name, stores, tenant_events):
+    in_order = await fresh(name, stores, f"{NAMESPACE}_inorder")
+    await apply_all(in_order, tenant_events)
+    expected = await in_order.state()
+    assert not is_empty(expected), "the in-order run wrote nothing"
+
+    for seed in range(3):
+        shuffled = await fresh(name, stores, f"{NAMESPACE}_shuffled")
+        for batch in delivery(tenant_events, random.Random(f"{name}-{seed}")):
+            await shuffled.apply(handled(shuffled, batch))
+        assert await shuffled.state() == expected, f"seed {seed}"
+        assert await shuffled.checkpoint() == await in_order.checkpoint() == tenant_events[-1].position
+
+
+async def test_the_same_batch_twice_changes_nothing(name, stores, tenant_events):
+    projection = await fresh(name, stores, f"{NAMESPACE}_twice")
+    await apply_all(projection, tenant_events, size=1000)
+    once = await projection.state()
+    await apply_all(projection, tenant_events, size=1000)
+    assert await projection.state() == once
+
+
+async def test_the_checkpoint_moves_to_upto_and_never_back(name, stores, tenant_events):
+    projection = await fresh(name, stores, f"{NAMESPACE}_checkpoint")
+    batches = batches_of(tenant_events, 5)
+    await projection.apply(handled(projection, batches[0]))
+    assert await projection.checkpoint() == batches[0].upto
+    await projection.apply(Batch([], batches[0].upto + 1))  # a slice of events it ignores still moves it
+    assert await projection.checkpoint() == batches[0].upto + 1
+    for batch in batches[1:]:
+        await projection.apply(handled(projection, batch))
+    await projection.apply(handled(projection, batches[0]))  # a late redelivery
+    assert await projection.checkpoint() == tenant_events[-1].position
+
+
+async def test_serve_moves_readers_to_a_second_version_and_drop_leaves_the_other(name, stores, tenant_events):
+    first = await fresh(name, stores, f"{NAMESPACE}_serve")
+    assert await first.is_served(), "the first version of a store is served at setup"
+    await apply_all(first, tenant_events[: len(tenant_events) // 2])
+    second = await fresh(name, stores, f"{NAMESPACE}_serve", version=2)
+    assert await first.is_served() and not await second.is_served(), "a later version is served only by serve"
+    await apply_all(second, tenant_events)
+    await second.prepare()
+    await second.serve()
+    assert await second.is_served() and not await first.is_served()
+    kept = await first.state()
+    await second.drop()
+    assert await first.state() == kept
+    await first.serve()
+    assert await first.is_served()
+
+
+async def test_repair_restores_deleted_documents(name, stores, tenant_events, facts, tenant, write_engine):
+    projection = await fresh(name, stores, f"{NAMESPACE}_repair")
+    await apply_all(projection, tenant_events)
+    expected = projection.expected(facts)
+    damaged = sorted(expected)[:2]
+    await projection.drop()  # every document gone, then the two drifted ones repaired from their events
+    await projection.setup()
+    drift = [audit.Drift(name, tenant, "missing", key) for key in damaged]
+    assert await audit.repair(write_engine, {name: projection}, drift) >= len(damaged)
+    found = await projection.fingerprints(tenant)
+    assert {key: found.get(key) for key in damaged} == {key: expected[key] for key in damaged}
+
+
+async def test_drop_removes_what_the_version_wrote(name, stores, tenant_events, tenant):
+    projection = await fresh(name, stores, f"{NAMESPACE}_drop")
+    await apply_all(projection, tenant_events)
+    assert await projection.fingerprints(tenant)
+    await projection.drop()
+    await projection.setup()
+    assert is_empty(await projection.state())
+    assert await projection.checkpoint() == 0
