@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
 
@@ -99,6 +100,10 @@ class Projection(ABC):
     on_poison: ClassVar[str] = HALT
     version: int
     label: str
+
+    def __init__(self, stores: Stores, version: int = 1) -> None:
+        """One version of the projection, writing through ``stores``; a subclass opens what it needs from them."""
+        self.version, self.label = version, label(self.name, version)
 
     @abstractmethod
     async def setup(self) -> None:

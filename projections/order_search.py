@@ -13,6 +13,7 @@ interval and refreshes before the aliases move.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, ClassVar
 
@@ -95,8 +96,8 @@ UNSERVED = {"refresh_interval": "-1"}
 BULK_BYTES = 5 * 1024 * 1024
 #: Bulk requests of one batch in flight at once.
 BULK_CONCURRENCY = 2
-#: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/services/elasticsearch_plugins/prism-analysis) on the
-#: Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
+#: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/services/elasticsearch_plugins/) on
+#: the Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
 PLUGIN_FILTERS = {"lowercase": "prism_lowercase", "folding": "prism_folding", "prefixes": "prism_edge_ngram"}
 BUILTIN_FILTERS = {"lowercase": "lowercase", "folding": "asciifolding", "prefixes": "prism_prefixes"}
 
@@ -225,7 +226,7 @@ class OrderSearch(Projection):
         changed, changed_dims = documents.fold(current, batch.events, dims)
         if changed or changed_dims:
             await self._bulk(changed, changed_dims)
-        try:
+        with contextlib.suppress(Conflict):  # the checkpoint is already past this batch: a replay
             await self.es.index(
                 index=self.names.checkpoints,
                 id=self.names.checkpoint_id,
@@ -234,8 +235,6 @@ class OrderSearch(Projection):
                 document={"position": batch.upto},
             )
             # No refresh: the checkpoint is read with a realtime GET; the documents were refreshed by their bulk.
-        except Conflict:
-            pass  # the checkpoint is already past this batch: a replay
 
     async def drop(self) -> None:
         await self.es.indices.delete(

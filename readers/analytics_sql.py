@@ -16,6 +16,7 @@ kept to the tenant's rows by row policies (the embedded engine has no writable a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv as csv_module
 import hashlib
 import hmac
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from projections.stores.clickhouse import connect
+from projections.stores.clickhouse import CLICKHOUSE, connect
 from projections.stores.clients import Stores
 from readers.errors import ReaderError
 from readers.sql_guard import (
@@ -133,10 +134,8 @@ class Admission:
                 raise TooManyQueries(self._why(tenant), self.retry_after)
             waiter = loop.create_future()
             self._waiters.append(waiter)
-            try:
+            with contextlib.suppress(TimeoutError):  # its turn came, or the wait is over: the loop decides
                 await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                pass
         self._running[tenant] += 1
 
     def leave(self, tenant: str) -> None:
@@ -225,7 +224,7 @@ class AnalystSql:
             canonical = client.query(
                 "SELECT formatQuerySingleLine(unhex(%(q)s))", parameters={"q": sql.encode().hex()}
             ).result_rows[0][0]
-        except Exception as error:
+        except CLICKHOUSE.errors as error:  # the engine's refusal is the query's fault, said in its words
             raise SqlFailed(f"ClickHouse cannot parse the query: {_reason(error)}", "sql") from None
         if not re.match(r"(?i)(SELECT|WITH)\b|\(", canonical):  # no need to ask EXPLAIN about SYSTEM, SET, USE...
             raise SqlRefused(ONE_SELECT, "sql")
@@ -233,7 +232,7 @@ class AnalystSql:
             raise SqlRefused("quoted names with escapes (newlines, quotes...) are not allowed", "sql")
         try:
             ast = client.raw_query(f"EXPLAIN AST {canonical}", fmt=EXPLAIN_FORMAT).decode().splitlines()
-        except Exception as error:
+        except CLICKHOUSE.errors as error:  # the engine's refusal is the query's fault, said in its words
             raise SqlFailed(f"ClickHouse cannot parse the query: {_reason(error)}", "sql") from None
         if self._functions is None:
             self._functions = safe_functions(client)
@@ -258,7 +257,7 @@ class AnalystSql:
     def _checked_run(self, client, tenant: str, sql: str, csv: bool) -> Result | bytes:
         try:
             result = client.query(self._bounded(sql), settings=self._settings(tenant))
-        except Exception as error:
+        except CLICKHOUSE.errors as error:  # the engine's refusal is the query's fault, said in its words
             raise SqlFailed(self._failure(_reason(error)), "sql") from None
         if len(result.result_rows) > self.limits.rows:
             raise SqlFailed(f"the query returns more than {self.limits.rows} rows; aggregate or add a LIMIT", "sql")
@@ -304,10 +303,8 @@ class AnalystSql:
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
         loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # the loop has closed: nobody waits any more
-        pass
 
 
 class ServerAccess:

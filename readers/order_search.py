@@ -288,7 +288,8 @@ async def suggest(
 
 
 async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Names, Served]:
-    """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is over)."""
+    """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is
+    over)."""
     names = Names(stores.namespace)
     return names, await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
 

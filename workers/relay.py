@@ -42,7 +42,7 @@ class Relay:
         while not stop.is_set():
             try:
                 await self._relay(stop)
-            except Exception as error:  # the database or the broker is away: keep trying, with growing pauses
+            except Exception as error:  # noqa: BLE001  # the database or the broker is away: keep trying, with growing pauses
                 log.warning("relay: %s: %s; retrying in %.1fs", type(error).__name__, error, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.poll_seconds)

@@ -318,7 +318,7 @@ async def change_customer_name(
 
 @router.post("/products", status_code=201, response_model=Accepted)
 async def add_product(body: ProductIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None):
-    return await _run(bus, request, key, c.AddProduct(tenant, body.name, body.price, body.sku))
+    return await _run(bus, request, key, c.AddProduct(tenant, body.name, Decimal(body.price), body.sku))
 
 
 @router.post("/products/{product_id}/name", response_model=Accepted)
@@ -332,7 +332,7 @@ async def rename_product(
 async def change_product_price(
     product_id: uuid.UUID, body: PriceIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
 ):
-    command = c.ChangeProductPrice(tenant, product_id, body.price, body.expected_version)
+    command = c.ChangeProductPrice(tenant, product_id, Decimal(body.price), body.expected_version)
     return await _run(bus, request, key, command)
 
 
@@ -368,5 +368,5 @@ async def cancel_order(
 async def apply_discount(
     order_id: uuid.UUID, body: DiscountIn, tenant: Tenant, bus: Bus, request: Request, key: IdemKey = None
 ):
-    command = c.ApplyDiscount(tenant, order_id, body.expected_version, body.percent, body.authorised_by)
+    command = c.ApplyDiscount(tenant, order_id, body.expected_version, Decimal(body.percent), body.authorised_by)
     return await _run(bus, request, key, command)

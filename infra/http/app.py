@@ -79,7 +79,8 @@ def _store_failure(request: Request, exc: Exception) -> JSONResponse:
     return _prism_error(request, translated)
 
 
-def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for it alone
     first = exc.errors()[0]
     where = [str(part) for part in first["loc"] if part not in ("body", "query", "path", "header")]
     field = ".".join(where) or None
@@ -87,8 +88,9 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(error_body(422, "invalid", message, field), status_code=422)
 
 
-def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
     """What the framework itself refuses (a body it cannot parse, an unknown path or method), in the common body."""
+    assert isinstance(exc, StarletteHTTPException)  # registered for it alone
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
@@ -153,7 +155,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
         app.add_middleware(
-            ToOwner,
+            ToOwner,  # type: ignore[arg-type]  # an ASGI middleware class; Starlette's stub wants its exact arguments
             socket_path=settings.clickhouse_owner_socket,
             routers=(order_analytics.router, operations.router, probes),
             deadlines=owner_deadlines(settings),

@@ -65,7 +65,7 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
                     parked.get(name, 0),
                     run.last_batch_size if run else None,
                     round(run.last_batch_seconds, 4) if run else None,
-                    *(_build_progress(checkpoint, head, version.build_rate) if role == NEXT else ()),
+                    *(_build_progress(checkpoint, head, version.build_rate) if version and role == NEXT else ()),
                 )
             )
     return rows

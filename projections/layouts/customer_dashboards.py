@@ -61,7 +61,8 @@ class Tables:
         return [
             f"CREATE SCHEMA IF NOT EXISTS {self.schema}",
             f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (
-                projection text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())""",
+                projection text PRIMARY KEY, position bigint NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now())""",
             f"""CREATE TABLE IF NOT EXISTS {self.customers} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
                 position bigint NOT NULL)""",

@@ -35,7 +35,7 @@ class StoreAdapter(ABC):
     #: The store's name: a field of ``Stores``, a key of ``/ready``'s answer, the ``store`` of its projections.
     name: str
     #: The base types of the driver's failures, beside ``OSError`` (refused, reset, timed out) that any may raise.
-    errors: tuple[type[BaseException], ...] = (OSError,)
+    errors: tuple[type[Exception], ...] = (OSError,)
 
     @abstractmethod
     def open(self, settings: StoreSettings, deadline: float) -> Any:

@@ -78,7 +78,7 @@ def translate(error: BaseException, store: str | None = None) -> PrismError | No
     return WRITE_DATABASE.translate(error)
 
 
-def driver_errors() -> tuple[type[BaseException], ...]:
+def driver_errors() -> tuple[type[Exception], ...]:
     """The base types of every driver's failures (and ``OSError``, ``TimeoutError`` among them): what the HTTP edge
     hands to ``translate`` before anything becomes a 500."""
     return tuple(dict.fromkeys(kind for adapter in (*ADAPTERS.values(), WRITE_DATABASE) for kind in adapter.errors))

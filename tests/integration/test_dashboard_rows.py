@@ -18,7 +18,7 @@ from projections.customer_dashboards import CustomerDashboards
 from projections.layouts.customer_dashboards import SHOWN_COLUMNS, Tables
 from readers.customer_dashboards import dashboard_sql, last_months
 from tests.conftest import NAMESPACE
-from tests.integration.test_projection_contract import batches_of, delivery, fresh, handled, tenant_events  # noqa: F401
+from tests.integration.test_projection_contract import batches_of, delivery, fresh, handled
 from write import events as e
 
 

@@ -16,19 +16,9 @@ from projections.base import Batch, Projection
 from projections.registry import PROJECTIONS
 from projections.stores.clients import Stores
 from tests.conftest import NAMESPACE
-from tests.integration.history import write_history
-from write import event_log
 from write.facts import TenantFacts, tenant_facts
 
 pytestmark = pytest.mark.parametrize("name", list(PROJECTIONS))
-
-
-@pytest.fixture
-async def tenant_events(bus, tenant, write_engine):
-    await write_history(bus, tenant)
-    async with write_engine.connect() as conn:
-        events = await event_log.read_after(conn, 0, 1_000_000)
-    return [ev for ev in events if ev.tenant_id == tenant]
 
 
 @pytest.fixture
