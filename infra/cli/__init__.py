@@ -31,6 +31,14 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="a projection worker alone")
     worker.add_argument("projections", nargs="*", help="the projections whose queues it takes (default: all)")
     worker.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="STORE",
+        help="also every projection that writes to this store (repeatable): a worker per store follows new "
+        "projections without a change to its command",
+    )
+    worker.add_argument(
         "--takes",
         choices=["both", "live", "builds"],
         default="both",

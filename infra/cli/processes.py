@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from infra.settings import Settings
 
@@ -45,8 +46,17 @@ def relay(settings: Settings, _: argparse.Namespace) -> int:
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     from infra.ops import rebuilds
     from infra.processes import entrypoints
+    from projections.registry import writing_to
+    from projections.stores.registry import NAMES
 
-    entrypoints.worker_only(settings, rebuilds.known(args.projections) if args.projections else None, args.takes)
+    unknown = sorted(set(args.store) - set(NAMES))
+    if unknown:
+        print(f"error: no store named {', '.join(unknown)} (stores: {', '.join(NAMES)})", file=sys.stderr)
+        return 2
+    names = rebuilds.known(args.projections) if args.projections else []
+    for store in args.store:
+        names += [name for name in writing_to(store) if name not in names]
+    entrypoints.worker_only(settings, names or None, args.takes)
     return 0
 
 

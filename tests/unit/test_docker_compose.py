@@ -17,11 +17,13 @@ def test_it_runs_the_four_stores_and_the_processes_serve_runs():
     assert set(STORES + APPS) <= set(SERVICES)
 
 
-def test_each_projection_has_a_worker_of_its_own():
+def test_each_store_has_a_worker_of_its_own_that_takes_every_projection_writing_to_it():
     from projections.registry import PROJECTIONS
 
-    taken = [SERVICES[name]["command"][2:] for name in WORKERS]
-    assert sorted(p for projections in taken for p in projections) == sorted(PROJECTIONS)
+    commands = [SERVICES[name]["command"] for name in WORKERS]
+    assert all(command[:3] == ["prism", "worker", "--store"] and len(command) == 4 for command in commands), commands
+    taken = sorted(command[3] for command in commands)
+    assert taken == sorted({cls.store for cls in PROJECTIONS.values()}), taken
 
 
 def test_every_store_and_the_api_have_a_healthcheck():
