@@ -31,7 +31,12 @@ def _iso_date(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
-MinPosition = Annotated[int | None, Query(ge=0, description="Wait until the projection has applied this log position")]
+#: Log positions are Postgres bigints: a larger one can name no position (and no JSON answer could echo it).
+MAX_POSITION = 2**63 - 1
+MinPosition = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_POSITION, description="Wait until the projection has applied this log position"),
+]
 
 
 async def _stores(request: Request) -> Stores:
