@@ -39,6 +39,7 @@ from projections.dashboard_sql import (
     show,
     upsert,
 )
+from projections.layouts import postgres_views
 from projections.layouts.customer_dashboards import Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
@@ -140,22 +141,11 @@ class CustomerDashboards(Projection):
 
     async def serve(self) -> None:
         """Staged views renamed into place in one transaction: readers see the old version or this one."""
-        async with self.engine.begin() as conn:
-            for view, select in self.tables.views().items():
-                short = view.split(".", 1)[1]
-                await conn.execute(text(f"DROP VIEW IF EXISTS {view}__staged"))
-                await conn.execute(text(f"CREATE VIEW {view}__staged AS {select}"))
-                await conn.execute(text(f"DROP VIEW IF EXISTS {view}"))
-                await conn.execute(text(f"ALTER VIEW {view}__staged RENAME TO {short}"))
+        await postgres_views.switch(self.engine, self.tables.views())
 
     async def is_served(self) -> bool:
         """The served checkpoint view selects this version's checkpoint (it is switched last)."""
-        async with self.engine.connect() as conn:
-            definition = await conn.scalar(
-                text("SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v"),
-                {"s": self.tables.schema, "v": self.tables.served_checkpoint.split(".", 1)[1]},
-            )
-        return f"'{self.tables.checkpoint_key}'" in (definition or "")
+        return await postgres_views.serves(self.engine, self.tables.served_checkpoint, self.tables.checkpoint_key)
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)
@@ -201,13 +191,8 @@ class CustomerDashboards(Projection):
     async def _show_unshown(self, conn: AsyncConnection, touched: set[str], renamed: set[str], upto: int) -> None:
         unshown = self._unshown
         await show(conn, self.tables, list(touched | unshown.of("customers")), list(renamed | unshown.of("products")))
-        await conn.execute(
-            text(
-                f"INSERT INTO {self.tables.checkpoints} AS c (projection, position) VALUES (:p, :upto) "
-                "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
-                "updated_at = now()"
-            ),
-            {"p": self.tables.checkpoint_key, "upto": max(upto, unshown.upto)},
+        await postgres_views.move_checkpoint(
+            conn, self.tables.schema, self.tables.checkpoint_key, max(upto, unshown.upto)
         )
 
     async def drop(self) -> None:
@@ -224,9 +209,7 @@ class CustomerDashboards(Projection):
                 self.tables.bought,
             ):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
-            await conn.execute(
-                text(f"DELETE FROM {self.tables.checkpoints} WHERE projection = :p"), {"p": self.tables.checkpoint_key}
-            )
+            await postgres_views.forget_checkpoint(conn, self.tables.schema, self.tables.checkpoint_key)
 
     async def fingerprints(self, tenant: str) -> dict[str, tuple]:
         """The tenant's rows: name, email, order count and lifetime value, by customer."""

@@ -7,13 +7,16 @@ they should hold (``Projection.expected``) without reading the write tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _ORDERS = text("""
-    SELECT o.id::text, o.customer_id::text, o.status, o.total::text, o.version,
-           array_agg(p.name ORDER BY i.line_no) AS products
+    SELECT o.id::text AS id, o.customer_id::text AS customer_id, o.status, o.total::text AS total, o.version,
+           array_agg(p.name ORDER BY i.line_no) AS products, sum(i.quantity)::int AS item_count,
+           o.placed_at, o.confirmed_at, o.shipped_at, o.cancelled_at, o.shipping_country, o.shipping_city
     FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id
     WHERE o.tenant_id = :t GROUP BY o.id ORDER BY o.id""")
 _CUSTOMERS = text("SELECT id::text, name, email FROM customers WHERE tenant_id = :t ORDER BY id")
@@ -36,6 +39,26 @@ class OrderFacts:
     version: int
     #: Today's names of its products, in line order.
     product_names: tuple[str, ...]
+    #: The sum of its lines' quantities.
+    item_count: int
+    #: When it was placed, confirmed, shipped, cancelled: ISO 8601 in UTC (``utc_iso``), None if it was not.
+    placed_at: str
+    confirmed_at: str | None
+    shipped_at: str | None
+    cancelled_at: str | None
+    #: Where it ships (ISO 3166-1 alpha-2 and the city as given), None when it has no shipping address.
+    shipping_country: str | None
+    shipping_city: str | None
+
+
+def utc_iso(moment: datetime | str | None) -> str | None:
+    """A time in the one form facts and fingerprints share: ISO 8601 in UTC (``+00:00``), to the microsecond
+    Postgres keeps; an ISO string (an event's payload) is read first."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,26 @@ async def tenant_facts(conn: AsyncConnection, tenant: str) -> TenantFacts:
     customers = (await conn.execute(_CUSTOMERS, {"t": tenant})).all()
     return TenantFacts(
         tenant,
-        {o[0]: OrderFacts(o[0], o[1], o[2], o[3], o[4], tuple(o[5])) for o in orders},
+        {o[0]: _order(o) for o in orders},
         {c[0]: CustomerFacts(*c) for c in customers},
+    )
+
+
+def _order(row: Any) -> OrderFacts:
+    placed_at = utc_iso(row.placed_at)
+    assert placed_at is not None  # NOT NULL in the write model
+    return OrderFacts(
+        row.id,
+        row.customer_id,
+        row.status,
+        row.total,
+        row.version,
+        tuple(row.products),
+        row.item_count,
+        placed_at,
+        utc_iso(row.confirmed_at),
+        utc_iso(row.shipped_at),
+        utc_iso(row.cancelled_at),
+        row.shipping_country,
+        row.shipping_city,
     )

@@ -133,22 +133,20 @@ async def http_benchmarks(
                 log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
                 with profile(child.pid, f"live-{rate}") if profile else nullcontext():
                     result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
-            log(
-                f"  rebuilding all four in prism serve, {REBUILD_RATE} orders/s offered for {plan.rebuild_seconds:.0f}s"
-            )
+            log(f"  rebuilding all in prism serve, {REBUILD_RATE} orders/s offered for {plan.rebuild_seconds:.0f}s")
             with profile(child.pid, "rebuild") if profile else nullcontext():
                 result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
     return result
 
 
-#: Writes offered while all four projections are rebuilt.
+#: Writes offered while all projections are rebuilt.
 REBUILD_RATE = 100
 
 
 async def _during_rebuild(
     session: aiohttp.ClientSession, base: str, work: Workload, settings: Settings, seconds: float
 ) -> dict:
-    """All four rebuilt by ``prism serve``'s workers while writes arrive: the live versions' commit-to-visible,
+    """All rebuilt by ``prism serve``'s workers while writes arrive: the live versions' commit-to-visible,
     and how far each rebuild got (its rate over the window, and the time the whole log would take at it).
 
     The rebuilds are left running: the bench ends with the serve process.

@@ -68,7 +68,7 @@ def _decode(text: str) -> StoredEvent:
 
 async def naive_rate(settings: Settings, log_engine, events: int, seconds: float, log=print) -> dict:
     """Publish the first ``events`` events of the log as one message per event and projection, then time the
-    workers until every queue is empty (or ``seconds`` pass); events per second that reached all four stores."""
+    workers until every queue is empty (or ``seconds`` pass); events per second that reached all stores."""
     # Dramatiq's default middleware less Prometheus, as Prism's own broker runs.
     middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)]
     broker = RedisBroker(url=settings.broker_url, namespace=f"{settings.namespace}-naive", middleware=middleware)

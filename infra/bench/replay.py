@@ -1,6 +1,6 @@
-"""Replay rate: the seeded log rebuilt into all four projections at once, then into each alone.
+"""Replay rate: the seeded log rebuilt into all projections at once, then into each alone.
 
-All four at once builds version 1 from the whole log, the one readers see (the
+All at once builds version 1 from the whole log, the one readers see (the
 reader benchmarks read it), and says how long the whole log took. It runs as
 ``prism serve`` rebuilds: each projection in a process of its own (``python -m
 infra.bench.replay``), so that every core works; the embedded ClickHouse, which one
@@ -75,10 +75,10 @@ async def replay_rates(
     log=print,
     settings: Settings | None = None,
 ) -> dict:
-    """With ``settings``, the four-at-once run puts each projection in a process of its own."""
+    """With ``settings``, the all-at-once run puts each projection in a process of its own."""
     async with engine.connect() as conn:
         head = await event_log.head(conn)
-    log(f"  replaying {head:,} events into all four stores at once, a process each, batches of {batch_size:,}")
+    log(f"  replaying {head:,} events into all stores at once, a process each, batches of {batch_size:,}")
     started = time.perf_counter()
     together = await asyncio.gather(
         *(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from projections.layouts import postgres_views
+from projections.layouts.postgres_views import query_served as query_served  # where the readers have found it
 
 #: What the dashboard shows beyond counts and sums, kept in its row (added to a table made by an older release).
 SHOWN_COLUMNS = (
@@ -33,7 +33,7 @@ class Tables:
         self.months = f"{namespace}.dash_customer_months_v{version}"
         self.bought = f"{namespace}.dash_customer_products_v{version}"
         self.dashboards = f"{namespace}.customer_dashboards_v{version}"
-        self.checkpoints = f"{namespace}.projection_checkpoints"
+        self.checkpoints = postgres_views.checkpoints_table(namespace)
         self.checkpoint_key = f"customer_dashboards_v{version}"
         self.served = f"{namespace}.customer_dashboards"
         self.served_orders = f"{namespace}.dash_orders"
@@ -53,16 +53,12 @@ class Tables:
             self.served_orders: f"SELECT * FROM {self.orders}",
             self.served_lines: f"SELECT * FROM {self.lines}",
             self.served_products: f"SELECT * FROM {self.products}",
-            self.served_checkpoint: f"SELECT position FROM {self.checkpoints} "
-            f"WHERE projection = '{self.checkpoint_key}'",
+            self.served_checkpoint: postgres_views.checkpoint_select(self.schema, self.checkpoint_key),
         }
 
     def ddl(self) -> list[str]:
         return [
-            f"CREATE SCHEMA IF NOT EXISTS {self.schema}",
-            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (
-                projection text PRIMARY KEY, position bigint NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now())""",
+            *postgres_views.base_ddl(self.schema),
             f"""CREATE TABLE IF NOT EXISTS {self.customers} (
                 customer_id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text NOT NULL,
                 position bigint NOT NULL)""",
@@ -105,32 +101,8 @@ class Tables:
         ]
 
 
-async def read_checkpoint(engine, tables: Tables, served: bool = False) -> int:
+async def read_checkpoint(engine: AsyncEngine, tables: Tables, served: bool = False) -> int:
     """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
     if served:
-        found = await query_served(engine, f"SELECT position FROM {tables.served_checkpoint}", {})
-        return int(found[0][0] or 0) if found else 0
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text(f"SELECT position FROM {tables.checkpoints} WHERE projection = :p"), {"p": tables.checkpoint_key}
-        )
-        return int(found.scalar() or 0)
-
-
-async def query_served(engine, sql: str, params: dict[str, Any]) -> list[Any]:
-    """Rows of a query on the served views, asked again once if a switch has just replaced them.
-
-    asyncpg caches prepared statements per connection; a view renamed into place
-    invalidates them, and the first use after a switch fails (the cache is then cleared).
-    """
-    try:
-        return await _rows(engine, sql, params)
-    except DBAPIError as error:
-        if type(error.orig).__name__ != "InvalidCachedStatementError":
-            raise
-    return await _rows(engine, sql, params)
-
-
-async def _rows(engine, sql: str, params: dict[str, Any]) -> list[Any]:
-    async with engine.connect() as conn:
-        return (await conn.execute(text(sql), params)).all()
+        return await postgres_views.served_checkpoint(engine, tables.served_checkpoint)
+    return await postgres_views.version_checkpoint(engine, tables.schema, tables.checkpoint_key)

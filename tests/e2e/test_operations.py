@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from infra.bench.report import STORES
+from projections.registry import PROJECTIONS
 from tests.conftest import OPERATOR, eventually
 from tests.e2e.test_read_your_writes import open_shop
 from workers import dead_letters
@@ -12,12 +13,7 @@ from write import event_log
 async def test_status_and_metrics_report_every_projection(http, api_tenant):
     await open_shop(http, api_tenant)
     rows = (await http.get("/projections", headers=OPERATOR)).json()
-    assert {r["projection"] for r in rows} == {
-        "order_summaries",
-        "order_search",
-        "order_analytics",
-        "customer_dashboards",
-    }
+    assert {r["projection"] for r in rows} == set(PROJECTIONS)
     assert all(r["state"] in ("live", "catching up") and r["head"] >= r["checkpoint"] for r in rows)
     metrics = (await http.get("/metrics")).text
     for name in (

@@ -8,7 +8,8 @@ from infra.settings import Settings
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-WORKERS = ("worker-summaries", "worker-search", "worker-analytics", "worker-dashboards")
+#: Every worker service: one per projection, named `worker-...`.
+WORKERS = tuple(name for name in SERVICES if name.startswith("worker-"))
 APPS = ("api", "relay", *WORKERS)
 STORES = ("postgres", "redis", "elasticsearch", "clickhouse")
 

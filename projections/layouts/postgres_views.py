@@ -1,0 +1,114 @@
+"""What every Postgres projection of the dashboards database shares: the namespace's checkpoints table (one row per
+projection version), served views switched in one transaction, and reads of what is served.
+
+A projection version keeps tables of its own; readers query views named without
+the version, which ``switch`` renames into place together, its checkpoint view last:
+``is_served`` reads that view's definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+def checkpoints_table(schema: str) -> str:
+    """The namespace's checkpoints table, shared by its Postgres projections."""
+    return f"{schema}.projection_checkpoints"
+
+
+def base_ddl(schema: str) -> list[str]:
+    """The schema and its checkpoints table: what any version needs first, even to be dropped."""
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"""CREATE TABLE IF NOT EXISTS {checkpoints_table(schema)} (
+            projection text PRIMARY KEY, position bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now())""",
+    ]
+
+
+def checkpoint_select(schema: str, key: str) -> str:
+    """What a served checkpoint view selects: one version's row of the checkpoints table."""
+    return f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = '{key}'"
+
+
+async def create_unserved(conn: AsyncConnection, views: dict[str, str]) -> None:
+    """Create the views that do not exist yet (the first version set up is served; a later one only by ``switch``)."""
+    for view, select in views.items():
+        if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
+            await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+
+
+async def switch(engine: AsyncEngine, views: dict[str, str]) -> None:
+    """Staged views renamed into place in one transaction: readers see the old version or the new one."""
+    async with engine.begin() as conn:
+        for view, select in views.items():
+            short = view.split(".", 1)[1]
+            await conn.execute(text(f"DROP VIEW IF EXISTS {view}__staged"))
+            await conn.execute(text(f"CREATE VIEW {view}__staged AS {select}"))
+            await conn.execute(text(f"DROP VIEW IF EXISTS {view}"))
+            await conn.execute(text(f"ALTER VIEW {view}__staged RENAME TO {short}"))
+
+
+async def serves(engine: AsyncEngine, checkpoint_view: str, key: str) -> bool:
+    """Whether the served checkpoint view selects this version's checkpoint (it is switched last)."""
+    schema, name = checkpoint_view.split(".", 1)
+    async with engine.connect() as conn:
+        definition = await conn.scalar(
+            text("SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v"), {"s": schema, "v": name}
+        )
+    return f"'{key}'" in (definition or "")
+
+
+async def move_checkpoint(conn: AsyncConnection, schema: str, key: str, upto: int) -> None:
+    """Move a version's checkpoint forward to ``upto`` (never back), in the caller's transaction."""
+    await conn.execute(
+        text(
+            f"INSERT INTO {checkpoints_table(schema)} AS c (projection, position) VALUES (:p, :upto) "
+            "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
+            "updated_at = now()"
+        ),
+        {"p": key, "upto": upto},
+    )
+
+
+async def forget_checkpoint(conn: AsyncConnection, schema: str, key: str) -> None:
+    """Delete a version's checkpoint (its ``drop``)."""
+    await conn.execute(text(f"DELETE FROM {checkpoints_table(schema)} WHERE projection = :p"), {"p": key})
+
+
+async def version_checkpoint(engine: AsyncEngine, schema: str, key: str) -> int:
+    """One version's checkpoint (0 before its first batch)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = :p"), {"p": key}
+        )
+        return int(found.scalar() or 0)
+
+
+async def served_checkpoint(engine: AsyncEngine, checkpoint_view: str) -> int:
+    """The checkpoint of the version readers see, through its served view."""
+    found = await query_served(engine, f"SELECT position FROM {checkpoint_view}", {})
+    return int(found[0][0] or 0) if found else 0
+
+
+async def query_served(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Rows of a query on the served views, asked again once if a switch has just replaced them.
+
+    asyncpg caches prepared statements per connection; a view renamed into place
+    invalidates them, and the first use after a switch fails (the cache is then cleared).
+    """
+    try:
+        return await _rows(engine, sql, params)
+    except DBAPIError as error:
+        if type(error.orig).__name__ != "InvalidCachedStatementError":
+            raise
+    return await _rows(engine, sql, params)
+
+
+async def _rows(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
