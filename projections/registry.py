@@ -7,12 +7,14 @@ from projections.customer_dashboards import CustomerDashboards
 from projections.order_analytics import OrderAnalytics
 from projections.order_search import OrderSearch
 from projections.order_summaries import OrderSummaries
+from projections.shipping_dashboard import ShippingDashboard
 
 PROJECTIONS: dict[str, type[Projection]] = {
     OrderSummaries.name: OrderSummaries,
     OrderSearch.name: OrderSearch,
     OrderAnalytics.name: OrderAnalytics,
     CustomerDashboards.name: CustomerDashboards,
+    ShippingDashboard.name: ShippingDashboard,
 }
 
 

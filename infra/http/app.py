@@ -21,7 +21,7 @@ from infra.http.middleware.body_limit import BodyLimit
 from infra.http.middleware.to_owner import Deadlines, ToOwner
 from infra.settings import Settings
 from projections.stores import registry
-from readers import customer_dashboards, order_analytics, order_search, order_summaries
+from readers import customer_dashboards, order_analytics, order_search, order_summaries, shipping_dashboard
 from readers.analytics_sql import AnalystSql, Limits
 from workers.versions import LIVE
 from write import api as command_api
@@ -38,6 +38,7 @@ READERS: tuple[tuple[APIRouter, str, str], ...] = (
     (order_search.router, "elasticsearch", "read"),
     (customer_dashboards.router, "dashboards", "read"),
     (order_analytics.router, "clickhouse", "analytics"),
+    (shipping_dashboard.router, "dashboards", "read"),
 )
 #: Each reader route's store, by its endpoint.
 READ_STORES: dict[Any, str] = {

@@ -105,3 +105,11 @@ async def test_every_projection_applies_an_order_placed_1(bus, write_engine, ten
     summaries = projections["order_summaries"]
     doc = json.loads(await summaries.redis.hget(summaries.keys.order(str(order_id)), "doc"))
     assert (doc["status"], doc["total"], doc["customer_name"]) == ("pending", "40.00", "Old Buyer")
+
+
+async def test_an_order_placed_1_ships_to_an_unknown_country(bus, write_engine, tenant, projections):
+    order_id, position = await _old_order_placed(bus, write_engine, tenant)
+    shipping = projections["shipping_dashboard"]
+    progress = await catch_up(write_engine, shipping, batch_size=500)
+    assert progress.checkpoint >= position
+    assert (await shipping.fingerprints(tenant))[str(order_id)] == ("pending", None, None, 2, None, None)
