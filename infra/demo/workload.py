@@ -248,6 +248,7 @@ async def show_readers(client: httpx.AsyncClient, tenant: Tenant, head: int) -> 
         ("ClickHouse revenue by day", "/analytics/revenue", {"granularity": "day"}),
         ("ClickHouse top products", "/analytics/top-products", {"limit": 3}),
         ("Postgres customer dashboard", f"/customers/{customer['id']}/dashboard", {}),
+        ("Postgres shipping summary (per country: waiting, oldest waiting, shipped today)", "/shipping/summary", {}),
     ]
     for title, path, params in calls:
         response = await client.get(path, params=params | {"min_position": head}, headers=headers)
