@@ -8,7 +8,7 @@ from infra.settings import Settings
 
 COMPOSE = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-#: Every worker service: one per projection, named `worker-...`.
+#: Every worker service: one per store, named `worker-...`.
 WORKERS = tuple(name for name in SERVICES if name.startswith("worker-"))
 APPS = ("api", "relay", *WORKERS)
 STORES = ("postgres", "redis", "elasticsearch", "clickhouse")
