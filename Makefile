@@ -5,13 +5,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # `make bench` measures on the real services (`make bench-quick`: a short run).
-.PHONY: demo test unit lint bench bench-quick services-up services-down migrate serve status clean
+.PHONY: demo test unit lint lock bench bench-quick services-up services-down migrate serve status clean
 
-$(STAMP): pyproject.toml
+# Exactly the locked tree (every package, direct and transitive, checked against its hashes), then Prism itself.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# requirements.lock again from pyproject.toml's pins, after a pin changes.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv==0.13.9
+	$(BIN)/uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 services-up: $(STAMP)
 	$(BIN)/prism services up

@@ -124,20 +124,12 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
     build, catch_up = _outages_retried(name, store, build), _outages_retried(name, store, catch_up)
     build.__name__, catch_up.__name__ = f"build_{name}", f"catch_up_{name}"
     options = {"max_retries": max_retries, "min_backoff": min_backoff, "max_backoff": max_backoff}
-    builder: dramatiq.Actor[[int], None] = dramatiq.actor(
-        build,
-        broker=broker,
-        actor_name=f"{namespace}.build.{name}",
-        queue_name=build_queue_name(namespace, name),
-        **options,
-    )
-    actor: dramatiq.Actor[[int], None] = dramatiq.actor(
-        catch_up,
-        broker=broker,
-        actor_name=f"{namespace}.catch_up.{name}",
-        queue_name=queue_name(namespace, name),
-        **options,
-    )
+    builder = dramatiq.actor(
+        broker=broker, actor_name=f"{namespace}.build.{name}", queue_name=build_queue_name(namespace, name), **options
+    )(build)
+    actor = dramatiq.actor(
+        broker=broker, actor_name=f"{namespace}.catch_up.{name}", queue_name=queue_name(namespace, name), **options
+    )(catch_up)
     return actor
 
 

@@ -150,7 +150,7 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
             .where(letters.c.status == "parked")
             .group_by(letters.c.projection)
         )
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
 
 async def retry(engine: AsyncEngine, projections: dict[str, Projection], dead_id: int) -> DeadLetter:

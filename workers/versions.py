@@ -51,7 +51,7 @@ async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     rows = await conn.execute(
         select(versions.c.role, versions.c.version).where(versions.c.projection == name, versions.c.role != DROPPED)
     )
-    return {LIVE: 1} | dict(rows.tuples().all())
+    return {LIVE: 1} | dict(rows.all())
 
 
 async def recorded(conn: AsyncConnection) -> list[Version]:

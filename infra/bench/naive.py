@@ -91,7 +91,7 @@ async def naive_rate(settings: Settings, log_engine, events: int, seconds: float
                 done[name] += 1
 
         apply.__name__ = f"naive_{name}"
-        actors[name] = dramatiq.actor(apply, broker=broker, queue_name=f"naive.{name}", max_retries=0)
+        actors[name] = dramatiq.actor(broker=broker, queue_name=f"naive.{name}", max_retries=0)(apply)
     broker.flush_all()
     async with log_engine.connect() as conn:
         stored = await event_log.read_after(conn, 0, events)

@@ -19,6 +19,7 @@ import os
 import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -252,12 +253,17 @@ async def _catalogue(
         rows = await conn.exec_driver_sql(
             "SELECT id, name, email FROM customers WHERE tenant_id = $1 ORDER BY email", (tenant,)
         )
-        people = [Person(*row) for row in rows.all()]
+        people = [Person(*row) for row in _rows_of(rows)]
         rows = await conn.exec_driver_sql(
             "SELECT id, name, price FROM products WHERE tenant_id = $1 ORDER BY name", (tenant,)
         )
-        goods = [Good(*row) for row in rows.all()]
+        goods = [Good(*row) for row in _rows_of(rows)]
     return Catalogue(tenant, people, goods)
+
+
+def _rows_of(rows: Any) -> Sequence[Any]:
+    """The rows of the driver's own SQL: their types are the query's, which SQLAlchemy cannot see."""
+    return rows.all()
 
 
 def _order(

@@ -156,7 +156,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
     probes = operations.probes(settings.open_routes)
     if settings.clickhouse_owner_socket:  # the engine's owner answers what reads it (added first: runs inside)
         app.add_middleware(
-            ToOwner,  # type: ignore[arg-type]  # an ASGI middleware class; Starlette's stub wants its exact arguments
+            ToOwner,
             socket_path=settings.clickhouse_owner_socket,
             routers=(order_analytics.router, operations.router, probes),
             deadlines=owner_deadlines(settings),
