@@ -70,6 +70,7 @@ class CustomerDashboards(Projection):
 
     async def _create(self) -> None:
         async with self.engine.begin() as conn:
+            await postgres_views.lock_schema(conn, self.tables.schema)
             older = await self._made_by_an_older_release(conn)
             unsummed = await self._has_orders_but_no(conn, self.tables.months)
             for statement in self.tables.ddl():
@@ -197,6 +198,7 @@ class CustomerDashboards(Projection):
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
+            await postgres_views.lock_schema(conn, self.tables.schema)
             for statement in self.tables.ddl()[:2]:  # the schema and the checkpoints table may not exist yet
                 await conn.execute(text(statement))
             for table in (

@@ -111,6 +111,7 @@ class ShippingDashboard(Projection):
 
     async def _create(self) -> None:
         async with self.engine.begin() as conn:
+            await postgres_views.lock_schema(conn, self.tables.schema)
             for statement in self.tables.ddl():
                 await conn.execute(text(statement))
             await postgres_views.create_unserved(conn, self.tables.views())
@@ -136,6 +137,7 @@ class ShippingDashboard(Projection):
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
+            await postgres_views.lock_schema(conn, self.tables.schema)
             for statement in postgres_views.base_ddl(self.tables.schema):  # they may not exist yet
                 await conn.execute(text(statement))
             await conn.execute(text(f"DROP TABLE IF EXISTS {self.tables.orders} CASCADE"))  # with the views

@@ -30,6 +30,13 @@ def base_ddl(schema: str) -> list[str]:
     ]
 
 
+async def lock_schema(conn: AsyncConnection, schema: str) -> None:
+    """Hold the namespace's DDL to this transaction until it ends. ``CREATE ... IF NOT EXISTS`` is not atomic (two
+    at once fail on the catalog's unique index), and every process of ``prism serve`` sets up, at start, each
+    projection it serves: with two projections in one schema, one retry was not always enough."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"prism.ddl.{schema}"})
+
+
 def checkpoint_select(schema: str, key: str) -> str:
     """What a served checkpoint view selects: one version's row of the checkpoints table."""
     return f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = '{key}'"
