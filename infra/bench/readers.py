@@ -25,6 +25,7 @@ from infra.bench import load
 from infra.bootstrap import asyncpg_dsn, close_stores, open_stores
 from infra.settings import Settings
 from projections.layouts import customer_dashboards, order_analytics, order_search, order_summaries
+from projections.stores import registry
 from projections.stores.clickhouse import ReadPool, connect
 from readers import order_analytics as analytics_reader
 from readers import order_search as search_reader
@@ -187,8 +188,18 @@ async def _store_loops(session: Any, read: StoreRead, clients: int, seconds: flo
 
 
 def _as_request(read: StoreRead) -> load.Request:
+    """A store read as a load request: a store that does not answer within the readers' deadline is counted as an
+    error, as Prism's side counts its 503, instead of ending the run."""
+    failures = registry.driver_errors()
+
     async def request(_session: aiohttp.ClientSession) -> None:
-        await read()
+        try:
+            await read()
+        except failures as error:
+            found = registry.translate(error)
+            if found is None:
+                raise
+            raise load.Failed(found.message) from error
 
     return request
 
