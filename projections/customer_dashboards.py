@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Batch, Deferred, Projection, forget_and_apply, label
@@ -63,32 +62,27 @@ class CustomerDashboards(Projection):
         self._unshown = Deferred()
 
     async def setup(self) -> None:
-        try:
-            await self._create()
-        except DBAPIError:  # IF NOT EXISTS is not atomic: a process starting at the same time won; look again
-            await self._create()
+        await postgres_views.set_up(self.engine, self.tables.schema, self._create)
 
-    async def _create(self) -> None:
-        async with self.engine.begin() as conn:
-            await postgres_views.lock_schema(conn, self.tables.schema)
-            older = await self._made_by_an_older_release(conn)
-            unsummed = await self._has_orders_but_no(conn, self.tables.months)
-            for statement in self.tables.ddl():
-                await conn.execute(text(statement))
-            if older:
-                log.warning(
-                    "%s was made by an older release without order lines: top products cover only orders "
-                    "from now on until `prism rebuild %s`",
-                    self.tables.orders,
-                    self.name,
-                )
-            if unsummed:
-                await self._sum_stored_orders(conn)
-            for view, select in self.tables.views().items():  # served only if nothing is yet
-                if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
-                    await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
-                elif await self._served_without_new_columns(conn, view, select):
-                    await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
+    async def _create(self, conn: AsyncConnection) -> None:
+        older = await self._made_by_an_older_release(conn)
+        unsummed = await self._has_orders_but_no(conn, self.tables.months)
+        for statement in self.tables.ddl():
+            await conn.execute(text(statement))
+        if older:
+            log.warning(
+                "%s was made by an older release without order lines: top products cover only orders "
+                "from now on until `prism rebuild %s`",
+                self.tables.orders,
+                self.name,
+            )
+        if unsummed:
+            await self._sum_stored_orders(conn)
+        for view, select in self.tables.views().items():  # served only if nothing is yet
+            if (await conn.execute(text("SELECT to_regclass(:v)"), {"v": view})).scalar() is None:
+                await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+            elif await self._served_without_new_columns(conn, view, select):
+                await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
 
     async def _has_orders_but_no(self, conn: AsyncConnection, table: str) -> bool:
         found = await conn.execute(

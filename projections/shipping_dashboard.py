@@ -19,7 +19,7 @@ import uuid
 from typing import Any, ClassVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Batch, Projection, forget_and_apply, label
 from projections.layouts import postgres_views
@@ -104,17 +104,12 @@ class ShippingDashboard(Projection):
         self.tables = Tables(stores.namespace, version)
 
     async def setup(self) -> None:
-        try:
-            await self._create()
-        except DBAPIError:  # IF NOT EXISTS is not atomic: a process starting at the same time won; look again
-            await self._create()
+        await postgres_views.set_up(self.engine, self.tables.schema, self._create)
 
-    async def _create(self) -> None:
-        async with self.engine.begin() as conn:
-            await postgres_views.lock_schema(conn, self.tables.schema)
-            for statement in self.tables.ddl():
-                await conn.execute(text(statement))
-            await postgres_views.create_unserved(conn, self.tables.views())
+    async def _create(self, conn: AsyncConnection) -> None:
+        for statement in self.tables.ddl():
+            await conn.execute(text(statement))
+        await postgres_views.create_unserved(conn, self.tables.views())
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)

@@ -10,10 +10,9 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.customer_dashboards import Tables, query_served, read_checkpoint
-from projections.stores.adapter import within
+from projections.layouts.customer_dashboards import Tables, read_checkpoint
 from projections.stores.clients import Stores
-from readers import examples
+from readers import examples, postgres_reads
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import NotFound
@@ -122,10 +121,10 @@ async def customer_dashboard(
     it; validating it again on every read would cost more than the read)."""
     tables = Tables(stores.namespace)
     sql, params = served_dashboard_sql(tables), {"c": customer_id, "t": tenant}
-    [row] = await _query(stores, sql, params)
+    [row] = await postgres_reads.rows(stores, sql, params)
     if min_position is not None and (row.served_position or 0) < min_position:
         await _served(stores, min_position, wait)  # the bounded wait; then the row as it is at its end
-        [row] = await _query(stores, sql, params)
+        [row] = await postgres_reads.rows(stores, sql, params)
     position = int(row.served_position or 0)
     served = Served(position, min_position is not None and position < min_position, min_position)
     if row.customer_id is None:
@@ -172,7 +171,7 @@ async def top_customers(
     tables, served = await _served(stores, min_position, wait)
     column = "lifetime_value" if by == "lifetime_value" else "order_count"
     # the money goes out as text under another name: ORDER BY a name of the output would sort the text
-    rows = await _query(
+    rows = await postgres_reads.rows(
         stores,
         f"""
         SELECT customer_id::text, name, email, order_count, lifetime_value::text AS ltv FROM {tables.served}
@@ -198,16 +197,7 @@ async def _served(stores: Stores, min_position: int | None, wait: float) -> tupl
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
     return tables, await wait_for(
-        lambda: within(_deadline(stores), "dashboards", read_checkpoint(stores.dashboards, tables, served=True)),
+        lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
         min_position,
         wait,
     )
-
-
-async def _query(stores: Stores, sql: str, params: dict[str, Any]) -> list[Any]:
-    return await within(_deadline(stores), "dashboards", query_served(stores.dashboards, sql, params))
-
-
-def _deadline(stores: Stores) -> float | None:
-    """Two of the stores' deadlines: the pool's ping of a kept connection, then a new connection."""
-    return None if stores.deadline is None else 2 * stores.deadline

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.postgres_views import query_served
 from projections.layouts.shipping_dashboard import Tables, read_checkpoint
-from projections.stores.adapter import within
 from projections.stores.clients import Stores
+from readers import postgres_reads
 from readers.consistency import Consistency, Served, wait_for
 from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
 from readers.errors import InvalidQuery
@@ -126,7 +125,7 @@ async def shipping_queue(
     if after is not None:
         where.append("(confirmed_at, order_id) > (:after_at, :after_id)")
         params["after_at"], params["after_id"] = after
-    rows = await _query(
+    rows = await postgres_reads.rows(
         stores,
         f"SELECT order_id::text, country, city, item_count, confirmed_at FROM {tables.served} "
         f"WHERE {' AND '.join(where)} ORDER BY confirmed_at, order_id LIMIT :n",
@@ -159,7 +158,7 @@ async def shipping_summary(
     tables, served = await _served(stores, min_position, wait)
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = await _query(
+    rows = await postgres_reads.rows(
         stores,
         f"""
         SELECT country, count(*) FILTER (WHERE status = 'confirmed') AS waiting,
@@ -195,16 +194,7 @@ async def _served(stores: Stores, min_position: int | None, wait: float) -> tupl
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
     return tables, await wait_for(
-        lambda: within(_deadline(stores), "dashboards", read_checkpoint(stores.dashboards, tables, served=True)),
+        lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
         min_position,
         wait,
     )
-
-
-async def _query(stores: Stores, sql: str, params: dict[str, Any]) -> list[Any]:
-    return await within(_deadline(stores), "dashboards", query_served(stores.dashboards, sql, params))
-
-
-def _deadline(stores: Stores) -> float | None:
-    """Two of the stores' deadlines: the pool's ping of a kept connection, then a new connection."""
-    return None if stores.deadline is None else 2 * stores.deadline

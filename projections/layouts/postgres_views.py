@@ -8,6 +8,7 @@ the version, which ``switch`` renames into place together, its checkpoint view l
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -35,6 +36,21 @@ async def lock_schema(conn: AsyncConnection, schema: str) -> None:
     at once fail on the catalog's unique index), and every process of ``prism serve`` sets up, at start, each
     projection it serves: with two projections in one schema, one retry was not always enough."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"prism.ddl.{schema}"})
+
+
+async def set_up(engine: AsyncEngine, schema: str, create: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+    """Run ``create`` (a version's DDL, idempotent) in one transaction holding the schema's DDL lock; once more if
+    it failed all the same (a server that does not know the lock's key yet, a connection lost half-way)."""
+
+    async def locked() -> None:
+        async with engine.begin() as conn:
+            await lock_schema(conn, schema)
+            await create(conn)
+
+    try:
+        await locked()
+    except DBAPIError:
+        await locked()
 
 
 def checkpoint_select(schema: str, key: str) -> str:
