@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Awaitable, Callable, Collection
 
 import orjson
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from infra.settings import Settings
@@ -20,6 +23,8 @@ from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
 from write import event_log
+
+log = logging.getLogger("prism.bootstrap")
 
 
 def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
@@ -117,10 +122,30 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
         settings.batch_size,
         policies(settings),
         rebuild_batch_size=settings.rebuild_batch_size,
-        gap_seconds=settings.catch_up_gap_ms / 1000,
-        gaps={name: ms / 1000 for name, ms in settings.catch_up_gaps_ms.items()},
+        budgets=budgets(settings),
         notices=Notices(listen_dsn(settings)),
     )
+
+
+def ask_to_apply(engine: AsyncEngine) -> Callable[[str, int], Awaitable[None]]:
+    """How readers ask a projection to apply a position now: a notice on the write database, heard by the worker
+    that holds the projection (``workers.notices``). Lost, it costs the asker a budget's wait, never an answer."""
+    notify = text("SELECT pg_notify(:channel, :payload)")
+
+    async def ask(projection: str, position: int) -> None:
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(notify, {"channel": event_log.FLUSH_CHANNEL, "payload": f"{projection}:{position}"})
+        except SQLAlchemyError as error:
+            log.warning("could not ask %s to apply position %d now: %s", projection, position, error)
+
+    return ask
+
+
+def budgets(settings: Settings) -> dict[str, float]:
+    """Each projection's freshness budget in seconds: the setting if given, else the projection's own."""
+    return {name: settings.freshness_ms.get(name, cls.freshness_ms) / 1000 for name, cls in PROJECTIONS.items()}
 
 
 def policies(settings: Settings) -> dict[str, Policy]:

@@ -122,17 +122,14 @@ class Settings(BaseSettings):
         description="Niceness of the processes `prism serve` runs for "
         "rebuilds: a rebuild takes what the live versions leave",
     )
-    catch_up_gap_ms: int = Field(
-        100,
-        ge=0,
-        description="Shortest time between the starts of two catch-ups of one "
-        "projection: under steady writes, one batch per gap instead "
-        "of one per commit; an idle projection starts at once",
-    )
-    catch_up_gaps_ms: dict[str, Annotated[int, Field(ge=0)]] = Field(
+    freshness_ms: dict[str, Annotated[int, Field(ge=0, le=60_000)]] = Field(
         default_factory=dict,
-        description="Per projection, its own catch-up gap in ms, as JSON (e.g. "
-        '{"order_analytics": 1000}: fewer, larger ClickHouse inserts)',
+        description="Per projection, its freshness budget in ms, as JSON (e.g. "
+        '{"order_analytics": 2000}): how long its worker may gather commits to write them '
+        "as one batch (fewer, larger writes: less CPU per order, older reads). Default: each "
+        "projection's own (order summaries and the dashboards 0, as each commit comes; search "
+        "500, its index's refresh interval; analytics 1000). A reader asking for its own write "
+        "(min_position) never waits out a budget: the projection writes at once",
     )
     worker_poll_ms: int = Field(
         100,
@@ -199,7 +196,7 @@ class Settings(BaseSettings):
     def _per_projection_settings_name_projections(self) -> Settings:
         from projections.registry import PROJECTIONS
 
-        for setting in ("poison_policies", "catch_up_gaps_ms"):
+        for setting in ("poison_policies", "freshness_ms"):
             unknown = sorted(set(getattr(self, setting)) - set(PROJECTIONS))
             if unknown:
                 raise ValueError(

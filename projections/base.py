@@ -98,8 +98,29 @@ class Projection(ABC):
     handles: ClassVar[frozenset[str]]
     #: What a poison event does when the settings name no policy for this projection (``HALT`` or ``SKIP``).
     on_poison: ClassVar[str] = HALT
+    #: Its freshness budget when the settings name none: how long (ms) commits may wait to be written together.
+    #: A cheap store writes each commit as it comes (0); a store whose every write has a fixed cost gathers.
+    freshness_ms: ClassVar[int] = 0
+    #: Whether the worker gathers commits for the budget before a batch; False when the store gathers them itself
+    #: (Elasticsearch makes writes searchable at each refresh: its refresh interval is the budget).
+    gathers: ClassVar[bool] = True
     version: int
     label: str
+    _budget: float | None = None
+
+    @property
+    def budget(self) -> float:
+        """The freshness budget in seconds: set by the worker from the settings, else ``freshness_ms``."""
+        return self.freshness_ms / 1000 if self._budget is None else self._budget
+
+    @budget.setter
+    def budget(self, seconds: float) -> None:
+        self._budget = seconds
+
+    def waited_for(self) -> int:
+        """The highest log position a reader is waiting for this projection to apply (0: none); replaced by the
+        worker, which hears readers ask (see ``workers.notices``)."""
+        return 0
 
     def __init__(self, stores: Stores, version: int = 1) -> None:
         """One version of the projection, writing through ``stores``; a subclass opens what it needs from them."""
@@ -128,6 +149,10 @@ class Projection(ABC):
 
     async def settle(self) -> None:  # noqa: B027 (optional hook)
         """Finish the work ``apply`` left for later (and move the checkpoint it held back); nothing by default."""
+
+    async def hurry(self) -> None:  # noqa: B027 (optional hook)
+        """A reader waits for a position this projection may be writing now: make what is written visible at once
+        (for a store whose writes become visible on its own schedule); nothing by default."""
 
     async def prepare(self) -> None:  # noqa: B027 (optional hook)
         """The slow part of serving (a first refresh), called before a switch while readers still see the live

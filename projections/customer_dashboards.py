@@ -39,7 +39,7 @@ from projections.dashboard_sql import (
     upsert,
 )
 from projections.layouts import postgres_views
-from projections.layouts.customer_dashboards import Tables, read_checkpoint
+from projections.layouts.customer_dashboards import PROJECTION, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
@@ -51,7 +51,7 @@ log = logging.getLogger("prism.customer_dashboards")
 class CustomerDashboards(Projection):
     """Projection of customer and order events into per-customer dashboard rows."""
 
-    name: ClassVar[str] = "customer_dashboards"
+    name: ClassVar[str] = PROJECTION
     store: ClassVar[str] = "dashboards"
     handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS | e.PRODUCT_EVENTS
 

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import orjson
 
 from projections.base import Batch, Deferred, Projection, forget_and_apply, label
-from projections.layouts.order_analytics import VIEW_SECURITY, Tables, read_checkpoint
+from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
@@ -159,9 +159,11 @@ def rows(events: list[StoredEvent]) -> dict[str, Block]:
 class OrderAnalytics(Projection):
     """Projection of order and product events into ClickHouse tables for analysts."""
 
-    name: ClassVar[str] = "order_analytics"
+    name: ClassVar[str] = PROJECTION
     store: ClassVar[str] = "clickhouse"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS | e.PRODUCT_EVENTS
+    #: Every batch is a part per table to merge and a rollup recompute: about one a second.
+    freshness_ms: ClassVar[int] = 1000
 
     def __init__(self, stores: Stores, version: int = 1) -> None:
         self.version, self.label = version, label(self.name, version)

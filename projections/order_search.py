@@ -3,8 +3,12 @@
 Each document is indexed with ``version_type=external`` and the log position it
 reflects as its version, so Elasticsearch itself refuses anything older: a replayed
 or late batch earns 409s, which are expected and ignored. While readers search a
-version, every bulk refreshes the index before the checkpoint moves, so a reader
-that waited for position N can search what N wrote. A version being built beside
+version, its refresh interval is the projection's freshness budget, and a live
+bulk waits for the next refresh (``refresh=wait_for``) before the checkpoint moves,
+so a reader that waited for position N can search what N wrote: commits gather
+while a bulk waits, and each refresh makes one segment for all of them. A reader
+waiting for a position has the projection refresh at once instead (``hurry``, and
+``refresh=true`` for a batch a reader waits for). A version being built beside
 the served one does not refresh at all (``refresh_interval: -1``, no refresh per
 bulk: a rebuild's bulks then make fewer, larger segments); ``serve`` restores the
 interval and refreshes before the aliases move.
@@ -22,7 +26,7 @@ from elasticsearch.helpers import async_scan
 
 from projections import documents
 from projections.base import Batch, Projection, label
-from projections.layouts.order_search import Names, read_checkpoint
+from projections.layouts.order_search import PROJECTION, Names, read_checkpoint
 from projections.stores.clients import Stores
 from projections.stores.elasticsearch import BadRequest, Conflict
 from write.errors import StoreRejected, StoreUnavailable
@@ -127,9 +131,12 @@ def searchable(doc: documents.Doc) -> documents.Doc:
 class OrderSearch(Projection):
     """Projection of order events (and renames) into a searchable order index."""
 
-    name: ClassVar[str] = "order_search"
+    name: ClassVar[str] = PROJECTION
     store: ClassVar[str] = "elasticsearch"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
+    #: Its index's refresh interval while served: a live bulk waits for the next refresh, and commits gather meanwhile.
+    freshness_ms: ClassVar[int] = 500
+    gathers: ClassVar[bool] = False
 
     def __init__(self, stores: Stores, version: int = 1) -> None:
         self.version, self.label = version, label(self.name, version)
@@ -137,15 +144,37 @@ class OrderSearch(Projection):
         self.names = Names(stores.namespace, version)
         self.namespace = stores.namespace
         self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
+        self._upto = 0  # the last batch's end: a reader waiting past it waits for the batch being written
+        self._waiting_for_refresh = False
+        self._interval_set = False
+
+    def _interval(self) -> str:
+        """The served refresh interval: the freshness budget (with none, each bulk refreshes, and this is a floor)."""
+        return f"{round(self.budget * 1000)}ms" if self.budget else str(SETTINGS["refresh_interval"])
 
     async def setup(self) -> None:
         first = not await self.es.indices.exists_alias(name=self.names.alias)
         extra = {} if first else UNSERVED  # the first version is served at once, a later one when it has caught up
+        extra = extra or {"refresh_interval": self._interval()}
         await self._create(self.names.index, MAPPING, analysis=analysis(await self._filters()), extra=extra)
         await self._create(self.names.dimensions, DIMENSIONS_MAPPING, extra=extra)
         await self._create(self.names.checkpoints, {"dynamic": "strict", "properties": {"position": {"type": "long"}}})
         if first:
             await self.serve()
+
+    async def _refresh_at_budget(self) -> None:
+        """The served refresh interval made the budget's, once per object: the budget may have changed since the
+        index was created (asked by the worker's first live batch, which knows the budget the settings give)."""
+        self._interval_set = True
+        indexes, interval = [self.names.index, self.names.dimensions], self._interval()
+        found = await self.es.indices.get_settings(index=indexes, name="index.refresh_interval")
+        if any(s.get("settings", {}).get("index", {}).get("refresh_interval") != interval for s in found.values()):
+            await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": interval})
+
+    async def hurry(self) -> None:
+        """A reader waits: the bulk waiting for the next refresh is released by one now."""
+        if self._waiting_for_refresh:
+            await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
 
     async def is_served(self) -> bool:
         return bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
@@ -171,7 +200,7 @@ class OrderSearch(Projection):
         """Before a switch: the served refresh interval back, and the first refresh of what was built unrefreshed
         (the slow part of serving, done before the live version is held)."""
         indexes = [self.names.index, self.names.dimensions]
-        await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": SETTINGS["refresh_interval"]})
+        await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": self._interval()})
         await self.es.options(request_timeout=LONG_CALL_SECONDS).indices.refresh(index=indexes)
 
     async def serve(self) -> None:
@@ -225,7 +254,8 @@ class OrderSearch(Projection):
         current, dims = await self._current(batch)
         changed, changed_dims = documents.fold(current, batch.events, dims)
         if changed or changed_dims:
-            await self._bulk(changed, changed_dims)
+            await self._bulk(changed, changed_dims, backlog=batch.more)
+        self._upto = max(self._upto, batch.upto)
         with contextlib.suppress(Conflict):  # the checkpoint is already past this batch: a replay
             await self.es.index(
                 index=self.names.checkpoints,
@@ -288,9 +318,11 @@ class OrderSearch(Projection):
             state[index.removeprefix(f"{self.namespace}-")] = {h["_id"]: (h["_version"], h["_source"]) for h in found}
         return state
 
-    async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims) -> None:
-        """Bulk requests of at most ``BULK_BYTES``, ``BULK_CONCURRENCY`` at a time, refreshed if readers search this
-        version.
+    async def _bulk(self, docs: dict[str, documents.Doc], dims: documents.Dims, backlog: bool = False) -> None:
+        """Bulk requests of at most ``BULK_BYTES``, ``BULK_CONCURRENCY`` at a time, searchable before this returns if
+        readers search this version: a live batch waits for the next refresh, or forces one when a reader waits
+        for it (asked before the bulk goes; one asking after is served by ``hurry``), in a ``backlog`` (a catch-up's
+        full slice: waiting for each refresh would cap a catch-up at a slice per interval) or with no budget.
 
         One bulk request is indexed by one thread of the server; a batch's documents are
         distinct, so its requests may go side by side. ``external_gte`` because a merge
@@ -310,8 +342,19 @@ class OrderSearch(Projection):
                 chunks[-1] += [action, source]
                 size += len(action) + len(source) + 2
         served = await self._is_served()
-        if len(chunks) == 1:  # a live batch, most often: its bulk refreshes itself
-            await self._send(chunks[0], refresh=served)
+        if len(chunks) == 1:  # a live batch, most often: searchable at the next refresh, or at once if awaited
+            if served and not self._interval_set:
+                await self._refresh_at_budget()
+            if not served:
+                await self._send(chunks[0], refresh=False)
+            elif backlog or self.waited_for() > self._upto or not self.budget:
+                await self._send(chunks[0], refresh=True)
+            else:
+                self._waiting_for_refresh = True
+                try:
+                    await self._send(chunks[0], refresh="wait_for")
+                finally:
+                    self._waiting_for_refresh = False
             return
         gate = asyncio.Semaphore(BULK_CONCURRENCY)
 
@@ -325,7 +368,7 @@ class OrderSearch(Projection):
                 index=[self.names.index, self.names.dimensions]
             )
 
-    async def _send(self, operations: list[bytes], refresh: bool) -> None:
+    async def _send(self, operations: list[bytes], refresh: bool | str) -> None:
         response = await self.es.options(request_timeout=LONG_CALL_SECONDS).bulk(operations=operations, refresh=refresh)
         if response["errors"]:
             failures = [

@@ -17,7 +17,7 @@ import orjson
 
 from projections import documents
 from projections.base import Batch, Projection, forget_and_apply, label
-from projections.layouts.order_summaries import Keys, read_checkpoint, served_version
+from projections.layouts.order_summaries import PROJECTION, Keys, read_checkpoint, served_version
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
@@ -58,7 +58,7 @@ STAMPS = ("order_position", "customer_position", "position")
 class OrderSummaries(Projection):
     """Projection of order events (and renames) into Redis order documents."""
 
-    name: ClassVar[str] = "order_summaries"
+    name: ClassVar[str] = PROJECTION
     store: ClassVar[str] = "redis"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 

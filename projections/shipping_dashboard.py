@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Batch, Projection, forget_and_apply, label
 from projections.layouts import postgres_views
-from projections.layouts.shipping_dashboard import Tables, read_checkpoint
+from projections.layouts.shipping_dashboard import PROJECTION, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
@@ -94,7 +94,7 @@ def upsert_sql(table: str) -> str:
 class ShippingDashboard(Projection):
     """Projection of order events into one row per order: what waits to ship, where to, and what shipped."""
 
-    name: ClassVar[str] = "shipping_dashboard"
+    name: ClassVar[str] = PROJECTION
     store: ClassVar[str] = "dashboards"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS
 

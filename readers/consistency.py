@@ -1,4 +1,10 @@
-"""Read-your-writes: wait (bounded) until a projection reaches the caller's position, and say what was served."""
+"""Read-your-writes: wait (bounded) until a projection reaches the caller's position, and say what was served.
+
+A reader that has to wait first asks the projection to apply that position now
+(``ReadWait.ask``): a projection gathering commits for its freshness budget then
+writes at once, so the caller waits for one batch, not for the budget, and readers
+that do not ask for a position never make the projection write more often.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from pydantic import BaseModel, Field
 
 #: First and largest pause between two checkpoint reads while waiting.
 _FIRST_PAUSE, _MAX_PAUSE = 0.002, 0.05
+#: How often a waiting reader asks again for its position to be applied now.
+_ASK_AGAIN_SECONDS = 0.25
 
 
 class Consistency(BaseModel):
@@ -21,6 +29,15 @@ class Consistency(BaseModel):
     position: int = Field(description="Log position the projection had applied when this was read")
     stale: bool = Field(False, description="True when min_position was not reached within the wait")
     min_position: int | None = None
+
+
+@dataclass(frozen=True)
+class ReadWait:
+    """How long a reader may wait for ``min_position``, and how it asks a projection (by name) to apply a position
+    now (set by the application; a no-op where nothing listens)."""
+
+    seconds: float
+    ask: Callable[[str, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -47,16 +64,25 @@ class Served:
         response.headers["X-Prism-Stale"] = "true" if self.stale else "false"
 
 
-async def wait_for(read_checkpoint: Callable[[], Awaitable[int]], min_position: int | None, timeout: float) -> Served:
-    """Poll the checkpoint with growing pauses until it reaches ``min_position`` or the deadline passes."""
+async def wait_for(
+    read_checkpoint: Callable[[], Awaitable[int]], min_position: int | None, wait: ReadWait, projection: str
+) -> Served:
+    """Ask ``projection`` to apply ``min_position`` now if it has not, then poll the checkpoint with growing pauses
+    until it reaches it or the deadline passes; the ask is repeated while waiting (a worker that was not yet
+    listening, or that took the projection since, has not heard it)."""
     position = await read_checkpoint()
     if min_position is None or position >= min_position:
         return Served(position, False, min_position)
-    deadline, pause = time.monotonic() + timeout, _FIRST_PAUSE
+    deadline, pause = time.monotonic() + wait.seconds, _FIRST_PAUSE
+    await wait.ask(projection, min_position)
+    asked = time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         position = await read_checkpoint()
         if position >= min_position:
             return Served(position, False, min_position)
         pause = min(pause * 2, _MAX_PAUSE)
+        if time.monotonic() - asked >= _ASK_AGAIN_SECONDS:
+            await wait.ask(projection, min_position)
+            asked = time.monotonic()
     return Served(position, True, min_position)

@@ -10,11 +10,11 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.customer_dashboards import Tables, read_checkpoint
+from projections.layouts.customer_dashboards import PROJECTION, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from readers import examples, postgres_reads
-from readers.consistency import Consistency, Served, wait_for
-from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.consistency import Consistency, ReadWait, Served, wait_for
+from readers.deps import MinPosition, StoresDep, Tenant, Wait
 from readers.errors import NotFound
 
 router = APIRouter(tags=["dashboards (Postgres)"])
@@ -115,7 +115,7 @@ def last_months(spend: dict[str, dict], now: datetime, months: int = 12) -> list
 
 @router.get("/customers/{customer_id}/dashboard", response_model=Dashboard)
 async def customer_dashboard(
-    customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, min_position: MinPosition = None
+    customer_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: Wait, min_position: MinPosition = None
 ) -> Any:
     """The row goes out through orjson, unvalidated: it was shaped when projected (the response model documents
     it; validating it again on every read would cost more than the read)."""
@@ -161,7 +161,7 @@ async def customer_dashboard(
 async def top_customers(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     by: Literal["lifetime_value", "orders"] = "lifetime_value",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -193,11 +193,12 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
     return tables, await wait_for(
         lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
         min_position,
         wait,
+        PROJECTION,
     )

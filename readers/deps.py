@@ -10,6 +10,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BeforeValidator
 
 from projections.stores.clients import Stores
+from readers.consistency import ReadWait
 
 
 async def _tenant(request: Request) -> str:
@@ -43,9 +44,9 @@ async def _stores(request: Request) -> Stores:
     return request.app.state.stores
 
 
-async def _wait_seconds(request: Request) -> float:
-    return request.app.state.read_wait_seconds
+async def _read_wait(request: Request) -> ReadWait:
+    return request.app.state.read_wait
 
 
 StoresDep = Annotated[Stores, Depends(_stores)]
-WaitSeconds = Annotated[float, Depends(_wait_seconds)]
+Wait = Annotated[ReadWait, Depends(_read_wait)]

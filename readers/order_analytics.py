@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.order_analytics import Tables, checkpoint_of, checkpoint_query
+from projections.layouts.order_analytics import PROJECTION, Tables, checkpoint_of, checkpoint_query
 from projections.stores.clients import Stores
 from readers import examples
 from readers.analytics_sql import Result
-from readers.consistency import Consistency, Served, wait_for
-from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.consistency import Consistency, ReadWait, Served, wait_for
+from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, Wait
 
 router = APIRouter(tags=["analytics (ClickHouse)"])
 PERIODS = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}
@@ -118,7 +118,7 @@ async def _query(stores: Stores, sql: str, parameters: dict[str, Any]) -> list[t
 async def revenue(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     period: Period,
     granularity: Literal["day", "week", "month"] = "day",
@@ -138,7 +138,7 @@ async def revenue(
 async def top_products(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     by: Literal["revenue", "quantity"] = "revenue",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -201,7 +201,7 @@ def by_hour_sql(t: Tables) -> str:
 async def summary(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     period: Period,
     min_position: MinPosition = None,
@@ -230,7 +230,7 @@ async def summary(
 async def orders_by_hour(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     period: Period,
     min_position: MinPosition = None,
@@ -266,7 +266,7 @@ async def analyst_sql(
     query: SqlQuery,
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     request: Request,
     response: Response,
     min_position: MinPosition = None,
@@ -283,11 +283,11 @@ async def analyst_sql(
     return {"columns": answer.columns, "rows": answer.rows, "consistency": served.model()}
 
 
-async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
 
     async def checkpoint() -> int:
         return checkpoint_of(await _query(stores, *checkpoint_query(tables, served=True)))
 
-    return tables, await wait_for(checkpoint, min_position, wait)
+    return tables, await wait_for(checkpoint, min_position, wait, PROJECTION)

@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.order_search import Names, read_checkpoint
+from projections.layouts.order_search import PROJECTION, Names, read_checkpoint
 from projections.stores.clients import Stores
 from readers import examples
-from readers.consistency import Consistency, Served, wait_for
-from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.consistency import Consistency, ReadWait, Served, wait_for
+from readers.deps import IsoDate, MinPosition, StoresDep, Tenant, Wait
 from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["search (Elasticsearch)"])
@@ -191,7 +191,7 @@ def _asked_facets(facets: str | None) -> frozenset[str]:
 async def search_orders(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     q: Annotated[str | None, Query(max_length=200, examples=["widgte"])] = None,
     status: Annotated[str | None, Query(pattern="^(pending|confirmed|shipped|cancelled)$")] = None,
@@ -251,7 +251,7 @@ async def search_orders(
 async def suggest(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     q: Annotated[str, Query(min_length=1, max_length=50, examples=["wid"])],
     min_position: MinPosition = None,
@@ -287,11 +287,13 @@ async def suggest(
     return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
 
 
-async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Names, Served]:
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Names, Served]:
     """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is
     over)."""
     names = Names(stores.namespace)
-    return names, await wait_for(lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait)
+    return names, await wait_for(
+        lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait, PROJECTION
+    )
 
 
 def starts_with(name: str, typed: str) -> bool:

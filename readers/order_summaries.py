@@ -9,11 +9,11 @@ import orjson
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from projections.layouts.order_summaries import ServedReader
+from projections.layouts.order_summaries import PROJECTION, ServedReader
 from projections.stores.clients import Stores
 from readers import examples
 from readers.consistency import Consistency, Served, wait_for
-from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.deps import MinPosition, StoresDep, Tenant, Wait
 from readers.errors import InvalidQuery, NotFound
 
 router = APIRouter(tags=["order pages (Redis)"])
@@ -60,7 +60,7 @@ class OrderSummary(BaseModel):
 
 @router.get("/orders/{order_id}", response_model=OrderSummary)
 async def order_summary(
-    order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: WaitSeconds, min_position: MinPosition = None
+    order_id: uuid.UUID, tenant: Tenant, stores: StoresDep, wait: Wait, min_position: MinPosition = None
 ) -> Any:
     """The stored document is the answer: it goes out as stored, with the consistency added (the response model
     documents it; validating it again on every read would cost more than the read)."""
@@ -70,7 +70,7 @@ async def order_summary(
         position, found["doc"] = await reader.order(str(order_id))
         return position
 
-    served = await wait_for(read, min_position, wait)
+    served = await wait_for(read, min_position, wait, PROJECTION)
     doc = found["doc"]
     if doc is None or orjson.loads(doc)["tenant_id"] != tenant:
         raise NotFound(_missing(order_id, served))
@@ -99,7 +99,7 @@ async def customer_orders(
     customer_id: uuid.UUID,
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[uuid.UUID | None, Query(description="next_cursor of the page before")] = None,
     min_position: MinPosition = None,
@@ -112,7 +112,7 @@ async def customer_orders(
         )
         return position
 
-    served = await wait_for(read, min_position, wait)
+    served = await wait_for(read, min_position, wait, PROJECTION)
     if found["docs"] is None:  # one message whatever the cursor is, so it tells nothing of other tenants' orders
         raise InvalidQuery(INVALID_CURSOR, "cursor")
     docs = [(doc, orjson.loads(doc)) for doc in found["docs"]]

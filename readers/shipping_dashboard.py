@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from projections.layouts.shipping_dashboard import Tables, read_checkpoint
+from projections.layouts.shipping_dashboard import PROJECTION, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from readers import postgres_reads
-from readers.consistency import Consistency, Served, wait_for
-from readers.deps import MinPosition, StoresDep, Tenant, WaitSeconds
+from readers.consistency import Consistency, ReadWait, Served, wait_for
+from readers.deps import MinPosition, StoresDep, Tenant, Wait
 from readers.errors import InvalidQuery
 
 router = APIRouter(tags=["shipping (Postgres)"])
@@ -95,7 +95,7 @@ def hours_since(moment: datetime | None, now: datetime) -> float | None:
 async def shipping_queue(
     tenant: Tenant,
     stores: StoresDep,
-    wait: WaitSeconds,
+    wait: Wait,
     response: Response,
     country: Annotated[
         str | None, Query(pattern=COUNTRY_PATTERN, description="An ISO 3166-1 alpha-2 code, or `unknown`")
@@ -152,7 +152,7 @@ async def shipping_queue(
 
 @router.get("/shipping/summary", response_model=Summary)
 async def shipping_summary(
-    tenant: Tenant, stores: StoresDep, wait: WaitSeconds, response: Response, min_position: MinPosition = None
+    tenant: Tenant, stores: StoresDep, wait: Wait, response: Response, min_position: MinPosition = None
 ) -> Any:
     """Per destination country: orders waiting, the oldest one's age, and orders shipped today (UTC)."""
     tables, served = await _served(stores, min_position, wait)
@@ -190,11 +190,12 @@ async def shipping_summary(
     }
 
 
-async def _served(stores: Stores, min_position: int | None, wait: float) -> tuple[Tables, Served]:
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
     return tables, await wait_for(
         lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
         min_position,
         wait,
+        PROJECTION,
     )

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -91,49 +91,82 @@ async def follow(
     policy: Policy,
     notices: Notices,
     seconds: float,
-    pace: Callable[[], Awaitable[None]],
 ) -> Progress:
-    """``catch_up``, then keep the lock for ``seconds`` and apply each commit as soon as it is announced.
+    """``catch_up``, then keep the lock for ``seconds`` and apply the commits as they are announced.
 
     Between batches only the log is read and the store written: no message, lock,
     checkpoint read or halt check per commit (this consumer is the one that would
-    halt). ``pace`` spaces the batches, so each holds the commits of a gap. The
-    ``seconds`` bound every drain too: under steady writes to a store slower than
-    their pace, the log never looks empty.
+    halt). A projection with a freshness budget gathers the commits of up to its
+    budget into one batch, counted from the first commit the batch holds, unless a
+    reader waits for one of them (see ``notices.Notices.gather``); meanwhile readers'
+    requests reach ``Projection.hurry`` while a batch is written. The ``seconds``
+    bound every drain too: under steady writes to a store slower than their pace,
+    the log never looks empty.
     """
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
             return Progress(projection.label, 0, skipped=True)
         await notices.listening()  # before the first read: a commit after it is then announced
         deadline = time.monotonic() + seconds
-        progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=True)
-        while (
-            not (progress.halted or progress.stepped_aside)
-            and time.monotonic() < deadline
-            and await notices.wait_past(progress.checkpoint, deadline - time.monotonic())
-            and not await awaited(log_engine, projection.label)
-        ):  # a switch or a repair waits: let it in
-            await pace()
-            more = await drain(
-                log_engine,
-                projection,
-                batch_size,
-                policy,
-                max(deadline - time.monotonic(), 0.0),
-                start=progress.checkpoint,
-                step_aside=True,
-            )
-            progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
-            progress.passed += more.passed
-            progress.checkpoint, progress.halted, progress.parked = (
-                more.checkpoint,
-                more.halted,
-                progress.parked + more.parked,
-            )
-            progress.drained, progress.stepped_aside = more.drained, more.stepped_aside
-            if more.batches:
-                progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
+        projection.waited_for = lambda: notices.wanted.get(projection.name, 0)  # type: ignore[method-assign]
+        read_from = time.monotonic()
+        progress = Progress(projection.label, 0)
+        hurrying = asyncio.create_task(_hurry_when_asked(projection, notices, lambda: progress.checkpoint))
+        try:
+            progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=True)
+            while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline:
+                waiting_since = time.monotonic()
+                if not await notices.wait_past(progress.checkpoint, deadline - time.monotonic()):
+                    break
+                # The first commit of the next batch came during the last drain, or just now if none had.
+                first = read_from if time.monotonic() - waiting_since < 0.001 else time.monotonic()
+                if projection.gathers and projection.budget:
+                    gather = first + projection.budget - time.monotonic()
+                    await notices.gather(projection.name, progress.checkpoint, min(gather, deadline - time.monotonic()))
+                if await awaited(log_engine, projection.label):  # a switch or a repair waits: let it in
+                    break
+                read_from = time.monotonic()
+                more = await drain(
+                    log_engine,
+                    projection,
+                    batch_size,
+                    policy,
+                    max(deadline - time.monotonic(), 0.0),
+                    start=progress.checkpoint,
+                    step_aside=True,
+                )
+                _add(progress, more)
+        finally:
+            hurrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hurrying
         return progress
+
+
+def _add(progress: Progress, more: Progress) -> None:
+    """Fold a later drain's progress into a follow's."""
+    progress.applied, progress.batches = progress.applied + more.applied, progress.batches + more.batches
+    progress.passed += more.passed
+    progress.checkpoint, progress.halted, progress.parked = more.checkpoint, more.halted, progress.parked + more.parked
+    progress.drained, progress.stepped_aside = more.drained, more.stepped_aside
+    if more.batches:
+        progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
+
+
+async def _hurry_when_asked(projection: Projection, notices: Notices, checkpoint: Callable[[], int]) -> None:
+    """While a follow holds the projection: each time a reader asks for a position past what it has applied (and
+    past what it was hurried for), ``hurry`` it: a store that makes writes visible on its own schedule then does so
+    at once, for the batch being written (the next batches see ``waited_for``)."""
+    hurried = 0
+    while True:
+        await notices.asked(projection.name, max(hurried, checkpoint()))
+        if notices.stopped:
+            return
+        hurried = notices.wanted.get(projection.name, 0)
+        try:
+            await projection.hurry()
+        except Exception as error:  # noqa: BLE001  # the batch's own write reports the store's trouble
+            log.debug("%s: hurry failed: %s", projection.label, dead_letters.describe(error))
 
 
 async def drain(

@@ -5,6 +5,11 @@ A worker that holds a projection's lock listens on one connection of its own and
 applies the next batch as soon as a commit past its checkpoint is announced. A lost
 notice, or a lost connection, costs latency only: the wait has a deadline, and the
 relay's messages still come.
+
+On the same connection it hears readers ask for a projection to write now
+(``event_log.FLUSH_CHANNEL``): a worker gathering commits for a freshness budget
+stops gathering once a reader waits for a position past its checkpoint (``gather``),
+so read-your-writes never waits out a budget, and only those who ask pay for it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class Notices:
         self.listen_dsn = listen_dsn
         self.head = 0
         self._moved = asyncio.Event()
+        #: Per projection, the highest position a reader asked it to apply now.
+        self.wanted: dict[str, int] = {}
+        self._asked = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
@@ -50,6 +58,28 @@ class Notices:
                 return self.head > position
         return True
 
+    async def gather(self, name: str, position: int, seconds: float) -> bool:
+        """Wait ``seconds`` for more commits to write together, unless a reader waits for a position past
+        ``position`` (or asks during the wait); True when a reader cut it short."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.wanted.get(name, 0) <= position:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.stopped:
+                return False
+            self._asked.clear()
+            try:
+                await asyncio.wait_for(self._asked.wait(), remaining)
+            except TimeoutError:
+                return self.wanted.get(name, 0) > position
+        return True
+
+    async def asked(self, name: str, position: int) -> None:
+        """Return once a reader waits for ``name`` to apply a position past ``position``."""
+        while self.wanted.get(name, 0) <= position and not self.stopped:
+            self._asked.clear()
+            await self._asked.wait()
+
     async def listening(self) -> bool:
         """Listen if not yet (or again after a lost connection); False when the database is away."""
         if self._connection is not None and not self._connection.is_closed():
@@ -58,6 +88,7 @@ class Notices:
         try:
             self._connection = await asyncpg.connect(self.listen_dsn)
             await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
+            await self._connection.add_listener(event_log.FLUSH_CHANNEL, self._flush_asked)
         except WRITE_DATABASE.errors as error:
             log.warning("commit notices unavailable (%s); catching up on messages only", describe(error))
             self._connection = None
@@ -68,12 +99,19 @@ class Notices:
         self.head = max(self.head, int(payload or 0))
         self._moved.set()
 
+    def _flush_asked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        name, _, position = payload.rpartition(":")
+        if name and position.isdigit():
+            self.wanted[name] = max(self.wanted.get(name, 0), int(position))
+            self._asked.set()
+
     def stop(self) -> None:
         """End every wait now and each later one at once, so a worker that stops never waits out a follow; callable
         from any thread."""
         self.stopped = True
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._moved.set)
+            self._loop.call_soon_threadsafe(self._asked.set)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -51,8 +51,7 @@ class ProjectionRunner:
         open_resources: Callable[[], Awaitable[Resources]],
         batch_size: int,
         policies: dict[str, Policy] | None = None,
-        gap_seconds: float = 0.0,
-        gaps: dict[str, float] | None = None,
+        budgets: dict[str, float] | None = None,
         notices: Notices | None = None,
         rebuild_batch_size: int | None = None,
     ) -> None:
@@ -60,7 +59,7 @@ class ProjectionRunner:
         self.notices = notices
         self.batch_size, self.rebuild_batch_size = batch_size, rebuild_batch_size or batch_size
         self.policies = policies or {}
-        self.gap_seconds, self.gaps = gap_seconds, gaps or {}  # the common gap, and projections' own
+        self.budgets = budgets or {}  # each projection's freshness budget (s), as the settings give it
         self._last_start: dict[str, float] = {}
         self._last_record: dict[str, float] = {}
         self._beside: dict[str, bool] = {}
@@ -79,6 +78,7 @@ class ProjectionRunner:
         resources = await self.resources()
         if (name, version) not in self._built:
             projection = resources.make(name, version)
+            projection.budget = self.budgets.get(name, projection.freshness_ms / 1000)
             await projection.setup()
             self._built[(name, version)] = projection
         return self._built[(name, version)]
@@ -104,7 +104,6 @@ class ProjectionRunner:
                 self.policies.get(name) or Policy(),
                 self.notices,
                 FOLLOW_SECONDS,
-                lambda: self._pace(name),
             )
         else:  # a version beside it: back at once, so that its build message goes now (and a switch finds the lock)
             progress = await catch_up(
@@ -131,14 +130,14 @@ class ProjectionRunner:
         return await self._build(name, live, roles[versions.NEXT], head)
 
     async def _pace(self, name: str) -> None:
-        """Start at once when the last catch-up began at least the projection's gap ago, else when it has.
+        """Start at once when the last catch-up began at least the projection's budget ago, else when it has.
 
         Each catch-up has a fixed cost (the lock, the checkpoint, a store write that on
         ClickHouse makes a part to merge); under steady writes this turns one catch-up
-        per commit into one per gap, each with the commits of the gap, while an idle
-        projection still starts on the next commit at once.
+        per commit into one per budget, each with the commits of the budget, while an
+        idle projection still starts on the next commit at once.
         """
-        wait = self._last_start.get(name, 0.0) + self.gaps.get(name, self.gap_seconds) - time.monotonic()
+        wait = self._last_start.get(name, 0.0) + self.budgets.get(name, 0.0) - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_start[name] = time.monotonic()

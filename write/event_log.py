@@ -34,6 +34,9 @@ from write.upcasting import upcast
 APPEND_LOCK_KEY: Final = 0x707269736D
 #: Channel told the new head position at each commit.
 NOTIFY_CHANNEL: Final = "prism_events"
+#: Channel on which a reader waiting for a position asks a projection to write what it has gathered now
+#: (payload ``<projection>:<position>``): read-your-writes need not wait out a freshness budget.
+FLUSH_CHANNEL: Final = "prism_flush"
 
 
 class EventLog:

@@ -23,6 +23,7 @@ from infra.settings import Settings
 from projections.stores import registry
 from readers import customer_dashboards, order_analytics, order_search, order_summaries, shipping_dashboard
 from readers.analytics_sql import AnalystSql, Limits
+from readers.consistency import ReadWait
 from workers.versions import LIVE
 from write import api as command_api
 from write.api_keys import OPERATOR
@@ -113,7 +114,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.write_engine = bootstrap.write_engine(settings)
         app.state.bus = CommandBus(app.state.write_engine)
         app.state.stores = await bootstrap.open_stores(settings)
-        app.state.read_wait_seconds = settings.read_wait_seconds
+        app.state.read_wait = ReadWait(settings.read_wait_seconds, bootstrap.ask_to_apply(app.state.write_engine))
         app.state.store_timeout_seconds = settings.store_timeout_seconds
         app.state.authenticator = Authenticator(app.state.write_engine, settings)
         if settings.operator_token:

@@ -7,6 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from projections.layouts import postgres_views
 from projections.layouts.postgres_views import query_served as query_served  # where the readers have found it
 
+#: The projection this layout stores (readers name it when they ask it to apply a position now).
+PROJECTION = "customer_dashboards"
+
 #: What the dashboard shows beyond counts and sums, kept in its row (added to a table made by an older release).
 SHOWN_COLUMNS = (
     "spend_by_month jsonb NOT NULL DEFAULT '{}'",  # "YYYY-MM" -> {"orders", "spend"}: the 24 latest months with orders

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+#: The projection this layout stores (readers name it when they ask it to apply a position now).
+PROJECTION = "order_analytics"
+
 _TS = "DateTime64(3, 'UTC')"
 
 

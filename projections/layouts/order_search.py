@@ -6,6 +6,9 @@ from typing import Any
 
 from projections.stores.elasticsearch import Missing
 
+#: The projection this layout stores (readers name it when they ask it to apply a position now).
+PROJECTION = "order_search"
+
 
 class Names:
     """Index names of one version; readers search the aliases, which one request moves together."""

@@ -12,6 +12,9 @@ Keys (``p`` = ``<namespace>:os:v<version>:``):
 
 from __future__ import annotations
 
+#: The projection this layout stores (readers name it when they ask it to apply a position now).
+PROJECTION = "order_summaries"
+
 #: The served version's checkpoint and one order document, in one round trip.
 READ_SERVED = """
 local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'

@@ -6,6 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.layouts import postgres_views
 
+#: The projection this layout stores (readers name it when they ask it to apply a position now).
+PROJECTION = "shipping_dashboard"
+
 
 class Tables:
     """Names of one version, in the namespace's schema."""

@@ -81,13 +81,10 @@ async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiti
     await bus.execute(RegisterTenant(f"t-{secrets.token_hex(4)}", "First write"))
     notices = Notices(listen_dsn(fresh_services))
 
-    async def no_pace() -> None:
-        return None
-
     running = asyncio.create_task(
         catch_up(write_engine, projection, batch_size=1_000)
         if consumer == "catch_up"
-        else follow(write_engine, projection, 1_000, Policy(), notices, seconds=600, pace=no_pace)
+        else follow(write_engine, projection, 1_000, Policy(), notices, seconds=600)
     )
     try:
         await eventually(lambda: _true(projection.batches >= 3), 30, "the consumer applying batch after batch")

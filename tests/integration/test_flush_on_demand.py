@@ -1,0 +1,75 @@
+"""Read-your-writes never waits out a freshness budget: a reader waiting for its position asks the projection to
+write now, and the worker following the log does (flush on demand); without the ask, the read waits the budget.
+
+Each case runs a real follow (the worker's loop) over a projection with a 30 s budget, places an order through
+the command bus, and waits for its position as the readers do (``readers.consistency.wait_for``), on the real
+store's checkpoint. Order summaries gather commits for their budget in the worker; search waits for its index's
+next refresh, 30 s away, and is hurried by a refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+from dataclasses import replace
+
+import pytest
+
+from infra.bootstrap import ask_to_apply, listen_dsn
+from projections.order_search import OrderSearch
+from projections.order_summaries import OrderSummaries
+from readers.consistency import ReadWait, wait_for
+from tests.conftest import NAMESPACE
+from workers.catch_up import Policy, follow
+from workers.notices import Notices
+from write import commands as c
+
+BUDGET_SECONDS = 30.0
+READ_WAIT_SECONDS = 3.0
+
+
+async def _never_ask(_projection: str, _position: int) -> None:
+    return None
+
+
+@pytest.mark.parametrize("kind", [OrderSummaries, OrderSearch])
+@pytest.mark.parametrize("asks", [True, False], ids=["asking", "not-asking"])
+async def test_a_read_waiting_for_its_position_is_answered_well_inside_the_budget(
+    kind, asks, stores, bus, write_engine, tenant, fresh_services
+):
+    projection = kind(replace(stores, namespace=f"{NAMESPACE}_flush"))
+    projection.budget = BUDGET_SECONDS
+    await projection.drop()
+    await projection.setup()
+    customer = uuid.UUID((await bus.execute(c.RegisterCustomer(tenant, "Ada", "ada@x.io"))).id)
+    product = uuid.UUID((await bus.execute(c.AddProduct(tenant, "Lamp", Decimal("19.90")))).id)
+    notices = Notices(listen_dsn(fresh_services))
+    following = asyncio.create_task(
+        follow(write_engine, projection, 1_000, Policy(), notices, seconds=4 * BUDGET_SECONDS)
+    )
+    try:
+        head = (await bus.execute(c.RegisterTenant(f"{tenant}-x", "Marker"))).position
+        caught_up = await wait_for(projection.checkpoint, head, ReadWait(15, ask_to_apply(write_engine)), kind.name)
+        assert not caught_up.stale, "the follow did not apply the log so far"
+        placed = await bus.execute(c.PlaceOrder(tenant, customer, (c.OrderLine(product, 1),)))
+        started = time.monotonic()
+        served = await wait_for(
+            projection.checkpoint,
+            placed.position,
+            ReadWait(READ_WAIT_SECONDS, ask_to_apply(write_engine) if asks else _never_ask),
+            projection.name,
+        )
+        took = time.monotonic() - started
+    finally:
+        notices.stop()
+        await asyncio.wait_for(following, 30)
+        await notices.close()
+        await projection.drop()
+    if asks:
+        assert not served.stale and served.position >= placed.position
+        assert took < 1.5, f"answered in {took:.2f}s; the budget is {BUDGET_SECONDS:.0f}s"
+    else:  # the remedy off: the order waits in the gathering batch (or the refresh) for the whole budget
+        assert served.stale and served.position < placed.position
+        assert took >= READ_WAIT_SECONDS
