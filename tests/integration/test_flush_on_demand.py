@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from decimal import Decimal
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
