@@ -123,8 +123,6 @@ async def follow(
                 if projection.gathers and projection.budget:
                     gather = first + projection.budget - time.monotonic()
                     await notices.gather(projection.name, progress.checkpoint, min(gather, deadline - time.monotonic()))
-                if await awaited(log_engine, projection.label):  # a switch or a repair waits: let it in
-                    break
                 read_from = time.monotonic()
                 more = await drain(
                     log_engine,
@@ -235,6 +233,9 @@ async def _drain(
             if step_aside and await awaited(log_engine, projection.label):
                 progress.stepped_aside = True
                 return progress
+            if len(events) < batch_size:  # the slice ended at the head it read: looking again would find the
+                progress.drained = True  # commits since, which a follower hears of and a relay sends anyway
+                return progress
 
 
 class _Slices:
@@ -255,7 +256,8 @@ class _Slices:
         return await self._read(position)
 
     async def _read(self, after: int) -> tuple[list[StoredEvent], int]:
-        async with self.log_engine.connect() as conn:
+        async with self.log_engine.connect() as conn:  # no transaction: two statements, not four round trips
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await event_log.read_slice(conn, after, self.batch_size, self.projection.handles)
 
     async def __aenter__(self) -> _Slices:

@@ -39,9 +39,9 @@ _TRY_UNLESS_AWAITED = text(
 
 async def awaited(log_engine: AsyncEngine, name: str) -> bool:
     """Whether an operation is waiting for this projection's lock (a follower then lets it go)."""
-    async with log_engine.connect() as conn:
+    async with log_engine.connect() as conn:  # one statement, no transaction around it: asked after every batch
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         waiting = (await conn.execute(_AWAITED, {"w": _waiter_key(name)})).scalar()
-        await conn.commit()
     return bool(waiting)
 
 
