@@ -49,7 +49,7 @@ async def test_an_unserved_version_is_not_refreshed_until_served_and_its_renames
         assert searched["count"] < len(stored["docs"]), "the unserved version was refreshed while being built"
 
         await building.serve()
-        assert await _refresh_interval(stores.elasticsearch, building.names.index) == "1s"
+        assert await _refresh_interval(stores.elasticsearch, building.names.index) == f"{OrderSearch.freshness_ms}ms"
         assert (await stores.elasticsearch.count(index=served.names.alias))["count"] == len(stored["docs"])
         assert list((await building.state()).values()) == list((await served.state()).values())
     finally:
