@@ -12,7 +12,7 @@ from projections.base import Projection
 from projections.registry import PROJECTIONS
 from projections.stores import registry
 from projections.stores.clients import Stores
-from projections.stores.postgres import connect_args
+from projections.stores.postgres import connect_args, ping_when_idle
 from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
@@ -25,14 +25,14 @@ from write import event_log
 def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
     """The write database; its JSON (event payloads read back from the log) through orjson. ``pool_size`` for a
     short-lived tool's few connections; without it, a serving process's kept pool (``pool``)."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.write_database_url,
         **pool(settings, pool_size),
-        pool_pre_ping=True,
         connect_args=connect_args(settings, settings.store_work_timeout_seconds),
         json_serializer=event_log.dumps,
         json_deserializer=orjson.loads,
     )
+    return ping_when_idle(engine)
 
 
 def pool(settings: Settings, size: int | None = None) -> dict:
