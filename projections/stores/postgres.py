@@ -45,6 +45,7 @@ class PostgresAdapter(StoreAdapter):
             pool_size=settings.database_pool_size,
             max_overflow=0,
             pool_timeout=min(settings.pool_timeout_seconds, deadline),
+            pool_use_lifo=True,  # hot connections reused, idle ones pinged (see ``infra.bootstrap.pool``)
             connect_args=connect_args(settings, deadline) | {"server_settings": {"jit": "off"}},
         )
         return ping_when_idle(engine)
