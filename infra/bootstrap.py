@@ -15,7 +15,7 @@ from projections.base import Projection
 from projections.registry import PROJECTIONS
 from projections.stores import registry
 from projections.stores.clients import Stores
-from projections.stores.postgres import connect_args
+from projections.stores.postgres import connect_args, ping_when_idle
 from workers import versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
@@ -30,25 +30,28 @@ log = logging.getLogger("prism.bootstrap")
 def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
     """The write database; its JSON (event payloads read back from the log) through orjson. ``pool_size`` for a
     short-lived tool's few connections; without it, a serving process's kept pool (``pool``)."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.write_database_url,
         **pool(settings, pool_size),
-        pool_pre_ping=True,
         connect_args=connect_args(settings, settings.store_work_timeout_seconds),
         json_serializer=event_log.dumps,
         json_deserializer=orjson.loads,
     )
+    return ping_when_idle(engine)
 
 
 def pool(settings: Settings, size: int | None = None) -> dict:
     """A serving process keeps every connection it opens: one closed because a burst overflowed the pool costs the
     next opening a Postgres login, whose SCRAM exchange takes ~40 ms of this process's CPU (asyncpg, measured), paid
-    under the very load that overflowed it. Past the pool, requests wait for a connection instead."""
+    under the very load that overflowed it. Past the pool, requests wait for a connection instead. The last connection
+    back is the next out (LIFO): under light load the same few stay hot and the rest idle, so the idle ping
+    (``ping_when_idle``) is paid by the connections that were really idle, not by each in turn."""
     if size is None:
         return {
             "pool_size": settings.database_pool_size,
             "max_overflow": 0,
             "pool_timeout": settings.pool_timeout_seconds,
+            "pool_use_lifo": True,
         }
     return {"pool_size": size, "max_overflow": 20, "pool_timeout": settings.pool_timeout_seconds}
 

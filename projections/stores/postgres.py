@@ -3,12 +3,16 @@ and SQLAlchemy's errors mean (for the dashboards here, and for the write databas
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from projections.stores.adapter import StoreAdapter, StoreSettings, describe
 from write.errors import PrismError, StoreBusy
@@ -36,14 +40,15 @@ class PostgresAdapter(StoreAdapter):
         # JIT compiles a batch's statements for longer than they run (1.3 s of a 5 s rebuild of 2,000 rows' shown
         # parts), and the readers' one-row lookups never need it. A serving process keeps its connections (see
         # ``infra.bootstrap.pool``); the pool's wait is bounded like any call.
-        return create_async_engine(
+        engine = create_async_engine(
             settings.dashboards_database_url,
             pool_size=settings.database_pool_size,
             max_overflow=0,
             pool_timeout=min(settings.pool_timeout_seconds, deadline),
-            pool_pre_ping=True,
+            pool_use_lifo=True,  # hot connections reused, idle ones pinged (see ``infra.bootstrap.pool``)
             connect_args=connect_args(settings, deadline) | {"server_settings": {"jit": "off"}},
         )
+        return ping_when_idle(engine)
 
     async def close(self, client: Any) -> None:
         await client.dispose()
@@ -66,6 +71,37 @@ class PostgresAdapter(StoreAdapter):
         if isinstance(error, asyncpg.PostgresError):
             return self.rejected(describe(error))
         return None
+
+
+#: A kept connection idle in the pool for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 1.0
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float = IDLE_PING_SECONDS) -> AsyncEngine:
+    """Ping a pooled connection before use only when it sat idle for ``idle_seconds``; a dead one is replaced.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, and on asyncpg its ping is three round trips (BEGIN,
+    ``;``, ROLLBACK): under load that was more round trips than a one-row read, on every request. A connection
+    back in the pool a moment ago was alive then; one kept across a quiet spell (when a server restart happens
+    unseen) is checked with one round trip. A server that goes away under traffic fails the statement at hand,
+    which the adapter answers as the store being unavailable (503), and the pool then drops that connection.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _idle_from(_: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(connection: DBAPIConnection, record: ConnectionPoolEntry, _: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            await_(connection.driver_connection.execute(";"))
+        except Exception as error:  # the pool replaces the connection and checks out another
+            raise sa.DisconnectionError(f"a pooled connection was gone: {describe(error)}") from error
+
+    return engine
 
 
 def connect_args(settings: StoreSettings, deadline: float) -> dict[str, Any]:
