@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from infra.bench import report_live
 from projections.registry import PROJECTIONS
 
 #: How the report names each ``Stores`` client.
@@ -105,6 +106,7 @@ def goals(results: dict) -> list[dict[str, Any]]:
             }
         )
     rows += write_goals(results)
+    rows += report_live.goals(results)
     for name, target in REPLAY_GOALS.items():
         rows.append(
             {
@@ -325,10 +327,13 @@ def table(results: dict) -> str:
         "",
     ]
     out += readers_table(results["readers"])
+    out += report_live.tables(results)
     out += ["", "Goals"]
     for g in results["goals"]:
+        reference = f"  ({g['reference']})" if g.get("reference") else ""
         out.append(
             f"  {'met ' if g['met'] else 'MISS'} {g['goal']:<62} target {g['target']:>7}  measured {g['measured']}"
+            + reference
         )
     return "\n".join(out)
 
@@ -408,6 +413,8 @@ def write(results: dict, folder: Path) -> Path:
     path = folder / f"{results['started_at']}.json"
     path.write_text(json.dumps(results, indent=2))
     chart(results, path.with_suffix(".png"))
-    print(table(results))
-    print(f"\nwrote {path} and {path.with_suffix('.png')}")
+    text = table(results)
+    path.with_suffix(".md").write_text(f"# prism bench, {results['started_at']}\n\n```\n{text}\n```\n")
+    print(text)
+    print(f"\nwrote {path}, {path.with_suffix('.md')} and {path.with_suffix('.png')}")
     return path
