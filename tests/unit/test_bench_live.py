@@ -3,7 +3,6 @@ within budgets, process roles and stores, memory from smaps_rollup, and the goal
 
 import asyncio
 import os
-import subprocess
 import sys
 
 from infra.bench import cost, live, procs, replay, report_live
@@ -107,7 +106,7 @@ def test_this_process_tree_memory_is_read_from_proc():
 async def test_a_process_started_within_the_stretch_counts_all_its_cpu():
     burn = "import sys, time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\nsys.stdin.read()"
     async with cost.CpuSampler([os.getpid()], [], every=0.05) as sampler:
-        child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE)
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", burn, stdin=asyncio.subprocess.PIPE)
         try:
 
             async def burnt() -> bool:
@@ -116,8 +115,9 @@ async def test_a_process_started_within_the_stretch_counts_all_its_cpu():
 
             await eventually(burnt, timeout=20, what="the child's CPU in a sample")
         finally:
-            child.communicate(b"")
-        await asyncio.to_thread(child.wait)
+            assert child.stdin is not None
+            child.stdin.close()
+            await child.wait()
     tracked = sampler.seen[child.pid]
     assert tracked.first == 0.0 and tracked.last - tracked.first >= 0.25
     assert sampler.usage().prism[tracked.name] >= 0.25
