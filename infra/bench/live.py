@@ -150,9 +150,9 @@ def ryw_reads(order_id: str, customer_id: str) -> dict[str, tuple[str, dict]]:
 
 
 async def read_your_writes(
-    session: aiohttp.ClientSession, base: str, work, seconds: float, rng: random.Random
+    session: aiohttp.ClientSession, base: str, work, seconds: float, rng: random.Random, rate: int = RYW_RATE
 ) -> dict[str, dict]:
-    """``RYW_CLIENTS`` clients, beside an open loop of ``RYW_RATE`` orders/s: each places an order, then reads it
+    """``RYW_CLIENTS`` clients, beside an open loop of ``rate`` orders/s: each places an order, then reads it
     on every reader at once with ``min_position`` = the command's position. Per reader: the read's latency from the
     command's answer, and reads answered stale or failed."""
     took: dict[str, list[float]] = {name: [] for name in ryw_reads("", "")}
@@ -189,7 +189,7 @@ async def read_your_writes(
             )
             await asyncio.sleep(max(0.0, began + RYW_PERIOD_S - time.monotonic()))  # pacing, not synchronization
 
-    background = asyncio.create_task(load.open_loop(session, work.place_order, RYW_RATE, seconds))
+    background = asyncio.create_task(load.open_loop(session, work.place_order, rate, seconds))
     await asyncio.gather(*(client() for _ in range(RYW_CLIENTS)))
     await background
     return {
