@@ -2,7 +2,7 @@
 rate within each store's budget; and read-your-writes on every reader.
 
 Each rate first measures the same processes idle for as long as the load is offered,
-the checkpoint probe running in both stretches (so that its own reads net out), then
+the checkpoint probe running in both stretches at a fixed pace (so that its own reads net out), then
 offers the load and counts CPU from its start until every store's checkpoint has the
 last order.
 """
@@ -30,6 +30,9 @@ VISIBLE_BUDGETS_MS = {
 }
 #: The longest the stores get to show the last order of a load before the run counts it as not visible.
 DRAIN_SECONDS = 30.0
+#: The probe's pace: fixed, so that its own cost is the same idle and loaded and nets out (it rounds each
+#: commit-to-visible figure up by at most this much).
+PROBE_EVERY_S = 0.02
 #: Read-your-writes: its clients, the least time between two of one client's orders, and the rate beside them.
 RYW_CLIENTS, RYW_PERIOD_S, RYW_RATE = 4, 0.5, 100
 
@@ -84,7 +87,7 @@ async def live_run(
     serve_pid: int,
     databases: list[str],
 ) -> dict:
-    probe = load.Probe(f"{base}/positions")
+    probe = load.Probe(f"{base}/positions", every=PROBE_EVERY_S)
     probing = asyncio.create_task(probe.run(session))
     try:
         async with cost.CpuSampler([serve_pid], databases) as idle_meter:
@@ -152,25 +155,28 @@ def ryw_reads(order_id: str, customer_id: str) -> dict[str, tuple[str, dict]]:
 async def read_your_writes(
     session: aiohttp.ClientSession, base: str, work, seconds: float, rng: random.Random, rate: int = RYW_RATE
 ) -> dict[str, dict]:
-    """``RYW_CLIENTS`` clients, beside an open loop of ``rate`` orders/s: each places an order, then reads it
-    on every reader at once with ``min_position`` = the command's position. Per reader: the read's latency from the
-    command's answer, and reads answered stale or failed."""
+    """``RYW_CLIENTS`` clients, beside an open loop of ``rate`` orders/s: each places an order every
+    ``RYW_PERIOD_S``, then reads it on every reader at once with ``min_position`` = the command's position (without
+    waiting for those reads to place its next). Per reader: the read's latency from the command's answer (a stale
+    answer's too: it waited as long as a reader waits), the reads answered stale, and those that failed."""
     took: dict[str, list[float]] = {name: [] for name in ryw_reads("", "")}
-    failed: dict[str, int] = dict.fromkeys(took, 0)
+    stale, failed = dict.fromkeys(took, 0), dict.fromkeys(took, 0)
     deadline = time.monotonic() + seconds
+    reading: list[asyncio.Task] = []
 
     async def read(name: str, path: str, params: dict, position: int, since: float) -> None:
         query = params | {"min_position": position}
         try:
             async with session.get(f"{base}{path}", params=query, headers=work.headers) as response:
                 await response.read()
-                fresh = response.status == 200 and response.headers.get("X-Prism-Stale") == "false"
+                status, fresh = response.status, response.headers.get("X-Prism-Stale") == "false"
         except (TimeoutError, aiohttp.ClientError):
-            fresh = False
-        if fresh:
-            took[name].append(time.perf_counter() - since)
-        else:
+            status, fresh = 0, False
+        if status != 200:
             failed[name] += 1
+            return
+        took[name].append(time.perf_counter() - since)
+        stale[name] += not fresh
 
     async def client() -> None:
         while time.monotonic() < deadline:
@@ -181,21 +187,21 @@ async def read_your_writes(
             except (TimeoutError, load.Failed, aiohttp.ClientError):
                 continue
             answered = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    read(name, path, params, made["position"], answered)
-                    for name, (path, params) in ryw_reads(made["id"], customer).items()
-                )
+            reading.extend(
+                asyncio.create_task(read(name, path, params, made["position"], answered))
+                for name, (path, params) in ryw_reads(made["id"], customer).items()
             )
             await asyncio.sleep(max(0.0, began + RYW_PERIOD_S - time.monotonic()))  # pacing, not synchronization
 
     background = asyncio.create_task(load.open_loop(session, work.place_order, rate, seconds))
     await asyncio.gather(*(client() for _ in range(RYW_CLIENTS)))
+    await asyncio.gather(*reading)
     await background
     return {
         name: {
             "reads": len(took[name]),
-            "stale_or_failed": failed[name],
+            "stale": stale[name],
+            "failed": failed[name],
             **{f"p{q}_ms": _ms(load.percentile(took[name], q)) for q in (50, 99)},
         }
         for name in took

@@ -88,7 +88,7 @@ def goals(results: dict) -> list[dict[str, Any]]:
             _goal(
                 f"read-your-writes p99 ms at {VISIBLE_GOAL_RATE}/s, {name}",
                 RYW_P99_GOAL_MS,
-                None if row["stale_or_failed"] else row["p99_ms"],
+                None if row["failed"] or row["stale"] else row["p99_ms"],
                 False,
             )
         )
@@ -178,6 +178,15 @@ def cost_table(results: dict) -> list[str]:
     )
     out.append(f"  {'window s (idle s)':<34}" + "".join(f"{_window(r):>11}" for r in runs))
     out.append(
+        f"  {'CPU s idle / loaded':<34}"
+        + "".join(f"{_idle_loaded(r):>11}" for r in runs)
+        + f"  {reference.get('cpu_seconds', '-'):>13}"
+    )
+    out.append(
+        "  net of idle: a process that used more idle than loaded (background work of an earlier load, e.g. "
+        "ClickHouse merges, or other work on the machine) shows negative"
+    )
+    out.append(
         "  replay/event: the whole log replayed into all projections at once (bench replay processes and stores); "
         "replay per-process rows are the replay's own processes"
     )
@@ -199,7 +208,7 @@ def visibility_table(results: dict) -> list[str]:
         cells = ""
         for r in runs:
             s = r["stores"].get(name) or {}
-            text = f"{_n(s.get('p50_ms'))} / {_n(s.get('p99_ms'))}" + ("!" if s.get("not_visible") else "")
+            text = f"{_ms0(s.get('p50_ms'))} / {_ms0(s.get('p99_ms'))}" + ("!" if s.get("not_visible") else "")
             cells += f"{text:>16}"
         out.append(f"  {name:<22} {budget:>7}{cells}")
     out.append(
@@ -207,6 +216,7 @@ def visibility_table(results: dict) -> list[str]:
         + "".join(f"{str(r['achieved_per_s']) + ', ' + str(r['errors']):>16}" for r in runs)
     )
     out.append(f"  highest rate with every store within budget: {highest_within(runs) or 'none'} orders/s")
+    out.append("  !: some writes never became visible in that store before the run ended")
     return out
 
 
@@ -218,10 +228,12 @@ def ryw_table(results: dict) -> list[str]:
         "",
         f"Read-your-writes: {ryw['clients']} clients beside {ryw['rate']} orders/s; each reads its order on every "
         "reader with min_position = its command's position (ms from the command's answer)",
-        f"  {'reader':<14} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'stale/failed':>13}",
+        f"  {'reader':<14} {'reads':>6} {'p50 ms':>8} {'p99 ms':>8} {'stale':>6} {'failed':>7}",
     ]
     for name, r in ryw["readers"].items():
-        out.append(f"  {name:<14} {r['reads']:>6} {_n(r['p50_ms']):>8} {_n(r['p99_ms']):>8} {r['stale_or_failed']:>13}")
+        out.append(
+            f"  {name:<14} {r['reads']:>6} {_n(r['p50_ms']):>8} {_n(r['p99_ms']):>8} {r['stale']:>6} {r['failed']:>7}"
+        )
     return out
 
 
@@ -258,8 +270,17 @@ def memory_table(results: dict) -> list[str]:
     return out
 
 
+def _idle_loaded(run: dict) -> str:
+    scale = run["cost"]["per_order"].get("seconds", 0) / (run["cost"]["idle_seconds"] or 1)
+    return f"{run['cost']['idle_cpu_seconds'] * scale:.1f}/{run['cost']['loaded_cpu_seconds']:.1f}"
+
+
 def _window(run: dict) -> str:
     return f"{run['cost']['per_order'].get('seconds', 0):.1f} ({run['cost']['idle_seconds']:.0f})"
+
+
+def _ms0(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _n(value: float | None) -> str:
