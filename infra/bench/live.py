@@ -161,6 +161,7 @@ async def read_your_writes(
     answer's too: it waited as long as a reader waits), the reads answered stale, and those that failed."""
     took: dict[str, list[float]] = {name: [] for name in ryw_reads("", "")}
     stale, failed = dict.fromkeys(took, 0), dict.fromkeys(took, 0)
+    first_failure: dict[str, str] = {}
     deadline = time.monotonic() + seconds
     reading: list[asyncio.Task] = []
 
@@ -168,12 +169,13 @@ async def read_your_writes(
         query = params | {"min_position": position}
         try:
             async with session.get(f"{base}{path}", params=query, headers=work.headers) as response:
-                await response.read()
+                body = await response.read()
                 status, fresh = response.status, response.headers.get("X-Prism-Stale") == "false"
-        except (TimeoutError, aiohttp.ClientError):
-            status, fresh = 0, False
+        except (TimeoutError, aiohttp.ClientError) as error:
+            status, fresh, body = 0, False, repr(error).encode()
         if status != 200:
             failed[name] += 1
+            first_failure.setdefault(name, f"{status}: {body[:200].decode(errors='replace')}")
             return
         took[name].append(time.perf_counter() - since)
         stale[name] += not fresh
@@ -204,6 +206,7 @@ async def read_your_writes(
             "failed": failed[name],
             **{f"p{q}_ms": _ms(load.percentile(took[name], q)) for q in (50, 99)},
         }
+        | ({"first_failure": first_failure[name]} if name in first_failure else {})
         for name in took
     }
 

@@ -233,6 +233,7 @@ def ryw_table(results: dict) -> list[str]:
     for name, r in ryw["readers"].items():
         out.append(
             f"  {name:<14} {r['reads']:>6} {_n(r['p50_ms']):>8} {_n(r['p99_ms']):>8} {r['stale']:>6} {r['failed']:>7}"
+            + (f"  first failure: {r['first_failure'][:100]}" if r.get("first_failure") else "")
         )
     return out
 

@@ -143,3 +143,31 @@ def test_cpu_goals_at_each_rate_and_no_higher_above_50_than_at_50():
     at_200 = rows["CPU ms per order at 200/s, no higher than at 50/s"]
     assert (at_200["target"], at_200["measured"]) == (7.5, 9.0)
     assert rows["highest orders/s with every store within its p99 budget"]["measured"] == 200
+
+
+def test_the_live_tables_show_each_rate_its_reference_and_every_part():
+    floor_side = {"one": {"p50_ms": 0.5}, "many": {"per_s": 2000.0, "p99_ms": 30.0}}
+    prism_side = {"one": {"p50_ms": 1.0}, "many": {"per_s": 1000.0, "p99_ms": 50.0}}
+    results = {
+        "visibility": [_costed(20, 11.0) | {"achieved_per_s": 20} for _ in range(1)],
+        "replay": {"together": {"cpu": {"units": 900, "cpu_seconds": 0.9, "total_ms": 1.0}}},
+        "read_your_writes": {
+            "rate": 100,
+            "clients": 4,
+            "readers": {
+                "search": {"reads": 9, "stale": 1, "failed": 1, "p50_ms": 5, "p99_ms": 9, "first_failure": "503"}
+            },
+        },
+        "http_floor": {
+            "order_detail": {"clients": 64, "same_bytes": True, "ratio": 0.5, "prism": prism_side, "floor": floor_side}
+        },
+        "memory_idle": [{"process": "api", "pid": 7, "rss_mb": 100.0, "pss_mb": 80.0}],
+    }
+    for run in results["visibility"]:
+        run["cost"] |= {"idle_cpu_seconds": 1.0, "loaded_cpu_seconds": 2.0}
+    text = "\n".join(report_live.tables(results))
+    assert "replay/event" in text and "20/s" in text
+    assert "first failure: 503" in text
+    assert "order_detail" in text and "2000.0" in text
+    assert "total" in text and "80.0" in text
+    assert report_live.idle_pss_mb(results) == 80.0
