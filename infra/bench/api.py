@@ -11,11 +11,13 @@ from pathlib import Path
 
 import aiohttp
 
-from infra.bench import load
+from infra.bench import live, load, procs
 from infra.bench.cpu import CpuMeter
+from infra.bench.environment import bench_databases
 from infra.bench.floor import Floor
+from infra.bench.http_floor import floor_server
 from infra.bench.locks import AppendLockSampler
-from infra.bench.readers import TYPO, StoreReads, pairs, side_by_side
+from infra.bench.readers import LATENCY_SECONDS, TYPO, WARM_SECONDS, StoreReads, pairs, side_by_side
 from infra.bootstrap import asyncpg_dsn
 from infra.processes.supervisor import serving
 from infra.settings import Settings
@@ -30,10 +32,10 @@ class Workload:
         self.tenant = seeded["tenants"][0]
         self.headers: dict[str, str] = {}  # the session carries the tenant's key
 
-    async def place_order(self, session: aiohttp.ClientSession) -> dict:
+    async def place_order(self, session: aiohttp.ClientSession, customer: str | None = None) -> dict:
         products = self.rng.sample(self.seeded["products"][self.tenant], 3)
         body = {
-            "customer_id": self.rng.choice(self.seeded["customers"][self.tenant]),
+            "customer_id": customer or self.rng.choice(self.seeded["customers"][self.tenant]),
             "items": [{"product_id": p, "quantity": self.rng.randint(1, 4)} for p in products],
         }
         return await load.call(session, "POST", f"{self.base}/orders", json=body, headers=self.headers)
@@ -94,6 +96,7 @@ async def http_benchmarks(
             connector=connector, timeout=aiohttp.ClientTimeout(total=60), headers={"Authorization": f"Bearer {key}"}
         ) as session:
             result["catch_up_before_s"] = await lag_zero(session, base, 300)
+            result["memory_idle"] = procs.tree_memory(child.pid)
             reads = StoreReads(settings, seeded, work.tenant, random.Random(12))
             await reads.open(plan.analytics_clients)
             try:
@@ -106,6 +109,7 @@ async def http_benchmarks(
                 )
             finally:
                 await reads.close()
+            result["http_floor"] = await _beside_floor(session, settings, work, plan, log)
             result["write_path"] = []
             floor = Floor(settings, work.tenant)
             await floor.prepare()
@@ -128,15 +132,62 @@ async def http_benchmarks(
                     await lag_zero(session, base, 120)
             finally:
                 await floor.drop()
-            result["visibility"] = []
-            for rate in plan.loads:
-                log(f"  commit-to-visible: {rate} orders/s offered for {plan.load_seconds:.0f}s")
-                with profile(child.pid, f"live-{rate}") if profile else nullcontext():
-                    result["visibility"].append(await _visibility(session, base, work, rate, plan.load_seconds))
+            databases = bench_databases(settings)
+            with profile(child.pid, "live") if profile else nullcontext():
+                result["visibility"] = await live.live_runs(
+                    session, base, work.place_order, plan, child.pid, databases, log
+                )
+            log(f"  read-your-writes: {live.RYW_CLIENTS} clients beside {live.RYW_RATE}/s, {plan.live_seconds:.0f}s")
+            result["read_your_writes"] = {
+                "rate": live.RYW_RATE,
+                "clients": live.RYW_CLIENTS,
+                "readers": await live.read_your_writes(session, base, work, plan.live_seconds, random.Random(14)),
+            }
+            await lag_zero(session, base, 60)
             log(f"  rebuilding all in prism serve, {REBUILD_RATE} orders/s offered for {plan.rebuild_seconds:.0f}s")
             with profile(child.pid, "rebuild") if profile else nullcontext():
                 result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
     return result
+
+
+#: The readers measured against the HTTP floor, which makes their store reads.
+FLOOR_READERS = ("order_detail", "dashboard")
+
+
+async def _beside_floor(session: aiohttp.ClientSession, settings: Settings, work: Workload, plan, log) -> dict:
+    """Each floor reader and the floor's same read, one after the other, at the readers' clients; and whether the
+    floor answered the same bytes."""
+    result: dict = {}
+    async with floor_server(settings, work.tenant) as floor_base:
+        bare = Workload(floor_base, work.seeded, random.Random(13))
+        for name in FLOOR_READERS:
+            log(f"  readers: {name} beside the HTTP floor, 1 and {plan.reader_clients} clients, {plan.reader_seconds}s")
+            same = await _same_bytes(session, work, floor_base, name)
+            row: dict = {"clients": plan.reader_clients, "same_bytes": same}
+            for side, request in (("prism", getattr(work, name)), ("floor", getattr(bare, name))):
+                await load.closed_loop(session, request, plan.reader_clients, WARM_SECONDS)
+                row[side] = {
+                    "one": await load.closed_loop(session, request, 1, min(plan.reader_seconds, LATENCY_SECONDS)),
+                    "many": await load.closed_loop(session, request, plan.reader_clients, plan.reader_seconds),
+                }
+            floor_rate = row["floor"]["many"]["per_s"]
+            row["ratio"] = round(row["prism"]["many"]["per_s"] / floor_rate, 2) if floor_rate else None
+            result[name] = row
+    return result
+
+
+async def _same_bytes(session: aiohttp.ClientSession, work: Workload, floor_base: str, name: str) -> bool:
+    """The same read (same ids) on Prism and on the floor: the same body, byte for byte."""
+    tenant = work.tenant
+    path = {
+        "order_detail": f"/orders/{work.seeded['orders'][tenant][0]}",
+        "dashboard": f"/customers/{work.seeded['customers'][tenant][0]}/dashboard",
+    }[name]
+    bodies = []
+    for base in (work.base, floor_base):
+        async with session.get(f"{base}{path}", headers=work.headers) as response:
+            bodies.append(await response.read())
+    return bodies[0] == bodies[1]
 
 
 #: Writes offered while all projections are rebuilt.

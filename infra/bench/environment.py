@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from infra import sandbox
 from infra.settings import Settings
 
@@ -26,3 +28,8 @@ def bench_settings(base: Settings, folder: Path) -> Settings:
             "operator_token": secrets.token_hex(8),
         }
     )
+
+
+def bench_databases(settings: Settings) -> list[str]:
+    """The bench's Postgres databases, whose backends its CPU figures count."""
+    return [make_url(url).database or "" for url in (settings.write_database_url, settings.dashboards_database_url)]

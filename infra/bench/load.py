@@ -131,19 +131,25 @@ async def open_loop(
 
 @dataclass
 class Probe:
-    """Back-to-back reads of ``/positions``: (time answered, checkpoint per store)."""
+    """Reads of ``/positions``: (time answered, checkpoint per store); back to back, or one every ``every`` seconds
+    (a probe whose reads cost the same whether the server is idle or loaded)."""
 
     url: str
+    every: float = 0.0
     readings: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, session: aiohttp.ClientSession) -> None:
+        start = time.perf_counter()
         while not self._stop.is_set():
             try:
                 body = await call(session, "GET", self.url)
             except (TimeoutError, Failed, aiohttp.ClientError):
                 continue
-            self.readings.append((time.perf_counter(), body["checkpoints"]))
+            now = time.perf_counter()
+            self.readings.append((now, body["checkpoints"]))
+            if self.every:  # the next tick of a fixed schedule; ticks missed while a read took long are skipped
+                await asyncio.sleep(self.every - (now - start) % self.every)
 
     def stop(self) -> None:
         self._stop.set()

@@ -110,12 +110,14 @@ async def naive_rate(settings: Settings, log_engine, events: int, seconds: float
     complete, failures = min(done.values()), list(failed)
     broker.flush_all()  # a run cut short by the deadline leaves messages behind
     loop_thread = get_event_loop_thread()
-    if loop_thread is not None and clients.stores is not None:
-        for projection in clients.projections.values():
-            loop_thread.run_coroutine(projection.drop())
-        loop_thread.run_coroutine(bootstrap.close_stores(clients.stores))
-    worker.stop()
-    broker.close()
+    try:
+        if loop_thread is not None and clients.stores is not None:
+            for projection in clients.projections.values():
+                loop_thread.run_coroutine(projection.drop())
+            loop_thread.run_coroutine(bootstrap.close_stores(clients.stores))
+    finally:  # a store gone meanwhile must not leave the worker's threads running: the process could never exit
+        worker.stop()
+        broker.close()
     return {
         "events": len(stored),
         "threads": THREADS,

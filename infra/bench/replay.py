@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.bench import cost
+from infra.bench.environment import bench_databases
 from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from projections.registry import PROJECTIONS
@@ -79,16 +82,19 @@ async def replay_rates(
     async with engine.connect() as conn:
         head = await event_log.head(conn)
     log(f"  replaying {head:,} events into all stores at once, a process each, batches of {batch_size:,}")
-    started = time.perf_counter()
-    together = await asyncio.gather(
-        *(
-            _replay(engine, stores, name, SERVED, batch_size, None)
-            if settings is None or (PROJECTIONS[name].store == "clickhouse" and settings.uses_chdb)
-            else _replay_in_child(settings, name, SERVED, batch_size, None)
-            for name in PROJECTIONS
+    sampler = cost.CpuSampler([os.getpid()], bench_databases(settings) if settings else [])
+    async with sampler:
+        started = time.perf_counter()
+        together = await asyncio.gather(
+            *(
+                _replay(engine, stores, name, SERVED, batch_size, None)
+                if settings is None or (PROJECTIONS[name].store == "clickhouse" and settings.uses_chdb)
+                else _replay_in_child(settings, name, SERVED, batch_size, None)
+                for name in PROJECTIONS
+            )
         )
-    )
-    wall = time.perf_counter() - started
+        wall = time.perf_counter() - started
+        used = await sampler.stop()
     result: dict = {
         "log_events": head,
         "batch_size": batch_size,
@@ -98,6 +104,7 @@ async def replay_rates(
             "events_per_s": round(head / wall),
             "complete": all(run["complete"] for run in together),
             "per_store": dict(zip(PROJECTIONS, together, strict=False)),
+            "cpu": cost.per_unit(replay_usage(used, dict(zip(PROJECTIONS, together, strict=True))), head),
         },
         "alone": {},
     }
@@ -108,6 +115,20 @@ async def replay_rates(
     return result
 
 
+def replay_usage(used: cost.Usage, runs: dict[str, dict]) -> cost.Usage:
+    """The sampled CPU of the replay, each child's replaced by what it reported of itself (sampling misses what a
+    process used after its last sample); this process's named as the replays it made."""
+    prism = dict(used.prism)
+    here = [name for name, run in runs.items() if "cpu_seconds" not in run]
+    for name, run in runs.items():
+        if "cpu_seconds" in run:
+            prism[f"replay {name}"] = run["cpu_seconds"]
+    this = next((label for label in prism if not label.startswith("replay ")), None)
+    if this is not None:
+        prism[f"bench process ({', '.join(here) or 'coordination'})"] = prism.pop(this)
+    return cost.Usage(used.seconds, prism, dict(used.stores))
+
+
 async def _child(name: str, version: int, batch_size: int, budget: float | None) -> dict:
     from infra import bootstrap
 
@@ -115,11 +136,13 @@ async def _child(name: str, version: int, batch_size: int, budget: float | None)
     settings = Settings()
     engine = bootstrap.write_engine(settings, pool_size=2)
     stores = await bootstrap.open_stores(settings, only=(PROJECTIONS[name].store,))
+    cpu = time.process_time()  # the replay's own CPU, all threads: not the interpreter's start nor its imports
     try:
-        return await _replay(engine, stores, name, version, batch_size, budget)
+        result = await _replay(engine, stores, name, version, batch_size, budget)
     finally:
         await bootstrap.close_stores(stores)
         await engine.dispose()
+    return result | {"cpu_seconds": round(time.process_time() - cpu, 3)}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from infra.bench import report_live
+from infra.bench.chart import chart
 from projections.registry import PROJECTIONS
 
 #: How the report names each ``Stores`` client.
@@ -105,6 +107,7 @@ def goals(results: dict) -> list[dict[str, Any]]:
             }
         )
     rows += write_goals(results)
+    rows += report_live.goals(results)
     for name, target in REPLAY_GOALS.items():
         rows.append(
             {
@@ -223,7 +226,8 @@ def write_goals(results: dict) -> list[dict]:
             },
         ]
     widest = max(results.get("write_path", []), key=lambda r: r["clients"], default=None)
-    if widest is not None and widest.get("floor"):
+    # At 16 clients the live path's goals hold the floor ratio (report_live); another widest is held here.
+    if widest is not None and widest.get("floor") and widest["clients"] != report_live.WRITE_FLOOR_CLIENTS:
         rows.append(
             {
                 "goal": f"PlaceOrder/s / statement floor at {widest['clients']} clients",
@@ -325,10 +329,13 @@ def table(results: dict) -> str:
         "",
     ]
     out += readers_table(results["readers"])
+    out += report_live.tables(results)
     out += ["", "Goals"]
     for g in results["goals"]:
+        reference = f"  ({g['reference']})" if g.get("reference") else ""
         out.append(
             f"  {'met ' if g['met'] else 'MISS'} {g['goal']:<62} target {g['target']:>7}  measured {g['measured']}"
+            + reference
         )
     return "\n".join(out)
 
@@ -374,40 +381,13 @@ def _triple(s: dict) -> str:
     return " / ".join(cells) + (f" ({s['not_visible']} missing)" if s["not_visible"] else "")
 
 
-def chart(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 5), dpi=110)
-    loads = [r["offered_per_s"] for r in results["visibility"]]
-    for name, label in STORES.items():
-        axis.plot(loads, [r["stores"][name]["p99_ms"] for r in results["visibility"]], marker="o", label=f"{label} p99")
-        axis.plot(
-            loads,
-            [r["stores"][name]["p50_ms"] for r in results["visibility"]],
-            linestyle=":",
-            color=axis.lines[-1].get_color(),
-            label=f"{label} p50",
-        )
-    axis.axhline(VISIBLE_P99_MS, color="grey", linestyle="--", linewidth=1, label=f"goal p99 {VISIBLE_P99_MS} ms")
-    axis.set_xlabel("offered load (orders/s, open loop)")
-    axis.set_ylabel("commit-to-visible latency (ms)")
-    axis.set_yscale("log")
-    axis.set_title(f"Prism commit-to-visible latency ({results['machine']['cores']} cores, {results['mode']} run)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
 def write(results: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{results['started_at']}.json"
     path.write_text(json.dumps(results, indent=2))
-    chart(results, path.with_suffix(".png"))
-    print(table(results))
-    print(f"\nwrote {path} and {path.with_suffix('.png')}")
+    chart(results, path.with_suffix(".png"), STORES, VISIBLE_P99_MS)
+    text = table(results)
+    path.with_suffix(".md").write_text(f"# prism bench, {results['started_at']}\n\n```\n{text}\n```\n")
+    print(text)
+    print(f"\nwrote {path}, {path.with_suffix('.md')} and {path.with_suffix('.png')}")
     return path

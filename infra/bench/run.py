@@ -40,8 +40,11 @@ class Plan:
     naive_seconds: float
     write_clients: tuple[int, ...]
     write_seconds: float
+    #: Offered PlaceOrder rates of the live path, each measured for ``live_seconds`` after as long idle.
     loads: tuple[int, ...]
-    load_seconds: float
+    #: Rates tried after ``loads``, each while the rate before stayed within every store's budget.
+    step_up: tuple[int, ...]
+    live_seconds: float
     reader_clients: int
     #: Clients of the analytics readers (their goal is set at fewer clients than the other readers').
     analytics_clients: int
@@ -61,8 +64,9 @@ FULL = Plan(
     naive_seconds=30,
     write_clients=(1, 16, 64),
     write_seconds=10,
-    loads=(100, 250, 500),
-    load_seconds=10,
+    loads=(20, 50, 100, 200),
+    step_up=(250, 300, 400, 500),
+    live_seconds=20,
     reader_clients=64,
     analytics_clients=16,
     reader_seconds=6,
@@ -77,10 +81,11 @@ QUICK = Plan(
     alone_seconds=10,
     naive_events=500,
     naive_seconds=15,
-    write_clients=(16,),
+    write_clients=(1, 16),
     write_seconds=4,
-    loads=(100, 250),
-    load_seconds=5,
+    loads=(20, 50, 100, 200),
+    step_up=(250,),
+    live_seconds=10,
     reader_clients=64,
     analytics_clients=16,
     reader_seconds=3,

@@ -102,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
         help="measure writes, commit-to-visible latency, replay and readers on the real "
         "stores, beside the naive design; prints a table, writes JSON and a PNG chart",
     )
-    bench.add_argument("--quick", action="store_true", help="a smaller run (under 3 minutes)")
+    bench.add_argument("--quick", action="store_true", help="a smaller run (about 6 minutes on 2 cores)")
     bench.add_argument("--out", type=Path, default=Path("var/bench/results"), help="folder for the JSON and PNG")
     bench.add_argument(
         "--profile",
