@@ -224,7 +224,9 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
     listed = {
         int(line.split()[1]): line.split()[0]
         for line in status.stdout.splitlines()
-        if line.split()[:1] and line.split()[0] in {p["name"] for p in running_processes(settings)}
+        if line.split()[:1]
+        and line.split()[0] in {p["name"] for p in running_processes(settings)}
+        and line.split()[1].isdigit()  # an idle builder has no pid
     }
     assert set(listed) == set(started) and "worker-elasticsearch" in listed.values(), status.stdout + status.stderr
     assert f"serve (relay) {serve.process.pid} " in " ".join(status.stdout.split()), status.stdout
