@@ -20,7 +20,7 @@ from tests.faults.test_faults import children_of
 #: Idle PSS of serve's whole process tree (``/proc/PID/smaps_rollup``), in MB: 1,555 with a worker and a builder
 #: per projection and the relay alone (13 processes), ~750 since. A bound that a process or a library loaded back
 #: into every interpreter would cross.
-IDLE_PSS_MB = 900
+IDLE_PSS_MB = 850
 LINGER_SECONDS = 3.0
 
 
