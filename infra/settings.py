@@ -119,14 +119,14 @@ class Settings(BaseSettings):
         15,
         ge=0,
         le=19,
-        description="Niceness of the process `prism serve` runs for "
+        description="Niceness of the processes `prism serve` runs for "
         "rebuilds: a rebuild takes what the live versions leave",
     )
     builder_linger_seconds: float = Field(
         30.0,
         gt=0,
-        description="How long `prism serve` keeps its builder process once no "
-        "rebuild or drop is left, in case another follows",
+        description="How long `prism serve` keeps a store's builder process once "
+        "none of its projections has a rebuild or drop left, in case another follows",
     )
     catch_up_gap_ms: int = Field(
         100,

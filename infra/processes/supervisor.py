@@ -8,10 +8,11 @@ The children, each a ``prism`` command of its own:
 - ``worker-<store>``: one Dramatiq worker per read store (``redis``, ``elasticsearch``,
   ``dashboards``) for its projections' live versions, a thread per projection, so a slow
   store never waits behind another's batch, nor takes the API's interpreter;
-- ``builder``: started only while a projection has a version being built or dropped (the
-  supervisor looks at the versions table every few seconds), stopped once none has for
-  ``builder_linger_seconds``; it takes the rebuild queues of those stores' projections at a
-  lower priority (``builder_nice``), so a rebuild never holds up the live versions' catch-ups;
+- ``builder-<store>``: started only while one of the store's projections has a version
+  being built or dropped (the supervisor looks at the versions table every few seconds),
+  stopped once none has for ``builder_linger_seconds``; it takes their rebuild queues at a
+  lower priority (``builder_nice``), so a rebuild never holds up the live versions' catch-ups,
+  and the rebuilds of two stores run in two interpreters;
 - ``clickhouse``: with the embedded engine, the one process that opens it (chDB allows
   one per data path). It runs the analytics projection, its rebuilds on a thread of their
   own, and the whole app on a Unix socket; API processes forward to it what reads the
@@ -68,8 +69,10 @@ class ChildSpec:
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     fds: tuple[int, ...] = ()
-    #: Started only when there is work for it (the builder), not with the others.
+    #: Started only when there is work for it (a builder: a rebuild of one of ``store``'s projections), not with the
+    #: others.
     on_demand: bool = False
+    store: str = ""
 
 
 @dataclass
@@ -134,9 +137,10 @@ def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
     ]
     stores = worker_stores(settings)
     specs += [ChildSpec(f"worker-{store}", ("worker", "--store", store, "--takes", "live")) for store in stores]
-    if stores:
-        built = tuple(arg for store in stores for arg in ("--store", store))
-        specs.append(ChildSpec("builder", ("worker", *built, "--takes", "builds"), on_demand=True))
+    specs += [
+        ChildSpec(f"builder-{store}", ("worker", "--store", store, "--takes", "builds"), store=store, on_demand=True)
+        for store in stores
+    ]
     return specs
 
 
@@ -208,11 +212,11 @@ class Supervisor:
         ).start()
 
     def _on_demand(self) -> bool:
-        """Start an on-demand child when a rebuild waits for it; stop it once none has been seen for
-        ``builder_linger_seconds``. True if any changed."""
+        """Start a store's builder when a rebuild of one of its projections waits for it; stop it once none has been
+        seen for ``builder_linger_seconds``. True if any changed."""
         changed = False
-        needed = self.work.rebuild_seen_within(self.settings.builder_linger_seconds)
         for child in (c for c in self.children if c.spec.on_demand):
+            needed = self.work.rebuild_seen_within(self.settings.builder_linger_seconds, writing_to(child.spec.store))
             running = child.process is not None and child.process.poll() is None
             if needed and not child.wanted and not running:  # one that is still stopping is started once gone
                 child.wanted, child.failures, child.kill_at = True, 0, None

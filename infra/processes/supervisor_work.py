@@ -4,7 +4,8 @@ The relay was a child of its own: an interpreter (~100 MB) for a loop that mostl
 supervisor it stays out of the API processes (an API process restarted does not stop it) and dies only with the
 supervisor, whose children then die too; a failure inside it is retried here (``Relay.run`` already retries a
 lost database or broker). The rebuild watch reads every few seconds which projections have a version being built
-or dropped (``versions.rebuilding``): the supervisor keeps its builder process only while one has.
+or dropped (``versions.rebuilding``): the supervisor keeps a store's builder process only while one of its
+projections has.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ class SupervisorWork:
 
     def __init__(self, settings: Settings, relay: bool, watched: Collection[str]) -> None:
         self.settings, self.relay, self.watched = settings, relay, set(watched)
-        #: When a look last found one of ``watched`` with a version being built or dropped (monotonic), or None.
-        self.rebuild_seen: float | None = None
+        #: Per projection of ``watched``, when a look last found it with a version being built or dropped (monotonic).
+        self.rebuild_seen: dict[str, float] = {}
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -49,9 +50,10 @@ class SupervisorWork:
                 self._loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout)
 
-    def rebuild_seen_within(self, seconds: float) -> bool:
-        """Whether a look in the last ``seconds`` found a rebuild or a drop of a watched projection."""
-        return self.rebuild_seen is not None and time.monotonic() - self.rebuild_seen <= seconds
+    def rebuild_seen_within(self, seconds: float, names: Collection[str]) -> bool:
+        """Whether a look in the last ``seconds`` found a rebuild or a drop of one of the projections ``names``."""
+        now = time.monotonic()
+        return any(name in self.rebuild_seen and now - self.rebuild_seen[name] <= seconds for name in names)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -100,5 +102,5 @@ class SupervisorWork:
             self._failing = True
             return
         self._failing = False
-        if found & self.watched:
-            self.rebuild_seen = time.monotonic()
+        now = time.monotonic()
+        self.rebuild_seen |= dict.fromkeys(found & self.watched, now)

@@ -1,5 +1,5 @@
-"""``prism serve``'s processes: a worker per store, the relay in the supervisor, and a builder only while a rebuild
-needs one; idle, the whole tree holds far less memory than an interpreter per projection and queue did.
+"""``prism serve``'s processes: a worker per store, the relay in the supervisor, and a store's builder only while a
+rebuild needs one; idle, the whole tree holds far less memory than an interpreter per projection and queue did.
 
 ``prism serve`` runs as a child on this slot's settings (a ``builder_linger_seconds`` of a few seconds), idle
 first, then while the workers rebuild one projection over HTTP, then idle again.
@@ -53,7 +53,9 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
             "worker redis live",
         ], roles
         listed = {p["name"]: p for p in running_processes(settings) or []}
-        assert listed["builder"]["state"] == "idle" and listed["builder"]["pid"] is None, listed
+        builders = {name for name in listed if name.startswith("builder-")}
+        assert builders == {"builder-redis", "builder-elasticsearch", "builder-dashboards"}, listed
+        assert all(listed[name]["state"] == "idle" and listed[name]["pid"] is None for name in builders), listed
         assert running_supervisor(settings)["name"] == "serve (relay)"
         idle = pss_mb([supervisor.pid, *children_of(supervisor.pid)])
         print(f"\nidle PSS of prism serve: {idle:.0f} MB")
@@ -61,6 +63,9 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
 
         def builder() -> list[int]:
             return [pid for pid, role in children_of(supervisor.pid).items() if role.endswith(" builds")]
+
+        def states() -> dict[str, str]:
+            return {p["name"]: p["state"] for p in running_processes(settings) or [] if p["name"] in builders}
 
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -73,6 +78,8 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
 
             await eventually(builder_started, 30, "the builder started for the rebuild")
             started = builder()[0]
+            assert children_of(supervisor.pid)[started] == "worker dashboards builds"  # that store's builder alone
+            assert states() == {name: "running" if name == "builder-dashboards" else "idle" for name in builders}
 
             async def switched() -> bool:
                 rows = (await http.get("/projections", headers=OPERATOR)).json()
@@ -86,10 +93,9 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
             await eventually(switched, 90, "readers switched to the rebuilt version")
 
         async def builder_stopped() -> bool:
-            listed = {p["name"]: p for p in running_processes(settings) or []}
-            return not builder() and listed["builder"]["state"] == "idle"
+            return not builder() and set(states().values()) == {"idle"}
 
         await eventually(builder_stopped, LINGER_SECONDS + 30, "the builder stopped once no rebuild was left")
         listed = {p["name"]: p for p in running_processes(settings) or []}
-        assert listed["builder"]["restarts"] == 0, listed  # stopped on purpose: not counted as a crash
+        assert listed["builder-dashboards"]["restarts"] == 0, listed  # stopped on purpose: not counted as a crash
         assert started not in children_of(supervisor.pid)

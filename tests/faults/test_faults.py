@@ -2,7 +2,7 @@
 
 ``prism serve`` runs as a child process and supervises its own: API processes, a
 worker per store and the embedded ClickHouse's owner (the relay runs in the supervisor;
-the builder only during a rebuild). Each kind of child is killed alone with SIGKILL
+a store's builder only during a rebuild). Each kind of child is killed alone with SIGKILL
 while commands flow (an API process mid-command, a worker mid-batch) and the supervisor
 must start it again; then the supervisor itself, relay included, is killed, and none of
 its children may outlive it. The stores are the real local services.
@@ -230,7 +230,7 @@ async def test_faults_under_load_recover_with_no_drift(serve, fresh_services):
     }
     assert set(listed) == set(started) and "worker-elasticsearch" in listed.values(), status.stdout + status.stderr
     assert f"serve (relay) {serve.process.pid} " in " ".join(status.stdout.split()), status.stdout
-    assert "builder - idle" in " ".join(status.stdout.split()), status.stdout
+    assert "builder-elasticsearch - idle" in " ".join(status.stdout.split()), status.stdout
 
     def kill_child(role: str):
         async def inject() -> None:
