@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         description="Niceness of the processes `prism serve` runs for "
         "rebuilds: a rebuild takes what the live versions leave",
     )
+    builder_linger_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long `prism serve` keeps a store's builder process once "
+        "none of its projections has a rebuild or drop left, in case another follows",
+    )
     freshness_ms: dict[str, Annotated[int, Field(ge=0, le=60_000)]] = Field(
         default_factory=dict,
         description="Per projection, its freshness budget in ms, as JSON (e.g. "

@@ -22,13 +22,12 @@ import logging
 from typing import Any, ClassVar
 
 import orjson
-from elasticsearch.helpers import async_scan
 
 from projections import documents
 from projections.base import Batch, Projection, label
 from projections.layouts.order_search import PROJECTION, Names, read_checkpoint
+from projections.stores import elasticsearch as driver
 from projections.stores.clients import Stores
-from projections.stores.elasticsearch import BadRequest, Conflict
 from write.errors import StoreRejected, StoreUnavailable
 from write.events import StoredEvent
 from write.facts import TenantFacts
@@ -192,7 +191,7 @@ class OrderSearch(Projection):
     async def _filters(self) -> dict[str, str]:
         try:
             await self.es.indices.analyze(tokenizer="standard", filter=["prism_folding"], text="é")
-        except BadRequest:
+        except driver.BadRequest:
             return BUILTIN_FILTERS
         return PLUGIN_FILTERS
 
@@ -224,7 +223,7 @@ class OrderSearch(Projection):
         settings = SETTINGS | (extra or {}) | ({"analysis": analysis} if analysis else {})
         try:
             await self.es.indices.create(index=index, mappings=mappings, settings=settings)
-        except BadRequest as error:
+        except driver.BadRequest as error:
             if error.error != "resource_already_exists_exception":
                 raise
 
@@ -256,7 +255,7 @@ class OrderSearch(Projection):
         if changed or changed_dims:
             await self._bulk(changed, changed_dims, backlog=batch.more)
         self._upto = max(self._upto, batch.upto)
-        with contextlib.suppress(Conflict):  # the checkpoint is already past this batch: a replay
+        with contextlib.suppress(driver.Conflict):  # the checkpoint is already past this batch: a replay
             await self.es.index(
                 index=self.names.checkpoints,
                 id=self.names.checkpoint_id,
@@ -300,7 +299,7 @@ class OrderSearch(Projection):
         query = {"query": {"term": {"tenant_id": tenant}}}
         return {
             hit["_id"]: documents.fingerprint(hit["_source"])
-            async for hit in async_scan(self.es, index=self.names.index, query=query)
+            async for hit in driver.scan(self.es, index=self.names.index, query=query)
         }
 
     @staticmethod
@@ -314,7 +313,7 @@ class OrderSearch(Projection):
         await self.es.indices.refresh(index=indexes)
         state = {}
         for index in indexes:
-            found = [hit async for hit in async_scan(self.es, index=index, query={"version": True}, size=1000)]
+            found = [hit async for hit in driver.scan(self.es, index=index, query={"version": True}, size=1000)]
             state[index.removeprefix(f"{self.namespace}-")] = {h["_id"]: (h["_version"], h["_source"]) for h in found}
         return state
 
@@ -408,7 +407,7 @@ class OrderSearch(Projection):
         query = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
         return {
             hit["_id"]: hit["_source"]
-            async for hit in async_scan(self.es, index=self.names.index, query=query, size=1000)
+            async for hit in driver.scan(self.es, index=self.names.index, query=query, size=1000)
         }
 
 

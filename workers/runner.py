@@ -4,9 +4,10 @@ A catch-up message follows the live version's commits for a while (or, without
 commit notices, catches it up to the head it found). A build message, on a queue
 of its own, spends a bounded slice on a version being built beside it, and
 switches readers to it once it has caught up; a retiring version is dropped. Work
-left over goes back on the queue. Under ``prism serve`` a process of its own, at a
-lower priority, takes the build queue (with the embedded ClickHouse, a second thread
-of its owner does), so the live version keeps up while a rebuild runs.
+left over goes back on the queue. Under ``prism serve`` a store's builder process, started
+while a rebuild needs it and at a lower priority, takes the build queues (with the
+embedded ClickHouse, a second thread of its owner does), so the live version keeps up
+while a rebuild runs.
 """
 
 from __future__ import annotations

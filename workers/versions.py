@@ -54,6 +54,12 @@ async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     return {LIVE: 1} | dict(rows.all())
 
 
+async def rebuilding(conn: AsyncConnection) -> set[str]:
+    """The projections with a version being built (``next``) or to be dropped (``retiring``): work for a builder."""
+    found = select(versions.c.projection).where(versions.c.role.in_((NEXT, RETIRING))).distinct()
+    return set((await conn.execute(found)).scalars())
+
+
 async def recorded(conn: AsyncConnection) -> list[Version]:
     """Every version with a row, dropped ones included (no implicit first versions)."""
     c = versions.c

@@ -21,13 +21,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=projections.status)
     sub.add_parser(
         "serve",
-        help="all of Prism: API processes, a worker per projection, the relay and, with the "
-        "embedded ClickHouse, its owner; restarted when one dies",
-    ).set_defaults(run=processes.serve)
+        help="all of Prism: API processes, a worker per store, a builder while a rebuild runs, the relay and, "
+        "with the embedded ClickHouse, its owner; restarted when one dies",
+    ).set_defaults(run=processes.serve, lean=True)
     api = sub.add_parser("api", help="the API and readers alone")
     api.add_argument("--fd", type=int, help="accept on this inherited listening socket (as `serve` runs it)")
-    api.set_defaults(run=processes.api)
-    sub.add_parser("relay", help="the relay alone").set_defaults(run=processes.relay)
+    api.set_defaults(run=processes.api, lean=True)
+    sub.add_parser("relay", help="the relay alone").set_defaults(run=processes.relay, lean=True)
     worker = sub.add_parser("worker", help="a projection worker alone")
     worker.add_argument("projections", nargs="*", help="the projections whose queues it takes (default: all)")
     worker.add_argument(
@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
         default="both",
         help="their catch-ups (live versions), their rebuilds (at PRISM_BUILDER_NICE), or both",
     )
-    worker.set_defaults(run=processes.worker)
+    worker.set_defaults(run=processes.worker, lean=True)
     owner = sub.add_parser(
         "clickhouse-owner",
         help="the process that holds the embedded ClickHouse: the analytics "
@@ -114,11 +114,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from infra.processes.supervisor import follow_parent
+    from infra.processes.lean import leave_out_unused
+    from infra.processes.parent import follow_parent
     from write.errors import PrismError
 
     follow_parent()
     args = parser().parse_args(argv)
+    if getattr(args, "lean", False):  # serve and the processes it runs: before the settings load the store clients
+        leave_out_unused()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.run(Settings(), args)

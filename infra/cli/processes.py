@@ -23,10 +23,9 @@ def migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings, _: argparse.Namespace) -> int:
-    from infra.processes import entrypoints
+    from infra.processes.supervisor import Supervisor
 
-    entrypoints.serve(settings)
-    return 0
+    return Supervisor(settings).run()
 
 
 def api(settings: Settings, args: argparse.Namespace) -> int:
@@ -37,15 +36,15 @@ def api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def relay(settings: Settings, _: argparse.Namespace) -> int:
-    from infra.processes import entrypoints
+    from infra.processes import pipeline
 
-    entrypoints.relay_only(settings)
+    pipeline.relay_only(settings)
     return 0
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     from infra.ops import rebuilds
-    from infra.processes import entrypoints
+    from infra.processes import pipeline
     from projections.registry import writing_to
     from projections.stores.registry import NAMES
 
@@ -56,7 +55,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     names = rebuilds.known(args.projections) if args.projections else []
     for store in args.store:
         names += [name for name in writing_to(store) if name not in names]
-    entrypoints.worker_only(settings, names or None, args.takes)
+    pipeline.worker_only(settings, names or None, args.takes)
     return 0
 
 

@@ -18,15 +18,15 @@ def status(settings: Settings, _: argparse.Namespace) -> int:
         projection_status,
         table,
     )
-    from infra.processes.supervisor import running_processes
+    from infra.processes.supervisor import running_processes, running_supervisor
     from workers.versions import LIVE, NEXT, PREVIOUS
 
     served = running_status(settings)
     if served is not None:  # a running process holds the stores (chDB allows one): ask it
         print(table([ProjectionStatus(**row) for row in served]))
-        processes = running_processes(settings)
-        if processes is not None:
-            print("\n" + process_table(processes))
+        processes, supervisor = running_processes(settings), running_supervisor(settings)
+        if processes is not None and supervisor is not None:
+            print("\n" + process_table([supervisor, *processes]))
         return 0
 
     async def run() -> None:

@@ -117,7 +117,8 @@ def _build_column(r: ProjectionStatus) -> str:
 
 
 def process_table(processes: list[dict]) -> str:
-    """The children of a running ``prism serve``: what each is, whether it runs, how often it was restarted."""
+    """The processes of a running ``prism serve``: what each is, whether it runs (an on-demand one may be ``idle``),
+    how often it was restarted."""
     now = datetime.now(UTC).timestamp()
     lines = [f"{'process':<34}{'pid':>8}  {'state':<12}{'restarts':>9}{'up s':>10}"]
     for p in processes:

@@ -5,14 +5,21 @@ The children, each a ``prism`` command of its own:
 - ``api-N``: the API and readers, ``api_processes`` of them accepting on one listening
   socket that the supervisor binds and holds (a restarted child takes it over; no
   connection waits on a port nobody listens to);
-- ``worker-<projection>``: one Dramatiq worker per projection, so a slow store never
-  waits behind another's batch, nor takes the API's interpreter; and ``builder-<projection>``
-  beside it for that projection's rebuilds, at a lower priority (``builder_nice``), so a
-  rebuild never holds up the live version's catch-ups;
-- ``relay``;
+- ``worker-<store>``: one Dramatiq worker per read store (``redis``, ``elasticsearch``,
+  ``dashboards``) for its projections' live versions, a thread per projection, so a slow
+  store never waits behind another's batch, nor takes the API's interpreter;
+- ``builder-<store>``: started only while one of the store's projections has a version
+  being built or dropped (the supervisor looks at the versions table every few seconds),
+  stopped once none has for ``builder_linger_seconds``; it takes their rebuild queues at a
+  lower priority (``builder_nice``), so a rebuild never holds up the live versions' catch-ups,
+  and the rebuilds of two stores run in two interpreters;
 - ``clickhouse``: with the embedded engine, the one process that opens it (chDB allows
-  one per data path). It runs the analytics projection and the whole app on a Unix
-  socket; API processes forward to it what reads the engine (``infra.http.middleware.to_owner``).
+  one per data path). It runs the analytics projection, its rebuilds on a thread of their
+  own, and the whole app on a Unix socket; API processes forward to it what reads the
+  engine (``infra.http.middleware.to_owner``).
+
+The relay runs in the supervisor itself, on a thread (``supervisor_work``), beside the
+watch on rebuilds: no interpreter of its own, and out of the API processes.
 
 A child that exits is started again after a pause that doubles while it keeps failing.
 SIGINT or SIGTERM stops every child (SIGKILL after a grace period). Children run in a
@@ -25,8 +32,6 @@ supervisor's stderr, each line prefixed with the child's name.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -42,8 +47,11 @@ from pathlib import Path
 
 import httpx
 
+from infra.processes.parent import PARENT_ENV
+from infra.processes.supervisor_work import SupervisorWork
 from infra.settings import Settings
-from projections.registry import PROJECTIONS, writing_to
+from projections.registry import writing_to
+from projections.stores.registry import NAMES
 from write.errors import PrismError
 
 log = logging.getLogger("prism.serve")
@@ -53,9 +61,6 @@ FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 0.25, 30.0
 HEALTHY_SECONDS = 30.0
 #: How long children get to finish their work after SIGTERM, before SIGKILL.
 STOP_GRACE_SECONDS = 20.0
-#: Set in each child's environment: the supervisor it must not outlive.
-PARENT_ENV = "PRISM_SUPERVISOR_PID"
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,20 @@ class ChildSpec:
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     fds: tuple[int, ...] = ()
+    #: Started only when there is work for it (a builder: a rebuild of one of ``store``'s projections), not with the
+    #: others.
+    on_demand: bool = False
+    store: str = ""
 
 
 @dataclass
 class Child:
     spec: ChildSpec
     process: subprocess.Popen | None = None
+    #: Whether it should run: an on-demand child is not wanted until there is work for it.
+    wanted: bool = True
+    #: When an on-demand child that is no longer wanted gets SIGKILL if still running (monotonic).
+    kill_at: float | None = None
     started_at: float = 0.0
     wall_started: float = 0.0
     failures: int = 0
@@ -89,13 +102,28 @@ def processes_file(settings: Settings) -> Path:
 
 def running_processes(settings: Settings) -> list[dict] | None:
     """The children of the ``serve`` running on these settings (name, pid, state, restarts, up since); None if none
-    runs."""
+    runs. An on-demand child with nothing to do is listed ``idle``, without a pid."""
+    record = _running_record(settings)
+    return None if record is None else record["children"]
+
+
+def running_supervisor(settings: Settings) -> dict | None:
+    """The supervisor of the ``serve`` running on these settings, as a row of ``running_processes`` (named ``serve``,
+    ``serve (relay)`` when the relay runs in it); None if none runs."""
+    record = _running_record(settings)
+    if record is None:
+        return None
+    name = "serve (relay)" if record.get("relay") else "serve"
+    return {"name": name, "pid": record["supervisor"], "state": "running", "restarts": 0, "since": record["since"]}
+
+
+def _running_record(settings: Settings) -> dict | None:
     try:
         record = json.loads(processes_file(settings).read_text())
         os.kill(record["supervisor"], 0)
     except (OSError, ValueError, KeyError):
         return None
-    return record["children"]
+    return record
 
 
 def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
@@ -107,14 +135,19 @@ def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
         ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
         for n in range(1, settings.api_processes + 1)
     ]
-    for name in (name for name in PROJECTIONS if name not in embedded):
-        specs += [
-            ChildSpec(f"worker-{name}", ("worker", name, "--takes", "live")),
-            ChildSpec(f"builder-{name}", ("worker", name, "--takes", "builds")),
-        ]
-    if settings.serve_relay:
-        specs.append(ChildSpec("relay", ("relay",)))
+    stores = worker_stores(settings)
+    specs += [ChildSpec(f"worker-{store}", ("worker", "--store", store, "--takes", "live")) for store in stores]
+    specs += [
+        ChildSpec(f"builder-{store}", ("worker", "--store", store, "--takes", "builds"), store=store, on_demand=True)
+        for store in stores
+    ]
     return specs
+
+
+def worker_stores(settings: Settings) -> list[str]:
+    """The stores whose projections ``serve``'s worker processes run: all but the embedded engine, whose owner runs
+    its projections itself."""
+    return [store for store in NAMES if writing_to(store) and not (store == "clickhouse" and settings.uses_chdb)]
 
 
 class Supervisor:
@@ -123,25 +156,32 @@ class Supervisor:
         self.children: list[Child] = []
         self._stopping = threading.Event()
         self._output = threading.Lock()
+        self.wall_started = time.time()
+        stores = worker_stores(settings)
+        self.work = SupervisorWork(settings, settings.serve_relay, [n for s in stores for n in writing_to(s)])
 
     def run(self) -> int:
         listener = self._listen()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stopping.set())
-        self.children = [Child(spec) for spec in children(self.settings, listener.fileno())]
+        self.children = [Child(spec, wanted=not spec.on_demand) for spec in children(self.settings, listener.fileno())]
         for child in self.children:
-            self._start(child)
+            if child.wanted:
+                self._start(child)
+        self.work.start()
         self._record()
         self._say(
             f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
             + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
+            + (", the relay in this process" if self.settings.serve_relay else "")
             + "; stop with Ctrl-C"
         )
         try:
             while not self._stopping.wait(0.1):
-                if self._watch():
+                if self._on_demand() | self._watch():
                     self._record()
         finally:
+            self.work.stop(STOP_GRACE_SECONDS)
             self._stop_all()
             listener.close()
             processes_file(self.settings).unlink(missing_ok=True)
@@ -171,10 +211,38 @@ class Supervisor:
             target=self._pump, args=(child.spec.name, child.process), daemon=True, name=f"output-{child.spec.name}"
         ).start()
 
+    def _on_demand(self) -> bool:
+        """Start a store's builder when a rebuild of one of its projections waits for it; stop it once none has been
+        seen for ``builder_linger_seconds``. True if any changed."""
+        changed = False
+        for child in (c for c in self.children if c.spec.on_demand):
+            needed = self.work.rebuild_seen_within(self.settings.builder_linger_seconds, writing_to(child.spec.store))
+            running = child.process is not None and child.process.poll() is None
+            if needed and not child.wanted and not running:  # one that is still stopping is started once gone
+                child.wanted, child.failures, child.kill_at = True, 0, None
+                self._say(f"a rebuild is waiting: starting {child.spec.name}")
+                self._start(child)
+                changed = True
+            elif not needed and child.wanted:
+                child.wanted, child.restart_at = False, None
+                if running and child.process is not None:
+                    self._say(
+                        f"no rebuild left for {self.settings.builder_linger_seconds:.0f}s: stopping {child.spec.name}"
+                    )
+                    child.process.terminate()
+                    child.kill_at = time.monotonic() + STOP_GRACE_SECONDS
+                changed = True
+            elif running and child.kill_at is not None and time.monotonic() >= child.kill_at and child.process:
+                child.process.kill()
+            elif not running and not child.wanted and child.process is not None:
+                child.process, child.kill_at, changed = None, None, True  # stopped as asked: idle now
+        return changed
+
     def _watch(self) -> bool:
-        """Schedule a restart for each child that exited; start those whose pause is over. True if any changed."""
+        """Schedule a restart for each wanted child that exited; start those whose pause is over. True if any
+        changed."""
         now, changed = time.monotonic(), False
-        for child in self.children:
+        for child in (c for c in self.children if c.wanted):
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restarts += 1
@@ -202,11 +270,13 @@ class Supervisor:
         """The children as they are now, written whole (renamed into place) for ``prism status``."""
         record = {
             "supervisor": os.getpid(),
+            "since": self.wall_started,
+            "relay": self.settings.serve_relay,
             "children": [
                 {
                     "name": c.spec.name,
                     "pid": c.process.pid if c.process else None,
-                    "state": "restarting" if c.restart_at is not None else "running",
+                    "state": _state(c),
                     "restarts": c.restarts,
                     "since": c.wall_started,
                 }
@@ -246,19 +316,14 @@ class Supervisor:
             print(f"prism serve: {message}", file=sys.stderr, flush=True)
 
 
+def _state(child: Child) -> str:
+    if not child.wanted:
+        return "stopping" if child.process is not None else "idle"
+    return "restarting" if child.restart_at is not None else "running"
+
+
 def _exit(code: int) -> str:
     return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-
-
-def follow_parent() -> None:
-    """In a child of ``serve``: die with the supervisor (SIGTERM from the kernel), and not start if it is gone."""
-    parent = os.environ.get(PARENT_ENV)
-    if not parent:
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: the supervisor's own stop still reaches each child
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):
-        raise SystemExit("prism serve, which started this process, has already exited")
 
 
 class ServeFailed(PrismError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.stores.elasticsearch import Missing
+from projections.stores import elasticsearch as driver
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_search"
@@ -35,6 +35,6 @@ async def read_checkpoint(es, names: Names, served: bool = False) -> int:
         found = await es.get(
             index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id, realtime=True
         )
-    except Missing:
+    except driver.Missing:
         return 0
     return int(found["_source"]["position"])

@@ -1,0 +1,52 @@
+"""What serve's processes import: each interpreter holds only the libraries its role uses.
+
+Run in a fresh interpreter each (this one has imported everything): the supervisor (and its relay) and a Redis or
+dashboards worker load neither the HTTP app, nor the Elasticsearch client, nor pyarrow; an API process loads the
+client it reads with, still without pyarrow, which the client imports only when it is installed and importable.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("pyarrow", "numpy", "elasticsearch", "fastapi", "uvicorn", "chdb")
+SUPERVISOR = "import infra.processes.supervisor, infra.processes.supervisor_work, infra.processes.pipeline"
+#: An API process's imports, and what its app does at creation: handlers for every store driver's errors.
+API = "import infra.processes.entrypoints\nfrom projections.stores import registry; registry.driver_errors()"
+
+
+def loaded(imports: str, lean: bool = True) -> set[str]:
+    """Which of ``HEAVY`` a fresh interpreter holds after ``imports`` (with serve's processes' ``leave_out_unused``
+    first, if ``lean``)."""
+    code = (
+        ("from infra.processes.lean import leave_out_unused; leave_out_unused()\n" if lean else "")
+        + "from infra.settings import Settings; Settings()\n"
+        + f"{imports}\nimport json, sys\n"
+        + f"print(json.dumps([m for m in {HEAVY!r} if sys.modules.get(m) is not None]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_supervisor_and_its_relay_load_no_http_app_no_search_client_and_no_pyarrow() -> None:
+    assert loaded(SUPERVISOR) == set()
+
+
+def test_an_api_process_loads_the_search_client_without_pyarrow() -> None:
+    assert loaded(API) == {"elasticsearch", "fastapi", "uvicorn"}
+
+
+def test_without_the_remedy_the_search_client_brings_pyarrow() -> None:
+    assert {"pyarrow", "numpy"} <= loaded(API, lean=False)
+
+
+def test_a_search_failure_is_still_translated_once_the_client_is_loaded() -> None:
+    import elastic_transport
+
+    from projections.stores import registry
+
+    refused = elastic_transport.ConnectionError("refused")
+    assert elastic_transport.TransportError in registry.driver_errors()
+    assert registry.translate(refused, "elasticsearch").retryable
