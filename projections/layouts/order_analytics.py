@@ -9,6 +9,9 @@ _TS = "DateTime64(3, 'UTC')"
 
 
 _SETTINGS = "SETTINGS non_replicated_deduplication_window = 1000"
+#: Orders and their lines are read by the hour (a batch recomputes the rollups of the hours it touches): a recompute
+#: reads whole granules, and 1,024-row ones keep a quiet hour's read close to its own rows.
+_HOURLY = f"{_SETTINGS}, index_granularity = 1024"
 #: What ``sum`` of a money column gives: the rollups keep it, so their sums read as the facts' sums.
 _SUM = "Decimal(38, 2)"
 
@@ -79,13 +82,13 @@ class Tables:
                 confirmed_at Nullable({_TS}), shipped_at Nullable({_TS}), cancelled_at Nullable({_TS}),
                 version UInt64
             ) ENGINE = ReplacingMergeTree(version)
-            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id) {_SETTINGS}""",
+            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id) {_HOURLY}""",
             f"""CREATE TABLE IF NOT EXISTS {self.order_lines} (
                 tenant_id LowCardinality(String), order_id UUID, line_no UInt16, customer_id UUID,
                 product_id UUID, quantity UInt32, unit_price Decimal(12, 2), line_total Decimal(12, 2),
                 status LowCardinality(String), placed_at {_TS}, version UInt64
             ) ENGINE = ReplacingMergeTree(version)
-            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id, line_no) {_SETTINGS}""",
+            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id, line_no) {_HOURLY}""",
             f"""CREATE TABLE IF NOT EXISTS {self.order_events} (
                 tenant_id LowCardinality(String), position UInt64, order_id UUID, type LowCardinality(String),
                 status LowCardinality(String), total Decimal(12, 2), occurred_at {_TS}
