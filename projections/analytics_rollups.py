@@ -3,13 +3,13 @@
 Rows are recomputed from the facts, never incremented, so a replayed or redelivered
 batch cannot count twice. A batch's cost follows what it changed, not the data held:
 it recomputes the tenant's hours its orders were placed in from their facts
-(``status_hours`` and ``product_hours``), then from those few rows the hours' orders
-(``order_hours``) and the days of the products its lines name (``product_days``). The
+(``status_hours`` and ``product_hours``), then from those few rows the days of the
+products its lines name (``product_days``). The
 facts are sorted by tenant, day and hour, so a recompute reads only the granules of
 the hours it touches. An order keeps its placing time and its lines their products,
 so an order's rows never move from one key to another.
 
-``daily_orders`` is a plain view over ``status_hours``: nothing recomputes it.
+``order_hours`` and ``daily_orders`` are plain views over ``status_hours``: nothing recomputes them.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ _ZERO = "toDecimal128(0, 2)"
 
 
 def rollup_sql(t: Tables, keys: Touched) -> list[str]:
-    """Statements that rewrite the rollup rows of ``keys`` from the facts, in order (``order_hours`` reads
-    ``status_hours``, ``product_days`` reads ``product_hours``).
+    """Statements that rewrite the rollup rows of ``keys`` from the facts, in order (``product_days`` reads
+    ``product_hours``).
 
     Rows the facts no longer have (forgotten orders, a status no order of the hour has
     any more) are rewritten as zeros. The version is the time of the recompute: a later
@@ -79,7 +79,7 @@ def rollup_sql(t: Tables, keys: Touched) -> list[str]:
     """
     statements = []
     if keys.hours is None or keys.hours:
-        statements += [_status_hours(t, keys.hours), _order_hours(t, keys.hours), _product_hours(t, keys.hours)]
+        statements += [_status_hours(t, keys.hours), _product_hours(t, keys.hours)]
     if keys.products is None or keys.products:
         statements.append(_product_days(t, keys.products))
     if keys.hours is None or keys.products is None:
@@ -127,17 +127,6 @@ def _status_hours(t: Tables, hours: set[Hour] | None) -> str:
               SELECT tenant_id, day, hour, status, toUInt64(0), toUInt64(0), {_ZERO}, {_ZERO}, {_ZERO}
               FROM {t.status_hours} FINAL WHERE {kept})
         GROUP BY tenant_id, day, hour, status"""
-
-
-def _order_hours(t: Tables, hours: set[Hour] | None) -> str:
-    """From the hours' status rows just written (a few rows an hour): the canned questions' hourly rollup."""
-    kept = _in("tenant_id, day, hour", hours)
-    return f"""INSERT INTO {t.order_hours} (tenant_id, day, hour, orders, cancelled, revenue, discounted, discounts,
-                                            subtotals, version)
-        SELECT tenant_id, day, hour, sum(orders), sumIf(orders, status = 'cancelled'), sumIf(revenue, {_LIVE}),
-               sumIf(discounted, {_LIVE}), sumIf(discounts, {_LIVE}), sumIf(subtotals, {_LIVE}), {_VERSION}
-        FROM {t.status_hours} FINAL WHERE {kept}
-        GROUP BY tenant_id, day, hour"""
 
 
 def _product_hours(t: Tables, hours: set[Hour] | None) -> str:

@@ -188,9 +188,11 @@ class OrderAnalytics(Projection):
 
     async def is_served(self) -> bool:
         """The served checkpoint view selects this version's checkpoint (it is switched last)."""
+        return await asyncio.to_thread(self._is_served)
+
+    def _is_served(self) -> bool:
         database, view = self.tables.served_checkpoint.split(".", 1)
-        found = await asyncio.to_thread(
-            self.client.query,
+        found = self.client.query(
             "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
             parameters={"d": database, "v": view},
         )
@@ -236,7 +238,7 @@ class OrderAnalytics(Projection):
             table.split(".")[1]: self.client.query(  # a rollup's version is the time it was computed
                 f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL"
             ).result_rows
-            for table in (t.status_hours, t.order_hours, t.product_hours, t.product_days)
+            for table in (t.status_hours, t.product_hours, t.product_days)
         }
 
     def _forget(self, order_ids: list[str]) -> None:
@@ -250,9 +252,10 @@ class OrderAnalytics(Projection):
 
     def _setup(self) -> None:
         """The tables (and views) of this version; a version made by an earlier release gets what it lacks: the
-        status rollup filled from its facts, ``daily_orders`` as a view over it instead of a refreshed one."""
+        hourly rollups filled from its facts, ``daily_orders`` and ``order_hours`` as views over them instead of a
+        refreshed view and a table of their own."""
         t = self.tables
-        rolled_up = all(self._exists(x) for x in (t.status_hours, t.order_hours, t.product_hours, t.product_days))
+        rolled_up = all(self._exists(x) for x in (t.status_hours, t.product_hours, t.product_days))
         rolled_up = rolled_up or not self._exists(t.orders)
         if self._engine(self.tables.daily_orders) == "MaterializedView":  # refreshed from every fact, each period
             self.client.command(f"DROP VIEW {self.tables.daily_orders}")
@@ -262,6 +265,10 @@ class OrderAnalytics(Projection):
             self._roll_up(Touched(None, None))
         for view, select in self.tables.views().items():  # served only if nothing is yet
             self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
+        if self._exists(t.order_hours):  # an earlier release's table, which nothing updates any more
+            if self._is_served():
+                self._serve()
+            self.client.command(f"DROP TABLE {t.order_hours}")
 
     def _exists(self, table: str) -> bool:
         return bool(self.client.command(f"EXISTS TABLE {table}"))

@@ -54,13 +54,26 @@ class Tables:
         """
         views = {
             self.view(name): f"SELECT * FROM {getattr(self, name)} FINAL"
-            for name in ("orders", "order_lines", "order_events", "products", "order_hours", "product_days")
+            for name in ("orders", "order_lines", "order_events", "products", "product_days")
         }
+        views[self.view("order_hours")] = self.order_hours_select()
         views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
         views[self.served_checkpoint] = (
             f"SELECT max(position) AS position FROM {self.checkpoints} WHERE name = '{self.checkpoint_key}'"
         )
         return views
+
+    def order_hours_select(self) -> str:
+        """Orders per tenant, day and hour (all, cancelled; revenue, discounted orders, discounts and subtotals of
+        those kept) summed from the hourly status rollup: a few rows an hour, so no table of its own to write."""
+        return f"""SELECT tenant_id, day, hour, sum(n) AS orders, sumIf(n, status = 'cancelled') AS cancelled,
+                          sumIf(r, status != 'cancelled') AS revenue, sumIf(dc, status != 'cancelled') AS discounted,
+                          sumIf(d, status != 'cancelled') AS discounts, sumIf(s, status != 'cancelled') AS subtotals,
+                          max(v) AS version
+                   FROM (SELECT tenant_id, day, hour, status, orders AS n, revenue AS r, discounted AS dc,
+                                discounts AS d, subtotals AS s, version AS v
+                         FROM {self.status_hours} FINAL)
+                   GROUP BY tenant_id, day, hour"""
 
     def daily_orders_select(self) -> str:
         """``daily_orders`` as it always read (orders, revenue and discounts per tenant, placing day and status, of
@@ -101,10 +114,6 @@ class Tables:
                 tenant_id LowCardinality(String), day Date32, hour UInt8, status LowCardinality(String),
                 orders UInt64, discounted UInt64, revenue {_SUM}, discounts {_SUM}, subtotals {_SUM}, version UInt64
             ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour, status)""",
-            f"""CREATE TABLE IF NOT EXISTS {self.order_hours} (
-                tenant_id LowCardinality(String), day Date32, hour UInt8, orders UInt64, cancelled UInt64,
-                revenue {_SUM}, discounted UInt64, discounts {_SUM}, subtotals {_SUM}, version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour)""",
             f"""CREATE TABLE IF NOT EXISTS {self.product_days} (
                 tenant_id LowCardinality(String), day Date32, product_id UUID, quantity UInt64, revenue {_SUM},
                 version UInt64

@@ -131,7 +131,7 @@ async def test_rollup_answers_equal_the_facts_answers(stores, tenant, spread, se
 async def test_a_version_made_before_the_rollups_gets_them_from_its_facts(stores, tenant, spread):
     analytics = await fresh("order_analytics", stores, f"{NAMESPACE}_rollups")
     await analytics.apply(Batch(handled(analytics, Batch(spread, 0)).events, spread[-1].position))
-    for table in (analytics.tables.order_hours, analytics.tables.product_days):
+    for table in (analytics.tables.status_hours, analytics.tables.product_hours, analytics.tables.product_days):
         analytics.client.command(f"DROP TABLE {table}")
 
     await analytics.setup()
@@ -158,6 +158,35 @@ async def test_a_catch_up_rolls_up_and_moves_the_checkpoint_when_it_settles(stor
     from_facts = await answers(replaying, stores, tenant, reader=False)
     assert len(from_facts["revenue by day"]) >= 10
     assert await answers(replaying, stores, tenant, reader=True) == from_facts
+
+
+async def test_a_version_served_by_the_previous_release_keeps_answering_from_its_facts(stores, tenant, spread):
+    """That release refreshed daily_orders from every fact and kept order_hours in a table of its own, and had no
+    hourly status or product rollups."""
+    analytics = await fresh("order_analytics", stores, f"{NAMESPACE}_rollups")
+    t, command = analytics.tables, analytics.client.command
+    await analytics.apply(Batch(handled(analytics, Batch(spread, 0)).events, spread[-1].position))
+    for table in (t.status_hours, t.product_hours, t.product_days, t.daily_orders):
+        command(f"DROP TABLE {table}")
+    command(f"""CREATE MATERIALIZED VIEW {t.daily_orders} REFRESH EVERY 30 SECOND
+                ENGINE = MergeTree ORDER BY (tenant_id, day, status) AS
+                SELECT tenant_id, toDate(placed_at) AS day, status, count() AS orders, sum(total) AS revenue,
+                       sum(discount) AS discounts
+                FROM {t.orders} FINAL GROUP BY tenant_id, day, status""")
+    command(f"""CREATE TABLE {t.order_hours} (tenant_id LowCardinality(String), day Date32, hour UInt8,
+                orders UInt64, cancelled UInt64, revenue Decimal(38, 2), discounted UInt64, discounts Decimal(38, 2),
+                subtotals Decimal(38, 2), version UInt64)
+                ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour)""")
+    command(f"CREATE OR REPLACE VIEW {t.view('order_hours')} AS SELECT * FROM {t.order_hours} FINAL")
+
+    await analytics.setup()
+    assert not analytics.client.command(f"EXISTS TABLE {t.order_hours}")
+    database, name = t.daily_orders.split(".")
+    engine = f"SELECT engine FROM system.tables WHERE database = '{database}' AND name = '{name}'"
+    assert analytics.client.command(engine) == "View"  # no longer refreshed from every fact
+    assert await answers(analytics, stores, tenant, reader=True) == await answers(
+        analytics, stores, tenant, reader=False
+    )
 
 
 def placed_copy(template, position: int, at: datetime, status: str = "placed", order_id: str | None = None):
@@ -223,8 +252,8 @@ async def test_a_live_batch_recomputes_only_the_hours_it_touches_exactly(stores,
     assert after["summary"][0][:2] == (before["summary"][0][0] + 5, before["summary"][0][1] + 1)
     facts = (t.orders, t.order_lines)
     held_rows = sum(analytics.client.command(f"SELECT count() FROM {table}") for table in facts)
-    read = statements.rows_read((t.status_hours, t.product_hours, t.order_hours, t.product_days), facts)
+    read = statements.rows_read((t.status_hours, t.product_hours, t.product_days), facts)
     # Each delivery reads two hours of the day's 24, in whole granules: under a sixth of the day (a recompute of the
     # day would read all of it each time).
     assert 0 < read <= 2 * held_rows / 6, f"two deliveries read {read:,} fact rows of a day of {held_rows:,}"
-    assert statements.rows_read((t.order_hours, t.product_days), facts) == 0  # from the hourly rollups alone
+    assert statements.rows_read((t.product_days,), facts) == 0  # from the hourly rollup alone
