@@ -7,10 +7,10 @@ with a deduplication token, and the checkpoint row goes in last.
 
 The canned questions read two rollups, orders per tenant, day and hour and order
 lines per tenant, day and product. After its facts, a batch recomputes the rollup
-rows of the days it touched from the facts (never increments them, so a replayed or
-redelivered batch cannot count twice); the facts are sorted by tenant and day, so
-that reads only those days. In a catch-up, the recompute (and the checkpoint) waits
-for a few seconds of batches and covers all their days at once (``Batch.more``).
+rows of the hours and product days it touched from the facts (never increments them,
+so a replayed or redelivered batch cannot count twice; ``analytics_rollups``). In a
+catch-up, the recompute (and the checkpoint) waits for a few seconds of batches and
+covers all their keys at once (``Batch.more``).
 
 Each version has tables of its own (``orders_v<n>``...); readers and analysts query
 views with the plain names (``orders``, ``order_lines``, ``order_events``,
@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
 
+from projections.analytics_rollups import Touched, forgotten_sql, rollup_sql, touched
 from projections.base import Batch, Deferred, Projection, forget_and_apply, label
 from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
@@ -178,26 +178,23 @@ class OrderAnalytics(Projection):
         return await read_checkpoint(self.client, self.tables)
 
     async def apply(self, batch: Batch) -> None:
-        """The facts at once; the rollup rows of the days they touch, and the checkpoint, with them, or in a
-        catch-up (``more``) once every few seconds (``Deferred``) for all the days touched since (a catch-up's
-        batches touch most days, and each recompute reads the days' facts so far)."""
+        """The facts at once; the rollup rows of the hours and product days they touch, and the checkpoint, with
+        them, or in a catch-up (``more``) once every few seconds (``Deferred``) for all the keys touched since (a
+        catch-up's batches touch most keys, and each recompute reads the keys' facts so far)."""
         await asyncio.to_thread(self._apply, batch)
 
     async def settle(self) -> None:
         """The rollup rows a catch-up left for later, and the checkpoint they held back."""
         if self._unrolled.upto:
-            await asyncio.to_thread(self._roll_up_and_checkpoint, set(), 0)
-
-    async def prepare(self) -> None:
-        """Before a switch: the rollup refreshed from this version's facts (a full recompute, done before the live
-        version is held)."""
-        await asyncio.to_thread(self._refresh_rollup)
+            await asyncio.to_thread(self._roll_up_and_checkpoint, Touched(), 0)
 
     async def is_served(self) -> bool:
         """The served checkpoint view selects this version's checkpoint (it is switched last)."""
+        return await asyncio.to_thread(self._is_served)
+
+    def _is_served(self) -> bool:
         database, view = self.tables.served_checkpoint.split(".", 1)
-        found = await asyncio.to_thread(
-            self.client.query,
+        found = self.client.query(
             "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
             parameters={"d": database, "v": view},
         )
@@ -243,48 +240,56 @@ class OrderAnalytics(Projection):
             table.split(".")[1]: self.client.query(  # a rollup's version is the time it was computed
                 f"SELECT * EXCEPT version FROM {table} FINAL ORDER BY ALL"
             ).result_rows
-            for table in (t.order_hours, t.product_days)
+            for table in (t.status_hours, t.product_hours, t.product_days)
         }
 
     def _forget(self, order_ids: list[str]) -> None:
-        days = self.client.query(
-            f"SELECT DISTINCT tenant_id, toDate32(placed_at) FROM {self.tables.orders} WHERE order_id IN %(ids)s",
-            parameters={"ids": order_ids},
-        ).result_rows
+        hours, products = (
+            {tuple(row) for row in self.client.query(sql, parameters={"ids": order_ids}).result_rows}
+            for sql in forgotten_sql(self.tables)
+        )
         for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events):
             self.client.command(f"DELETE FROM {table} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
-        self._roll_up({(tenant, day) for tenant, day in days})
+        self._roll_up(Touched(hours, products))
 
     def _setup(self) -> None:
-        rolled_up = self._exists(self.tables.order_hours) or not self._exists(self.tables.orders)
+        """The tables (and views) of this version; a version made by an earlier release gets what it lacks: the
+        hourly rollups filled from its facts, ``daily_orders`` and ``order_hours`` as views over them instead of a
+        refreshed view and a table of their own."""
+        t = self.tables
+        rolled_up = all(self._exists(x) for x in (t.status_hours, t.product_hours, t.product_days))
+        rolled_up = rolled_up or not self._exists(t.orders)
+        if self._engine(self.tables.daily_orders) == "MaterializedView":  # refreshed from every fact, each period
+            self.client.command(f"DROP VIEW {self.tables.daily_orders}")
         for statement in self.tables.ddl():
             self.client.command(statement)
         if not rolled_up:  # facts made by a release without rollups
-            self._roll_up(None)
+            self._roll_up(Touched(None, None))
         for view, select in self.tables.views().items():  # served only if nothing is yet
             self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
+        if self._exists(t.order_hours):  # an earlier release's table, which nothing updates any more
+            if self._is_served():
+                self._serve()
+            self.client.command(f"DROP TABLE {t.order_hours}")
 
     def _exists(self, table: str) -> bool:
         return bool(self.client.command(f"EXISTS TABLE {table}"))
 
-    def _roll_up(self, days: set[tuple[str, date]] | None) -> None:
-        """The rollup rows of these tenants' days (of all with None) recomputed from the facts."""
-        if days is not None and not days:
-            return
-        for statement in rollup_sql(self.tables, days):
+    def _engine(self, table: str) -> str | None:
+        database, name = table.split(".", 1)
+        found = self.client.query(
+            "SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(n)s",
+            parameters={"d": database, "n": name},
+        ).result_rows
+        return found[0][0] if found else None
+
+    def _roll_up(self, keys: Touched) -> None:
+        """The rollup rows of these keys (of all with None) recomputed from the facts."""
+        for statement in rollup_sql(self.tables, keys):
             self.client.command(statement)
 
-    def _refresh_rollup(self) -> None:
-        self.client.command(f"SYSTEM REFRESH VIEW {self.tables.daily_orders}")
-        self.client.command(f"SYSTEM WAIT VIEW {self.tables.daily_orders}")
-
     def _serve(self) -> None:
-        """Each view is swapped atomically with a staged one pointing at this version.
-
-        The rollup was refreshed by ``prepare`` just before: left to its schedule it could
-        show an early point of the rebuild. It trails the switch by the commits since, as
-        it trails the checkpoint by up to ``ROLLUP_SECONDS`` at any time.
-        """
+        """Each view is swapped atomically with a staged one pointing at this version."""
         for view, select in self.tables.views().items():
             staged = f"{view}__staged"
             self.client.command(f"CREATE OR REPLACE VIEW {staged} {VIEW_SECURITY} AS {select}")
@@ -300,6 +305,8 @@ class OrderAnalytics(Projection):
             self.tables.products,
             self.tables.order_hours,
             self.tables.product_days,
+            self.tables.status_hours,
+            self.tables.product_hours,
         ):
             self.client.command(f"DROP TABLE IF EXISTS {table}")
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
@@ -314,70 +321,22 @@ class OrderAnalytics(Projection):
             if block.rows:
                 token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
                 insert_block(self.client, getattr(self.tables, table), block, token)
-        days = touched_days(batch.events)
+        keys = touched(batch.events)
         if batch.more and not self._unrolled.due():
-            self._unrolled.add(batch.upto, days=days)
+            self._unrolled.add(batch.upto, hours=keys.hours or set(), products=keys.products or set())
         else:
-            self._roll_up_and_checkpoint(days, batch.upto)
+            self._roll_up_and_checkpoint(keys, batch.upto)
 
-    def _roll_up_and_checkpoint(self, days: set[tuple[str, date]], upto: int) -> None:
+    def _roll_up_and_checkpoint(self, keys: Touched, upto: int) -> None:
         started = time.monotonic()
-        self._roll_up(days | self._unrolled.of("days"))
+        hours, products = keys.hours or set(), keys.products or set()
+        self._roll_up(Touched(hours | self._unrolled.of("hours"), products | self._unrolled.of("products")))
         insert_block(
             self.client,
             self.tables.checkpoints,
             Block(("name", "position"), [(self.tables.checkpoint_key, max(upto, self._unrolled.upto))]),
         )
         self._unrolled.done(time.monotonic() - started)
-
-
-def touched_days(events: list[StoredEvent]) -> set[tuple[str, date]]:
-    """The tenants' days (UTC) whose orders a batch changes."""
-    return {(ev.tenant_id, _utc_day(ev.payload["order"]["placed_at"])) for ev in events if ev.type in e.ORDER_EVENTS}
-
-
-def _utc_day(iso: str) -> date:
-    at = datetime.fromisoformat(iso)
-    return (at.astimezone(UTC) if at.tzinfo else at).date()
-
-
-def rollup_sql(t: Tables, days: set[tuple[str, date]] | None) -> list[str]:
-    """Statements that rewrite the rollup rows of ``days`` (all with None) from the facts.
-
-    Rows the facts no longer have (forgotten orders) are rewritten as zeros. The
-    version is the time of the recompute: a later recompute has seen newer facts.
-    """
-    if days is None:
-        facts = kept = "1"
-    else:
-        pairs = ", ".join(f"({_quoted(tenant)}, '{day.isoformat()}')" for tenant, day in sorted(days))
-        facts, kept = f"(tenant_id, toDate32(placed_at)) IN ({pairs})", f"(tenant_id, day) IN ({pairs})"
-    version = "toUnixTimestamp64Micro(now64(6))"
-    live = "status != 'cancelled'"
-    zero = "toDecimal128(0, 2)"
-    return [
-        f"""INSERT INTO {t.order_hours} (tenant_id, day, hour, orders, cancelled, revenue, discounted, discounts,
-                                         subtotals, version)
-            SELECT tenant_id, day, hour, sum(orders), sum(cancelled), sum(revenue), sum(discounted), sum(discounts),
-                   sum(subtotals), {version}
-            FROM (SELECT tenant_id, toDate32(placed_at) AS day, toHour(placed_at) AS hour, count() AS orders,
-                         countIf(status = 'cancelled') AS cancelled, sumIf(total, {live}) AS revenue,
-                         countIf(discount > 0 AND {live}) AS discounted, sumIf(discount, {live}) AS discounts,
-                         sumIf(subtotal, {live}) AS subtotals
-                  FROM {t.orders} FINAL WHERE {facts} GROUP BY tenant_id, day, hour
-                  UNION ALL
-                  SELECT tenant_id, day, hour, toUInt64(0), toUInt64(0), {zero}, toUInt64(0), {zero}, {zero}
-                  FROM {t.order_hours} FINAL WHERE {kept})
-            GROUP BY tenant_id, day, hour""",
-        f"""INSERT INTO {t.product_days} (tenant_id, day, product_id, quantity, revenue, version)
-            SELECT tenant_id, day, product_id, sum(quantity), sum(revenue), {version}
-            FROM (SELECT tenant_id, toDate32(placed_at) AS day, product_id, sumIf(quantity, {live}) AS quantity,
-                         sumIf(line_total, {live}) AS revenue
-                  FROM {t.order_lines} FINAL WHERE {facts} GROUP BY tenant_id, day, product_id
-                  UNION ALL
-                  SELECT tenant_id, day, product_id, toUInt64(0), {zero} FROM {t.product_days} FINAL WHERE {kept})
-            GROUP BY tenant_id, day, product_id""",
-    ]
 
 
 def insert_block(client, table: str, block: Block, dedup_token: str | None = None) -> None:
