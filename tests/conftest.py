@@ -112,6 +112,7 @@ async def project_all(write_engine, projections) -> Callable[[], Awaitable[None]
         for projection in projections.values():
             progress = await catch_up(write_engine, projection, batch_size=500)
             assert not progress.skipped, f"{projection.name} was held by another consumer"
+            assert not (progress.halted or progress.stepped_aside), f"{projection.name} stopped early: {progress}"
 
     return run
 

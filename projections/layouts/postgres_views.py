@@ -152,7 +152,11 @@ async def _rows(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> list[A
     statement, names = _positional(sql)
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
-        return await driver.fetch(statement, *(params[name] for name in names), record_class=Row)
+        try:
+            return await driver.fetch(statement, *(params[name] for name in names), record_class=Row)
+        except (OSError, asyncpg.exceptions.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
+            await conn.invalidate()  # a connection the server dropped is not handed out again
+            raise
 
 
 @functools.lru_cache(maxsize=512)

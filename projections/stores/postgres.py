@@ -70,6 +70,8 @@ class PostgresAdapter(StoreAdapter):
             return self.unavailable(describe(error))
         if isinstance(error, asyncpg.PostgresError):
             return self.rejected(describe(error))
+        if isinstance(error, asyncpg.exceptions.InterfaceError) and "closed" in str(error):
+            return self.unavailable(describe(error))  # a statement sent on a connection the server dropped
         return None
 
 
