@@ -75,29 +75,53 @@ def rollup_sql(t: Tables, keys: Touched) -> list[str]:
 
     Rows the facts no longer have (forgotten orders, a status no order of the hour has
     any more) are rewritten as zeros. The version is the time of the recompute: a later
-    recompute has seen newer facts.
+    recompute has seen newer facts. A catch-up's keys (thousands of hours and product
+    days) are recomputed by whole days instead, in statements of at most ``MAX_KEYS``
+    keys each: a statement has a size limit, and a few whole days read once cost less
+    than thousands of keys parsed.
     """
-    statements = []
-    if keys.hours is None or keys.hours:
-        statements += [_status_hours(t, keys.hours), _product_hours(t, keys.hours)]
-    if keys.products is None or keys.products:
-        statements.append(_product_days(t, keys.products))
-    if keys.hours is None or keys.products is None:
+    hours, products = _grains(keys.hours, 2), _grains(keys.products, 2)
+    statements = [_status_hours(t, condition) for condition in hours]
+    statements += [_product_hours(t, condition) for condition in hours]
+    statements += [_product_days(t, condition) for condition in products]
+    if keys.hours is None or keys.products is None or len(keys.hours) + len(keys.products) > MAX_KEYS:
         return statements
     return [statement + _ONE_THREAD for statement in statements]
 
 
+#: Most keys one statement names; past it, a set of keys is widened to whole days (and split if still larger).
+MAX_KEYS = 1_000
 #: A live batch's recompute reads a few thousand rows: a second thread (the engine's default on two cores) costs
 #: more than it saves, more than doubling the statement's CPU.
 _ONE_THREAD = "\n        SETTINGS max_threads = 1, max_insert_threads = 1"
 
 
-def _in(columns: str, keys: set | None) -> str:
-    """``columns`` among ``keys`` (every row with None); the condition on the facts' sort key that lets a
-    recompute read only the granules of its keys."""
+@dataclass(frozen=True)
+class _Keys:
+    """Keys of one statement: full keys, or their first ``len`` parts (whole days); ``None`` for every row."""
+
+    keys: list[tuple] | None
+    width: int = 3
+
+
+def _grains(keys: set | None, day_width: int) -> list[_Keys]:
+    """The statements' key sets: one with every key, or whole days in chunks when there are too many."""
     if keys is None:
+        return [_Keys(None)]
+    if not keys:
+        return []
+    if len(keys) <= MAX_KEYS:
+        return [_Keys(sorted(keys))]
+    days = sorted({key[:day_width] for key in keys})
+    return [_Keys(days[n : n + MAX_KEYS], day_width) for n in range(0, len(days), MAX_KEYS)]
+
+
+def _in(columns: tuple[str, ...], keys: _Keys) -> str:
+    """``columns`` (as many as the keys have parts) among ``keys`` (every row with None); the condition on the
+    facts' sort key that lets a recompute read only the granules of its keys."""
+    if keys.keys is None:
         return "1"
-    return f"({columns}) IN ({', '.join(_tuple(key) for key in sorted(keys))})"
+    return f"({', '.join(columns[: keys.width])}) IN ({', '.join(_tuple(key) for key in keys.keys)})"
 
 
 def _tuple(key: tuple) -> str:
@@ -112,9 +136,12 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _status_hours(t: Tables, hours: set[Hour] | None) -> str:
-    facts = _in("tenant_id, toDate32(placed_at), toHour(placed_at)", hours)
-    kept = _in("tenant_id, day, hour", hours)
+_FACT_HOURS = ("tenant_id", "toDate32(placed_at)", "toHour(placed_at)")
+_ROLLUP_HOURS = ("tenant_id", "day", "hour")
+
+
+def _status_hours(t: Tables, hours: _Keys) -> str:
+    facts, kept = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours)
     return f"""INSERT INTO {t.status_hours} (tenant_id, day, hour, status, orders, discounted, revenue, discounts,
                                              subtotals, version)
         SELECT tenant_id, day, hour, status, sum(orders), sum(discounted), sum(revenue), sum(discounts),
@@ -129,9 +156,8 @@ def _status_hours(t: Tables, hours: set[Hour] | None) -> str:
         GROUP BY tenant_id, day, hour, status"""
 
 
-def _product_hours(t: Tables, hours: set[Hour] | None) -> str:
-    facts = _in("tenant_id, toDate32(placed_at), toHour(placed_at)", hours)
-    kept = _in("tenant_id, day, hour", hours)
+def _product_hours(t: Tables, hours: _Keys) -> str:
+    facts, kept = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours)
     return f"""INSERT INTO {t.product_hours} (tenant_id, day, hour, product_id, quantity, revenue, version)
         SELECT tenant_id, day, hour, product_id, sum(quantity), sum(revenue), {_VERSION}
         FROM (SELECT tenant_id, toDate32(placed_at) AS day, toHour(placed_at) AS hour, product_id,
@@ -142,9 +168,9 @@ def _product_hours(t: Tables, hours: set[Hour] | None) -> str:
         GROUP BY tenant_id, day, hour, product_id"""
 
 
-def _product_days(t: Tables, products: set[ProductDay] | None) -> str:
+def _product_days(t: Tables, products: _Keys) -> str:
     """From the product hours just written (at most 24 rows a product and day)."""
-    kept = _in("tenant_id, day, product_id", products)
+    kept = _in(("tenant_id", "day", "product_id"), products)
     return f"""INSERT INTO {t.product_days} (tenant_id, day, product_id, quantity, revenue, version)
         SELECT tenant_id, day, product_id, sum(quantity), sum(revenue), {_VERSION}
         FROM {t.product_hours} FINAL WHERE {kept}

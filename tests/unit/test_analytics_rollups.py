@@ -42,3 +42,15 @@ def test_a_batch_without_orders_recomputes_nothing_and_all_keys_recompute_everyt
     everything = rollup_sql(tables, Touched(None, None))
     assert [sql.split()[2] for sql in everything] == [tables.status_hours, tables.product_hours, tables.product_days]
     assert not any(" IN (" in sql or "max_threads" in sql for sql in everything)  # the whole store, in parallel
+
+
+def test_a_catch_up_s_many_keys_are_recomputed_by_whole_days_in_statements_the_engine_takes():
+    from projections.analytics_rollups import MAX_KEYS
+
+    days = [date(2026, 1, 1).fromordinal(date(2026, 1, 1).toordinal() + n) for n in range(90)]
+    hours = {("bench0-cdf0", day, hour) for day in days for hour in range(24)}
+    products = {("bench0-cdf0", day, str(uuid.uuid4())) for day in days for _ in range(200)}
+    statements = rollup_sql(Tables("prism", 1), Touched(hours, products))
+    assert len(hours) + len(products) > MAX_KEYS
+    assert len(statements) == 3 and all(len(s) < 262_144 for s in statements)  # the engine's max_query_size
+    assert all("('bench0-cdf0', '2026-01-01')" in s and "toHour(placed_at)) IN" not in s for s in statements)
