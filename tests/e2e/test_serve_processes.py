@@ -69,6 +69,7 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
 
         base = f"http://{settings.api_host}:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            before = await live_version(http)
             asked = await http.post("/projections/customer_dashboards/rebuild", headers=OPERATOR)
             assert asked.status_code == 202, asked.text
             version = asked.json()["version"]
@@ -76,19 +77,13 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
             async def builder_started() -> bool:
                 return len(builder()) == 1
 
-            await eventually(builder_started, 30, "the builder started for the rebuild")
+            await eventually(builder_started, 60, "the builder started for the rebuild")
             started = builder()[0]
             assert children_of(supervisor.pid)[started] == "worker dashboards builds"  # that store's builder alone
             assert states() == {name: "running" if name == "builder-dashboards" else "idle" for name in builders}
 
             async def switched() -> bool:
-                rows = (await http.get("/projections", headers=OPERATOR)).json()
-                return any(
-                    r["projection"].split("@")[0] == "customer_dashboards"
-                    and r["version"] == version
-                    and r["state"] == "live"
-                    for r in rows
-                )
+                return await live_version(http) == version
 
             await eventually(switched, 90, "readers switched to the rebuilt version")
 
@@ -99,3 +94,20 @@ async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_
         listed = {p["name"]: p for p in running_processes(settings) or []}
         assert listed["builder-dashboards"]["restarts"] == 0, listed  # stopped on purpose: not counted as a crash
         assert started not in children_of(supervisor.pid)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:  # the session's tests read the version before
+            rolled = await http.post("/projections/customer_dashboards/rollback", headers=OPERATOR)
+            assert rolled.status_code == 202, rolled.text
+
+            async def rolled_back() -> bool:
+                return await live_version(http) == before
+
+            await eventually(rolled_back, 90, "readers back on the version they read before")
+
+
+async def live_version(http: httpx.AsyncClient) -> int | None:
+    """The customer dashboards' live version, as the operations API lists it."""
+    rows = (await http.get("/projections", headers=OPERATOR)).json()
+    return next(
+        (r["version"] for r in rows if r["projection"].split("@")[0] == "customer_dashboards" and r["state"] == "live"),
+        None,
+    )
