@@ -265,15 +265,8 @@ async def _visibility(session: aiohttp.ClientSession, base: str, work: Workload,
     drained = await lag_zero(session, base, 30)
     probe.stop()
     await probing
-    latencies = [s.answered - s.scheduled for s in run.sent]
     return {
-        "offered_per_s": rate,
-        "achieved_per_s": round(len(run.sent) / sent_for, 1),
-        "errors": len(run.errors) + run.unanswered,
-        "unanswered": run.unanswered,
-        "command": load.summary(latencies, sent_for, len(run.errors)),
+        **load.open_loop_figures(run, probe, rate, sent_for, list(PROJECTIONS)),
         "drain_after_s": drained,
-        "probe_interval_ms": probe.interval_ms(),
-        "stores": load.visibility(run, probe, list(PROJECTIONS)),
         "cpu_percent": cpu.shares(),
     }

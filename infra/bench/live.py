@@ -105,17 +105,10 @@ async def live_run(
     finally:
         probe.stop()
         await probing
-    latencies = [s.answered - s.scheduled for s in run.sent]
     net = cost.net_of_idle(loaded, idle)
     return {
-        "offered_per_s": rate,
-        "achieved_per_s": round(len(run.sent) / sent_for, 1),
-        "errors": len(run.errors) + run.unanswered,
-        "unanswered": run.unanswered,
-        "command": load.summary(latencies, sent_for, len(run.errors)),
+        **load.open_loop_figures(run, probe, rate, sent_for, list(PROJECTIONS)),
         "drain_after_s": None if drained is None else round(drained - started - sent_for, 2),
-        "probe_interval_ms": probe.interval_ms(),
-        "stores": load.visibility(run, probe, list(PROJECTIONS)),
         "cpu_percent": shares.shares(),
         "cost": {
             "per_order": cost.per_unit(net, len(run.sent)),

@@ -184,3 +184,18 @@ def visibility(run: OpenLoop, probe: Probe, stores: list[str]) -> dict[str, dict
             **{f"p{q}_ms": _round(percentile(ms, q)) for q in (50, 95, 99)},
         }
     return result
+
+
+def open_loop_figures(run: OpenLoop, probe: Probe, rate: int, sent_for: float, stores: list[str]) -> dict:
+    """What an open loop of commands showed: offered and achieved rates, errors, the commands' latencies, and
+    commit-to-visible in each store as ``probe`` read it."""
+    latencies = [s.answered - s.scheduled for s in run.sent]
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": round(len(run.sent) / sent_for, 1),
+        "errors": len(run.errors) + run.unanswered,
+        "unanswered": run.unanswered,
+        "command": summary(latencies, sent_for, len(run.errors)),
+        "probe_interval_ms": probe.interval_ms(),
+        "stores": visibility(run, probe, stores),
+    }
