@@ -99,7 +99,9 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = IDLE_PING_SECONDS)
         if since is None or time.monotonic() - since < idle_seconds:
             return
         try:
-            await_(connection.driver_connection.execute(";"))
+            # One simple-protocol round trip. Not ";": the server answers an empty query with no command tag,
+            # which asyncpg's execute fails on, so every idle connection was replaced by a new login.
+            await_(connection.driver_connection.execute("SELECT 1"))
         except Exception as error:  # the pool replaces the connection and checks out another
             raise sa.DisconnectionError(f"a pooled connection was gone: {describe(error)}") from error
 

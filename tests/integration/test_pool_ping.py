@@ -47,6 +47,20 @@ async def test_a_connection_used_a_moment_ago_sends_only_the_statement(fresh_ser
         await engine.dispose()
 
 
+async def test_a_live_connection_idle_past_the_spell_is_pinged_and_kept(fresh_services):
+    url = fresh_services.write_database_url
+    engine = ping_when_idle(create_async_engine(url, pool_size=1, max_overflow=0), idle_seconds=0.0)
+    sent: list[str] = []
+    try:
+        first = await _backend_pid(engine, sent)
+        sent.clear()
+        # A ping that failed on a live connection would replace it: a new login (and its CPU) at every checkout.
+        assert await _backend_pid(engine) == first
+        assert sent[0] == "SELECT 1", f"the idle checkout sent {sent}"
+    finally:
+        await engine.dispose()
+
+
 async def test_a_connection_that_died_while_idle_is_replaced_before_use(fresh_services):
     url = fresh_services.write_database_url
     engine = ping_when_idle(create_async_engine(url, pool_size=1, max_overflow=0), idle_seconds=0.0)
