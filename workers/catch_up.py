@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -81,7 +81,8 @@ async def catch_up(
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
             return Progress(projection.label, target, skipped=True)
-        return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until, step_aside=True)
+        asked = _asked_by_statement(log_engine, projection.label)
+        return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until, step_aside=asked)
 
 
 async def follow(
@@ -112,8 +113,9 @@ async def follow(
         read_from = time.monotonic()
         progress = Progress(projection.label, 0)
         hurrying = asyncio.create_task(_hurry_when_asked(projection, notices, lambda: progress.checkpoint))
+        asked = _asked_by_notice(log_engine, projection.label, notices)
         try:
-            progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=True)
+            progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=asked)
             while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline:
                 waiting_since = time.monotonic()
                 if not await notices.wait_past(progress.checkpoint, deadline - time.monotonic()):
@@ -131,7 +133,7 @@ async def follow(
                     policy,
                     max(deadline - time.monotonic(), 0.0),
                     start=progress.checkpoint,
-                    step_aside=True,
+                    step_aside=asked,
                 )
                 _add(progress, more)
         finally:
@@ -149,6 +151,24 @@ def _add(progress: Progress, more: Progress) -> None:
     progress.drained, progress.stepped_aside = more.drained, more.stepped_aside
     if more.batches:
         progress.last_batch_size, progress.last_batch_seconds = more.last_batch_size, more.last_batch_seconds
+
+
+StepAside = Callable[[], Awaitable[bool]]
+
+
+def _asked_by_statement(log_engine: AsyncEngine, label: str) -> StepAside:
+    """Whether an operation waits for the lock, asked of the database (a round trip per batch)."""
+    return lambda: awaited(log_engine, label)
+
+
+def _asked_by_notice(log_engine: AsyncEngine, label: str, notices: Notices) -> StepAside:
+    """Whether an operation waits for the lock, as its notices said (no round trip), or asked of the database while
+    they are not heard."""
+
+    async def asked() -> bool:
+        return notices.aside_asked(label) if notices.hearing else await awaited(log_engine, label)
+
+    return asked
 
 
 async def _hurry_when_asked(projection: Projection, notices: Notices, checkpoint: Callable[[], int]) -> None:
@@ -175,14 +195,14 @@ async def drain(
     seconds: float | None = None,
     until: int | None = None,
     start: int | None = None,
-    step_aside: bool = False,
+    step_aside: StepAside | None = None,
 ) -> Progress:
     """``catch_up`` for a caller that already holds the projection's lock; with ``until``, stop once past it.
 
     Under steady writes the log may never look empty to a slow store, so "caught up"
     also means "past the head this call was given" (``drained``). For the same
-    reason a consumer that took the lock unasked (``step_aside``) looks for a waiting
-    operation after each batch and lets it in; the operations themselves drain with
+    reason a consumer that took the lock unasked asks ``step_aside`` after each batch
+    whether an operation waits, and lets it in; the operations themselves drain with
     ``until``.
     """
     progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
@@ -198,7 +218,7 @@ async def _drain(
     seconds: float | None,
     until: int | None,
     start: int | None,
-    step_aside: bool,
+    step_aside: StepAside | None,
 ) -> Progress:
     deadline = None if seconds is None else time.monotonic() + seconds
     if start is not None:  # the caller has held the lock since it last read the checkpoint
@@ -230,7 +250,7 @@ async def _drain(
             progress.passed += upto - progress.checkpoint
             progress.checkpoint, progress.batches = upto, progress.batches + 1
             progress.applied += len(events)
-            if step_aside and await awaited(log_engine, projection.label):
+            if step_aside is not None and await step_aside():
                 progress.stepped_aside = True
                 return progress
             if len(events) < batch_size:  # the slice ended at the head it read: looking again would find the

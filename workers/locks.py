@@ -7,6 +7,9 @@ write outside the catch-up loop (repair, dead-letter retry and discard, a versio
 switch) wait for it. A waiter announces itself (a shared lock on a second key) so
 catch-ups step aside: under steady writes a catch-up takes the lock for every commit
 and keeps it to follow the next ones, and a waiter polling for it could lose every race.
+While it waits, the waiter also asks the holder to step aside on a notice channel
+(``STEP_ASIDE_CHANNEL``): a follower that listens there learns it between batches
+without a statement per batch (``awaited`` is the statement, for those that do not).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from write.errors import PrismError
+
+#: Channel on which an operation waiting for a projection's lock asks the holder to let it go (payload: the label).
+STEP_ASIDE_CHANNEL = "prism_step_aside"
 
 
 def lock_key(projection: str) -> int:
@@ -48,6 +54,11 @@ async def awaited(log_engine: AsyncEngine, name: str) -> bool:
 _AWAITED = text("SELECT CASE WHEN pg_try_advisory_lock(:w) THEN NOT pg_advisory_unlock(:w) ELSE true END")
 
 
+#: The lock, and (delivered when the attempt commits, so again at each failed one) a notice asking its holder to step
+#: aside.
+_TRY_ASKING_THE_HOLDER = text("SELECT pg_try_advisory_lock(:k) FROM (SELECT pg_notify(:c, :n)) AS asked")
+
+
 class ProjectionBusy(PrismError):
     """Raised when another consumer kept the projection's lock for longer than the caller would wait."""
 
@@ -59,9 +70,10 @@ class ProjectionBusy(PrismError):
 async def projection_lock(log_engine: AsyncEngine, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
     """The projection's single-writer lock; yields False if it was not had within ``wait`` seconds."""
     deadline = time.monotonic() + wait
-    attempt = text("SELECT pg_try_advisory_lock(:k)") if wait else _TRY_UNLESS_AWAITED
+    attempt = _TRY_ASKING_THE_HOLDER if wait else _TRY_UNLESS_AWAITED
+    arguments = {"k": lock_key(name), "w": _waiter_key(name), "c": STEP_ASIDE_CHANNEL, "n": name}
     async with log_engine.connect() as lock_conn:
-        while not (await lock_conn.execute(attempt, {"k": lock_key(name), "w": _waiter_key(name)})).scalar():
+        while not (await lock_conn.execute(attempt, arguments)).scalar():
             await lock_conn.commit()
             if time.monotonic() >= deadline:
                 yield False

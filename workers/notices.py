@@ -9,20 +9,27 @@ relay's messages still come.
 On the same connection it hears readers ask for a projection to write now
 (``event_log.FLUSH_CHANNEL``): a worker gathering commits for a freshness budget
 stops gathering once a reader waits for a position past its checkpoint (``gather``),
-so read-your-writes never waits out a budget, and only those who ask pay for it.
+so read-your-writes never waits out a budget, and only those who ask pay for it. And
+it hears operations waiting for a projection's lock ask its holder to step aside
+(``locks.STEP_ASIDE_CHANNEL``), so a follower need not ask the database after each batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import asyncpg
 
 from projections.stores.adapter import describe
 from projections.stores.postgres import WRITE_DATABASE
+from workers.locks import STEP_ASIDE_CHANNEL
 from write import event_log
+
+#: How long an operation's ask to step aside stands: it repeats the ask every ~50 ms while it waits.
+ASIDE_SECONDS = 0.5
 
 log = logging.getLogger("prism.notices")
 
@@ -35,6 +42,7 @@ class Notices:
         #: Per projection, the highest position a reader asked it to apply now.
         self.wanted: dict[str, int] = {}
         self._asked = asyncio.Event()
+        self._aside: dict[str, float] = {}
         self._connection: asyncpg.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
@@ -80,6 +88,15 @@ class Notices:
             self._asked.clear()
             await self._asked.wait()
 
+    @property
+    def hearing(self) -> bool:
+        """Whether notices are being heard now (a lost connection is listened again by the next wait)."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    def aside_asked(self, label: str) -> bool:
+        """Whether an operation waiting for ``label``'s lock asked its holder to let it go, lately."""
+        return time.monotonic() - self._aside.get(label, float("-inf")) < ASIDE_SECONDS
+
     async def listening(self) -> bool:
         """Listen if not yet (or again after a lost connection); False when the database is away."""
         if self._connection is not None and not self._connection.is_closed():
@@ -89,6 +106,7 @@ class Notices:
             self._connection = await asyncpg.connect(self.listen_dsn)
             await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
             await self._connection.add_listener(event_log.FLUSH_CHANNEL, self._flush_asked)
+            await self._connection.add_listener(STEP_ASIDE_CHANNEL, self._aside_asked)
         except WRITE_DATABASE.errors as error:
             log.warning("commit notices unavailable (%s); catching up on messages only", describe(error))
             self._connection = None
@@ -104,6 +122,9 @@ class Notices:
         if name and position.isdigit():
             self.wanted[name] = max(self.wanted.get(name, 0), int(position))
             self._asked.set()
+
+    def _aside_asked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._aside[payload] = time.monotonic()
 
     def stop(self) -> None:
         """End every wait now and each later one at once, so a worker that stops never waits out a follow; callable

@@ -23,7 +23,7 @@ from dataclasses import fields
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import TextClause, func, select, text
+from sqlalchemy import TextClause, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write.events import NewEvent, StoredEvent
@@ -139,18 +139,23 @@ async def read_slice(
     """The next slice of the log after ``position`` for a consumer of ``types``: its events of those types (at most
     ``limit``, not upcast) and the position the slice ends at, past the events of other types.
 
-    Only the events asked for are sent and decoded. The head is read before the
-    events: positions are taken at commit in commit order, so every event up to a
-    head once seen is committed and visible to the later read.
+    Only the events asked for are sent and decoded. The head comes with them in one
+    statement, so in one snapshot: positions are taken at commit in commit order (a
+    commit is visible before the next can take its position), so a snapshot holds
+    every event up to the head it sees. One round trip per batch, not two.
     """
-    head_seen = await head(conn)
-    query = (
+    seen = select(func.coalesce(func.max(events.c.position), 0).label("head")).subquery("seen")
+    chosen = (
         select(*_FIELDS)
         .where(events.c.position > position, events.c.type.in_(sorted(types)))
         .order_by(events.c.position)
         .limit(limit)
+        .lateral("chosen")
     )
-    found = [StoredEvent(*row) for row in await conn.execute(query)]
+    query = select(seen.c.head, *chosen.c).select_from(seen.outerjoin(chosen, true())).order_by(chosen.c.position)
+    rows = (await conn.execute(query)).all()
+    head_seen = rows[0].head
+    found = [StoredEvent(*row[1:]) for row in rows if row.position is not None]
     if len(found) == limit:
         return found, found[-1].position
     return found, max(head_seen, found[-1].position if found else position)

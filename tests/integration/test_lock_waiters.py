@@ -13,6 +13,7 @@ from infra.bootstrap import listen_dsn
 from projections.base import Batch
 from projections.order_summaries import OrderSummaries
 from tests.conftest import NAMESPACE, eventually
+from workers import catch_up as catch_up_module
 from workers.catch_up import Policy, catch_up, follow
 from workers.locks import awaited, exclusively, projection_lock
 from workers.notices import Notices
@@ -74,7 +75,7 @@ class Busy(OrderSummaries):
 
 @pytest.mark.parametrize("consumer", ["catch_up", "follow"])
 async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiting_operation(
-    consumer, stores, bus, write_engine, fresh_services
+    consumer, stores, bus, write_engine, fresh_services, monkeypatch
 ):
     # A catch-up reads on while its slices are full (one event each here), and reads the next one ahead, before
     # the batch's own commit: a backlog that grows by one a batch keeps every slice full.
@@ -83,6 +84,13 @@ async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiti
     for _ in range(2):
         await bus.execute(RegisterTenant(f"t-{secrets.token_hex(4)}", "First write"))
     notices = Notices(listen_dsn(fresh_services))
+    statements: list[str] = []  # the per-batch statement a follower no longer sends: it hears the ask instead
+
+    async def counted(engine, label: str) -> bool:
+        statements.append(label)
+        return await awaited(engine, label)
+
+    monkeypatch.setattr(catch_up_module, "awaited", counted)
 
     running = asyncio.create_task(
         catch_up(write_engine, projection, batch_size=1)
@@ -99,6 +107,10 @@ async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiti
         progress = await asyncio.wait_for(running, 30)
         await notices.close()
     assert not progress.drained and progress.batches >= 3, "it stepped aside with more of the log to read"
+    if consumer == "follow":
+        assert not statements, f"the follower asked the database after {len(statements)} batches"
+    else:
+        assert statements, "a catch-up without notices asks the database"
 
 
 async def _true(value: bool) -> bool:
