@@ -71,6 +71,23 @@ def send_coalesced(actor: dramatiq.Actor, target: int) -> bool:
     return True
 
 
+def send_all_coalesced(actors: list[dramatiq.Actor], target: int) -> None:
+    """``send_coalesced`` to the actors of one broker, their marks tried in one round trip: the relay's round for
+    every projection, at each commit, costs one call to Redis while their messages wait."""
+    client = getattr(actors[0].broker, "client", None) if actors else None
+    if client is None:
+        for actor in actors:
+            send_coalesced(actor, target)
+        return
+    with client.pipeline(transaction=False) as marks:
+        for actor in actors:
+            marks.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS)
+        marked = marks.execute()
+    for actor, free in zip(actors, marked, strict=True):
+        if free:
+            actor.send(target)
+
+
 def taken(actor: dramatiq.Actor) -> None:
     client = getattr(actor.broker, "client", None)
     if client is not None:

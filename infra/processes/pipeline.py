@@ -18,7 +18,7 @@ from infra import bootstrap
 from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from projections.registry import PROJECTIONS
-from workers.broker import build_queue_name, queue_name, send_coalesced
+from workers.broker import build_queue_name, queue_name, send_all_coalesced
 from workers.broker import queues as worker_queues
 from workers.relay import Relay
 
@@ -72,8 +72,7 @@ class Pipeline:
         self._relay_task: asyncio.Task | None = None
 
     def send_all(self, head: int) -> None:
-        for actor in self.actors.values():
-            send_coalesced(actor, head)
+        send_all_coalesced(list(self.actors.values()), head)
 
     async def start(self, app: FastAPI | None = None) -> None:
         if self.worker:
