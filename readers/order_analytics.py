@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from projections.layouts.order_analytics import PROJECTION, Tables, checkpoint_of, checkpoint_query
 from projections.stores.clients import Stores
+from projections.stores.embedded_writes import EMBEDDED_WRITES
 from readers import examples
 from readers.analytics_sql import Result
 from readers.consistency import Consistency, ReadWait, Served, wait_for
@@ -287,7 +288,10 @@ async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> t
     """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
 
-    async def checkpoint() -> int:
+    async def served() -> int:
         return checkpoint_of(await _query(stores, *checkpoint_query(tables, served=True)))
+
+    async def checkpoint() -> int:  # remembered between two writes to the embedded engine
+        return await EMBEDDED_WRITES.remembered(("served", tables.served_checkpoint), served)
 
     return tables, await wait_for(checkpoint, min_position, wait, PROJECTION)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from projections.stores.embedded_writes import EMBEDDED_WRITES
+
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_analytics"
 
@@ -144,6 +146,11 @@ def checkpoint_of(rows: list[tuple]) -> int:
 
 
 async def read_checkpoint(client, tables: Tables) -> int:
-    """This version's checkpoint (readers ask for the served one on their own clients: ``checkpoint_query``)."""
+    """This version's checkpoint (readers ask for the served one on their own clients: ``checkpoint_query``);
+    remembered between two writes to the embedded engine."""
     sql, parameters = checkpoint_query(tables)
-    return checkpoint_of((await asyncio.to_thread(client.query, sql, parameters=parameters)).result_rows)
+
+    async def read() -> int:
+        return checkpoint_of((await asyncio.to_thread(client.query, sql, parameters=parameters)).result_rows)
+
+    return await EMBEDDED_WRITES.remembered(("checkpoint", tables.checkpoint_key), read)

@@ -16,6 +16,7 @@ from clickhouse_connect.driver import exceptions
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from projections.stores.adapter import StoreAdapter, StoreSettings, describe
+from projections.stores.embedded_writes import EMBEDDED_WRITES
 from write.errors import PrismError, StoreUnavailable
 
 #: ClickHouse error codes that mean "not now": too many parts (inserts faster than merges), memory limit, too many
@@ -54,13 +55,59 @@ def connect(
         return clickhouse_connect.get_client(dsn=url, settings=settings or {}, **(extra | credentials))
     Path(chdb_path).mkdir(parents=True, exist_ok=True)
     try:
-        return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {}, **extra)
+        client = clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), settings=settings or {}, **extra)
     except ProgrammingError as error:
         raise EmbeddedEngineBusy(
             f"the embedded ClickHouse engine at {chdb_path} is in use by another process (a running `prism serve`?). "
             "Ask that process over HTTP (GET /projections, POST /audit, /deadletters), stop it first, or set "
             f"PRISM_CLICKHOUSE_URL to a ClickHouse server. ({error})"
         ) from error
+    EMBEDDED_WRITES.opened = True
+    EMBEDDED_WRITES.moved()  # another process may have written while this one had the engine closed
+    return EmbeddedClient(client)
+
+
+#: Statements that change nothing: any other counts as a write.
+_READ_ONLY = re.compile(r"\s*(SELECT|WITH|EXISTS|SHOW|DESCRIBE|DESC|EXPLAIN)\b", re.IGNORECASE)
+
+
+class EmbeddedClient:
+    """A chDB client whose writes move ``EMBEDDED_WRITES`` once they return; the rest is the client's."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def command(self, cmd: str, *args: Any, **kwargs: Any) -> Any:
+        return self._counted(self._client.command, cmd, *args, **kwargs)
+
+    def query(self, query: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        return self._counted(self._client.query, query, *args, **kwargs)
+
+    def raw_query(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return self._counted(self._client.raw_query, query, *args, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        finally:
+            EMBEDDED_WRITES.moved()  # until it is opened again, another process may write
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._client.insert(*args, **kwargs)
+        finally:
+            EMBEDDED_WRITES.moved()
+
+    @staticmethod
+    def _counted(call: Callable[..., Any], statement: str | None, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(statement, *args, **kwargs)
+        finally:
+            if statement is None or not _READ_ONLY.match(statement):
+                EMBEDDED_WRITES.moved()
 
 
 class ReadPool:
