@@ -9,9 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection
+from projections.stores import registry
 from workers import dead_letters, runs, versions
 from workers.versions import LIVE, NEXT, PREVIOUS
 from write import event_log
+from write.errors import StoreUnavailable
 from write.schema import events
 
 #: A projection within this many events and seconds of the head counts as live.
@@ -34,6 +36,8 @@ class ProjectionStatus:
     progress: float | None = None
     events_per_s: float | None = None
     eta_seconds: float | None = None
+    #: Why the checkpoint could not be read (state ``unreadable``): most often, storage never set up.
+    problem: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,15 +52,18 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
         rows = []
         listed = {(v.projection, v.version): v for v in await versions.recorded(conn)}
         for name, projection in projections.items():
-            checkpoint = await projection.checkpoint()
+            checkpoint, problem = await _checkpoint(projection)
             lag, age = await _lag(conn, checkpoint)
             run = last_runs.get(name)
             version = listed.get((projection.name, projection.version))
             role = version.role if version else LIVE
+            progress, rate, eta = (
+                _build_progress(checkpoint, head, version.build_rate) if version and role == NEXT else _NONE
+            )
             rows.append(
                 ProjectionStatus(
                     name,
-                    _state(role, name in halts, lag, age),
+                    "unreadable" if problem else _state(role, name in halts, lag, age),
                     projection.version,
                     checkpoint,
                     head,
@@ -65,10 +72,25 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
                     parked.get(name, 0),
                     run.last_batch_size if run else None,
                     round(run.last_batch_seconds, 4) if run else None,
-                    *(_build_progress(checkpoint, head, version.build_rate) if version and role == NEXT else ()),
+                    progress,
+                    rate,
+                    eta,
+                    problem,
                 )
             )
     return rows
+
+
+async def _checkpoint(projection: Projection) -> tuple[int, str | None]:
+    """The checkpoint, or 0 and why it could not be read when its store refuses the read (storage never set up, as
+    before the first ``prism serve``): one such projection does not hide the others. A store that is down raises."""
+    try:
+        return await projection.checkpoint(), None
+    except Exception as error:
+        failure = registry.translate(error, projection.store)
+        if failure is None or isinstance(failure, StoreUnavailable):
+            raise
+        return 0, failure.message
 
 
 async def _lag(conn, checkpoint: int) -> tuple[int, float]:
@@ -78,6 +100,10 @@ async def _lag(conn, checkpoint: int) -> tuple[int, float]:
     ).one()
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return count, round(max(age, 0.0), 3)
+
+
+#: The build columns of a version not being built.
+_NONE = (None, None, None)
 
 
 def _build_progress(checkpoint: int, head: int, rate: float | None) -> tuple[float, float | None, float | None]:
@@ -106,6 +132,8 @@ def table(rows: list[ProjectionStatus]) -> str:
             f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
             f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r)}"
         )
+    made = "(its storage is made by `prism serve` or `make demo`)"
+    lines += [f"{r.projection}: {r.problem} {made}" for r in rows if r.problem]
     return "\n".join(lines)
 
 

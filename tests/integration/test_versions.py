@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
 
 from infra import bootstrap
 from infra.ops import rebuilds as rebuild
-from infra.ops.status import projection_status
+from infra.ops.status import projection_status, table
 from projections.customer_dashboards import CustomerDashboards
 from projections.layouts.order_summaries import ServedReader, served_version
 from projections.order_summaries import OrderSummaries
@@ -149,3 +150,15 @@ async def test_the_first_version_stays_listed_as_live_while_a_second_is_built(wr
         assert listed == {(1, versions.LIVE), (version, versions.NEXT)}
     finally:
         await versions.dropped(write_engine, name, version)
+
+
+async def test_status_of_projections_never_set_up_says_so_and_shows_the_rest(write_engine, stores):
+    """``prism status`` before the first ``prism serve``: each store that has no storage for the namespace yet is
+    shown as such, with its store's reason, instead of one of them failing the whole table."""
+    bare = replace(stores, namespace=f"never_{uuid.uuid4().hex[:8]}")
+    rows = await projection_status(write_engine, bootstrap.projections(bare))
+    unreadable = {row.projection: row.problem for row in rows if row.state == "unreadable"}
+    assert {"customer_dashboards", "shipping_dashboard"} <= set(unreadable), rows
+    assert all(problem and "refused" in problem for problem in unreadable.values())
+    assert len(rows) == len(bootstrap.projections(bare)) and all(row.checkpoint == 0 for row in rows)
+    assert f"{rows[0].projection}" in table(rows) and "prism serve" in table(rows)
