@@ -163,7 +163,8 @@ class CustomerDashboards(Projection):
             await upsert(conn, self.tables.customers, "customer_id", customers)
             if orders:
                 await conn.execute(
-                    text(moves_sql(self.tables)), {**arrays("o_", orders), **arrays("l_", lines), "forgotten": []}
+                    postgres_views.statement(moves_sql(self.tables)),
+                    {**arrays("o_", orders), **arrays("l_", lines), "forgotten": []},
                 )
             await upsert(conn, self.tables.orders, "order_id", orders)
             await upsert(conn, self.tables.lines, "order_id, line_no", lines)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.layouts.customer_dashboards import Tables
+from projections.layouts.postgres_views import statement
 from write import events as e
 from write.events import StoredEvent
 
@@ -135,7 +135,7 @@ async def upsert(conn: AsyncConnection, table: str, key: str, rows: list[dict[st
     arrays = ", ".join(array_sql(col) for col in columns)
     updates = ", ".join(f"{col} = excluded.{col}" for col in columns if col not in key.split(", "))
     await conn.execute(
-        text(
+        statement(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {table}.position < excluded.position"
         ),
@@ -204,7 +204,7 @@ async def show(conn: AsyncConnection, t: Tables, customer_ids: list[str], rename
         f"SELECT customer_id FROM {t.dashboards} WHERE top_product_ids && CAST(:renamed AS text[])::uuid[])"
     )
     await conn.execute(
-        text(f"""
+        statement(f"""
         WITH {chosen}
         INSERT INTO {t.dashboards} AS d (customer_id, tenant_id, name, email, order_count, {_COUNTS},
             lifetime_value, average_order_value, position)
@@ -216,7 +216,7 @@ async def show(conn: AsyncConnection, t: Tables, customer_ids: list[str], rename
         {"ids": customer_ids, "renamed": renamed},
     )
     await conn.execute(
-        text(f"""
+        statement(f"""
         WITH {chosen},
         top AS (
             SELECT chosen.customer_id,

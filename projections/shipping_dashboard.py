@@ -119,7 +119,8 @@ class ShippingDashboard(Projection):
         async with self.engine.begin() as conn:
             if rows:
                 await conn.execute(
-                    text(upsert_sql(self.tables.orders)), {col: [row[col] for row in rows] for col in _COLUMNS}
+                    postgres_views.statement(upsert_sql(self.tables.orders)),
+                    {col: [row[col] for row in rows] for col in _COLUMNS},
                 )
             await postgres_views.move_checkpoint(conn, self.tables.schema, self.tables.checkpoint_key, batch.upto)
 

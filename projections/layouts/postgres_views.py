@@ -13,10 +13,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+@functools.lru_cache(maxsize=1024)
+def statement(sql: str) -> TextClause:
+    """``text(sql)``, built once per distinct text. SQLAlchemy parses a text for its parameters and keys its
+    compiled cache on the object, remembering the key on it: a text built anew for each batch cost a dashboards
+    worker more CPU (about a fifth of its profile) than sending the statement. The texts are a version's own
+    statements, a few per table."""
+    return text(sql)
 
 
 def checkpoints_table(schema: str) -> str:
@@ -92,7 +101,7 @@ async def serves(engine: AsyncEngine, checkpoint_view: str, key: str) -> bool:
 async def move_checkpoint(conn: AsyncConnection, schema: str, key: str, upto: int) -> None:
     """Move a version's checkpoint forward to ``upto`` (never back), in the caller's transaction."""
     await conn.execute(
-        text(
+        statement(
             f"INSERT INTO {checkpoints_table(schema)} AS c (projection, position) VALUES (:p, :upto) "
             "ON CONFLICT (projection) DO UPDATE SET position = GREATEST(c.position, excluded.position), "
             "updated_at = now()"
@@ -110,7 +119,7 @@ async def version_checkpoint(engine: AsyncEngine, schema: str, key: str) -> int:
     """One version's checkpoint (0 before its first batch)."""
     async with engine.connect() as conn:
         found = await conn.execute(
-            text(f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = :p"), {"p": key}
+            statement(f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = :p"), {"p": key}
         )
         return int(found.scalar() or 0)
 
