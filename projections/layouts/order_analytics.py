@@ -153,4 +153,4 @@ async def read_checkpoint(client, tables: Tables) -> int:
     async def read() -> int:
         return checkpoint_of((await asyncio.to_thread(client.query, sql, parameters=parameters)).result_rows)
 
-    return await EMBEDDED_WRITES.remembered(("checkpoint", tables.checkpoint_key), read)
+    return await EMBEDDED_WRITES.remembered(("checkpoint", tables.checkpoints, tables.checkpoint_key), read)

@@ -14,8 +14,8 @@ from projections.stores.embedded_writes import EMBEDDED_WRITES
 from tests.conftest import NAMESPACE
 
 
-async def _checkpoint_table(client) -> Tables:
-    tables = Tables(f"{NAMESPACE}_remembered")
+async def _checkpoint_table(client, namespace: str = f"{NAMESPACE}_remembered") -> Tables:
+    tables = Tables(namespace)
     await asyncio.to_thread(client.command, f"CREATE DATABASE IF NOT EXISTS {tables.database}")
     await asyncio.to_thread(client.command, f"DROP TABLE IF EXISTS {tables.checkpoints}")
     await asyncio.to_thread(client.command, tables.ddl()[-1])
@@ -46,3 +46,14 @@ async def test_a_checkpoint_is_queried_once_between_two_writes(stores, monkeypat
     await asyncio.to_thread(_write, client, tables, 9)
     assert await read_checkpoint(client, tables) == 9, "a read after a write answered what was remembered before it"
     assert len(queries) == (2 if remembering else 4)
+
+
+async def test_a_checkpoint_remembered_in_one_namespace_is_not_another_s(stores):
+    """Versions of the same number in two namespaces share a checkpoint name, not a checkpoint."""
+    client = stores.clickhouse
+    first = await _checkpoint_table(client, f"{NAMESPACE}_first")
+    second = await _checkpoint_table(client, f"{NAMESPACE}_second")
+    await asyncio.to_thread(_write, client, first, 7)
+    assert await read_checkpoint(client, first) == 7
+    assert first.checkpoint_key == second.checkpoint_key
+    assert await read_checkpoint(client, second) == 0
