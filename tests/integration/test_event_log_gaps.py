@@ -43,6 +43,8 @@ TAILERS = {"read_after": _read_after, "read_slice": _read_slice}
 
 
 async def _tail(engine, tenant: str, start: int, stop: asyncio.Event, seen: list[uuid.UUID], read) -> None:
+    """Reads back to back (each read yields to the writers while it waits on the server) until the writers are done
+    and a read finds nothing more."""
     checkpoint = start
     while True:
         finished = stop.is_set()
@@ -53,8 +55,6 @@ async def _tail(engine, tenant: str, start: int, stop: asyncio.Event, seen: list
             checkpoint = upto
         elif finished:
             return
-        else:
-            await asyncio.sleep(0.001)
 
 
 async def run_writers_and_tailer(engine, serialize: bool, read=_read_after) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
