@@ -133,7 +133,12 @@ def _literal(value: object) -> str:
         return str(value)
     if isinstance(value, date):  # a literal the set converts to the column's type: a function call per key parsed
         return f"'{value.isoformat()}'"  # and analysed costs more than the read
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return quoted(str(value))
+
+
+def quoted(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _FACT_HOURS = ("tenant_id", "toDate32(placed_at)", "toHour(placed_at)")

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from projections.analytics_rollups import Touched, forgotten_sql, rollup_sql, touched
+from projections.analytics_rollups import Touched, forgotten_sql, quoted, rollup_sql, touched
 from projections.base import Batch, Deferred, Projection, forget_and_apply, label
 from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
@@ -350,7 +350,7 @@ def insert_block(client, table: str, block: Block, dedup_token: str | None = Non
     settings = {"date_time_input_format": "best_effort"}
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
-    clause = ", ".join(f"{name} = {_quoted(value)}" for name, value in settings.items())
+    clause = ", ".join(f"{name} = {quoted(value)}" for name, value in settings.items())
     body = orjson.dumps(block.as_columns()).decode()
     client.command(
         f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n{body}"
@@ -360,7 +360,3 @@ def insert_block(client, table: str, block: Block, dedup_token: str | None = Non
 def _cents(total: str) -> str:
     """A total as the write model shows it (two decimals)."""
     return str(Decimal(total).quantize(Decimal("0.01")))
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

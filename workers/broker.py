@@ -64,28 +64,24 @@ def send_coalesced(actor: dramatiq.Actor, target: int) -> bool:
     drains them and each costs a lock and a checkpoint read. The mark is cleared when
     a worker picks the message up (``taken``). The StubBroker has no Redis: send always.
     """
-    client = getattr(actor.broker, "client", None)
-    if client is not None and not client.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS):
-        return False
-    actor.send(target)
-    return True
+    return bool(send_all_coalesced([actor], target))
 
 
-def send_all_coalesced(actors: list[dramatiq.Actor], target: int) -> None:
-    """``send_coalesced`` to the actors of one broker, their marks tried in one round trip: the relay's round for
-    every projection, at each commit, costs one call to Redis while their messages wait."""
+def send_all_coalesced(actors: list[dramatiq.Actor], target: int) -> list[dramatiq.Actor]:
+    """``send_coalesced`` to the actors of one broker, their marks tried in one round trip (the relay's round for
+    every projection, at each commit, costs one call to Redis while their messages wait); those sent to."""
     client = getattr(actors[0].broker, "client", None) if actors else None
     if client is None:
-        for actor in actors:
-            send_coalesced(actor, target)
-        return
-    with client.pipeline(transaction=False) as marks:
-        for actor in actors:
-            marks.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS)
-        marked = marks.execute()
-    for actor, free in zip(actors, marked, strict=True):
-        if free:
-            actor.send(target)
+        free = [True] * len(actors)
+    else:
+        with client.pipeline(transaction=False) as marks:
+            for actor in actors:
+                marks.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS)
+            free = marks.execute()
+    sent = [actor for actor, marked in zip(actors, free, strict=True) if marked]
+    for actor in sent:
+        actor.send(target)
+    return sent
 
 
 def taken(actor: dramatiq.Actor) -> None:

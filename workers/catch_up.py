@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -81,7 +82,7 @@ async def catch_up(
     async with projection_lock(log_engine, projection.label) as held:
         if not held:
             return Progress(projection.label, target, skipped=True)
-        asked = _asked_by_statement(log_engine, projection.label)
+        asked = functools.partial(awaited, log_engine, projection.label)  # a round trip per batch: no notices here
         return await drain(log_engine, projection, batch_size, policy or Policy(), seconds, until, step_aside=asked)
 
 
@@ -154,11 +155,6 @@ def _add(progress: Progress, more: Progress) -> None:
 
 
 StepAside = Callable[[], Awaitable[bool]]
-
-
-def _asked_by_statement(log_engine: AsyncEngine, label: str) -> StepAside:
-    """Whether an operation waits for the lock, asked of the database (a round trip per batch)."""
-    return lambda: awaited(log_engine, label)
 
 
 def _asked_by_notice(log_engine: AsyncEngine, label: str, notices: Notices) -> StepAside:

@@ -99,7 +99,7 @@ class Notices:
 
     async def listening(self) -> bool:
         """Listen if not yet (or again after a lost connection); False when the database is away."""
-        if self._connection is not None and not self._connection.is_closed():
+        if self.hearing:
             return True
         self._loop = asyncio.get_running_loop()
         try:

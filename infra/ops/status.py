@@ -58,7 +58,7 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
             version = listed.get((projection.name, projection.version))
             role = version.role if version else LIVE
             progress, rate, eta = (
-                _build_progress(checkpoint, head, version.build_rate) if version and role == NEXT else _NONE
+                _build_progress(checkpoint, head, version.build_rate) if version and role == NEXT else _NOT_BUILDING
             )
             rows.append(
                 ProjectionStatus(
@@ -103,7 +103,7 @@ async def _lag(conn, checkpoint: int) -> tuple[int, float]:
 
 
 #: The build columns of a version not being built.
-_NONE = (None, None, None)
+_NOT_BUILDING = (None, None, None)
 
 
 def _build_progress(checkpoint: int, head: int, rate: float | None) -> tuple[float, float | None, float | None]:
