@@ -74,12 +74,21 @@ async def open_stores(settings: Settings, only: Collection[str] | None = None, d
     owner (``clickhouse_owner_socket``) opens no ClickHouse client: the engine allows one process, and that one
     answers.
     """
+    return registry.open_stores(
+        settings,
+        settings.namespace,
+        store_names(settings, only),
+        deadline,
+        clickhouse_reads=settings.clickhouse_read_connections,
+    )
+
+
+def store_names(settings: Settings, only: Collection[str] | None = None) -> set[str]:
+    """The stores ``open_stores`` opens in this process: ``only`` these, or all, but ClickHouse beside its owner."""
     wanted = set(registry.NAMES if only is None else only)
     if settings.clickhouse_owner_socket:
         wanted.discard("clickhouse")
-    return registry.open_stores(
-        settings, settings.namespace, wanted, deadline, clickhouse_reads=settings.clickhouse_read_connections
-    )
+    return wanted
 
 
 async def close_stores(stores: Stores) -> None:

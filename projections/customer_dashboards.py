@@ -67,8 +67,7 @@ class CustomerDashboards(Projection):
     async def _create(self, conn: AsyncConnection) -> None:
         older = await self._made_by_an_older_release(conn)
         unsummed = await self._has_orders_but_no(conn, self.tables.months)
-        for statement in self.tables.ddl():
-            await conn.execute(text(statement))
+        await postgres_views.apply_ddl(conn, self.tables.ddl())
         if older:
             log.warning(
                 "%s was made by an older release without order lines: top products cover only orders "

@@ -107,8 +107,7 @@ class ShippingDashboard(Projection):
         await postgres_views.set_up(self.engine, self.tables.schema, self._create)
 
     async def _create(self, conn: AsyncConnection) -> None:
-        for statement in self.tables.ddl():
-            await conn.execute(text(statement))
+        await postgres_views.apply_ddl(conn, self.tables.ddl())
         await postgres_views.create_unserved(conn, self.tables.views())
 
     async def checkpoint(self) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Batch, Projection
-from workers import dead_letters
+from workers import dead_letters, memory
 from workers.errors import is_transient
 from workers.locks import awaited, projection_lock
 from workers.notices import Notices
@@ -203,6 +203,8 @@ async def drain(
     """
     progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
     await projection.settle()
+    if progress.passed >= memory.LARGE_DRAIN:  # a catch-up or rebuild: its freed objects' pages go back
+        memory.give_back()
     return progress
 
 

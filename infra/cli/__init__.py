@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         "projection, and the app on a Unix socket (started by `serve`)",
     )
     owner.add_argument("--socket", required=True, help="path of the Unix socket to answer on")
-    owner.set_defaults(run=processes.clickhouse_owner)
+    owner.set_defaults(run=processes.clickhouse_owner, lean=True)
     dead = sub.add_parser("deadletters", help="list, retry or discard parked poison events")
     dead_sub = dead.add_subparsers(dest="action", required=True)
     listed = dead_sub.add_parser("list", help="parked events (all with --all)")

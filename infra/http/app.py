@@ -149,7 +149,7 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         description="Commands on one write model; reads from projections kept in sync from its log.",
     )
     app.add_exception_handler(PrismError, _prism_error)
-    for driver_error in registry.driver_errors():
+    for driver_error in registry.driver_errors(bootstrap.store_names(settings)):
         app.add_exception_handler(driver_error, _store_failure)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

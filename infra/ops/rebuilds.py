@@ -15,8 +15,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import label
@@ -118,6 +116,17 @@ class _Bars:
     """rich progress bars, one per watched version: events done of the log, events/s and time left."""
 
     def __init__(self, watched: list[Watched], out: TextIO) -> None:
+        # Imported here: the API processes import this module for the operations routes, and never draw bars.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self.watched = watched
         self.progress = Progress(
             TextColumn("{task.description:<28}"),

@@ -4,16 +4,21 @@ The Elasticsearch client imports pyarrow (and through it numpy) at import time w
 install brings it), for ES|QL's Arrow answers, which Prism never asks for. Each interpreter then held ~40 MB of
 it privately (its C++ libraries' relocated data and its allocator's arenas), times every API and worker process.
 Marked absent here (``None`` in ``sys.modules``: an import of it raises ImportError, exactly as when it is not
-installed, which the Elasticsearch client and clickhouse-connect both expect), it is never loaded. The embedded
-ClickHouse's owner is left alone: chDB may use it.
+installed, which the Elasticsearch client, clickhouse-connect and chDB all expect), it is never loaded. chDB's own
+Python layer imports it too, for Arrow and DataFrame answers; Prism reads and writes ClickHouse in its native format
+only, so the embedded engine's owner leaves it out as well.
+
+Two more, for the same reason and a few MB each: the Elasticsearch client's transport imports every HTTP library it
+can find to offer each as a node class (Prism's is aiohttp's), ``requests`` among them; and httpx imports its
+command-line tool's libraries whenever they are installed, pygments first (an absent one stops the rest).
 """
 
 from __future__ import annotations
 
 import sys
 
-#: Modules the API, worker and supervisor processes never use, though their dependencies import them if present.
-UNUSED = ("pyarrow",)
+#: Modules the processes of ``prism serve`` never use, though their dependencies import them if present.
+UNUSED = ("pyarrow", "requests", "pygments")
 
 
 def leave_out_unused() -> None:

@@ -9,7 +9,8 @@ the version, which ``switch`` renames into place together, its checkpoint view l
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -48,6 +49,38 @@ async def lock_schema(conn: AsyncConnection, schema: str) -> None:
     at once fail on the catalog's unique index), and every process of ``prism serve`` sets up, at start, each
     projection it serves: with two projections in one schema, one retry was not always enough."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"prism.ddl.{schema}"})
+
+
+#: DDL that takes a table lock even when ``IF NOT EXISTS`` finds nothing to do: ``ALTER TABLE`` its ACCESS EXCLUSIVE,
+#: ``CREATE INDEX`` its SHARE lock, either of which waits behind (and blocks) every batch writing the table.
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)")
+_CREATE_INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\S+)")
+
+
+async def apply_ddl(conn: AsyncConnection, statements: Iterable[str]) -> None:
+    """Run a version's idempotent DDL, leaving out the column additions and indexes already there.
+
+    Every process of ``prism serve`` sets up, at start, each projection it serves, while the workers may be writing
+    those tables: a no-op ``ALTER TABLE`` queued behind a batch, and the next batch behind it; two such, on two
+    tables taken in another order than a batch takes them, deadlocked (and failed the process's start)."""
+    for sql in statements:
+        if await _already_there(conn, sql):
+            continue
+        await conn.execute(text(sql))
+
+
+async def _already_there(conn: AsyncConnection, sql: str) -> bool:
+    if column := _ADD_COLUMN.match(sql):
+        found = await conn.execute(
+            text("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attname = :c AND NOT attisdropped"),
+            {"t": column[1], "c": column[2]},
+        )
+        return found.scalar() is not None
+    if index := _CREATE_INDEX.match(sql):
+        schema = index[2].rpartition(".")[0]
+        qualified = f"{schema}.{index[1]}" if schema else index[1]
+        return (await conn.execute(text("SELECT to_regclass(:i)"), {"i": qualified})).scalar() is not None
+    return False
 
 
 async def set_up(engine: AsyncEngine, schema: str, create: Callable[[AsyncConnection], Awaitable[None]]) -> None:

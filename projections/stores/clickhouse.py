@@ -1,19 +1,21 @@
 """The ClickHouse adapter: one way to reach it (a server over HTTP, or the embedded chDB engine on a local path),
-with a deadline on a server's every call, and what clickhouse-connect's errors mean."""
+with a deadline on a server's every call, and what clickhouse-connect's errors mean.
+
+The driver is imported on first use (``open``, ``errors``), not with this module: a process with no ClickHouse work
+(the API processes, which forward analytics to the engine's owner, the other stores' workers, serve's supervisor)
+never loads it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import clickhouse_connect
-from clickhouse_connect.driver import exceptions
-from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from projections.stores.adapter import StoreAdapter, StoreSettings, describe
 from projections.stores.embedded_writes import EMBEDDED_WRITES
@@ -48,6 +50,9 @@ def connect(
     A server's client gives up after ``deadline`` seconds (to connect, and between the bytes of an answer); the
     embedded engine runs in this process, and the process that forwards to it bounds the wait instead.
     """
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ProgrammingError
+
     extra: dict[str, Any] = {"database": database} if database else {}
     if url:
         if deadline is not None:
@@ -144,7 +149,12 @@ class ClickHouseAdapter(StoreAdapter):
     """ClickHouse, holding the order analytics: a server, or the embedded engine in its owner process."""
 
     name = "clickhouse"
-    errors = (OSError, exceptions.ClickHouseError)
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:  # type: ignore[override]  # the driver's type, loaded on use
+        from clickhouse_connect.driver import exceptions
+
+        return (OSError, exceptions.ClickHouseError)
 
     def open(self, settings: StoreSettings, deadline: float) -> Any:
         return connect(settings.clickhouse_url, settings.chdb_path, deadline=deadline)
@@ -161,6 +171,10 @@ class ClickHouseAdapter(StoreAdapter):
         await asyncio.to_thread(client.command, "SELECT 1")
 
     def recognize(self, error: BaseException) -> PrismError | None:
+        if "clickhouse_connect" not in sys.modules:  # the driver was never loaded here: the error is not its
+            return None
+        from clickhouse_connect.driver import exceptions
+
         if not isinstance(error, exceptions.ClickHouseError):
             return None
         code = error_code(error)

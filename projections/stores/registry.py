@@ -78,7 +78,9 @@ def translate(error: BaseException, store: str | None = None) -> PrismError | No
     return WRITE_DATABASE.translate(error)
 
 
-def driver_errors() -> tuple[type[Exception], ...]:
-    """The base types of every driver's failures (and ``OSError``, ``TimeoutError`` among them): what the HTTP edge
-    hands to ``translate`` before anything becomes a 500."""
-    return tuple(dict.fromkeys(kind for adapter in (*ADAPTERS.values(), WRITE_DATABASE) for kind in adapter.errors))
+def driver_errors(stores: Collection[str] = NAMES) -> tuple[type[Exception], ...]:
+    """The base types of the failures of these stores' drivers and the write database's (and ``OSError``,
+    ``TimeoutError`` among them): what the HTTP edge hands to ``translate`` before anything becomes a 500. Naming a
+    store loads its driver: a process names those it opens."""
+    adapters = (*(ADAPTERS[name] for name in NAMES if name in stores), WRITE_DATABASE)
+    return tuple(dict.fromkeys(kind for adapter in adapters for kind in adapter.errors))

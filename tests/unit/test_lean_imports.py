@@ -1,8 +1,9 @@
 """What serve's processes import: each interpreter holds only the libraries its role uses.
 
 Run in a fresh interpreter each (this one has imported everything): the supervisor (and its relay) and a Redis or
-dashboards worker load neither the HTTP app, nor the Elasticsearch client, nor pyarrow; an API process loads the
-client it reads with, still without pyarrow, which the client imports only when it is installed and importable.
+dashboards worker load neither the HTTP app, nor the Elasticsearch or ClickHouse clients, nor pyarrow; an API process
+beside the embedded engine's owner loads the client it reads with, still without pyarrow, which the client imports
+only when it is installed and importable, and not the ClickHouse client, which only the owner uses.
 """
 
 from __future__ import annotations
@@ -11,10 +12,27 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pyarrow", "numpy", "elasticsearch", "fastapi", "uvicorn", "chdb")
+HEAVY = (
+    "pyarrow",
+    "numpy",
+    "elasticsearch",
+    "clickhouse_connect",
+    "fastapi",
+    "uvicorn",
+    "chdb",
+    "requests",
+    "pygments",
+    "rich",
+)
 SUPERVISOR = "import infra.processes.supervisor, infra.processes.supervisor_work, infra.processes.pipeline"
-#: An API process's imports, and what its app does at creation: handlers for every store driver's errors.
-API = "import infra.processes.entrypoints\nfrom projections.stores import registry; registry.driver_errors()"
+#: A worker of serve's for Redis or the dashboards: its pipeline and the projections' registry.
+WORKER = "import infra.processes.pipeline, projections.registry, workers.catch_up"
+#: An API process's imports, and what its app does at creation: handlers for the errors of the store drivers it
+#: opens (all but ClickHouse, which its owner process answers for).
+API = (
+    "import infra.processes.entrypoints\nfrom infra import bootstrap\nfrom projections.stores import registry\n"
+    "registry.driver_errors(bootstrap.store_names(Settings(clickhouse_owner_socket='/run/owner')))"
+)
 
 
 def loaded(imports: str, lean: bool = True) -> set[str]:
@@ -34,6 +52,10 @@ def test_the_supervisor_and_its_relay_load_no_http_app_no_search_client_and_no_p
     assert loaded(SUPERVISOR) == set()
 
 
+def test_a_redis_or_dashboards_worker_loads_no_store_client_it_does_not_write_to() -> None:
+    assert loaded(WORKER) == set()
+
+
 def test_an_api_process_loads_the_search_client_without_pyarrow() -> None:
     assert loaded(API) == {"elasticsearch", "fastapi", "uvicorn"}
 
@@ -50,3 +72,12 @@ def test_a_search_failure_is_still_translated_once_the_client_is_loaded() -> Non
     refused = elastic_transport.ConnectionError("refused")
     assert elastic_transport.TransportError in registry.driver_errors()
     assert registry.translate(refused, "elasticsearch").retryable
+
+
+def test_a_process_that_opens_clickhouse_translates_its_failures() -> None:
+    from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+    from projections.stores import registry
+
+    assert ClickHouseError in registry.driver_errors()
+    assert registry.translate(OperationalError("refused"), "clickhouse").retryable
