@@ -27,6 +27,7 @@ from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from write.events import NewEvent, StoredEvent
+from write.partitions import WHOLE, Partition
 from write.schema import events
 from write.upcasting import upcast
 
@@ -134,10 +135,11 @@ async def read_after(
 
 
 async def read_slice(
-    conn: AsyncConnection, position: int, limit: int, types: frozenset[str]
+    conn: AsyncConnection, position: int, limit: int, types: frozenset[str], partition: Partition = WHOLE
 ) -> tuple[list[StoredEvent], int]:
-    """The next slice of the log after ``position`` for a consumer of ``types``: its events of those types (at most
-    ``limit``, not upcast) and the position the slice ends at, past the events of other types.
+    """The next slice of the log after ``position`` for a consumer of ``types`` (and of ``partition``'s tenants): its
+    events of those types (at most ``limit``, not upcast) and the position the slice ends at, past the events of
+    other types and other partitions.
 
     Only the events asked for are sent and decoded. The head comes with them in one
     statement, so in one snapshot: positions are taken at commit in commit order (a
@@ -145,22 +147,34 @@ async def read_slice(
     every event up to the head it sees. One round trip per batch, not two; and one
     constant statement sent on the driver, whose statement cache keeps it prepared:
     building the query anew for each batch cost a live worker more CPU than applying it.
+
+    A partition's slice filters the same snapshot's rows, so the argument holds as is:
+    every event of the partition up to the head is in it, or past its last event.
     """
     driver: Any = (await conn.get_raw_connection()).driver_connection
-    rows = await driver.fetch(SLICE, position, sorted(types), limit)
+    if partition.whole:
+        rows = await driver.fetch(SLICE, position, sorted(types), limit)
+    else:
+        rows = await driver.fetch(PARTITION_SLICE, position, sorted(types), limit, *partition.buckets)
     found = [StoredEvent(*row[1:]) for row in rows if row["position"] is not None]
     if len(found) == limit:
         return found, found[-1].position
     return found, max(rows[0]["head"], found[-1].position if found else position)
 
 
+def _slice(among: str = "") -> str:
+    return (
+        f"SELECT seen.head, chosen.* FROM (SELECT coalesce(max(position), 0) AS head FROM events) AS seen "
+        f"LEFT JOIN LATERAL (SELECT {', '.join(f.name for f in fields(StoredEvent))} FROM events "
+        f"WHERE position > $1 AND type = ANY($2::text[]){among} ORDER BY position LIMIT $3) AS chosen ON true "
+        f"ORDER BY chosen.position"
+    )
+
+
 #: In asyncpg's form: the log's head, and the slice after $1 of the types $2, at most $3 events.
-SLICE = (
-    f"SELECT seen.head, chosen.* FROM (SELECT coalesce(max(position), 0) AS head FROM events) AS seen "
-    f"LEFT JOIN LATERAL (SELECT {', '.join(f.name for f in fields(StoredEvent))} FROM events "
-    f"WHERE position > $1 AND type = ANY($2::text[]) ORDER BY position LIMIT $3) AS chosen ON true "
-    f"ORDER BY chosen.position"
-)
+SLICE = _slice()
+#: The same, of the tenants whose bucket is in [$4, $5) (``write.partitions``; ``prism_bucket``: migration 0008).
+PARTITION_SLICE = _slice(" AND prism_bucket(tenant_id) >= $4 AND prism_bucket(tenant_id) < $5")
 
 
 async def read_aggregates(conn: AsyncConnection, aggregate_ids: list) -> list[StoredEvent]:

@@ -110,6 +110,8 @@ async def http_benchmarks(
             finally:
                 await reads.close()
             result["http_floor"] = await _beside_floor(session, settings, work, plan, log)
+            if profile:
+                await _profiled_reads(session, work, plan, child.pid, profile, log)
             result["write_path"] = []
             floor = Floor(settings, work.tenant)
             await floor.prepare()
@@ -148,6 +150,19 @@ async def http_benchmarks(
             with profile(child.pid, "rebuild") if profile else nullcontext():
                 result["during_rebuild"] = await _during_rebuild(session, base, work, settings, plan.rebuild_seconds)
     return result
+
+
+async def _profiled_reads(session: aiohttp.ClientSession, work: Workload, plan, pid: int, profile, log) -> None:
+    """Where the readers' time goes, in windows of their own after the measured ones (py-spy's sampling takes CPU
+    from the same cores, so the figures of a profiled window are not reported): the floor readers at their clients,
+    and read-your-writes beside its load."""
+    seconds = min(plan.reader_seconds, 5.0)
+    log(f"  profiling: the order page and dashboard readers, then read-your-writes, {seconds:.0f}s each")
+    with profile(pid, "readers"):
+        for name in FLOOR_READERS:
+            await load.closed_loop(session, getattr(work, name), plan.reader_clients, seconds)
+    with profile(pid, "read-your-writes"):
+        await live.read_your_writes(session, work.base, work, seconds, random.Random(15))
 
 
 #: The readers measured against the HTTP floor, which makes their store reads.
