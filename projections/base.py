@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
+from write.partitions import WHOLE, Partition
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ class Deferred:
 DEFERRED_SECONDS = 3.0
 
 
-def label(name: str, version: int) -> str:
-    """How operations name one version of a projection: the first keeps the bare name."""
-    return name if version == 1 else f"{name}@v{version}"
+def label(name: str, version: int, partition: Partition = WHOLE) -> str:
+    """How operations name one version of a projection (the first keeps the bare name), and one partition of it."""
+    return (name if version == 1 else f"{name}@v{version}") + partition.suffix
 
 
 #: What a projection's poison events do unless the settings say otherwise: ``halt`` it at the event, or ``skip``
@@ -106,6 +107,8 @@ class Projection(ABC):
     gathers: ClassVar[bool] = True
     version: int
     label: str
+    #: The tenants whose events it applies (``write.partitions``): all of them unless it is split.
+    partition: Partition = WHOLE
     _budget: float | None = None
 
     @property
@@ -122,9 +125,11 @@ class Projection(ABC):
         worker, which hears readers ask (see ``workers.notices``)."""
         return 0
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        """One version of the projection, writing through ``stores``; a subclass opens what it needs from them."""
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        """One version of the projection (one partition of it), writing through ``stores``; a subclass opens what it
+        needs from them. Each partition keeps a checkpoint of its own; the version's storage and what serves it are
+        the version's."""
+        self.version, self.partition, self.label = version, partition, label(self.name, version, partition)
 
     @abstractmethod
     async def setup(self) -> None:

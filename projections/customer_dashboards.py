@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Batch, Deferred, Projection, forget_and_apply, label
+from projections.base import Batch, Deferred, Projection, forget_and_apply
 from projections.dashboard_sql import (
     arrays,
     latest_customers,
@@ -44,6 +44,7 @@ from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 from write.facts import TenantFacts
+from write.partitions import WHOLE, Partition
 
 log = logging.getLogger("prism.customer_dashboards")
 
@@ -55,10 +56,10 @@ class CustomerDashboards(Projection):
     store: ClassVar[str] = "dashboards"
     handles: ClassVar[frozenset[str]] = e.CUSTOMER_EVENTS | e.ORDER_EVENTS | e.PRODUCT_EVENTS
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        super().__init__(stores, version, partition)
         self.engine = stores.dashboards
-        self.tables = Tables(stores.namespace, version)
+        self.tables = Tables(stores.namespace, version, partition)
         self._unshown = Deferred()
 
     async def setup(self) -> None:
@@ -139,7 +140,7 @@ class CustomerDashboards(Projection):
 
     async def is_served(self) -> bool:
         """The served checkpoint view selects this version's checkpoint (it is switched last)."""
-        return await postgres_views.serves(self.engine, self.tables.served_checkpoint, self.tables.checkpoint_key)
+        return await postgres_views.serves(self.engine, self.tables.served_checkpoint, self.tables.version_key)
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)
@@ -205,7 +206,7 @@ class CustomerDashboards(Projection):
                 self.tables.bought,
             ):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))  # with the views, if served
-            await postgres_views.forget_checkpoint(conn, self.tables.schema, self.tables.checkpoint_key)
+            await postgres_views.forget_checkpoint(conn, self.tables.schema, self.tables.version_key)
 
     async def fingerprints(self, tenant: str) -> dict[str, tuple]:
         """The tenant's rows: name, email, order count and lifetime value, by customer."""

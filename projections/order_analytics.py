@@ -29,12 +29,13 @@ from typing import Any, ClassVar
 import orjson
 
 from projections.analytics_rollups import Touched, forgotten_sql, quoted, rollup_sql, touched
-from projections.base import Batch, Deferred, Projection, forget_and_apply, label
+from projections.base import Batch, Deferred, Projection, forget_and_apply
 from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 from write.facts import TenantFacts
+from write.partitions import WHOLE, Partition
 
 ORDER_COLUMNS = (
     "tenant_id",
@@ -165,10 +166,10 @@ class OrderAnalytics(Projection):
     #: Every batch is a part per table to merge and a rollup recompute: about one a second.
     freshness_ms: ClassVar[int] = 1000
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        super().__init__(stores, version, partition)
         self.client = stores.clickhouse
-        self.tables = Tables(stores.namespace, version)
+        self.tables = Tables(stores.namespace, version, partition)
         self._unrolled = Deferred()
 
     async def setup(self) -> None:
@@ -198,7 +199,7 @@ class OrderAnalytics(Projection):
             "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
             parameters={"d": database, "v": view},
         )
-        return any(f"'{self.tables.checkpoint_key}'" in row[0] for row in found.result_rows)
+        return any(f"'{self.tables.version_key}'" in row[0] for row in found.result_rows)
 
     async def serve(self) -> None:
         await asyncio.to_thread(self._serve)
@@ -311,8 +312,9 @@ class OrderAnalytics(Projection):
             self.client.command(f"DROP TABLE IF EXISTS {table}")
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
             self.client.command(statement)
-        self.client.command(
-            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s", parameters={"p": self.tables.checkpoint_key}
+        self.client.command(  # the version's checkpoint and its partitions'
+            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s OR startsWith(name, %(p)s || '/')",
+            parameters={"p": self.tables.version_key},
         )
 
     def _apply(self, batch: Batch) -> None:

@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 import orjson
 
 from projections import documents
-from projections.base import Batch, Projection, label
+from projections.base import Batch, Projection
 from projections.layouts.order_search import PROJECTION, Names, read_checkpoint
 from projections.stores import elasticsearch as driver
 from projections.stores.clients import Stores
 from write.errors import StoreRejected, StoreUnavailable
 from write.events import StoredEvent
 from write.facts import TenantFacts
+from write.partitions import WHOLE, Partition
 
 #: Names: folded full text ("jose" finds "José"), the exact name for facets, and edge n-grams for suggestions.
 log = logging.getLogger("prism.order_search")
@@ -137,10 +138,10 @@ class OrderSearch(Projection):
     freshness_ms: ClassVar[int] = 500
     gathers: ClassVar[bool] = False
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        super().__init__(stores, version, partition)
         self.es = stores.elasticsearch
-        self.names = Names(stores.namespace, version)
+        self.names = Names(stores.namespace, version, partition)
         self.namespace = stores.namespace
         self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
         self._upto = 0  # the last batch's end: a reader waiting past it waits for the batch being written

@@ -16,11 +16,12 @@ from typing import Any, ClassVar
 import orjson
 
 from projections import documents
-from projections.base import Batch, Projection, forget_and_apply, label
+from projections.base import Batch, Projection, forget_and_apply
 from projections.layouts.order_summaries import PROJECTION, Keys, read_checkpoint, served_version
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
+from write.partitions import WHOLE, Partition
 
 #: Keys per SCAN step and per UNLINK when a version is dropped.
 DROP_CHUNK = 10_000
@@ -62,10 +63,10 @@ class OrderSummaries(Projection):
     store: ClassVar[str] = "redis"
     handles: ClassVar[frozenset[str]] = documents.HANDLES
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        super().__init__(stores, version, partition)
         self.redis = stores.redis
-        self.keys = Keys(stores.namespace, version)
+        self.keys = Keys(stores.namespace, version, partition)
         self.namespace = stores.namespace
         self._write = self.redis.register_script(GUARDED_WRITE)
         self._read_docs = self.redis.register_script(READ_DOCS)

@@ -21,13 +21,14 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Batch, Projection, forget_and_apply, label
+from projections.base import Batch, Projection, forget_and_apply
 from projections.layouts import postgres_views
 from projections.layouts.shipping_dashboard import PROJECTION, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
 from write.events import StoredEvent
 from write.facts import TenantFacts, utc_iso
+from write.partitions import WHOLE, Partition
 
 #: The columns a batch writes, with the Postgres type each array is cast to.
 _COLUMNS = {
@@ -98,10 +99,10 @@ class ShippingDashboard(Projection):
     store: ClassVar[str] = "dashboards"
     handles: ClassVar[frozenset[str]] = e.ORDER_EVENTS
 
-    def __init__(self, stores: Stores, version: int = 1) -> None:
-        self.version, self.label = version, label(self.name, version)
+    def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
+        super().__init__(stores, version, partition)
         self.engine = stores.dashboards
-        self.tables = Tables(stores.namespace, version)
+        self.tables = Tables(stores.namespace, version, partition)
 
     async def setup(self) -> None:
         await postgres_views.set_up(self.engine, self.tables.schema, self._create)
@@ -128,7 +129,7 @@ class ShippingDashboard(Projection):
         await postgres_views.switch(self.engine, self.tables.views())
 
     async def is_served(self) -> bool:
-        return await postgres_views.serves(self.engine, self.tables.served_checkpoint, self.tables.checkpoint_key)
+        return await postgres_views.serves(self.engine, self.tables.served_checkpoint, self.tables.version_key)
 
     async def drop(self) -> None:
         async with self.engine.begin() as conn:
@@ -136,7 +137,7 @@ class ShippingDashboard(Projection):
             for statement in postgres_views.base_ddl(self.tables.schema):  # they may not exist yet
                 await conn.execute(text(statement))
             await conn.execute(text(f"DROP TABLE IF EXISTS {self.tables.orders} CASCADE"))  # with the views
-            await postgres_views.forget_checkpoint(conn, self.tables.schema, self.tables.checkpoint_key)
+            await postgres_views.forget_checkpoint(conn, self.tables.schema, self.tables.version_key)
 
     async def fingerprints(self, tenant: str) -> dict[str, tuple]:
         """The tenant's orders: status, country, city, item count, confirmed and shipped times, by order."""

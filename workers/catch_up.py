@@ -276,7 +276,9 @@ class _Slices:
     async def _read(self, after: int) -> tuple[list[StoredEvent], int]:
         async with self.log_engine.connect() as conn:  # no transaction: two statements, not four round trips
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await event_log.read_slice(conn, after, self.batch_size, self.projection.handles)
+            return await event_log.read_slice(
+                conn, after, self.batch_size, self.projection.handles, self.projection.partition
+            )
 
     async def __aenter__(self) -> _Slices:
         return self

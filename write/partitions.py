@@ -52,6 +52,12 @@ class Partition:
     def __str__(self) -> str:
         return f"{self.index + 1}of{self.count}"
 
+    @property
+    def suffix(self) -> str:
+        """What names this partition's own things (its label, its checkpoint) after its version's: none when whole,
+        so a projection that is not split keeps every name it had."""
+        return "" if self.whole else f"/{self}"
+
 
 #: The whole log: a projection that is not split.
 WHOLE: Final = Partition()

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.layouts import postgres_views
 from projections.layouts.postgres_views import query_served as query_served  # where the readers have found it
+from write.partitions import WHOLE, Partition
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "customer_dashboards"
@@ -26,7 +27,7 @@ SUMS_FILLFACTOR = 70
 class Tables:
     """Table names of one version, in the namespace's schema."""
 
-    def __init__(self, namespace: str, version: int = 1) -> None:
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
         self.schema = namespace
         self.version = version
         self.customers = f"{namespace}.dash_customers_v{version}"
@@ -37,7 +38,9 @@ class Tables:
         self.bought = f"{namespace}.dash_customer_products_v{version}"
         self.dashboards = f"{namespace}.customer_dashboards_v{version}"
         self.checkpoints = postgres_views.checkpoints_table(namespace)
-        self.checkpoint_key = f"customer_dashboards_v{version}"
+        #: The version's checkpoint, which its served view reads; a partition's own is named after it.
+        self.version_key = f"customer_dashboards_v{version}"
+        self.checkpoint_key = self.version_key + partition.suffix
         self.served = f"{namespace}.customer_dashboards"
         self.served_orders = f"{namespace}.dash_orders"
         self.served_lines = f"{namespace}.dash_order_lines"
@@ -56,7 +59,7 @@ class Tables:
             self.served_orders: f"SELECT * FROM {self.orders}",
             self.served_lines: f"SELECT * FROM {self.lines}",
             self.served_products: f"SELECT * FROM {self.products}",
-            self.served_checkpoint: postgres_views.checkpoint_select(self.schema, self.checkpoint_key),
+            self.served_checkpoint: postgres_views.checkpoint_select(self.schema, self.version_key),
         }
 
     def ddl(self) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from projections.stores.embedded_writes import EMBEDDED_WRITES
+from write.partitions import WHOLE, Partition
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_analytics"
@@ -29,7 +30,7 @@ VIEW_SECURITY = "SQL SECURITY DEFINER"
 class Tables:
     """Table names of one version inside the namespace's database."""
 
-    def __init__(self, namespace: str, version: int = 1) -> None:
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
         self.database = namespace
         self.suffix = f"v{version}"
         self.orders = f"{namespace}.orders_{self.suffix}"
@@ -42,7 +43,9 @@ class Tables:
         self.status_hours = f"{namespace}.status_hours_{self.suffix}"
         self.product_hours = f"{namespace}.product_hours_{self.suffix}"
         self.checkpoints = f"{namespace}.checkpoints"
-        self.checkpoint_key = f"order_analytics_{self.suffix}"
+        #: The version's checkpoint, which its served view reads; a partition's own is named after it.
+        self.version_key = f"order_analytics_{self.suffix}"
+        self.checkpoint_key = self.version_key + partition.suffix
         self.served_checkpoint = f"{namespace}.order_analytics_checkpoint"
 
     def view(self, name: str) -> str:
@@ -64,7 +67,7 @@ class Tables:
         views[self.view("order_hours")] = self.order_hours_select()
         views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
         views[self.served_checkpoint] = (
-            f"SELECT max(position) AS position FROM {self.checkpoints} WHERE name = '{self.checkpoint_key}'"
+            f"SELECT max(position) AS position FROM {self.checkpoints} WHERE name = '{self.version_key}'"
         )
         return views
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from projections.stores import elasticsearch as driver
+from write.partitions import WHOLE, Partition
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_search"
@@ -13,13 +14,14 @@ PROJECTION = "order_search"
 class Names:
     """Index names of one version; readers search the aliases, which one request moves together."""
 
-    def __init__(self, namespace: str, version: int = 1) -> None:
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
         self.alias = f"{namespace}-orders"
         self.index = f"{namespace}-orders-v{version}"
         self.dimensions = f"{namespace}-order-names-v{version}"
         self.checkpoints = f"{namespace}-order-checkpoint-v{version}"
         self.checkpoint_alias = f"{namespace}-order-checkpoint"
-        self.checkpoint_id = "position"
+        #: The partition's checkpoint document in the version's checkpoint index (``position`` when not split).
+        self.checkpoint_id = "position" + partition.suffix
 
     def serving(self) -> list[dict[str, Any]]:
         """Alias actions that point both aliases at this version (and away from every other)."""

@@ -12,6 +12,8 @@ Keys (``p`` = ``<namespace>:os:v<version>:``):
 
 from __future__ import annotations
 
+from write.partitions import WHOLE, Partition
+
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_summaries"
 
@@ -48,10 +50,11 @@ return {redis.call('GET', prefix .. 'checkpoint') or '0', docs, redis.call('ZCAR
 class Keys:
     """Key layout of one version of the summaries."""
 
-    def __init__(self, namespace: str, version: int = 1) -> None:
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
         self.root = f"{namespace}:os:"
         self.prefix = f"{self.root}v{version}:"
         self.serving = f"{self.root}serving"
+        self.partition = partition
 
     def order(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
@@ -70,7 +73,8 @@ class Keys:
 
     @property
     def checkpoint(self) -> str:
-        return f"{self.prefix}checkpoint"
+        """The partition's checkpoint: the version's for a projection that is not split."""
+        return f"{self.prefix}checkpoint{self.partition.suffix}"
 
 
 async def read_checkpoint(redis, keys: Keys) -> int:

@@ -144,8 +144,11 @@ async def move_checkpoint(conn: AsyncConnection, schema: str, key: str, upto: in
 
 
 async def forget_checkpoint(conn: AsyncConnection, schema: str, key: str) -> None:
-    """Delete a version's checkpoint (its ``drop``)."""
-    await conn.execute(text(f"DELETE FROM {checkpoints_table(schema)} WHERE projection = :p"), {"p": key})
+    """Delete a version's checkpoint and its partitions' (its ``drop``)."""
+    await conn.execute(
+        text(f"DELETE FROM {checkpoints_table(schema)} WHERE projection = :p OR starts_with(projection, :p || '/')"),
+        {"p": key},
+    )
 
 
 async def version_checkpoint(engine: AsyncEngine, schema: str, key: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.layouts import postgres_views
+from write.partitions import WHOLE, Partition
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "shipping_dashboard"
@@ -13,11 +14,13 @@ PROJECTION = "shipping_dashboard"
 class Tables:
     """Names of one version, in the namespace's schema."""
 
-    def __init__(self, namespace: str, version: int = 1) -> None:
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
         self.schema = namespace
         self.version = version
         self.orders = f"{namespace}.ship_orders_v{version}"
-        self.checkpoint_key = f"shipping_dashboard_v{version}"
+        #: The version's checkpoint, which its served view reads; a partition's own is named after it.
+        self.version_key = f"shipping_dashboard_v{version}"
+        self.checkpoint_key = self.version_key + partition.suffix
         self.served = f"{namespace}.shipping_orders"
         self.served_checkpoint = f"{namespace}.shipping_checkpoint"
 
@@ -25,7 +28,7 @@ class Tables:
         """What each served view selects from this version, the checkpoint last."""
         return {
             self.served: f"SELECT * FROM {self.orders}",
-            self.served_checkpoint: postgres_views.checkpoint_select(self.schema, self.checkpoint_key),
+            self.served_checkpoint: postgres_views.checkpoint_select(self.schema, self.version_key),
         }
 
     def ddl(self) -> list[str]:

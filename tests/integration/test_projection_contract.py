@@ -16,7 +16,9 @@ from projections.base import Batch, Projection
 from projections.registry import PROJECTIONS
 from projections.stores.clients import Stores
 from tests.conftest import NAMESPACE
+from workers.catch_up import catch_up
 from write.facts import TenantFacts, tenant_facts
+from write.partitions import Partition, of
 
 pytestmark = pytest.mark.parametrize("name", list(PROJECTIONS))
 
@@ -32,6 +34,11 @@ async def fresh(name: str, stores: Stores, namespace: str, version: int = 1) -> 
     await projection.drop()
     await projection.setup()
     return projection
+
+
+def halves(name: str, stores: Stores, namespace: str) -> list[Projection]:
+    """The first version of a projection, split in two partitions."""
+    return [PROJECTIONS[name](replace(stores, namespace=namespace), 1, Partition(p, 2)) for p in range(2)]
 
 
 def batches_of(events, size: int) -> list[Batch]:
@@ -155,3 +162,29 @@ async def test_drop_removes_what_the_version_wrote(name, stores, tenant_events, 
     await projection.setup()
     assert is_empty(await projection.state())
     assert await projection.checkpoint() == 0
+
+
+async def test_the_partitions_of_a_version_keep_checkpoints_of_their_own(name, stores, tenant_events):
+    whole = await fresh(name, stores, f"{NAMESPACE}_parts")
+    first, second = halves(name, stores, f"{NAMESPACE}_parts")
+    assert len({whole.label, first.label, second.label}) == 3
+    await apply_all(first, tenant_events)
+    await second.apply(Batch([], 7))
+    checkpoints = [await p.checkpoint() for p in (first, second, whole)]
+    assert checkpoints == [tenant_events[-1].position, 7, 0]
+    await whole.drop()  # the version's storage, its partitions' checkpoints with it
+    await whole.setup()
+    assert [await p.checkpoint() for p in (first, second)] == [0, 0]
+
+
+async def test_a_partition_catches_up_its_tenants_alone(name, stores, write_engine, tenant_events, facts, tenant):
+    whole = await fresh(name, stores, f"{NAMESPACE}_caught")
+    parts = halves(name, stores, f"{NAMESPACE}_caught")
+    mine, other = parts[of(tenant, 2).index], parts[1 - of(tenant, 2).index]
+    for part in (other, mine):  # the version's storage is shared: the other partition first, alone
+        progress = await catch_up(write_engine, part, batch_size=1000)
+        assert progress.drained and progress.checkpoint >= tenant_events[-1].position
+        if part is other:
+            assert await whole.fingerprints(tenant) == {}, "a partition applied another partition's tenant"
+    assert await whole.fingerprints(tenant) == whole.expected(facts)
+    assert await whole.checkpoint() == 0
