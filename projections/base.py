@@ -85,7 +85,7 @@ class Projection(ABC):
     The checkpoint is written with the change so it never passes an unapplied event.
 
     A projection has versions (``version`` and ``label`` set by its constructor,
-    ``cls(stores, version)``), each in storage of its own; readers see the one its
+    ``cls(stores, version, partition)``), each in storage of its own; readers see the one its
     store's pointer serves (an alias, a view, a pointer key), moved by ``serve``.
 
     Registered in ``projections.registry``, a subclass gets the workers (catch-up,

@@ -203,8 +203,9 @@ async def drain(
     """
     progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
     await projection.settle()
-    if progress.passed >= memory.LARGE_DRAIN:  # a catch-up or rebuild: its freed objects' pages go back
-        memory.give_back()
+    memory.passed(progress.passed)
+    if progress.drained and memory.due():  # a large catch-up or rebuild is done: its freed objects' pages go back
+        await asyncio.to_thread(memory.give_back)
     return progress
 
 

@@ -1,29 +1,53 @@
-"""Giving freed memory back to the system after a large batch.
+"""Giving freed memory back to the system after a large catch-up or rebuild.
 
 A catch-up or rebuild batch of thousands of events decodes them into hundreds of thousands of objects at once; freed,
 they leave the C allocator's heap holding their pages, and an idle worker kept ~30 MB more than before its first
-large batch (PSS, per worker, after catching up 12,000 events). ``malloc_trim`` returns the free pages at the top of
-the heap and inside it; it takes a few milliseconds, so it runs after a drain that passed ``LARGE_DRAIN`` positions
-of the log, never after the live path's small ones.
+large batch (PSS, per worker, after catching up 12,429 events). ``malloc_trim`` returns the free pages at the top of
+the heap and inside it. It takes milliseconds, so it runs once a drain has reached the head after at least
+``LARGE_DRAIN`` positions of the log were passed in this process since the last time: once when a catch-up or a
+rebuild is done (not once per slice of it), and under steady live writes once every few thousand events. It runs on
+a thread of its own (the call releases the GIL): the event loop goes on serving.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
+import threading
 
-#: Log positions a drain passes (events it applied or skipped) from which it gives its memory back when it ends.
+#: Log positions passed (events applied or skipped) in this process, since the last trim, that make the next one due.
 LARGE_DRAIN = 2_000
+
+_passed = 0
+_lock = threading.Lock()
+
+
+def passed(positions: int) -> None:
+    """Count positions a drain passed (drains run on several threads of a worker)."""
+    global _passed
+    with _lock:
+        _passed += positions
+
+
+def due() -> bool:
+    """Whether enough was passed since the last trim; if so, the count starts again."""
+    global _passed
+    with _lock:
+        if _passed < LARGE_DRAIN:
+            return False
+        _passed = 0
+        return True
 
 
 @functools.cache
 def _trim() -> object | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
         return None
-    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def give_back() -> bool:

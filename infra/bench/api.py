@@ -153,9 +153,9 @@ async def http_benchmarks(
 
 
 async def _profiled_reads(session: aiohttp.ClientSession, work: Workload, plan, pid: int, profile, log) -> None:
-    """Where the readers' time goes, in windows of their own after the measured ones (py-spy's sampling takes CPU
-    from the same cores, so the figures of a profiled window are not reported): the floor readers at their clients,
-    and read-your-writes beside its load."""
+    """Where the readers' time goes, in windows of their own after the readers' measured ones (py-spy's sampling
+    takes CPU from the same cores, so the figures of a profiled window are not reported): the floor readers at their
+    clients, and read-your-writes beside its load; then every store catches up before the next measured window."""
     seconds = min(plan.reader_seconds, 5.0)
     log(f"  profiling: the order page and dashboard readers, then read-your-writes, {seconds:.0f}s each")
     with profile(pid, "readers"):
@@ -163,6 +163,7 @@ async def _profiled_reads(session: aiohttp.ClientSession, work: Workload, plan, 
             await load.closed_loop(session, getattr(work, name), plan.reader_clients, seconds)
     with profile(pid, "read-your-writes"):
         await live.read_your_writes(session, work.base, work, seconds, random.Random(15))
+    await lag_zero(session, work.base, 60)
 
 
 #: The readers measured against the HTTP floor, which makes their store reads.

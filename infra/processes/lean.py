@@ -10,7 +10,7 @@ only, so the embedded engine's owner leaves it out as well.
 
 Two more, for the same reason and a few MB each: the Elasticsearch client's transport imports every HTTP library it
 can find to offer each as a node class (Prism's is aiohttp's), ``requests`` among them; and httpx imports its
-command-line tool's libraries whenever they are installed, pygments first (an absent one stops the rest).
+command-line tool's libraries whenever they are installed (click, then pygments, whose absence stops the rest).
 """
 
 from __future__ import annotations

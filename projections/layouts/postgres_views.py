@@ -70,10 +70,12 @@ async def apply_ddl(conn: AsyncConnection, statements: Iterable[str]) -> None:
 
 
 async def _already_there(conn: AsyncConnection, sql: str) -> bool:
-    if column := _ADD_COLUMN.match(sql):
+    """Whether ``sql`` would change nothing: an index, or a column of a one-clause ``ALTER TABLE``, already there.
+    Anything else (several clauses, quoted names) is not recognized, and runs."""
+    if (column := _ADD_COLUMN.match(sql)) and _one_clause(sql):
         found = await conn.execute(
             text("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attname = :c AND NOT attisdropped"),
-            {"t": column[1], "c": column[2]},
+            {"t": column[1], "c": column[2].lower()},  # an unquoted name is folded to lower case
         )
         return found.scalar() is not None
     if index := _CREATE_INDEX.match(sql):
@@ -81,6 +83,16 @@ async def _already_there(conn: AsyncConnection, sql: str) -> bool:
         qualified = f"{schema}.{index[1]}" if schema else index[1]
         return (await conn.execute(text("SELECT to_regclass(:i)"), {"i": qualified})).scalar() is not None
     return False
+
+
+def _one_clause(sql: str) -> bool:
+    """No comma outside parentheses: ``ALTER TABLE t ADD COLUMN a numeric(20, 2)``, not ``… ADD a …, ADD b …``."""
+    depth = 0
+    for ch in sql:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            return False
+    return True
 
 
 async def set_up(engine: AsyncEngine, schema: str, create: Callable[[AsyncConnection], Awaitable[None]]) -> None:

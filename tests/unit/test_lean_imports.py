@@ -27,11 +27,11 @@ HEAVY = (
 SUPERVISOR = "import infra.processes.supervisor, infra.processes.supervisor_work, infra.processes.pipeline"
 #: A worker of serve's for Redis or the dashboards: its pipeline and the projections' registry.
 WORKER = "import infra.processes.pipeline, projections.registry, workers.catch_up"
-#: An API process's imports, and what its app does at creation: handlers for the errors of the store drivers it
+#: An API process beside the engine's owner: its app, created with handlers for the errors of the store drivers it
 #: opens (all but ClickHouse, which its owner process answers for).
 API = (
-    "import infra.processes.entrypoints\nfrom infra import bootstrap\nfrom projections.stores import registry\n"
-    "registry.driver_errors(bootstrap.store_names(Settings(clickhouse_owner_socket='/run/owner')))"
+    "import infra.processes.entrypoints\nfrom infra.http.app import create_app\n"
+    "create_app(Settings(clickhouse_owner_socket='/run/owner'))"
 )
 
 
@@ -72,6 +72,32 @@ def test_a_search_failure_is_still_translated_once_the_client_is_loaded() -> Non
     refused = elastic_transport.ConnectionError("refused")
     assert elastic_transport.TransportError in registry.driver_errors()
     assert registry.translate(refused, "elasticsearch").retryable
+
+
+def test_an_app_that_opens_clickhouse_has_its_failures_handled_and_one_beside_the_owner_does_not() -> None:
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from infra.http.app import create_app
+    from infra.settings import Settings
+
+    assert ClickHouseError in create_app(Settings()).exception_handlers
+    beside = create_app(Settings(clickhouse_owner_socket="/run/owner")).exception_handlers
+    assert ClickHouseError not in beside and OSError in beside
+
+
+def test_the_lean_owner_reads_and_writes_the_embedded_engine(tmp_path) -> None:
+    """The engine's owner runs with ``UNUSED`` absent too: chDB and its driver work without them."""
+    code = (
+        "from infra.processes.lean import leave_out_unused; leave_out_unused()\n"
+        "from projections.stores.clickhouse import connect\n"
+        f"client = connect('', {str(tmp_path / 'chdb')!r})\n"
+        "client.command('CREATE TABLE t (n UInt32) ENGINE = MergeTree ORDER BY n')\n"
+        "client.insert('t', [[1], [2]], column_names=['n'])\n"
+        "import sys; print(client.query('SELECT sum(n) FROM t').result_rows[0][0], 'pyarrow' in sys.modules and "
+        "sys.modules['pyarrow'] is not None)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split()[-2:] == ["3", "False"]
 
 
 def test_a_process_that_opens_clickhouse_translates_its_failures() -> None:
