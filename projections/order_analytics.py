@@ -33,6 +33,7 @@ from projections.base import Batch, Deferred, Projection, forget_and_apply
 from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
+from write import partitions
 from write.events import StoredEvent
 from write.facts import TenantFacts
 from write.partitions import WHOLE, Partition
@@ -313,8 +314,8 @@ class OrderAnalytics(Projection):
         for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
             self.client.command(statement)
         self.client.command(  # the version's checkpoint and its partitions'
-            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s OR startsWith(name, %(p)s || '/')",
-            parameters={"p": self.tables.version_key},
+            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s OR startsWith(name, %(parts)s)",
+            parameters={"p": self.tables.version_key, "parts": self.tables.version_key + partitions.SEPARATOR},
         )
 
     def _apply(self, batch: Batch) -> None:

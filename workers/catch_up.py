@@ -203,8 +203,10 @@ async def drain(
     """
     progress = await _drain(log_engine, projection, batch_size, policy, seconds, until, start, step_aside)
     await projection.settle()
-    memory.passed(progress.passed)
-    if progress.drained and memory.due():  # a large catch-up or rebuild is done: its freed objects' pages go back
+    memory.PASSED.add(progress.passed)
+    if (
+        progress.drained and memory.PASSED.due()
+    ):  # a large catch-up or rebuild is done: its freed objects' pages go back
         await asyncio.to_thread(memory.give_back)
     return progress
 

@@ -18,25 +18,29 @@ import threading
 #: Log positions passed (events applied or skipped) in this process, since the last trim, that make the next one due.
 LARGE_DRAIN = 2_000
 
-_passed = 0
-_lock = threading.Lock()
+
+class Passed:
+    """Positions the drains of a process passed since its last trim (they run on several threads of a worker)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, positions: int) -> None:
+        with self._lock:
+            self._count += positions
+
+    def due(self) -> bool:
+        """Whether enough was passed since the last trim; if so, the count starts again."""
+        with self._lock:
+            if self._count < LARGE_DRAIN:
+                return False
+            self._count = 0
+            return True
 
 
-def passed(positions: int) -> None:
-    """Count positions a drain passed (drains run on several threads of a worker)."""
-    global _passed
-    with _lock:
-        _passed += positions
-
-
-def due() -> bool:
-    """Whether enough was passed since the last trim; if so, the count starts again."""
-    global _passed
-    with _lock:
-        if _passed < LARGE_DRAIN:
-            return False
-        _passed = 0
-        return True
+#: This process's count.
+PASSED = Passed()
 
 
 @functools.cache

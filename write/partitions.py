@@ -16,6 +16,9 @@ from typing import Final
 
 #: Fixed buckets; a partition count divides them into contiguous ranges, so it can be at most this many.
 BUCKETS: Final = 1024
+#: Between the name of a version's thing and its partition's (``customer_dashboards_v1/2of4``): what a version's drop
+#: looks for to forget its partitions' checkpoints too.
+SEPARATOR: Final = "/"
 
 
 def bucket(tenant_id: str) -> int:
@@ -56,7 +59,7 @@ class Partition:
     def suffix(self) -> str:
         """What names this partition's own things (its label, its checkpoint) after its version's: none when whole,
         so a projection that is not split keeps every name it had."""
-        return "" if self.whole else f"/{self}"
+        return "" if self.whole else f"{SEPARATOR}{self}"
 
 
 #: The whole log: a projection that is not split.

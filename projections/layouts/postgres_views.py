@@ -19,6 +19,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from write import partitions
+
 
 @functools.lru_cache(maxsize=1024)
 def statement(sql: str) -> TextClause:
@@ -158,8 +160,8 @@ async def move_checkpoint(conn: AsyncConnection, schema: str, key: str, upto: in
 async def forget_checkpoint(conn: AsyncConnection, schema: str, key: str) -> None:
     """Delete a version's checkpoint and its partitions' (its ``drop``)."""
     await conn.execute(
-        text(f"DELETE FROM {checkpoints_table(schema)} WHERE projection = :p OR starts_with(projection, :p || '/')"),
-        {"p": key},
+        text(f"DELETE FROM {checkpoints_table(schema)} WHERE projection = :p OR starts_with(projection, :parts)"),
+        {"p": key, "parts": key + partitions.SEPARATOR},
     )
 
 
