@@ -16,24 +16,29 @@ from projections.registry import PROJECTIONS
 from projections.stores import registry
 from projections.stores.clients import Stores
 from projections.stores.postgres import connect_args, ping_when_idle
-from workers import versions
+from workers import presence, versions
 from workers.broker import declare_actors, make_broker
 from workers.catch_up import Policy
 from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
 from write import event_log
+from write.partitions import Partition
 
 log = logging.getLogger("prism.bootstrap")
 
 
-def write_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+def write_engine(settings: Settings, pool_size: int | None = None, role: str | None = None) -> AsyncEngine:
     """The write database; its JSON (event payloads read back from the log) through orjson. ``pool_size`` for a
-    short-lived tool's few connections; without it, a serving process's kept pool (``pool``)."""
+    short-lived tool's few connections; without it, a serving process's kept pool (``pool``). With ``role``, its
+    sessions name this process (``workers.presence``): a worker's, whose locks status names the holder of."""
+    arguments = connect_args(settings, settings.store_work_timeout_seconds)
+    if role is not None:
+        arguments["server_settings"] = presence.session_settings(identity(settings, role))
     engine = create_async_engine(
         settings.write_database_url,
         **pool(settings, pool_size),
-        connect_args=connect_args(settings, settings.store_work_timeout_seconds),
+        connect_args=arguments,
         json_serializer=event_log.dumps,
         json_deserializer=orjson.loads,
     )
@@ -54,6 +59,11 @@ def pool(settings: Settings, size: int | None = None) -> dict:
             "pool_use_lifo": True,
         }
     return {"pool_size": size, "max_overflow": 20, "pool_timeout": settings.pool_timeout_seconds}
+
+
+def identity(settings: Settings, role: str) -> str:
+    """This process's name in its database sessions, logs and status: its role on its host."""
+    return presence.identity(settings.namespace, role, settings.host_name)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -111,23 +121,34 @@ async def active_projections(
         and v.projection in PROJECTIONS
         and getattr(stores, PROJECTIONS[v.projection].store) is not None
     ]
-    built = [PROJECTIONS[v.projection](stores, v.version) for v in found]
+    built = [
+        PROJECTIONS[v.projection](stores, v.version, Partition(i, v.partitions))
+        for v in found
+        for i in range(v.partitions)
+    ]
     return {p.label: p for p in built}
 
 
-def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunner:
-    """The worker side's resources (the stores of ``names`` only, if given), opened lazily on the worker's loop."""
+def runner(settings: Settings, names: list[str] | None = None, role: str | None = None) -> ProjectionRunner:
+    """The worker side's resources (the stores of ``names`` only, if given), opened lazily on the worker's loop;
+    ``role`` names its sessions (a worker's counts towards each worker's share of the partitions)."""
     needed = None if names is None else {PROJECTIONS[name].store for name in names}
+    role = role or presence.worker_role(None if needed is None or len(needed) > 1 else next(iter(needed)))
 
     async def open_resources() -> Resources:
-        engine = write_engine(settings, pool_size=5)
+        engine = write_engine(settings, pool_size=5, role=role)
+        if settings.partitions > 1:  # before any catch-up: every worker on every host reads the same layout
+            await versions.record_first(engine, list(PROJECTIONS), settings.partitions)
         stores = await open_stores(settings, needed, deadline=settings.store_work_timeout_seconds)
 
         async def close() -> None:
             await close_stores(stores)
             await engine.dispose()
 
-        return Resources(engine, lambda name, version: PROJECTIONS[name](stores, version), close)
+        def make(name: str, version: int, partition: Partition) -> Projection:
+            return PROJECTIONS[name](stores, version, partition)
+
+        return Resources(engine, make, close, presence.Workers(engine, settings.namespace))
 
     return ProjectionRunner(
         open_resources,
@@ -135,7 +156,7 @@ def runner(settings: Settings, names: list[str] | None = None) -> ProjectionRunn
         policies(settings),
         rebuild_batch_size=settings.rebuild_batch_size,
         budgets=budgets(settings),
-        notices=Notices(listen_dsn(settings)),
+        notices=Notices(listen_dsn(settings), identity(settings, role)),
     )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from write.partitions import BUCKETS
 
 #: Credentials that only the local development services use.
 _DEV_PASSWORD = "prism"
@@ -107,6 +110,21 @@ class Settings(BaseSettings):
         description="Whether `prism serve` runs the relay itself (false when a separate `prism relay` process runs)",
     )
     worker_threads: int = Field(1, ge=1, description="Dramatiq worker threads per worker process (catch-ups in flight)")
+    host_name: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="This host's name in every process's identity (its database sessions, status, metrics, logs); "
+        "the machine's host name by default",
+    )
+    partitions: int = Field(
+        1,
+        ge=1,
+        le=BUCKETS,
+        description="How many partitions of the tenants each projection's work splits into, each with its own "
+        "checkpoint and lock, taken by any worker on any host (a tenant's events stay in one). A projection takes "
+        "it at its first start and at each rebuild; the count a version was made with is recorded and kept: "
+        "rebuild a projection to change it",
+    )
     worker_nice: int = Field(
         5,
         ge=0,

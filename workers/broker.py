@@ -56,43 +56,44 @@ def queue_name(namespace: str, projection: str) -> str:
 PENDING_SECONDS = 5
 
 
-def send_coalesced(actor: dramatiq.Actor, target: int) -> bool:
-    """Queue a catch-up unless one is already waiting in this projection's queue.
+def send_coalesced(actor: dramatiq.Actor, target: int, partition: int = 0) -> bool:
+    """Queue a catch-up of one partition unless one is already waiting in this projection's queue.
 
     A catch-up goes to the head it finds, so one waiting message serves every write
     before it runs; without this, a busy log queues messages faster than a worker
     drains them and each costs a lock and a checkpoint read. The mark is cleared when
     a worker picks the message up (``taken``). The StubBroker has no Redis: send always.
     """
-    return bool(send_all_coalesced([actor], target))
+    return bool(send_all_coalesced([(actor, partition)], target))
 
 
-def send_all_coalesced(actors: list[dramatiq.Actor], target: int) -> list[dramatiq.Actor]:
-    """``send_coalesced`` to the actors of one broker, their marks tried in one round trip (the relay's round for
-    every projection, at each commit, costs one call to Redis while their messages wait); those sent to."""
-    client = getattr(actors[0].broker, "client", None) if actors else None
+def send_all_coalesced(sends: list[tuple[dramatiq.Actor, int]], target: int) -> list[tuple[dramatiq.Actor, int]]:
+    """``send_coalesced`` to (actor, partition) pairs of one broker, their marks tried in one round trip (the relay's
+    round for every partition of every projection, at each commit, costs one call to Redis while their messages
+    wait); those sent to."""
+    client = getattr(sends[0][0].broker, "client", None) if sends else None
     if client is None:
-        free = [True] * len(actors)
+        free = [True] * len(sends)
     else:
         with client.pipeline(transaction=False) as marks:
-            for actor in actors:
-                marks.set(_pending_key(actor), target, nx=True, ex=PENDING_SECONDS)
+            for actor, partition in sends:
+                marks.set(_pending_key(actor, partition), target, nx=True, ex=PENDING_SECONDS)
             free = marks.execute()
-    sent = [actor for actor, marked in zip(actors, free, strict=True) if marked]
-    for actor in sent:
-        actor.send(target)
+    sent = [send for send, marked in zip(sends, free, strict=True) if marked]
+    for actor, partition in sent:
+        actor.send(target, partition)
     return sent
 
 
-def taken(actor: dramatiq.Actor) -> None:
+def taken(actor: dramatiq.Actor, partition: int = 0) -> None:
     client = getattr(actor.broker, "client", None)
     if client is not None:
-        client.delete(_pending_key(actor))
+        client.delete(_pending_key(actor, partition))
 
 
-def _pending_key(actor: dramatiq.Actor) -> str:
+def _pending_key(actor: dramatiq.Actor, partition: int) -> str:
     broker: Any = actor.broker  # a Prism broker: it carries its namespace
-    return f"{broker.namespace}:pending:{actor.queue_name}"
+    return f"{broker.namespace}:pending:{actor.queue_name}" + (f":{partition}" if partition else "")
 
 
 def declare_actors(
@@ -121,17 +122,19 @@ def queues(namespace: str, projection: str) -> set[str]:
 
 
 def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backoff) -> dramatiq.Actor:
-    async def build(target: int) -> None:
-        taken(builder)
-        if await runner.build(name) is False:  # more to build: queue behind the other messages
-            send_coalesced(builder, target)
+    # A message names its partition of the version it finds (0 of 1 unless split; messages from before partitions
+    # had one argument).
+    async def build(target: int, partition: int = 0) -> None:
+        taken(builder, partition)
+        if await runner.build(name, partition) is False:  # more to build: queue behind the other messages
+            send_coalesced(builder, target, partition)
 
-    async def catch_up(target: int) -> None:
-        taken(actor)  # before reading the log: a write committed from now on queues a new message
-        if await runner.catch_up(name, target) is False:
-            send_coalesced(actor, target)
+    async def catch_up(target: int, partition: int = 0) -> None:
+        taken(actor, partition)  # before reading the log: a write committed from now on queues a new message
+        if await runner.catch_up(name, target, partition) is False:
+            send_coalesced(actor, target, partition)
         if runner.beside(name):
-            send_coalesced(builder, target)
+            send_all_coalesced([(builder, each) for each in range(runner.building(name))], target)
 
     store = PROJECTIONS[name].store if name in PROJECTIONS else None
     build, catch_up = _outages_retried(name, store, build), _outages_retried(name, store, catch_up)
@@ -146,13 +149,13 @@ def _actor(broker, runner, name, namespace, max_retries, min_backoff, max_backof
     return actor
 
 
-def _outages_retried(name: str, store: str | None, work: Callable[[int], Awaitable[None]]):
+def _outages_retried(name: str, store: str | None, work: Callable[[int, int], Awaitable[None]]):
     """``work``, whose failures of its store (down, hung, overloaded) are retried with backoff and logged in one line:
     an outage is expected, its traceback says nothing. Any other failure goes to Dramatiq as it is."""
 
-    async def run(target: int) -> None:
+    async def run(target: int, partition: int = 0) -> None:
         try:
-            await work(target)
+            await work(target, partition)
         except Exception as error:
             failure = registry.translate(error, store)
             if failure is None or not failure.retryable:

@@ -110,7 +110,8 @@ async def follow(
             return Progress(projection.label, 0, skipped=True)
         await notices.listening()  # before the first read: a commit after it is then announced
         deadline = time.monotonic() + seconds
-        projection.waited_for = lambda: notices.wanted.get(projection.name, 0)  # type: ignore[method-assign]
+        key = asked_as(projection)
+        projection.waited_for = lambda: notices.wanted_of(key)  # type: ignore[method-assign]
         read_from = time.monotonic()
         progress = Progress(projection.label, 0)
         hurrying = asyncio.create_task(_hurry_when_asked(projection, notices, lambda: progress.checkpoint))
@@ -119,13 +120,15 @@ async def follow(
             progress = await drain(log_engine, projection, batch_size, policy, seconds, step_aside=asked)
             while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline:
                 waiting_since = time.monotonic()
-                if not await notices.wait_past(progress.checkpoint, deadline - time.monotonic()):
+                if not await notices.wait_past(
+                    progress.checkpoint, deadline - time.monotonic(), projection.partition, key
+                ):
                     break
                 # The first commit of the next batch came during the last drain, or just now if none had.
                 first = read_from if time.monotonic() - waiting_since < 0.001 else time.monotonic()
                 if projection.gathers and projection.budget:
                     gather = first + projection.budget - time.monotonic()
-                    await notices.gather(projection.name, progress.checkpoint, min(gather, deadline - time.monotonic()))
+                    await notices.gather(key, progress.checkpoint, min(gather, deadline - time.monotonic()))
                 read_from = time.monotonic()
                 more = await drain(
                     log_engine,
@@ -142,6 +145,11 @@ async def follow(
             with contextlib.suppress(asyncio.CancelledError):
                 await hurrying
         return progress
+
+
+def asked_as(projection: Projection) -> str:
+    """What readers ask a projection's partition by (``order_summaries/2of4``): they know no version."""
+    return projection.name + projection.partition.suffix
 
 
 def _add(progress: Progress, more: Progress) -> None:
@@ -171,12 +179,12 @@ async def _hurry_when_asked(projection: Projection, notices: Notices, checkpoint
     """While a follow holds the projection: each time a reader asks for a position past what it has applied (and
     past what it was hurried for), ``hurry`` it: a store that makes writes visible on its own schedule then does so
     at once, for the batch being written (the next batches see ``waited_for``)."""
-    hurried = 0
+    hurried, key = 0, asked_as(projection)
     while True:
-        await notices.asked(projection.name, max(hurried, checkpoint()))
+        await notices.asked(key, max(hurried, checkpoint()))
         if notices.stopped:
             return
-        hurried = notices.wanted.get(projection.name, 0)
+        hurried = notices.wanted_of(key)
         try:
             await projection.hurry()
         except Exception as error:  # noqa: BLE001  # the batch's own write reports the store's trouble

@@ -101,3 +101,54 @@ async def exclusively(log_engine: AsyncEngine, name: str, wait: float = 30.0) ->
         finally:
             await announce.execute(text("SELECT pg_advisory_unlock_shared(:w)"), {"w": _waiter_key(name)})
             await announce.commit()
+
+
+@asynccontextmanager
+async def exclusively_all(log_engine: AsyncEngine, names: list[str], wait: float = 30.0) -> AsyncIterator[None]:
+    """``exclusively`` for several projections (every partition of a version, for a switch): all their locks held
+    on one session, or none, so a caller never holds some while it waits for the others; ProjectionBusy when they
+    were not all free together within ``wait`` seconds."""
+    names = sorted(set(names))
+    if len(names) == 1:
+        async with exclusively(log_engine, names[0], wait):
+            yield
+        return
+    waiters = [_waiter_key(name) for name in names]
+    async with log_engine.connect() as announce:
+        await announce.execute(_ANNOUNCE_ALL, {"w": waiters})
+        await announce.commit()
+        try:
+            async with log_engine.connect() as lock_conn:
+                await _take_all(lock_conn, names, time.monotonic() + max(wait, 0.001), wait)
+                try:
+                    yield
+                finally:
+                    await lock_conn.execute(_RELEASE_ALL, {"k": [lock_key(name) for name in names]})
+                    await lock_conn.commit()
+        finally:
+            await announce.execute(_RELEASE_ANNOUNCED, {"w": waiters})
+            await announce.commit()
+
+
+_ANNOUNCE_ALL = text("SELECT count(pg_advisory_lock_shared(w)) FROM unnest(CAST(:w AS bigint[])) AS w")
+_RELEASE_ANNOUNCED = text("SELECT count(pg_advisory_unlock_shared(w)) FROM unnest(CAST(:w AS bigint[])) AS w")
+_RELEASE_ALL = text("SELECT count(pg_advisory_unlock(k)) FROM unnest(CAST(:k AS bigint[])) AS k")
+
+
+async def _take_all(lock_conn, names: list[str], deadline: float, wait: float) -> None:
+    """Try every lock in a round, asking each holder to step aside; let the ones had go unless all were."""
+    while True:
+        had = []
+        for name in names:
+            arguments = {"k": lock_key(name), "c": STEP_ASIDE_CHANNEL, "n": name}
+            if (await lock_conn.execute(_TRY_ASKING_THE_HOLDER, arguments)).scalar():
+                had.append(lock_key(name))
+        await lock_conn.commit()
+        if len(had) == len(names):
+            return
+        if had:
+            await lock_conn.execute(_RELEASE_ALL, {"k": had})
+            await lock_conn.commit()
+        if time.monotonic() >= deadline:
+            raise ProjectionBusy(f"projections {', '.join(names)} stayed busy for {wait:.0f}s; try again")
+        await asyncio.sleep(0.05)

@@ -1,6 +1,7 @@
 """Commit notices for a worker: the log's head as the write side announces it, awaited without polling.
 
-The log notifies every append with its last position (``event_log.NOTIFY_CHANNEL``).
+The log notifies every append with its position and its tenant's bucket (``event_log.NOTIFY_CHANNEL``), so a
+worker that holds one partition of a projection wakes for its own tenants' commits only.
 A worker that holds a projection's lock listens on one connection of its own and
 applies the next batch as soon as a commit past its checkpoint is announced. A lost
 notice, or a lost connection, costs latency only: the wait has a deadline, and the
@@ -25,8 +26,10 @@ import asyncpg
 
 from projections.stores.adapter import describe
 from projections.stores.postgres import WRITE_DATABASE
+from workers import presence
 from workers.locks import STEP_ASIDE_CHANNEL
 from write import event_log
+from write.partitions import BUCKETS, SEPARATOR, WHOLE, Partition
 
 #: How long an operation's ask to step aside stands: it repeats the ask every ~50 ms while it waits.
 ASIDE_SECONDS = 0.5
@@ -35,9 +38,14 @@ log = logging.getLogger("prism.notices")
 
 
 class Notices:
-    def __init__(self, listen_dsn: str) -> None:
+    def __init__(self, listen_dsn: str, identity: str | None = None) -> None:
         self.listen_dsn = listen_dsn
+        #: The session's name (``workers.presence``): this connection lasts as long as the worker, and counts it.
+        self.identity = identity
         self.head = 0
+        #: The last position announced in each bucket, and the last announced without one (which wakes every bucket).
+        self._heads = [0] * BUCKETS
+        self._unplaced = 0
         self._moved = asyncio.Event()
         #: Per projection, the highest position a reader asked it to apply now.
         self.wanted: dict[str, int] = {}
@@ -47,13 +55,26 @@ class Notices:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
 
-    async def wait_past(self, position: int, timeout: float) -> bool:
-        """True once a commit past ``position`` is announced, False at the timeout (or with no connection)."""
+    def newest(self, partition: Partition = WHOLE) -> int:
+        """The last commit announced for the partition's tenants."""
+        if partition.whole:
+            return self.head
+        low, high = partition.buckets
+        return max(self._unplaced, max(self._heads[low:high]))
+
+    def wanted_of(self, key: str) -> int:
+        """The highest position readers asked a partition (``name/2of4``) to apply now, or its whole projection."""
+        name = key.split(SEPARATOR, 1)[0]
+        return max(self.wanted.get(key, 0), self.wanted.get(name, 0))
+
+    async def wait_past(self, position: int, timeout: float, partition: Partition = WHOLE, key: str = "") -> bool:
+        """True once a commit past ``position`` is announced for the partition's tenants (or a reader asks ``key``
+        for a position past it), False at the timeout (or with no connection)."""
         if self.stopped or not await self.listening():
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.head <= position:
+        while self.newest(partition) <= position and not (key and self.wanted_of(key) > position):
             if self.stopped:
                 return False
             self._moved.clear()
@@ -63,15 +84,15 @@ class Notices:
             try:
                 await asyncio.wait_for(self._moved.wait(), remaining)
             except TimeoutError:
-                return self.head > position
+                return self.newest(partition) > position
         return True
 
-    async def gather(self, name: str, position: int, seconds: float) -> bool:
+    async def gather(self, key: str, position: int, seconds: float) -> bool:
         """Wait ``seconds`` for more commits to write together, unless a reader waits for a position past
         ``position`` (or asks during the wait); True when a reader cut it short."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while self.wanted.get(name, 0) <= position:
+        while self.wanted_of(key) <= position:
             remaining = deadline - loop.time()
             if remaining <= 0 or self.stopped:
                 return False
@@ -79,12 +100,13 @@ class Notices:
             try:
                 await asyncio.wait_for(self._asked.wait(), remaining)
             except TimeoutError:
-                return self.wanted.get(name, 0) > position
+                return self.wanted_of(key) > position
         return True
 
-    async def asked(self, name: str, position: int) -> None:
-        """Return once a reader waits for ``name`` to apply a position past ``position``."""
-        while self.wanted.get(name, 0) <= position and not self.stopped:
+    async def asked(self, key: str, position: int) -> None:
+        """Return once a reader waits for ``key`` (a projection, or a partition of it) to apply a position past
+        ``position``."""
+        while self.wanted_of(key) <= position and not self.stopped:
             self._asked.clear()
             await self._asked.wait()
 
@@ -103,7 +125,8 @@ class Notices:
             return True
         self._loop = asyncio.get_running_loop()
         try:
-            self._connection = await asyncpg.connect(self.listen_dsn)
+            settings = presence.session_settings(self.identity) if self.identity else None
+            self._connection = await asyncpg.connect(self.listen_dsn, server_settings=settings)
             await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
             await self._connection.add_listener(event_log.FLUSH_CHANNEL, self._flush_asked)
             await self._connection.add_listener(STEP_ASIDE_CHANNEL, self._aside_asked)
@@ -114,7 +137,12 @@ class Notices:
         return True
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.head = max(self.head, int(payload or 0))
+        position, bucket = event_log.notice(payload)
+        self.head = max(self.head, position)
+        if bucket is None:
+            self._unplaced = max(self._unplaced, position)
+        else:
+            self._heads[bucket] = max(self._heads[bucket], position)
         self._moved.set()
 
     def _flush_asked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

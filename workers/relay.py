@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from workers import versions
 from write import event_log
 
 log = logging.getLogger("prism.relay")
@@ -26,7 +27,7 @@ MIN_ROUND_SECONDS = 0.01
 
 class Relay:
     def __init__(
-        self, log_engine: AsyncEngine, listen_dsn: str, send: Callable[[int], Any], poll_seconds: float
+        self, log_engine: AsyncEngine, listen_dsn: str, send: Callable[[int, dict[str, int]], Any], poll_seconds: float
     ) -> None:
         self.log_engine = log_engine
         self.listen_dsn = listen_dsn
@@ -34,6 +35,8 @@ class Relay:
         self.poll_seconds = poll_seconds
         self.sent_head = -1
         self.noticed = 0
+        #: Each projection's live partition count (each partition has messages of its own), read again on each tick.
+        self.partitions: dict[str, int] = {}
         self._woken = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -64,16 +67,18 @@ class Relay:
             await listener.close()
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.noticed = max(self.noticed, int(payload or 0))
+        self.noticed = max(self.noticed, event_log.notice(payload)[0])
         self._woken.set()
 
     async def round(self, force: bool = False, head: int | None = None) -> int:
-        """Send every projection the head (read from the log unless given) if it moved, or on a tick."""
+        """Send every partition of every projection the head (read from the log unless given) if it moved, or on a
+        tick."""
         if head is None:
             async with self.log_engine.connect() as conn:
                 head = await event_log.head(conn)
+                self.partitions = await versions.live_partitions(conn)
         if force or head > self.sent_head:
-            await asyncio.to_thread(self.send, head)
+            await asyncio.to_thread(self.send, head, self.partitions)
             self.sent_head = head
         return head
 

@@ -27,6 +27,14 @@ LIVE, NEXT, PREVIOUS, RETIRING, DROPPED = "live", "next", "previous", "retiring"
 
 
 @dataclass(frozen=True)
+class Partitioned:
+    """A version and the number of partitions it is split into."""
+
+    version: int
+    partitions: int = 1
+
+
+@dataclass(frozen=True)
 class Version:
     projection: str
     version: int
@@ -37,6 +45,8 @@ class Version:
     switched_at: datetime | None = None
     #: Positions per second while it was built, as of its last recorded checkpoint.
     build_rate: float | None = None
+    #: How many partitions of the tenants it is split into (``write.partitions``), fixed when it is made.
+    partitions: int = 1
 
 
 class VersionError(PrismError):
@@ -54,6 +64,22 @@ async def roles(conn: AsyncConnection, name: str) -> dict[str, int]:
     return {LIVE: 1} | dict(rows.all())
 
 
+async def layout(conn: AsyncConnection, name: str) -> dict[str, Partitioned]:
+    """Role → (version, partition count) for one projection; an implicit first version is not split."""
+    rows = await conn.execute(
+        select(versions.c.role, versions.c.version, versions.c.partitions).where(
+            versions.c.projection == name, versions.c.role != DROPPED
+        )
+    )
+    return {LIVE: Partitioned(1, 1)} | {role: Partitioned(version, count) for role, version, count in rows.all()}
+
+
+async def live_partitions(conn: AsyncConnection) -> dict[str, int]:
+    """Each recorded projection's live partition count (a projection without rows has one)."""
+    found = select(versions.c.projection, versions.c.partitions).where(versions.c.role == LIVE)
+    return dict((await conn.execute(found)).tuples().all())
+
+
 async def rebuilding(conn: AsyncConnection) -> set[str]:
     """The projections with a version being built (``next``) or to be dropped (``retiring``): work for a builder."""
     found = select(versions.c.projection).where(versions.c.role.in_((NEXT, RETIRING))).distinct()
@@ -63,7 +89,17 @@ async def rebuilding(conn: AsyncConnection) -> set[str]:
 async def recorded(conn: AsyncConnection) -> list[Version]:
     """Every version with a row, dropped ones included (no implicit first versions)."""
     c = versions.c
-    columns = (c.projection, c.version, c.role, c.checkpoint, c.created_at, c.updated_at, c.switched_at, c.build_rate)
+    columns = (
+        c.projection,
+        c.version,
+        c.role,
+        c.checkpoint,
+        c.created_at,
+        c.updated_at,
+        c.switched_at,
+        c.build_rate,
+        c.partitions,
+    )
     return [Version(*row) for row in await conn.execute(select(*columns).order_by(c.projection, c.version.desc()))]
 
 
@@ -88,8 +124,8 @@ async def listing(engine: AsyncEngine, names: list[str]) -> list[Version]:
     )
 
 
-async def start_rebuild(engine: AsyncEngine, name: str) -> int:
-    """Register a new version to catch up from position 0; returns its number."""
+async def start_rebuild(engine: AsyncEngine, name: str, partitions: int = 1) -> int:
+    """Register a new version, split into ``partitions``, to catch up from position 0; returns its number."""
     async with engine.begin() as conn:
         current = await _locked_roles(conn, name)
         if NEXT in current:
@@ -98,8 +134,20 @@ async def start_rebuild(engine: AsyncEngine, name: str) -> int:
             await conn.execute(select(func.max(versions.c.version)).where(versions.c.projection == name))
         ).scalar()
         version = (newest or 1) + 1
-        await conn.execute(insert(versions).values(projection=name, version=version, role=NEXT))
+        await conn.execute(insert(versions).values(projection=name, version=version, role=NEXT, partitions=partitions))
         return version
+
+
+async def record_first(engine: AsyncEngine, names: list[str], partitions: int) -> dict[str, int]:
+    """Give each projection still at its implicit first version a row, split into ``partitions``: the first start
+    decides, and every later one (on any host, whatever its settings) reads what it decided. Returns each projection's
+    live partition count."""
+    async with engine.begin() as conn:
+        for name in names:
+            if (await _locked_roles(conn, name))[LIVE] == 1 and await role_of(conn, name, 1) is None:
+                first = insert(versions).values(projection=name, version=1, role=LIVE, partitions=partitions)
+                await conn.execute(first)
+        return await live_partitions(conn)
 
 
 async def start_rollback(engine: AsyncEngine, name: str) -> int:

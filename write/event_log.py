@@ -33,11 +33,17 @@ from write.upcasting import upcast
 
 #: Key of the advisory lock that serializes appends ("prism" in ASCII).
 APPEND_LOCK_KEY: Final = 0x707269736D
-#: Channel told the new head position at each commit.
+#: Channel told each appended position at commit, with its tenant's bucket: ``<position>:<bucket>``.
 NOTIFY_CHANNEL: Final = "prism_events"
 #: Channel on which a reader waiting for a position asks a projection to write what it has gathered now
 #: (payload ``<projection>:<position>``): read-your-writes need not wait out a freshness budget.
 FLUSH_CHANNEL: Final = "prism_flush"
+
+
+def notice(payload: str) -> tuple[int, int | None]:
+    """An append notice's position and its tenant's bucket (None from a writer that names no bucket: a bulk load)."""
+    position, _, bucket = payload.partition(":")
+    return int(position or 0), int(bucket) if bucket else None
 
 
 class EventLog:

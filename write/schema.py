@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, UUID
 
+from write.partitions import BUCKETS
+
 metadata = MetaData()
 Money = Numeric(12, 2)
 
@@ -240,6 +242,13 @@ projection_versions = Table(
     _now("updated_at"),
     Column("switched_at", DateTime(timezone=True)),
     Column("build_rate", Double),
+    Column(
+        "partitions",
+        SmallInteger,
+        CheckConstraint(f"partitions BETWEEN 1 AND {BUCKETS}", name="projection_versions_partitions"),
+        nullable=False,
+        server_default="1",
+    ),
     PrimaryKeyConstraint("projection", "version"),
     *(
         Index(f"projection_versions_one_{role}", "projection", unique=True, postgresql_where=text(f"role = '{role}'"))

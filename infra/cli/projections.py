@@ -75,7 +75,9 @@ def rebuild(settings: Settings, args: argparse.Namespace) -> int:
                 name = rebuilds.known([args.rollback])[0]
                 targets = {name: await versions.start_rollback(engine, name)}
             else:
-                targets = await rebuilds.start(engine, list(PROJECTIONS) if args.all else args.projections)
+                targets = await rebuilds.start(
+                    engine, list(PROJECTIONS) if args.all else args.projections, settings.partitions
+                )
             print(
                 "building "
                 + ", ".join(f"{n} v{v}" for n, v in targets.items())

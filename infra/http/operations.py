@@ -38,7 +38,8 @@ async def projections(request: Request) -> list[dict[str, Any]]:
 @router.post("/projections/{name}/rebuild", dependencies=Operator, status_code=202)
 async def rebuild(name: str, request: Request) -> dict[str, Any]:
     """Build a new version beside the live one; readers switch to it once it has caught up."""
-    return await _version_change(request, name, versions.start_rebuild)
+    partitions = request.app.state.settings.partitions
+    return await _version_change(request, name, lambda engine, n: versions.start_rebuild(engine, n, partitions))
 
 
 @router.post("/projections/{name}/rollback", dependencies=Operator, status_code=202)

@@ -18,6 +18,7 @@ from infra import bootstrap
 from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from projections.registry import PROJECTIONS
+from workers import presence
 from workers.broker import build_queue_name, queue_name, send_all_coalesced
 from workers.broker import queues as worker_queues
 from workers.relay import Relay
@@ -37,6 +38,14 @@ QUEUES = {
 BUILDS_POLL_MS = 1000
 
 
+def role(projections: list[str] | None, takes: str) -> str:
+    """What a worker of these projections calls itself: a worker of one store's live versions counts towards each
+    one's share of the partitions (``workers.presence``); a builder does not."""
+    stores = {PROJECTIONS[name].store for name in projections or PROJECTIONS}
+    store = next(iter(stores)) if len(stores) == 1 else None
+    return presence.worker_role(store) if takes != BUILDS else f"build:{store or presence.EVERY_STORE}"
+
+
 class Pipeline:
     """The relay and a Dramatiq worker, started and stopped alongside an app or alone.
 
@@ -53,13 +62,13 @@ class Pipeline:
         takes: str = BOTH,
     ) -> None:
         self.settings = settings
-        self.runner = bootstrap.runner(settings, projections)
+        self.runner = bootstrap.runner(settings, projections, role(projections, takes))
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
         names = list(PROJECTIONS) if projections is None else projections
         queues = set().union(*(QUEUES[takes](settings.namespace, name) for name in names))
         # A catch-up follows commits for a slice while holding its thread, and a rebuild's slice holds another:
-        # a thread per projection and queue kind taken here.
-        threads = max(settings.worker_threads, len(names) * (2 if takes == BOTH else 1))
+        # a thread per partition of each projection and queue kind taken here.
+        threads = max(settings.worker_threads, len(names) * settings.partitions * (2 if takes == BOTH else 1))
         # Rebuilds are not waited for by readers: their queues are looked at less often.
         poll = settings.worker_poll_ms if takes != BUILDS else BUILDS_POLL_MS
         self.worker = (
@@ -71,14 +80,16 @@ class Pipeline:
         self._stop = asyncio.Event()
         self._relay_task: asyncio.Task | None = None
 
-    def send_all(self, head: int) -> None:
-        send_all_coalesced(list(self.actors.values()), head)
+    def send_all(self, head: int, partitions: dict[str, int] | None = None) -> None:
+        """A catch-up message to each partition of each projection (``partitions``: their live counts)."""
+        counts = partitions or {}
+        send_all_coalesced([(a, p) for name, a in self.actors.items() for p in range(counts.get(name, 1))], head)
 
     async def start(self, app: FastAPI | None = None) -> None:
         if self.worker:
             self.worker.start()
         if self.with_relay:
-            engine = app.state.write_engine if app else bootstrap.write_engine(self.settings, pool_size=2)
+            engine = app.state.write_engine if app else bootstrap.write_engine(self.settings, pool_size=2, role="relay")
             relay = Relay(engine, bootstrap.listen_dsn(self.settings), self.send_all, self.settings.relay_poll_seconds)
             self._relay_task = asyncio.create_task(relay.run(self._stop))
 

@@ -13,24 +13,32 @@ from workers.broker import build_queue_name, declare_actors, queue_name
 class RecordingRunner:
     """Stands in for the projection runner (not a store): records what it is asked to do."""
 
-    def __init__(self, fail_times: int = 0, building: dict[str, int] | None = None) -> None:
+    def __init__(self, fail_times: int = 0, slices: dict[str, int] | None = None, partitions: int = 1) -> None:
         self.calls: list[tuple[str, int]] = []
+        self.partitions_asked: list[int] = []
         self.builds: list[str] = []
+        self.built_partitions: list[int] = []
         self.fail_times = fail_times
-        self.building = building or {}  # per projection, slices its rebuild needs
+        self.slices = slices or {}  # per projection, slices its rebuild needs
+        self.partitions = partitions  # of the version being built
 
-    async def catch_up(self, name: str, target: int = 0) -> None:
+    async def catch_up(self, name: str, target: int = 0, partition: int = 0) -> None:
         self.calls.append((name, target))
+        self.partitions_asked.append(partition)
         if len(self.calls) <= self.fail_times:
             raise RuntimeError("store down")
 
     def beside(self, name: str) -> bool:
-        return self.building.get(name, 0) > 0
+        return self.slices.get(name, 0) > 0
 
-    async def build(self, name: str) -> bool:
+    def building(self, name: str) -> int:
+        return self.partitions
+
+    async def build(self, name: str, partition: int = 0) -> bool:
         self.builds.append(name)
-        self.building[name] -= 1
-        return self.building[name] == 0
+        self.built_partitions.append(partition)
+        self.slices[name] -= 1
+        return self.slices[name] <= 0
 
 
 @pytest.fixture
@@ -82,7 +90,7 @@ def test_failures_are_retried_with_backoff(broker):
 
 
 def test_a_rebuild_goes_on_a_queue_of_its_own_until_it_is_done(broker):
-    runner = RecordingRunner(building={"a": 3})
+    runner = RecordingRunner(slices={"a": 3})
     actors, worker = run(broker, runner, ["a"])
     worker.start()
     try:
@@ -93,3 +101,31 @@ def test_a_rebuild_goes_on_a_queue_of_its_own_until_it_is_done(broker):
     finally:
         worker.stop()
     assert runner.calls == [("a", 5)] and runner.builds == ["a"] * 3
+
+
+def test_a_message_names_its_partition_and_an_old_one_means_the_first(broker):
+    runner = RecordingRunner()
+    actors, worker = run(broker, runner, ["a"])
+    worker.start()
+    try:
+        actors["a"].send(3, 2)
+        actors["a"].send(4)  # queued before partitions: one argument
+        broker.join(queue_name("ns", "a"))
+        worker.join()
+    finally:
+        worker.stop()
+    assert sorted(zip(runner.calls, runner.partitions_asked, strict=True)) == [(("a", 3), 2), (("a", 4), 0)]
+
+
+def test_every_partition_of_a_version_being_built_gets_build_messages(broker):
+    runner = RecordingRunner(slices={"a": 3}, partitions=3)
+    actors, worker = run(broker, runner, ["a"])
+    worker.start()
+    try:
+        actors["a"].send(5)
+        broker.join(queue_name("ns", "a"))
+        broker.join(build_queue_name("ns", "a"))
+        worker.join()
+    finally:
+        worker.stop()
+    assert set(runner.built_partitions) == {0, 1, 2}
