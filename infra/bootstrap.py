@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection
 
 import orjson
@@ -22,7 +24,7 @@ from workers.catch_up import Policy
 from workers.notices import Notices
 from workers.runner import ProjectionRunner, Resources
 from workers.versions import LIVE, NEXT
-from write import event_log
+from write import event_log, partitions
 from write.partitions import Partition
 
 log = logging.getLogger("prism.bootstrap")
@@ -174,6 +176,33 @@ def ask_to_apply(engine: AsyncEngine) -> Callable[[str, int], Awaitable[None]]:
             log.warning("could not ask %s to apply position %d now: %s", projection, position, error)
 
     return ask
+
+
+class ServedLayout:
+    """Which partition of each projection's live version holds a tenant, for readers: the live partition counts,
+    read from the write database at most once a second. A count read just before a switch costs at most a second
+    of answers that say an older position (a partition the new version does not have reads as 0), never a newer."""
+
+    def __init__(self, engine: AsyncEngine, seconds: float = 1.0) -> None:
+        self.engine, self.seconds = engine, seconds
+        self._counts: dict[str, int] = {}
+        self._read_at = float("-inf")
+        self._reading = asyncio.Lock()
+
+    async def partition_of(self, projection: str, tenant: str) -> Partition:
+        if time.monotonic() - self._read_at >= self.seconds:
+            async with self._reading:
+                if time.monotonic() - self._read_at >= self.seconds:
+                    await self._read()
+        return partitions.of(tenant, self._counts.get(projection, 1))
+
+    async def _read(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                self._counts = await versions.live_partitions(conn)
+        except SQLAlchemyError as error:  # the write database is away: the last counts read stand meanwhile
+            log.warning("could not read the projections' partition counts: %s", error)
+        self._read_at = time.monotonic()
 
 
 def budgets(settings: Settings) -> dict[str, float]:

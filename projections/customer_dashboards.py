@@ -83,6 +83,7 @@ class CustomerDashboards(Projection):
                 await conn.execute(text(f"CREATE VIEW {view} AS {select}"))
             elif await self._served_without_new_columns(conn, view, select):
                 await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
+        await postgres_views.upgrade_checkpoint_view(conn, self.tables.served_checkpoint, self.tables.version_key)
 
     async def _has_orders_but_no(self, conn: AsyncConnection, table: str) -> bool:
         found = await conn.execute(

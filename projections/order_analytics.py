@@ -195,12 +195,16 @@ class OrderAnalytics(Projection):
         return await asyncio.to_thread(self._is_served)
 
     def _is_served(self) -> bool:
-        database, view = self.tables.served_checkpoint.split(".", 1)
+        return f"'{self.tables.version_key}'" in self._view_select(self.tables.served_checkpoint)
+
+    def _view_select(self, view: str) -> str:
+        """What a view selects, as the engine keeps it ("" when there is no such view)."""
+        database, name = view.split(".", 1)
         found = self.client.query(
             "SELECT as_select FROM system.tables WHERE database = %(d)s AND name = %(v)s",
-            parameters={"d": database, "v": view},
+            parameters={"d": database, "v": name},
         )
-        return any(f"'{self.tables.version_key}'" in row[0] for row in found.result_rows)
+        return found.result_rows[0][0] if found.result_rows else ""
 
     async def serve(self) -> None:
         await asyncio.to_thread(self._serve)
@@ -269,6 +273,10 @@ class OrderAnalytics(Projection):
             self._roll_up(Touched(None, None))
         for view, select in self.tables.views().items():  # served only if nothing is yet
             self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
+        if "AS part" not in self._view_select(t.served_checkpoint) and self._is_served():  # an earlier release's
+            self.client.command(
+                f"CREATE OR REPLACE VIEW {t.served_checkpoint} {VIEW_SECURITY} AS {t.checkpoint_select()}"
+            )
         if self._exists(t.order_hours):  # an earlier release's table, which nothing updates any more
             if self._is_served():
                 self._serve()

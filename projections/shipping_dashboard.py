@@ -110,6 +110,7 @@ class ShippingDashboard(Projection):
     async def _create(self, conn: AsyncConnection) -> None:
         await postgres_views.apply_ddl(conn, self.tables.ddl())
         await postgres_views.create_unserved(conn, self.tables.views())
+        await postgres_views.upgrade_checkpoint_view(conn, self.tables.served_checkpoint, self.tables.version_key)
 
     async def checkpoint(self) -> int:
         return await read_checkpoint(self.engine, self.tables)

@@ -17,6 +17,8 @@ import orjson
 from fastapi import Response
 from pydantic import BaseModel, Field
 
+from write.partitions import WHOLE, Partition
+
 #: First and largest pause between two checkpoint reads while waiting.
 _FIRST_PAUSE, _MAX_PAUSE = 0.002, 0.05
 #: How often a waiting reader asks again for its position to be applied now.
@@ -24,20 +26,29 @@ _ASK_AGAIN_SECONDS = 0.25
 
 
 class Consistency(BaseModel):
-    """Which log position the answer reflects; ``stale`` when it is behind the asked ``min_position``."""
+    """Which log position the answer reflects; ``stale`` when it is behind the asked ``min_position``.
 
-    position: int = Field(description="Log position the projection had applied when this was read")
+    For a projection split into partitions, the position is that of the caller's tenant's partition: every event of
+    this tenant up to it has been applied (other tenants' partitions may be elsewhere)."""
+
+    position: int = Field(description="Log position the projection had applied for this tenant when this was read")
     stale: bool = Field(False, description="True when min_position was not reached within the wait")
     min_position: int | None = None
 
 
+async def _whole(_projection: str, _tenant: str) -> Partition:
+    return WHOLE
+
+
 @dataclass(frozen=True)
 class ReadWait:
-    """How long a reader may wait for ``min_position``, and how it asks a projection (by name) to apply a position
-    now (set by the application; a no-op where nothing listens)."""
+    """How long a reader may wait for ``min_position``, how it asks a projection (or a partition of it, by
+    ``name/2of4``) to apply a position now (set by the application; a no-op where nothing listens), and which
+    partition of the served version holds a tenant."""
 
     seconds: float
     ask: Callable[[str, int], Awaitable[None]]
+    partition_of: Callable[[str, str], Awaitable[Partition]] = _whole
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,23 @@ class Served:
 
 
 async def wait_for(
-    read_checkpoint: Callable[[], Awaitable[int]], min_position: int | None, wait: ReadWait, projection: str
+    read_checkpoint: Callable[[str], Awaitable[int]],
+    min_position: int | None,
+    wait: ReadWait,
+    projection: str,
+    tenant: str,
 ) -> Served:
-    """Ask ``projection`` to apply ``min_position`` now if it has not, then poll the checkpoint with growing pauses
-    until it reaches it or the deadline passes; the ask is repeated while waiting (a worker that was not yet
-    listening, or that took the projection since, has not heard it)."""
-    position = await read_checkpoint()
+    """Ask the tenant's partition of ``projection`` to apply ``min_position`` now if it has not, then poll its
+    checkpoint (``read_checkpoint(suffix)``: the partition's name after the version's, none when not split) with
+    growing pauses until it reaches it or the deadline passes; the ask is repeated while waiting (a worker that was
+    not yet listening, or that took the partition since, has not heard it)."""
+    partition = await wait.partition_of(projection, tenant)
+    projection += partition.suffix
+
+    async def read() -> int:
+        return await read_checkpoint(partition.suffix)
+
+    position = await read()
     if min_position is None or position >= min_position:
         return Served(position, False, min_position)
     deadline, pause = time.monotonic() + wait.seconds, _FIRST_PAUSE
@@ -78,7 +100,7 @@ async def wait_for(
     asked = time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        position = await read_checkpoint()
+        position = await read()
         if position >= min_position:
             return Served(position, False, min_position)
         pause = min(pause * 2, _MAX_PAUSE)

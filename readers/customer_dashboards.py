@@ -92,9 +92,10 @@ def dashboard_sql(t: Tables) -> str:
 
 
 def served_dashboard_sql(t: Tables) -> str:
-    """The served checkpoint and the customer's row, if any, in one statement: one round trip, one snapshot."""
+    """The served checkpoint (of the partition ``:part`` names) and the customer's row, if any, in one statement: one
+    round trip, one snapshot."""
     return f"""
-        SELECT (SELECT position FROM {t.served_checkpoint}) AS served_position, d.*
+        SELECT (SELECT position FROM {t.served_checkpoint} WHERE part = :part) AS served_position, d.*
         FROM (SELECT 1) AS one LEFT JOIN ({dashboard_sql(t)}) AS d ON true"""
 
 
@@ -120,10 +121,11 @@ async def customer_dashboard(
     """The row goes out through orjson, unvalidated: it was shaped when projected (the response model documents
     it; validating it again on every read would cost more than the read)."""
     tables = Tables(stores.namespace)
-    sql, params = served_dashboard_sql(tables), {"c": customer_id, "t": tenant}
+    part = (await wait.partition_of(PROJECTION, tenant)).suffix
+    sql, params = served_dashboard_sql(tables), {"c": customer_id, "t": tenant, "part": part}
     [row] = await postgres_reads.rows(stores, sql, params)
     if min_position is not None and (row.served_position or 0) < min_position:
-        await _served(stores, min_position, wait)  # the bounded wait; then the row as it is at its end
+        await _served(stores, min_position, wait, tenant)  # the bounded wait; then the row as it is at its end
         [row] = await postgres_reads.rows(stores, sql, params)
     position = int(row.served_position or 0)
     served = Served(position, min_position is not None and position < min_position, min_position)
@@ -168,7 +170,7 @@ async def top_customers(
     min_position: MinPosition = None,
 ) -> Any:
     """The tenant's best customers by lifetime value or by number of orders (indexed for both)."""
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     column = "lifetime_value" if by == "lifetime_value" else "order_count"
     # the money goes out as text under another name: ORDER BY a name of the output would sort the text
     rows = await postgres_reads.rows(
@@ -193,12 +195,12 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
-    """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tenant: str) -> tuple[Tables, Served]:
+    """The served version's names, and its checkpoint (of the tenant's partition) once it has reached
+    ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
-    return tables, await wait_for(
-        lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
-        min_position,
-        wait,
-        PROJECTION,
-    )
+
+    async def read(part: str) -> int:
+        return await postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True, part=part))
+
+    return tables, await wait_for(read, min_position, wait, PROJECTION, tenant)

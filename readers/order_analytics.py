@@ -125,7 +125,7 @@ async def revenue(
     granularity: Literal["day", "week", "month"] = "day",
     min_position: MinPosition = None,
 ) -> Any:
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     rows = await _query(stores, revenue_sql(tables, granularity), period.parameters(tenant))
     served.stamp(response)
     return {
@@ -145,7 +145,7 @@ async def top_products(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     min_position: MinPosition = None,
 ) -> Any:
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     rows = await _query(stores, top_products_sql(tables, by), {"tenant": tenant, "limit": limit})
     served.stamp(response)
     return {
@@ -208,7 +208,7 @@ async def summary(
     min_position: MinPosition = None,
 ) -> Any:
     """Average order value, cancellation rate and what discounts cost, over placing dates (UTC)."""
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     [(orders, cancelled, revenue_, discounted, discounts, subtotals)] = await _query(
         stores, summary_sql(tables), period.parameters(tenant)
     )
@@ -237,7 +237,7 @@ async def orders_by_hour(
     min_position: MinPosition = None,
 ) -> Any:
     """Non-cancelled orders and revenue per hour of the day (UTC) they were placed."""
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     rows = await _query(stores, by_hour_sql(tables), period.parameters(tenant))
     served.stamp(response)
     return {"consistency": served.model(), "rows": [{"hour": h, "orders": n, "revenue": str(r)} for h, n, r in rows]}
@@ -274,7 +274,7 @@ async def analyst_sql(
 ) -> Any:
     """Ad-hoc SQL for analysts: read-only, limited in time, rows, bytes and memory, scoped to the caller's tenant,
     and a few at a time per tenant (429 with Retry-After past that)."""
-    _tables, served = await _served(stores, min_position, wait)
+    _tables, served = await _served(stores, min_position, wait, tenant)
     answer = await request.app.state.analyst_sql.run(tenant, query.sql, csv=query.format == "csv")
     if not isinstance(answer, Result):
         raw = Response(answer, media_type="text/csv")
@@ -284,14 +284,15 @@ async def analyst_sql(
     return {"columns": answer.columns, "rows": answer.rows, "consistency": served.model()}
 
 
-async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
-    """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tenant: str) -> tuple[Tables, Served]:
+    """The served version's names, and its checkpoint (of the tenant's partition) once it has reached
+    ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
 
-    async def served() -> int:
-        return checkpoint_of(await _query(stores, *checkpoint_query(tables, served=True)))
+    async def checkpoint(part: str) -> int:  # remembered between two writes to the embedded engine
+        async def served() -> int:
+            return checkpoint_of(await _query(stores, *checkpoint_query(tables, served=True, part=part)))
 
-    async def checkpoint() -> int:  # remembered between two writes to the embedded engine
-        return await EMBEDDED_WRITES.remembered(("served", tables.served_checkpoint), served)
+        return await EMBEDDED_WRITES.remembered(("served", tables.served_checkpoint, part), served)
 
-    return tables, await wait_for(checkpoint, min_position, wait, PROJECTION)
+    return tables, await wait_for(checkpoint, min_position, wait, PROJECTION, tenant)

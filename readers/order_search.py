@@ -226,7 +226,7 @@ async def search_orders(
     sort = sort or ("relevance" if q else "newest")
     asked = _asked_facets(facets)
     after = _decode(cursor, sort) if cursor else None  # checked before any wait
-    names, served = await _served(stores, min_position, wait)
+    names, served = await _served(stores, min_position, wait, tenant)
     body = search_body(
         tenant, q, status, min_total, max_total, start, end, customer_id, sort, asked, histogram_interval
     )
@@ -257,7 +257,7 @@ async def suggest(
     min_position: MinPosition = None,
 ) -> Any:
     """Customer and product names starting with what was typed (folded: "jos" suggests "José"), at most 10."""
-    names, served = await _served(stores, min_position, wait)
+    names, served = await _served(stores, min_position, wait, tenant)
     prefix = {"match": {"customer_name.prefix": {"query": q, "operator": "and"}}}
     product_prefix = {"match": {"product_names.prefix": {"query": q, "operator": "and"}}}
     found = await stores.elasticsearch.search(
@@ -287,13 +287,15 @@ async def suggest(
     return {"suggestions": list(dict.fromkeys(b["key"] for b in ranked))[:10], "consistency": served.model()}
 
 
-async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Names, Served]:
-    """The index names, and the served version's checkpoint once it has reached ``min_position`` (or the wait is
-    over)."""
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tenant: str) -> tuple[Names, Served]:
+    """The index names, and the served version's checkpoint (of the tenant's partition) once it has reached
+    ``min_position`` (or the wait is over)."""
     names = Names(stores.namespace)
-    return names, await wait_for(
-        lambda: read_checkpoint(stores.elasticsearch, names, served=True), min_position, wait, PROJECTION
-    )
+
+    async def read(part: str) -> int:
+        return await read_checkpoint(stores.elasticsearch, names, served=True, part=part)
+
+    return names, await wait_for(read, min_position, wait, PROJECTION, tenant)
 
 
 def starts_with(name: str, typed: str) -> bool:

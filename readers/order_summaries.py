@@ -66,11 +66,11 @@ async def order_summary(
     documents it; validating it again on every read would cost more than the read)."""
     reader, found = _reader(stores), {}
 
-    async def read() -> int:  # the document comes with each checkpoint read: one round trip when no wait is needed
-        position, found["doc"] = await reader.order(str(order_id))
+    async def read(part: str) -> int:  # the document comes with each checkpoint read: one round trip when no wait
+        position, found["doc"] = await reader.order(str(order_id), part)
         return position
 
-    served = await wait_for(read, min_position, wait, PROJECTION)
+    served = await wait_for(read, min_position, wait, PROJECTION, tenant)
     doc = found["doc"]
     if doc is None or orjson.loads(doc)["tenant_id"] != tenant:
         raise NotFound(_missing(order_id, served))
@@ -106,13 +106,13 @@ async def customer_orders(
 ) -> Any:
     reader, found = _reader(stores), dict[str, Any]()
 
-    async def read() -> int:  # one script call: pointer, checkpoint, the page and what is left
+    async def read(part: str) -> int:  # one script call: pointer, checkpoint, the page and what is left
         position, found["docs"], found["remaining"] = await reader.customer_orders(
-            str(customer_id), str(cursor) if cursor else None, limit, tenant
+            str(customer_id), str(cursor) if cursor else None, limit, tenant, part
         )
         return position
 
-    served = await wait_for(read, min_position, wait, PROJECTION)
+    served = await wait_for(read, min_position, wait, PROJECTION, tenant)
     if found["docs"] is None:  # one message whatever the cursor is, so it tells nothing of other tenants' orders
         raise InvalidQuery(INVALID_CURSOR, "cursor")
     docs = [(doc, orjson.loads(doc)) for doc in found["docs"]]

@@ -111,7 +111,7 @@ async def shipping_queue(
 ) -> Any:
     """The tenant's orders waiting to ship, oldest confirmation first, a page at a time (keyset-paged)."""
     after = decode_cursor(cursor) if cursor is not None else None
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     now = datetime.now(UTC)
     where, params = ["tenant_id = :t", "status = 'confirmed'"], {"t": tenant, "n": limit + 1}
     if country == UNKNOWN:
@@ -155,7 +155,7 @@ async def shipping_summary(
     tenant: Tenant, stores: StoresDep, wait: Wait, response: Response, min_position: MinPosition = None
 ) -> Any:
     """Per destination country: orders waiting, the oldest one's age, and orders shipped today (UTC)."""
-    tables, served = await _served(stores, min_position, wait)
+    tables, served = await _served(stores, min_position, wait, tenant)
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rows = await postgres_reads.rows(
@@ -190,12 +190,12 @@ async def shipping_summary(
     }
 
 
-async def _served(stores: Stores, min_position: int | None, wait: ReadWait) -> tuple[Tables, Served]:
-    """The served version's names, and its checkpoint once it has reached ``min_position`` (or the wait is over)."""
+async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tenant: str) -> tuple[Tables, Served]:
+    """The served version's names, and its checkpoint (of the tenant's partition) once it has reached
+    ``min_position`` (or the wait is over)."""
     tables = Tables(stores.namespace)
-    return tables, await wait_for(
-        lambda: postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True)),
-        min_position,
-        wait,
-        PROJECTION,
-    )
+
+    async def read(part: str) -> int:
+        return await postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True, part=part))
+
+    return tables, await wait_for(read, min_position, wait, PROJECTION, tenant)

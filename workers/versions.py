@@ -77,7 +77,7 @@ async def layout(conn: AsyncConnection, name: str) -> dict[str, Partitioned]:
 async def live_partitions(conn: AsyncConnection) -> dict[str, int]:
     """Each recorded projection's live partition count (a projection without rows has one)."""
     found = select(versions.c.projection, versions.c.partitions).where(versions.c.role == LIVE)
-    return dict((await conn.execute(found)).tuples().all())
+    return {str(row[0]): int(row[1]) for row in (await conn.execute(found)).all()}
 
 
 async def rebuilding(conn: AsyncConnection) -> set[str]:

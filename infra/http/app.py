@@ -114,7 +114,12 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         app.state.write_engine = bootstrap.write_engine(settings)
         app.state.bus = CommandBus(app.state.write_engine)
         app.state.stores = await bootstrap.open_stores(settings)
-        app.state.read_wait = ReadWait(settings.read_wait_seconds, bootstrap.ask_to_apply(app.state.write_engine))
+        app.state.settings = settings
+        app.state.read_wait = ReadWait(
+            settings.read_wait_seconds,
+            bootstrap.ask_to_apply(app.state.write_engine),
+            bootstrap.ServedLayout(app.state.write_engine).partition_of,
+        )
         app.state.store_timeout_seconds = settings.store_timeout_seconds
         app.state.authenticator = Authenticator(app.state.write_engine, settings)
         if settings.operator_token:

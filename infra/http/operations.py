@@ -75,13 +75,20 @@ async def _status(request: Request):
 
 @router.get("/positions", dependencies=Anyone)
 async def positions(request: Request) -> dict[str, Any]:
-    """The log's head and each live version's checkpoint, read from the stores at once: a cheap lag probe."""
+    """The log's head and each live version's checkpoint, read from the stores at once: a cheap lag probe. A version
+    split into partitions has the lowest of theirs, and each under ``partitions``."""
     state = request.app.state
     live = await active_projections(state.write_engine, state.stores, (versions.LIVE,))
     async with state.write_engine.connect() as conn:
         head = await event_log.head(conn)
-    checkpoints = await asyncio.gather(*(p.checkpoint() for p in live.values()))
-    return {"head": head, "checkpoints": {p.name: c for p, c in zip(live.values(), checkpoints, strict=False)}}
+    read = await asyncio.gather(*(p.checkpoint() for p in live.values()))
+    checkpoints: dict[str, int] = {}
+    split: dict[str, dict[str, int]] = {}
+    for projection, checkpoint in zip(live.values(), read, strict=True):
+        checkpoints[projection.name] = min(checkpoint, checkpoints.get(projection.name, checkpoint))
+        if not projection.partition.whole:
+            split.setdefault(projection.name, {})[str(projection.partition)] = checkpoint
+    return {"head": head, "checkpoints": checkpoints, "partitions": split}
 
 
 async def health() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Prometheus exposition of the projection status: the same figures as ``prism status``."""
+"""Prometheus exposition of the projection status: the same figures as ``prism status``, a series per partition of a
+split version (``order_summaries/2of8``) and one that rolls them up (``order_summaries``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class _Snapshot:
         for row in self.rows:
             halted.add_metric([row.projection], 1.0 if row.state == "halted" else 0.0)
         yield halted
+        held = GaugeMetricFamily(
+            "prism_projection_held",
+            "1 for the process (host, role, pid) that holds a projection's or a partition's lock now",
+            labels=["projection", "host", "role", "pid"],
+        )
+        for row in self.rows:
+            if row.holder and row.holder.count("/") == 2:
+                held.add_metric([row.projection, *row.holder.split("/")], 1.0)
+        yield held
 
 
 def exposition(rows: list[ProjectionStatus]) -> bytes:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.base import Projection
+from projections.base import Projection, label
 from projections.stores import registry
-from workers import dead_letters, runs, versions
+from workers import dead_letters, presence, runs, versions
+from workers.locks import lock_key
 from workers.versions import LIVE, NEXT, PREVIOUS
 from write import event_log
 from write.errors import StoreUnavailable
+from write.partitions import WHOLE, Partition
 from write.schema import events
 
 #: A projection within this many events and seconds of the head counts as live.
@@ -38,6 +40,11 @@ class ProjectionStatus:
     eta_seconds: float | None = None
     #: Why the checkpoint could not be read (state ``unreadable``): most often, storage never set up.
     problem: str | None = None
+    #: For a version split into partitions: ``2of8`` on each partition's row, ``all`` on the version's, which rolls
+    #: them up (the lowest checkpoint, the lags and dead letters summed, the worst state).
+    partition: str | None = None
+    #: The process that holds the partition's lock now (``host/role/pid``), if any.
+    holder: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,11 +56,12 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
         head = await event_log.head(conn)
         last_runs = await runs.latest(conn)
         halts = await dead_letters.halted(conn)
+        held = await presence.holders(conn)
         rows = []
         listed = {(v.projection, v.version): v for v in await versions.recorded(conn)}
         for name, projection in projections.items():
             checkpoint, problem = await _checkpoint(projection)
-            lag, age = await _lag(conn, checkpoint)
+            lag, age = await _lag(conn, checkpoint, projection.partition)
             run = last_runs.get(name)
             version = listed.get((projection.name, projection.version))
             role = version.role if version else LIVE
@@ -76,9 +84,59 @@ async def projection_status(log_engine: AsyncEngine, projections: dict[str, Proj
                     rate,
                     eta,
                     problem,
+                    None if projection.partition.whole else str(projection.partition),
+                    _holder(held, name),
                 )
             )
-    return rows
+    return _rolled_up(rows, projections)
+
+
+def _holder(held: dict[int, presence.Holder | None], label: str) -> str | None:
+    key = lock_key(label)
+    if key not in held:
+        return None
+    return str(held[key] or "another process")
+
+
+#: States from the least to the most in need of an operator's eye.
+_SEVERITY = ["previous", "live", "rebuilding", "catching up", "unreadable", "halted"]
+
+
+def _rolled_up(rows: list[ProjectionStatus], projections: dict[str, Projection]) -> list[ProjectionStatus]:
+    """Each split version's partitions, after one row that rolls them up under the version's own label."""
+    out: list[ProjectionStatus] = []
+    groups: dict[str, list[ProjectionStatus]] = {}
+    for row in rows:
+        p = projections[row.projection]
+        if p.partition.whole:
+            out.append(row)
+            continue
+        version_label = label(p.name, p.version)
+        if version_label not in groups:
+            groups[version_label] = []
+            out.append(ProjectionStatus(version_label, "", 0, 0, 0, 0, 0.0))  # its place; filled in below
+        groups[version_label].append(row)
+    for i, row in enumerate(out):
+        parts = groups.get(row.projection)
+        if parts:
+            out[i : i + 1] = [_roll_up(row.projection, parts), *parts]
+    return out
+
+
+def _roll_up(version_label: str, parts: list[ProjectionStatus]) -> ProjectionStatus:
+    first, lowest = parts[0], min(parts, key=lambda r: r.checkpoint)
+    return replace(
+        lowest,
+        projection=version_label,
+        state=max((r.state for r in parts), key=lambda s: _SEVERITY.index(s) if s in _SEVERITY else 0),
+        version=first.version,
+        lag_events=sum(r.lag_events for r in parts),
+        lag_seconds=max(r.lag_seconds for r in parts),
+        dead_letters=sum(r.dead_letters for r in parts),
+        partition="all",
+        holder=None,
+        problem=next((r.problem for r in parts if r.problem), None),
+    )
 
 
 async def _checkpoint(projection: Projection) -> tuple[int, str | None]:
@@ -93,11 +151,13 @@ async def _checkpoint(projection: Projection) -> tuple[int, str | None]:
         return 0, failure.message
 
 
-async def _lag(conn, checkpoint: int) -> tuple[int, float]:
-    """Events after the checkpoint, and the age in seconds of the oldest of them."""
-    count, oldest = (
-        await conn.execute(select(func.count(), func.min(events.c.occurred_at)).where(events.c.position > checkpoint))
-    ).one()
+async def _lag(conn, checkpoint: int, partition: Partition = WHOLE) -> tuple[int, float]:
+    """Events (of the partition's tenants) after the checkpoint, and the age in seconds of the oldest of them."""
+    after = events.c.position > checkpoint
+    if not partition.whole:
+        low, high = partition.buckets
+        after &= func.prism_bucket(events.c.tenant_id).between(low, high - 1)
+    count, oldest = (await conn.execute(select(func.count(), func.min(events.c.occurred_at)).where(after))).one()
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     return count, round(max(age, 0.0), 3)
 
@@ -122,15 +182,18 @@ def _state(role: str, halted: bool, lag: int, age: float) -> str:
 
 
 def table(rows: list[ProjectionStatus]) -> str:
+    held = any(r.holder for r in rows)
     lines = [
-        f"{'projection':<26}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
-        f"{'dead':>6}{'last batch':>12}  build"
+        f"{'projection':<30}{'state':<13}{'checkpoint':>11}{'head':>11}{'lag events':>12}{'lag s':>9}"
+        f"{'dead':>6}{'last batch':>12}  build" + ("      held by" if held else "")
     ]
     for r in rows:
         batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
+        shown = f"  {r.projection}" if r.partition not in (None, "all") else r.projection
+        holder = f"  {r.holder or '-'}" if held else ""
         lines.append(
-            f"{r.projection:<26}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
-            f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r)}"
+            f"{shown:<30}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"
+            f"{r.lag_seconds:>9.2f}{r.dead_letters:>6}{batch:>12}  {_build_column(r):<10}{holder}"
         )
     made = "(its storage is made by `prism serve` or `make demo`)"
     lines += [f"{r.projection}: {r.problem} {made}" for r in rows if r.problem]

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from projections.stores.embedded_writes import EMBEDDED_WRITES
+from write import partitions
 from write.partitions import WHOLE, Partition
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
@@ -66,10 +67,16 @@ class Tables:
         }
         views[self.view("order_hours")] = self.order_hours_select()
         views[self.view("daily_orders")] = f"SELECT * FROM {self.daily_orders}"
-        views[self.served_checkpoint] = (
-            f"SELECT max(position) AS position FROM {self.checkpoints} WHERE name = '{self.version_key}'"
-        )
+        views[self.served_checkpoint] = self.checkpoint_select()
         return views
+
+    def checkpoint_select(self) -> str:
+        """The served checkpoint: one row per partition of this version, named by what follows its key."""
+        key = self.version_key
+        return (
+            f"SELECT substring(name, {len(key) + 1}) AS part, max(position) AS position FROM {self.checkpoints} "
+            f"WHERE name = '{key}' OR startsWith(name, '{key}{partitions.SEPARATOR}') GROUP BY name"
+        )
 
     def order_hours_select(self) -> str:
         """Orders per tenant, day and hour (all, cancelled; revenue, discounted orders, discounts and subtotals of
@@ -136,10 +143,11 @@ class Tables:
         ]
 
 
-def checkpoint_query(tables: Tables, served: bool = False) -> tuple[str, dict[str, Any]]:
-    """The statement of this version's checkpoint, or with ``served`` of the version readers see, and its parameters."""
+def checkpoint_query(tables: Tables, served: bool = False, part: str = "") -> tuple[str, dict[str, Any]]:
+    """The statement of this version's checkpoint, or with ``served`` of the partition ``part`` names of the version
+    readers see, and its parameters."""
     if served:
-        return f"SELECT position FROM {tables.served_checkpoint}", {}
+        return f"SELECT position FROM {tables.served_checkpoint} WHERE part = %(part)s", {"part": part}
     return f"SELECT max(position) FROM {tables.checkpoints} WHERE name = %(p)s", {"p": tables.checkpoint_key}
 
 

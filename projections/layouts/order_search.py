@@ -20,8 +20,7 @@ class Names:
         self.dimensions = f"{namespace}-order-names-v{version}"
         self.checkpoints = f"{namespace}-order-checkpoint-v{version}"
         self.checkpoint_alias = f"{namespace}-order-checkpoint"
-        #: The partition's checkpoint document in the version's checkpoint index (``position`` when not split).
-        self.checkpoint_id = "position" + partition.suffix
+        self.checkpoint_id = checkpoint_id(partition.suffix)
 
     def serving(self) -> list[dict[str, Any]]:
         """Alias actions that point both aliases at this version (and away from every other)."""
@@ -31,11 +30,19 @@ class Names:
         ]
 
 
-async def read_checkpoint(es, names: Names, served: bool = False) -> int:
-    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+def checkpoint_id(part: str) -> str:
+    """A partition's checkpoint document in its version's checkpoint index (``position`` when not split)."""
+    return "position" + part
+
+
+async def read_checkpoint(es, names: Names, served: bool = False, part: str = "") -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the partition ``part`` names of the version
+    readers see."""
     try:
         found = await es.get(
-            index=names.checkpoint_alias if served else names.checkpoints, id=names.checkpoint_id, realtime=True
+            index=names.checkpoint_alias if served else names.checkpoints,
+            id=checkpoint_id(part) if served else names.checkpoint_id,
+            realtime=True,
         )
     except driver.Missing:
         return 0

@@ -17,16 +17,17 @@ from write.partitions import WHOLE, Partition
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_summaries"
 
-#: The served version's checkpoint and one order document, in one round trip.
+#: The served version's checkpoint (of the partition named by ARGV[3]) and one order document, in one round trip.
 READ_SERVED = """
 local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
-return {redis.call('GET', prefix .. 'checkpoint'), redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')}
+return {redis.call('GET', prefix .. 'checkpoint' .. ARGV[3]), redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')}
 """
 
 
 #: The served version's checkpoint and a page of one customer's orders, newest first, after the cursor order
 #: (by its rank now, so orders placed meanwhile do not shift the page); ``false`` for a cursor that is not an
 #: order of this customer in the caller's tenant (ARGV[5]): another tenant's order must look like an unknown one.
+#: The checkpoint is that of the tenant's partition (ARGV[6]).
 READ_CUSTOMER_PAGE = """
 local prefix = ARGV[1] .. (redis.call('GET', KEYS[1]) or '1') .. ':'
 local key = prefix .. 'customer:' .. ARGV[2] .. ':orders'
@@ -35,7 +36,7 @@ if ARGV[3] ~= '' then
   local rank = redis.call('ZREVRANK', key, ARGV[3])
   local doc = rank and redis.call('HGET', prefix .. 'order:' .. ARGV[3], 'doc')
   if not doc or cjson.decode(doc)['tenant_id'] ~= ARGV[5] then
-    return {redis.call('GET', prefix .. 'checkpoint') or '0', false, 0}
+    return {redis.call('GET', prefix .. 'checkpoint' .. ARGV[6]) or '0', false, 0}
   end
   start = rank + 1
 end
@@ -43,7 +44,7 @@ local docs = {}
 for i, id in ipairs(redis.call('ZRANGE', key, start, start + limit - 1, 'REV')) do
   docs[i] = redis.call('HGET', prefix .. 'order:' .. id, 'doc') or ''
 end
-return {redis.call('GET', prefix .. 'checkpoint') or '0', docs, redis.call('ZCARD', key) - start - #docs}
+return {redis.call('GET', prefix .. 'checkpoint' .. ARGV[6]) or '0', docs, redis.call('ZCARD', key) - start - #docs}
 """
 
 
@@ -93,18 +94,19 @@ class ServedReader:
         self._read = redis.register_script(READ_SERVED)
         self._page = redis.register_script(READ_CUSTOMER_PAGE)
 
-    async def order(self, order_id: str) -> tuple[int, bytes | None]:
-        """The checkpoint and the order's document as stored: the JSON of the answer (without its consistency)."""
-        checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id])
+    async def order(self, order_id: str, part: str = "") -> tuple[int, bytes | None]:
+        """The checkpoint (of the partition ``part`` names) and the order's document as stored: the JSON of the
+        answer (without its consistency)."""
+        checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id, part])
         return int(checkpoint or 0), doc or None
 
     async def customer_orders(
-        self, customer_id: str, after: str | None, limit: int, tenant: str
+        self, customer_id: str, after: str | None, limit: int, tenant: str, part: str = ""
     ) -> tuple[int, list[bytes] | None, int]:
         """Checkpoint, up to ``limit`` documents as stored after the ``after`` order (None unless it is an order of
         this customer in ``tenant``), and how many remain."""
         checkpoint, docs, remaining = await self._page(
-            keys=[self.keys.serving], args=[self.keys.root + "v", customer_id, after or "", limit, tenant]
+            keys=[self.keys.serving], args=[self.keys.root + "v", customer_id, after or "", limit, tenant, part]
         )
         if docs is None:
             return int(checkpoint), None, 0

@@ -113,8 +113,23 @@ async def set_up(engine: AsyncEngine, schema: str, create: Callable[[AsyncConnec
 
 
 def checkpoint_select(schema: str, key: str) -> str:
-    """What a served checkpoint view selects: one version's row of the checkpoints table."""
-    return f"SELECT position FROM {checkpoints_table(schema)} WHERE projection = '{key}'"
+    """What a served checkpoint view selects: one version's rows of the checkpoints table, one per partition, named
+    by what follows the version's key."""
+    return (
+        f"SELECT position, substr(projection, {len(key) + 1}) AS part FROM {checkpoints_table(schema)} "
+        f"WHERE projection = '{key}' OR starts_with(projection, '{key}{partitions.SEPARATOR}')"
+    )
+
+
+async def upgrade_checkpoint_view(conn: AsyncConnection, view: str, key: str) -> None:
+    """A served checkpoint view made by an earlier release, one row without partitions, given them if it serves
+    this version (its column is added after ``position``, which a view may do in place)."""
+    schema, name = view.split(".", 1)
+    definition = await conn.scalar(
+        text("SELECT definition FROM pg_views WHERE schemaname = :s AND viewname = :v"), {"s": schema, "v": name}
+    )
+    if definition and f"'{key}'" in definition and " part" not in definition:
+        await conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {checkpoint_select(schema, key)}"))
 
 
 async def create_unserved(conn: AsyncConnection, views: dict[str, str]) -> None:
@@ -174,9 +189,9 @@ async def version_checkpoint(engine: AsyncEngine, schema: str, key: str) -> int:
         return int(found.scalar() or 0)
 
 
-async def served_checkpoint(engine: AsyncEngine, checkpoint_view: str) -> int:
-    """The checkpoint of the version readers see, through its served view."""
-    found = await query_served(engine, f"SELECT position FROM {checkpoint_view}", {})
+async def served_checkpoint(engine: AsyncEngine, checkpoint_view: str, part: str = "") -> int:
+    """The checkpoint of the version readers see (of its partition ``part`` names), through its served view."""
+    found = await query_served(engine, f"SELECT position FROM {checkpoint_view} WHERE part = :part", {"part": part})
     return int(found[0][0] or 0) if found else 0
 
 

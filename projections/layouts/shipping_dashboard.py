@@ -53,8 +53,9 @@ class Tables:
         ]
 
 
-async def read_checkpoint(engine: AsyncEngine, tables: Tables, served: bool = False) -> int:
-    """This version's checkpoint, or with ``served`` the checkpoint of the version readers see."""
+async def read_checkpoint(engine: AsyncEngine, tables: Tables, served: bool = False, part: str = "") -> int:
+    """This version's checkpoint, or with ``served`` the checkpoint of the partition ``part`` names of the version
+    readers see."""
     if served:
-        return await postgres_views.served_checkpoint(engine, tables.served_checkpoint)
+        return await postgres_views.served_checkpoint(engine, tables.served_checkpoint, part)
     return await postgres_views.version_checkpoint(engine, tables.schema, tables.checkpoint_key)

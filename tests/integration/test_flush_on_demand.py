@@ -62,17 +62,20 @@ async def test_a_read_waiting_for_its_position_is_answered_well_inside_the_budge
     )
     try:
         head = (await bus.execute(c.RegisterTenant(f"{tenant}-x", "Marker"))).position
-        caught_up = await wait_for(projection.checkpoint, head, ReadWait(15, ask_to_apply(write_engine)), kind.name)
+        caught_up = await wait_for(
+            lambda _: projection.checkpoint(), head, ReadWait(15, ask_to_apply(write_engine)), kind.name, tenant
+        )
         assert not caught_up.stale, (
             f"the follow did not apply the log so far: {following.result() if following.done() else 'running'}"
         )
         placed = await bus.execute(c.PlaceOrder(tenant, customer, (c.OrderLine(product, 1),)))
         started = time.monotonic()
         served = await wait_for(
-            projection.checkpoint,
+            lambda _: projection.checkpoint(),
             placed.position,
             ReadWait(READ_WAIT_SECONDS, ask_to_apply(write_engine) if asks else _never_ask),
             projection.name,
+            tenant,
         )
         took = time.monotonic() - started
     finally:

@@ -110,7 +110,8 @@ async def test_a_worker_late_to_a_drop_does_not_make_the_dropped_version_again(
 
     late = bootstrap.runner(fresh_services, [name])  # a second worker process, which never built that version
     try:
-        await late._retire(name, versions.Partitioned(built))  # what its message, which read the roles before the drop, goes on to do
+        # what its message, which read the roles before the drop, goes on to do
+        await late._retire(name, versions.Partitioned(built))
     finally:
         await late.close()
     async with stores.dashboards.connect() as conn:
