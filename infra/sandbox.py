@@ -57,12 +57,13 @@ async def _on_server(url: str, *statements: str) -> None:
         await conn.close()
 
 
-async def reset(settings: Settings) -> None:
-    """Empty databases with the write schema migrated, empty Redis databases, no indexes or tables of the namespace."""
+async def reset(settings: Settings, beside: bool = False) -> None:
+    """Empty databases with the write schema migrated, empty Redis databases, no indexes or tables of the namespace.
+    ``beside`` another sandbox that shares its Redis databases: only this namespace's keys go."""
     await recreate_database(settings.write_database_url)
     await recreate_database(settings.dashboards_database_url)
     await asyncio.to_thread(upgrade, settings.write_database_url)
-    await _empty_stores(settings, clickhouse=True)
+    await _empty_stores(settings, clickhouse=True, whole_redis=not beside)
 
 
 async def clear(settings: Settings) -> None:
@@ -73,13 +74,18 @@ async def clear(settings: Settings) -> None:
     await _empty_stores(settings, clickhouse=False)
 
 
-async def _empty_stores(settings: Settings, clickhouse: bool) -> None:
+async def _empty_stores(settings: Settings, clickhouse: bool, whole_redis: bool = True) -> None:
     only = ("redis", "elasticsearch", "clickhouse") if clickhouse else ("redis", "elasticsearch")
     stores = await bootstrap.open_stores(settings, only=only)
     try:
-        await stores.redis.flushdb()
         broker_redis = Redis.from_url(settings.broker_url)
-        await broker_redis.flushdb()
+        for redis in (stores.redis, broker_redis):
+            if whole_redis:
+                await redis.flushdb()
+                continue
+            for pattern in (f"{settings.namespace}:*", f"{settings.namespace}-*"):
+                async for key in redis.scan_iter(match=pattern, count=1000):
+                    await redis.unlink(key)
         await broker_redis.aclose()
         await stores.elasticsearch.indices.delete(
             index=f"{settings.namespace}*", ignore_unavailable=True, allow_no_indices=True, expand_wildcards="all"

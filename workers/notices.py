@@ -52,6 +52,7 @@ class Notices:
         self._asked = asyncio.Event()
         self._aside: dict[str, float] = {}
         self._connection: asyncpg.Connection | None = None
+        self._connecting: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
 
@@ -120,20 +121,28 @@ class Notices:
         return time.monotonic() - self._aside.get(label, float("-inf")) < ASIDE_SECONDS
 
     async def listening(self) -> bool:
-        """Listen if not yet (or again after a lost connection); False when the database is away."""
+        """Listen if not yet (or again after a lost connection); False when the database is away. The followers of
+        several partitions ask at once: one of them connects, the others wait for it."""
         if self.hearing:
             return True
         self._loop = asyncio.get_running_loop()
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            return self.hearing or await self._listen()
+
+    async def _listen(self) -> bool:
+        settings = presence.session_settings(self.identity) if self.identity else None
         try:
-            settings = presence.session_settings(self.identity) if self.identity else None
-            self._connection = await asyncpg.connect(self.listen_dsn, server_settings=settings)
-            await self._connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
-            await self._connection.add_listener(event_log.FLUSH_CHANNEL, self._flush_asked)
-            await self._connection.add_listener(STEP_ASIDE_CHANNEL, self._aside_asked)
+            connection = await asyncpg.connect(self.listen_dsn, server_settings=settings)
+            await connection.add_listener(event_log.NOTIFY_CHANNEL, self._notified)
+            await connection.add_listener(event_log.FLUSH_CHANNEL, self._flush_asked)
+            await connection.add_listener(STEP_ASIDE_CHANNEL, self._aside_asked)
         except WRITE_DATABASE.errors as error:
             log.warning("commit notices unavailable (%s); catching up on messages only", describe(error))
             self._connection = None
             return False
+        self._connection = connection
         return True
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

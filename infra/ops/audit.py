@@ -16,11 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.bootstrap import active_projections
-from projections.base import Projection
+from projections.base import Projection, label
 from projections.stores.clients import Stores
 from workers.locks import exclusively
 from workers.versions import LIVE
-from write import event_log
+from write import event_log, partitions
 from write.facts import TenantFacts, tenant_facts
 
 
@@ -79,7 +79,9 @@ async def repair(write_engine: AsyncEngine, projections: dict[str, Projection], 
         async with write_engine.connect() as conn:
             related = await _related(conn, order_ids)
             events = await event_log.read_aggregates(conn, [uuid.UUID(i) for i in order_ids + customer_ids + related])
-        async with exclusively(write_engine, name):
+        # the only writer of the tenant's partition of the served version meanwhile
+        held = label(name, projection.version, partitions.of(tenant, projection.partition.count))
+        async with exclusively(write_engine, held):
             await projection.repair(order_ids, customer_ids, events)
         rewritten += len(order_ids) + len(customer_ids)
     return rewritten

@@ -1,0 +1,134 @@
+"""``prism serve`` with every projection split into 4 partitions, on a sandbox of its own beside the session's:
+each tenant reads its own writes from every reader, status and metrics show each partition and who holds it, a
+rebuild switches every partition at once, and the stores agree with the write model."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra import sandbox
+from infra.processes.supervisor import serving
+from infra.settings import Settings
+from projections.registry import PROJECTIONS
+from tests.conftest import OPERATOR, eventually
+from tests.e2e.conftest import open_tenant
+from tests.e2e.test_read_your_writes import open_shop
+from write import partitions
+
+PARTITIONS = 4
+
+
+def apart(settings: Settings, tmp_path: Path, name: str, **update) -> Settings:
+    """Settings for a sandbox beside the session's: databases, namespace and embedded engine of its own (the Redis
+    databases are shared: every key there is under the namespace)."""
+
+    def database(url: str) -> str:
+        last = url.rsplit("/", 1)[1]
+        return sandbox.sibling(url, last.replace("_write", f"_{name}_write").replace("_dashboards", f"_{name}_dash"))
+
+    return settings.model_copy(
+        update={
+            "namespace": f"{settings.namespace}{name}",
+            "write_database_url": database(settings.write_database_url),
+            "dashboards_database_url": database(settings.dashboards_database_url),
+            "chdb_path": tmp_path / f"chdb-{name}",
+            "api_port": sandbox.free_port(),
+        }
+        | update
+    )
+
+
+def tenants_in_every_partition(count: int, each: int = 2) -> list[str]:
+    """``each`` tenant ids in every partition of ``count``."""
+    found: dict[int, list[str]] = {i: [] for i in range(count)}
+    for n in itertools.count():
+        tenant = f"split-{n}"
+        held = found[partitions.of(tenant, count).index]
+        if len(held) < each:
+            held.append(tenant)
+        if all(len(ids) == each for ids in found.values()):
+            return [t for ids in found.values() for t in ids]
+    raise AssertionError("unreachable")
+
+
+async def order_again(shop, made: dict) -> int:
+    """Another order of the shop's customer; its position."""
+    items = [{"product_id": made["product"]["id"], "quantity": 1}]
+    return (await shop.post("/orders", {"customer_id": made["customer"]["id"], "items": items}, 201))["position"]
+
+
+@pytest.mark.timeout(420)
+async def test_a_split_projection_reads_each_tenants_writes_and_switches_every_partition_at_once(
+    fresh_services, tmp_path
+):
+    settings = apart(fresh_services, tmp_path, "parts", partitions=PARTITIONS, host_name="host-a")
+    await sandbox.reset(settings, beside=True)
+    async with serving(settings, tmp_path / "serve.log"):
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            tenants = tenants_in_every_partition(PARTITIONS)
+            for tenant in tenants:
+                await open_tenant(http, tenant)
+            shops = {}
+            for tenant in tenants:  # each tenant's partition, in every reader, at the position of its own write
+                shop, made = shops[tenant] = await open_shop(http, tenant)
+                pos = made["order"]["position"]
+                summary, _ = await shop.get(f"/orders/{made['order']['id']}", pos)
+                assert summary["total"] == "25.00"
+                found, _ = await shop.get("/search", pos, q="Gizmo")
+                assert [h["order_id"] for h in found["hits"]] == [made["order"]["id"]]
+                revenue, _ = await shop.get("/analytics/revenue", pos)
+                assert [(r["orders"], r["revenue"]) for r in revenue["rows"]] == [(1, "25.00")]
+                board, _ = await shop.get(f"/customers/{made['customer']['id']}/dashboard", pos)
+                assert board["orders"]["total"] == 1
+
+            async def every_partition_at_the_head() -> bool:
+                answer = await http.get("/positions", headers=OPERATOR)
+                assert answer.status_code == 200, answer.text
+                at = answer.json()
+                return all(
+                    len(at["partitions"].get(name, {})) == PARTITIONS
+                    and set(at["partitions"][name].values()) == {at["head"]}
+                    and at["checkpoints"][name] == at["head"]
+                    for name in PROJECTIONS
+                )
+
+            await eventually(every_partition_at_the_head, 60, "every partition of every projection at the head")
+
+            rows = (await http.get("/projections", headers=OPERATOR)).json()
+            for name in PROJECTIONS:
+                mine = [r for r in rows if r["projection"].split("/")[0] == name]
+                assert [r["partition"] for r in mine] == ["all"] + [f"{i}of{PARTITIONS}" for i in range(1, 5)], mine
+            metrics = (await http.get("/metrics", headers=OPERATOR)).text
+            assert 'prism_projection_checkpoint{projection="order_summaries/3of4"}' in metrics
+
+            async def held_by_this_host() -> bool:
+                rows = (await http.get("/projections", headers=OPERATOR)).json()
+                return any((r["holder"] or "").startswith("host-a/work:") for r in rows)
+
+            await order_again(*shops[tenants[0]])  # commits keep a partition followed, its lock held
+            await eventually(held_by_this_host, 30, "a partition's holder named by host and role")
+
+            asked = await http.post("/projections/customer_dashboards/rebuild", headers=OPERATOR)
+            assert asked.status_code == 202, asked.text
+            version = asked.json()["version"]
+
+            async def switched() -> bool:
+                rows = (await http.get("/projections", headers=OPERATOR)).json()
+                live = [r for r in rows if r["projection"].startswith("customer_dashboards") and r["state"] == "live"]
+                return {r["version"] for r in live} == {version} and len(live) == PARTITIONS + 1
+
+            await eventually(switched, 120, "every partition of the rebuilt version served at once")
+            for tenant in tenants:  # the new version answers each tenant at its partition's position
+                shop, made = shops[tenant]
+                position = await order_again(shop, made)
+                board, _ = await shop.get(f"/customers/{made['customer']['id']}/dashboard", position)
+                assert board["orders"]["total"] >= 2
+
+            await eventually(every_partition_at_the_head, 60, "every partition at the head again")
+            audit = (await http.get("/audit", headers=OPERATOR)).json()
+            assert audit["tenants"] == len(tenants) and audit["drift"] == [], audit["drift"][:5]
