@@ -59,11 +59,12 @@ async def _on_server(url: str, *statements: str) -> None:
 
 async def reset(settings: Settings, beside: bool = False) -> None:
     """Empty databases with the write schema migrated, empty Redis databases, no indexes or tables of the namespace.
-    ``beside`` another sandbox that shares its Redis databases: only this namespace's keys go."""
+    ``beside`` another sandbox in this process, which shares its Redis databases: only this namespace's keys go, and
+    its embedded ClickHouse (one per process, at a path of its own) is left to the process that will open it."""
     await recreate_database(settings.write_database_url)
     await recreate_database(settings.dashboards_database_url)
     await asyncio.to_thread(upgrade, settings.write_database_url)
-    await _empty_stores(settings, clickhouse=True, whole_redis=not beside)
+    await _empty_stores(settings, clickhouse=not beside, whole_redis=not beside)
 
 
 async def clear(settings: Settings) -> None:
