@@ -19,11 +19,19 @@ def parser() -> argparse.ArgumentParser:
     services.set_defaults(run=processes.services)
     sub.add_parser("migrate", help="bring the write database to the latest schema").set_defaults(run=processes.migrate)
     sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=projections.status)
-    sub.add_parser(
+    serve = sub.add_parser(
         "serve",
         help="all of Prism: API processes, a worker per store, a builder while a rebuild runs, the relay and, "
         "with the embedded ClickHouse, its owner; restarted when one dies",
-    ).set_defaults(run=processes.serve, lean=True)
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "api", "workers"],
+        default="all",
+        help="what this host runs: the API processes (and, with the embedded ClickHouse, its owner, which answers "
+        "analytics), the workers, builders and relay, or all of them (default); any number of hosts of each",
+    )
+    serve.set_defaults(run=processes.serve, lean=True)
     api = sub.add_parser("api", help="the API and readers alone")
     api.add_argument("--fd", type=int, help="accept on this inherited listening socket (as `serve` runs it)")
     api.set_defaults(run=processes.api, lean=True)
@@ -122,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "lean", False):  # serve and the processes it runs: before the settings load the store clients
         leave_out_unused()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    logging.basicConfig(
+        level=logging.WARNING, format=f"%(asctime)s {settings.host_name} %(levelname)s %(name)s: %(message)s"
+    )
     try:
-        return args.run(Settings(), args)
+        return args.run(settings, args)
     except PrismError as error:  # what Prism knows went wrong, said in one line (a traceback is for the unknown)
         print(f"error: {error.message}", file=sys.stderr)
         return 1

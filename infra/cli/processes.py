@@ -22,10 +22,10 @@ def migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def serve(settings: Settings, _: argparse.Namespace) -> int:
+def serve(settings: Settings, args: argparse.Namespace) -> int:
     from infra.processes.supervisor import Supervisor
 
-    return Supervisor(settings).run()
+    return Supervisor(settings, args.role).run()
 
 
 def api(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra.http.app import create_app
+from infra.processes import engine_owner
 from infra.processes.gc_tuning import tune_for_batches
 from infra.processes.pipeline import Pipeline
 from infra.settings import Settings
@@ -44,7 +45,9 @@ def api(settings: Settings, fd: int | None = None) -> None:
 
 
 def clickhouse_owner(settings: Settings, socket_path: str) -> None:
-    """The one process that opens the embedded engine: the analytics projection, and the whole app on a socket."""
+    """The one process that opens the embedded engine, once its host owns it: the analytics projection, and the whole
+    app on a socket."""
+    engine_owner.hold(settings)
     pipeline = Pipeline(settings, with_relay=False, projections=writing_to("clickhouse"))
     tune_for_batches()
     uvicorn.run(

@@ -126,16 +126,22 @@ def _running_record(settings: Settings) -> dict | None:
     return record
 
 
-def children(settings: Settings, listener_fd: int) -> list[ChildSpec]:
-    """What ``serve`` runs for these settings."""
-    embedded = writing_to("clickhouse") if settings.uses_chdb else []
+#: What a host of ``prism serve --role`` runs: everything, the API (with the embedded engine's owner, which answers
+#: analytics), or the workers, builders and relay.
+ALL, API, WORKERS = "all", "api", "workers"
+
+
+def children(settings: Settings, listener_fd: int, role: str = ALL) -> list[ChildSpec]:
+    """What ``serve`` runs for these settings, on a host of this role."""
+    embedded = writing_to("clickhouse") if settings.uses_chdb and role != WORKERS else []
     api_env = {"PRISM_CLICKHOUSE_OWNER_SOCKET": str(owner_socket(settings))} if embedded else {}
     specs = [ChildSpec("clickhouse", ("clickhouse-owner", "--socket", str(owner_socket(settings))))] if embedded else []
     specs += [
         ChildSpec(f"api-{n}", ("api", "--fd", str(listener_fd)), api_env, (listener_fd,))
         for n in range(1, settings.api_processes + 1)
+        if role != WORKERS
     ]
-    stores = worker_stores(settings)
+    stores = worker_stores(settings) if role != API else []
     specs += [ChildSpec(f"worker-{store}", ("worker", "--store", store, "--takes", "live")) for store in stores]
     specs += [
         ChildSpec(f"builder-{store}", ("worker", "--store", store, "--takes", "builds"), store=store, on_demand=True)
@@ -151,8 +157,10 @@ def worker_stores(settings: Settings) -> list[str]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, role: str = ALL) -> None:
+        if role == API:  # the relay goes with the workers
+            settings = settings.model_copy(update={"serve_relay": False})
+        self.settings, self.role = settings, role
         self.children: list[Child] = []
         self._stopping = threading.Event()
         self._output = threading.Lock()
@@ -164,14 +172,17 @@ class Supervisor:
         listener = self._listen()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stopping.set())
-        self.children = [Child(spec, wanted=not spec.on_demand) for spec in children(self.settings, listener.fileno())]
+        self.children = [
+            Child(spec, wanted=not spec.on_demand) for spec in children(self.settings, listener.fileno(), self.role)
+        ]
         for child in self.children:
             if child.wanted:
                 self._start(child)
         self.work.start()
         self._record()
         self._say(
-            f"serving on http://{self.settings.api_host}:{self.settings.api_port} with "
+            f"{self.settings.host_name} ({self.role}) serving on "
+            f"http://{self.settings.api_host}:{self.settings.api_port} with "
             + ", ".join(f"{c.spec.name} (pid {c.process.pid})" for c in self.children if c.process)
             + (", the relay in this process" if self.settings.serve_relay else "")
             + "; stop with Ctrl-C"
