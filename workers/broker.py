@@ -39,10 +39,23 @@ class CloseResources(Middleware):
             loop_thread.run_coroutine(self.runner.close())
 
 
+#: The longest one call to the broker's Redis may take: its consumers poll without blocking.
+BROKER_SOCKET_SECONDS = 10.0
+
+
 def make_broker(url: str, namespace: str, runner: ProjectionRunner) -> RedisBroker:
     # Dramatiq's defaults less Prometheus, whose exporter wants a process of its own.
     middleware = [m() for m in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries)]
-    broker = RedisBroker(url=url, namespace=f"{namespace}-dramatiq", middleware=middleware)
+    # A host cut off from Redis, then back: its blocked reads fail and its consumers reconnect within seconds,
+    # instead of waiting out TCP's retransmissions.
+    broker = RedisBroker(
+        url=url,
+        namespace=f"{namespace}-dramatiq",
+        middleware=middleware,
+        socket_timeout=BROKER_SOCKET_SECONDS,
+        socket_connect_timeout=BROKER_SOCKET_SECONDS,
+        socket_keepalive=True,
+    )
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CloseResources(runner))  # after-hooks run in reverse: this one before AsyncIO's
     return broker
