@@ -30,7 +30,9 @@ from write.partitions import Partition
 log = logging.getLogger("prism.bootstrap")
 
 
-def write_engine(settings: Settings, pool_size: int | None = None, role: str | None = None) -> AsyncEngine:
+def write_engine(
+    settings: Settings, pool_size: int | None = None, role: str | None = None, overflow: int = 20
+) -> AsyncEngine:
     """The write database; its JSON (event payloads read back from the log) through orjson. ``pool_size`` for a
     short-lived tool's few connections; without it, a serving process's kept pool (``pool``). With ``role``, its
     sessions name this process (``workers.presence``): a worker's, whose locks status names the holder of."""
@@ -39,7 +41,7 @@ def write_engine(settings: Settings, pool_size: int | None = None, role: str | N
         arguments["server_settings"] = presence.session_settings(identity(settings, role))
     engine = create_async_engine(
         settings.write_database_url,
-        **pool(settings, pool_size),
+        **pool(settings, pool_size, overflow),
         connect_args=arguments,
         json_serializer=event_log.dumps,
         json_deserializer=orjson.loads,
@@ -47,7 +49,7 @@ def write_engine(settings: Settings, pool_size: int | None = None, role: str | N
     return ping_when_idle(engine)
 
 
-def pool(settings: Settings, size: int | None = None) -> dict:
+def pool(settings: Settings, size: int | None = None, overflow: int = 20) -> dict:
     """A serving process keeps every connection it opens: one closed because a burst overflowed the pool costs the
     next opening a Postgres login, whose SCRAM exchange takes ~40 ms of this process's CPU (asyncpg, measured), paid
     under the very load that overflowed it. Past the pool, requests wait for a connection instead. The last connection
@@ -60,7 +62,7 @@ def pool(settings: Settings, size: int | None = None) -> dict:
             "pool_timeout": settings.pool_timeout_seconds,
             "pool_use_lifo": True,
         }
-    return {"pool_size": size, "max_overflow": 20, "pool_timeout": settings.pool_timeout_seconds}
+    return {"pool_size": size, "max_overflow": overflow, "pool_timeout": settings.pool_timeout_seconds}
 
 
 def identity(settings: Settings, role: str) -> str:
@@ -138,7 +140,9 @@ def runner(settings: Settings, names: list[str] | None = None, role: str | None 
     role = role or presence.worker_role(None if needed is None or len(needed) > 1 else next(iter(needed)))
 
     async def open_resources() -> Resources:
-        engine = write_engine(settings, pool_size=5, role=role)
+        # Each partition followed holds its lock's connection and reads the log on another.
+        partitions = settings.partitions * len(names or PROJECTIONS)
+        engine = write_engine(settings, pool_size=5, role=role, overflow=20 + 2 * partitions)
         if settings.partitions > 1:  # before any catch-up: every worker on every host reads the same layout
             await versions.record_first(engine, list(PROJECTIONS), settings.partitions)
         stores = await open_stores(settings, needed, deadline=settings.store_work_timeout_seconds)

@@ -117,6 +117,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="py-spy samples of prism serve's processes under each write load and the rebuild",
     )
+    bench.add_argument(
+        "--partitions",
+        action="store_true",
+        help="instead: one host with every projection whole, then split into 8, side by side (live path, rebuild)",
+    )
     bench.set_defaults(run=workloads.bench)
     return root
 

@@ -22,7 +22,29 @@ def demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.partitions:
+        return _partitions_bench(settings, args)
     from infra.bench.run import run
 
     run(settings, quick=args.quick, out=args.out, profile=args.profile)
+    return 0
+
+
+def _partitions_bench(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from infra.bench import partitions
+    from infra.bench.run import machine
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path("var/bench") / f"{stamp}-partitions"
+    results = asyncio.run(partitions.compare(settings, folder, args.quick, log=print))
+    results |= {"started_at": stamp, "machine": machine()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{stamp}-partitions.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(partitions.table(results))
+    print(f"results: {path}")
     return 0
