@@ -74,6 +74,7 @@ class ProjectionRunner:
         self._following: dict[str, set[int]] = {}
         self._resources: Resources | None = None
         self._built: dict[tuple[str, int, Partition], Projection] = {}
+        self._set_up: set[tuple[str, int]] = set()
         self._opening = asyncio.Lock()
 
     async def resources(self) -> Resources:
@@ -89,7 +90,9 @@ class ProjectionRunner:
         if (name, version, partition) not in self._built:
             projection = resources.make(name, version, partition)
             projection.budget = self.budgets.get(name, projection.freshness_ms / 1000)
-            await projection.setup()
+            if (name, version) not in self._set_up:  # a version's storage: once, not once per partition
+                await projection.setup()
+                self._set_up.add((name, version))
             self._built[(name, version, partition)] = projection
         return self._built[(name, version, partition)]
 
@@ -286,6 +289,7 @@ class ProjectionRunner:
             await self._resources.close()
             self._resources = None
             self._built.clear()
+            self._set_up.clear()
 
 
 async def record_run(engine, progress: Progress) -> None:

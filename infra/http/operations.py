@@ -13,7 +13,7 @@ from infra.bootstrap import active_projections
 from infra.http.auth import requires
 from infra.ops.metrics import exposition
 from infra.ops.rebuilds import known
-from infra.ops.status import projection_status
+from infra.ops.status import applied_through, projection_status
 from projections.stores.adapter import describe
 from projections.stores.postgres import WRITE_DATABASE
 from projections.stores.registry import ping_all
@@ -76,19 +76,23 @@ async def _status(request: Request):
 @router.get("/positions", dependencies=Anyone)
 async def positions(request: Request) -> dict[str, Any]:
     """The log's head and each live version's checkpoint, read from the stores at once: a cheap lag probe. A version
-    split into partitions has the lowest of theirs, and each under ``partitions``."""
+    split into partitions has the lowest of theirs, and each under ``partitions``; a partition's is as far as its own
+    tenants go (one with no event past its checkpoint is at the head)."""
     state = request.app.state
     live = await active_projections(state.write_engine, state.stores, (versions.LIVE,))
+    read = await asyncio.gather(*(p.checkpoint() for p in live.values()))
     async with state.write_engine.connect() as conn:
         head = await event_log.head(conn)
-    read = await asyncio.gather(*(p.checkpoint() for p in live.values()))
+        split = [(p.partition, c) for p, c in zip(live.values(), read, strict=True) if not p.partition.whole]
+        through = iter(await applied_through(conn, split, head))
     checkpoints: dict[str, int] = {}
-    split: dict[str, dict[str, int]] = {}
+    parts: dict[str, dict[str, int]] = {}
     for projection, checkpoint in zip(live.values(), read, strict=True):
-        checkpoints[projection.name] = min(checkpoint, checkpoints.get(projection.name, checkpoint))
         if not projection.partition.whole:
-            split.setdefault(projection.name, {})[str(projection.partition)] = checkpoint
-    return {"head": head, "checkpoints": checkpoints, "partitions": split}
+            checkpoint = next(through)
+            parts.setdefault(projection.name, {})[str(projection.partition)] = checkpoint
+        checkpoints[projection.name] = min(checkpoint, checkpoints.get(projection.name, checkpoint))
+    return {"head": head, "checkpoints": checkpoints, "partitions": parts}
 
 
 async def health() -> dict[str, str]:

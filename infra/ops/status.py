@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.base import Projection, label
@@ -137,6 +138,33 @@ def _roll_up(version_label: str, parts: list[ProjectionStatus]) -> ProjectionSta
         holder=None,
         problem=next((r.problem for r in parts if r.problem), None),
     )
+
+
+#: Events after the lowest checkpoint that ``applied_through`` looks at; past them a partition keeps its checkpoint.
+WINDOW = 5000
+_AFTER = text(
+    "SELECT position, prism_bucket(tenant_id) FROM events WHERE position > :after ORDER BY position LIMIT :limit"
+)
+
+
+async def applied_through(conn, read: list[tuple[Partition, int]], head: int) -> list[int]:
+    """Each partition's checkpoint as far as its own tenants go: the position just before its next event past its
+    checkpoint, or the head if it has none. A partition that no commit of its tenants woke has nothing to apply:
+    it counts as caught up, so a version's lowest partition says what every reader of it sees."""
+    if not read:
+        return []
+    rows = (await conn.execute(_AFTER, {"after": min(cp for _, cp in read), "limit": WINDOW})).all()
+    horizon = head if len(rows) < WINDOW else rows[-1][0]  # every event up to it is among the rows
+    ahead: dict[Partition, list[int]] = {}
+    for partition in {p for p, _ in read}:
+        low, high = partition.buckets
+        ahead[partition] = [position for position, b in rows if low <= b < high]
+    found = []
+    for partition, checkpoint in read:
+        positions = ahead[partition]
+        later = positions[bisect.bisect_right(positions, checkpoint) :]
+        found.append(max(checkpoint, later[0] - 1 if later else horizon))
+    return found
 
 
 async def _checkpoint(projection: Projection) -> tuple[int, str | None]:
