@@ -133,6 +133,14 @@ async def active_projections(
     return {p.label: p for p in built}
 
 
+def partitions_of(settings: Settings, name: str) -> int:
+    """How many partitions a new version of ``name`` splits into: the setting, but one for a projection the embedded
+    ClickHouse stores, whose one owner process applies every partition anyway: each would only add parts to merge."""
+    if settings.uses_chdb and PROJECTIONS[name].store == "clickhouse":
+        return 1
+    return settings.partitions
+
+
 def runner(settings: Settings, names: list[str] | None = None, role: str | None = None) -> ProjectionRunner:
     """The worker side's resources (the stores of ``names`` only, if given), opened lazily on the worker's loop;
     ``role`` names its sessions (a worker's counts towards each worker's share of the partitions)."""
@@ -144,7 +152,7 @@ def runner(settings: Settings, names: list[str] | None = None, role: str | None 
         partitions = settings.partitions * len(names or PROJECTIONS)
         engine = write_engine(settings, pool_size=5, role=role, overflow=20 + 2 * partitions)
         if settings.partitions > 1:  # before any catch-up: every worker on every host reads the same layout
-            await versions.record_first(engine, list(PROJECTIONS), settings.partitions)
+            await versions.record_first(engine, {name: partitions_of(settings, name) for name in PROJECTIONS})
         stores = await open_stores(settings, needed, deadline=settings.store_work_timeout_seconds)
 
         async def close() -> None:

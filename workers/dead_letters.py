@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from projections.base import HALT, SKIP, Batch, Projection
 from workers.locks import ProjectionBusy, exclusively
-from write import event_log
+from write import event_log, partitions
 from write.errors import PrismError
 from write.events import StoredEvent
 from write.schema import projection_dead_letters as letters
@@ -135,8 +135,10 @@ async def listing(
         c.last_failed_at,
         c.resolved_at,
     ).order_by(c.id)
-    if projection is not None:
-        query = query.where(c.projection == projection)
+    if projection is not None:  # a version's label, and its partitions' (``order_summaries/2of8``)
+        query = query.where(
+            or_(c.projection == projection, func.starts_with(c.projection, projection + partitions.SEPARATOR))
+        )
     if status is not None:
         query = query.where(c.status == status)
     async with engine.connect() as conn:

@@ -138,12 +138,12 @@ async def start_rebuild(engine: AsyncEngine, name: str, partitions: int = 1) -> 
         return version
 
 
-async def record_first(engine: AsyncEngine, names: list[str], partitions: int) -> dict[str, int]:
-    """Give each projection still at its implicit first version a row, split into ``partitions``: the first start
-    decides, and every later one (on any host, whatever its settings) reads what it decided. Returns each projection's
-    live partition count."""
+async def record_first(engine: AsyncEngine, counts: dict[str, int]) -> dict[str, int]:
+    """Give each projection still at its implicit first version a row, split into its count of ``counts``: the first
+    start decides, and every later one (on any host, whatever its settings) reads what it decided. Returns each
+    projection's live partition count."""
     async with engine.begin() as conn:
-        for name in names:
+        for name, partitions in counts.items():
             if (await _locked_roles(conn, name))[LIVE] == 1 and await role_of(conn, name, 1) is None:
                 first = insert(versions).values(projection=name, version=1, role=LIVE, partitions=partitions)
                 await conn.execute(first)

@@ -75,9 +75,9 @@ def rebuild(settings: Settings, args: argparse.Namespace) -> int:
                 name = rebuilds.known([args.rollback])[0]
                 targets = {name: await versions.start_rollback(engine, name)}
             else:
-                targets = await rebuilds.start(
-                    engine, list(PROJECTIONS) if args.all else args.projections, settings.partitions
-                )
+                names = list(PROJECTIONS) if args.all else args.projections
+                counts = {name: bootstrap.partitions_of(settings, name) for name in rebuilds.known(names)}
+                targets = await rebuilds.start(engine, names, counts)
             print(
                 "building "
                 + ", ".join(f"{n} v{v}" for n, v in targets.items())

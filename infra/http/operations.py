@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from infra.bootstrap import active_projections
+from infra.bootstrap import active_projections, partitions_of
 from infra.http.auth import requires
 from infra.ops.metrics import exposition
 from infra.ops.rebuilds import known
@@ -38,8 +38,10 @@ async def projections(request: Request) -> list[dict[str, Any]]:
 @router.post("/projections/{name}/rebuild", dependencies=Operator, status_code=202)
 async def rebuild(name: str, request: Request) -> dict[str, Any]:
     """Build a new version beside the live one; readers switch to it once it has caught up."""
-    partitions = request.app.state.settings.partitions
-    return await _version_change(request, name, lambda engine, n: versions.start_rebuild(engine, n, partitions))
+    settings = request.app.state.settings
+    return await _version_change(
+        request, name, lambda engine, n: versions.start_rebuild(engine, n, partitions_of(settings, n))
+    )
 
 
 @router.post("/projections/{name}/rollback", dependencies=Operator, status_code=202)

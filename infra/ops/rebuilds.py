@@ -42,10 +42,10 @@ def known(names: list[str]) -> list[str]:
     return names
 
 
-async def start(engine: AsyncEngine, names: list[str], partitions: int = 1) -> dict[str, int]:
-    """Ask for a new version of each projection, split into ``partitions``; the ones already asked for stay as
-    they are."""
-    return {name: await versions.start_rebuild(engine, name, partitions) for name in known(names)}
+async def start(engine: AsyncEngine, names: list[str], counts: dict[str, int] | None = None) -> dict[str, int]:
+    """Ask for a new version of each projection, split into its count of ``counts`` (else whole); the ones already
+    asked for stay as they are."""
+    return {name: await versions.start_rebuild(engine, name, (counts or {}).get(name, 1)) for name in known(names)}
 
 
 @dataclass
