@@ -86,8 +86,9 @@ async def live_run(
     seconds: float,
     serve_pid: int,
     databases: list[str],
+    probe_every: float = PROBE_EVERY_S,
 ) -> dict:
-    probe = load.Probe(f"{base}/positions", every=PROBE_EVERY_S)
+    probe = load.Probe(f"{base}/positions", every=probe_every)
     probing = asyncio.create_task(probe.run(session))
     try:
         async with cost.CpuSampler([serve_pid], databases) as idle_meter:

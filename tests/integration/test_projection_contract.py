@@ -188,3 +188,25 @@ async def test_a_partition_catches_up_its_tenants_alone(name, stores, write_engi
             assert await whole.fingerprints(tenant) == {}, "a partition applied another partition's tenant"
     assert await whole.fingerprints(tenant) == whole.expected(facts)
     assert await whole.checkpoint() == 0
+
+
+async def test_a_holder_of_a_partition_that_comes_back_late_moves_nothing_back(name, stores, tenant_events, tenant):
+    """A host cut off mid-batch holds a partition no more, but may still write what it had read: its batches reach
+    the store after the new holder's, and the store's guards keep the newer state and checkpoint."""
+    part = of(tenant, 2)
+
+    async def holder(namespace: str) -> Projection:
+        await fresh(name, stores, namespace)  # the version's storage, empty
+        return PROJECTIONS[name](replace(stores, namespace=namespace), 1, part)
+
+    reference = await holder(f"{NAMESPACE}_late_ref")
+    await apply_all(reference, tenant_events)
+    new = await holder(f"{NAMESPACE}_late")
+    late = PROJECTIONS[name](replace(stores, namespace=f"{NAMESPACE}_late"), 1, part)  # the old holder's process
+    batches = batches_of(tenant_events, 5)
+    await apply_all(new, tenant_events)
+    for batch in batches[: len(batches) // 2]:  # what the late holder had read before it was cut off
+        await late.apply(handled(late, batch))
+    await late.apply(Batch([], batches[0].upto))
+    assert await new.checkpoint() == await late.checkpoint() == tenant_events[-1].position
+    assert await new.state() == await reference.state()
