@@ -117,6 +117,26 @@ async def project_all(write_engine, projections) -> Callable[[], Awaitable[None]
     return run
 
 
+def apart(settings: Settings, tmp_path: Path, name: str, **update) -> Settings:
+    """Settings for a sandbox beside the session's: databases, namespace and embedded engine of its own (the Redis
+    databases are shared: every key there is under the namespace)."""
+
+    def database(url: str) -> str:
+        last = url.rsplit("/", 1)[1]
+        return sandbox.sibling(url, last.replace("_write", f"_{name}_write").replace("_dashboards", f"_{name}_dash"))
+
+    return settings.model_copy(
+        update={
+            "namespace": f"{settings.namespace}{name}",
+            "write_database_url": database(settings.write_database_url),
+            "dashboards_database_url": database(settings.dashboards_database_url),
+            "chdb_path": tmp_path / f"chdb-{name}",
+            "api_port": sandbox.free_port(),
+        }
+        | update
+    )
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
     """Wait on a condition with a deadline (never a bare sleep)."""
     deadline = time.monotonic() + timeout

@@ -5,41 +5,19 @@ rebuild switches every partition at once, and the stores agree with the write mo
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import httpx
 import pytest
 
 from infra import sandbox
 from infra.processes.supervisor import serving
-from infra.settings import Settings
 from projections.registry import PROJECTIONS
-from tests.conftest import OPERATOR, eventually
+from tests.conftest import OPERATOR, apart, eventually
 from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import open_shop
 from write import partitions
 
 PARTITIONS = 4
-
-
-def apart(settings: Settings, tmp_path: Path, name: str, **update) -> Settings:
-    """Settings for a sandbox beside the session's: databases, namespace and embedded engine of its own (the Redis
-    databases are shared: every key there is under the namespace)."""
-
-    def database(url: str) -> str:
-        last = url.rsplit("/", 1)[1]
-        return sandbox.sibling(url, last.replace("_write", f"_{name}_write").replace("_dashboards", f"_{name}_dash"))
-
-    return settings.model_copy(
-        update={
-            "namespace": f"{settings.namespace}{name}",
-            "write_database_url": database(settings.write_database_url),
-            "dashboards_database_url": database(settings.dashboards_database_url),
-            "chdb_path": tmp_path / f"chdb-{name}",
-            "api_port": sandbox.free_port(),
-        }
-        | update
-    )
 
 
 def split(name: str) -> bool:

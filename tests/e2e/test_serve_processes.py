@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra import sandbox
 from infra.processes.supervisor import running_processes, running_supervisor, serving
-from infra.sandbox import free_port
-from tests.conftest import OPERATOR, eventually
+from tests.conftest import OPERATOR, apart, eventually
 from tests.faults.test_faults import children_of
 
 #: Idle PSS of serve's whole process tree (``/proc/PID/smaps_rollup``), in MB: 1,555 with a worker and a builder
@@ -34,14 +34,10 @@ def pss_mb(pids: list[int]) -> float:
 
 @pytest.mark.timeout(300)
 async def test_serve_runs_a_worker_per_store_and_a_builder_only_while_a_rebuild_needs_it(fresh_services, tmp_path):
-    settings = fresh_services.model_copy(
-        update={
-            "chdb_path": tmp_path / "chdb",
-            "api_port": free_port(),
-            "api_processes": 2,
-            "builder_linger_seconds": LINGER_SECONDS,
-        }
-    )
+    # A sandbox of its own: the session's in-process workers would otherwise build the version before its builder
+    # starts.
+    settings = apart(fresh_services, tmp_path, "procs", api_processes=2, builder_linger_seconds=LINGER_SECONDS)
+    await sandbox.reset(settings, beside=True)
     async with serving(settings, tmp_path / "serve.log") as supervisor:
         roles = sorted(children_of(supervisor.pid).values())
         assert roles == [
