@@ -141,11 +141,12 @@ def partitions_of(settings: Settings, name: str) -> int:
     return settings.partitions
 
 
-def runner(settings: Settings, names: list[str] | None = None, role: str | None = None) -> ProjectionRunner:
+def runner(settings: Settings, names: list[str] | None = None, builds: bool = False) -> ProjectionRunner:
     """The worker side's resources (the stores of ``names`` only, if given), opened lazily on the worker's loop;
-    ``role`` names its sessions (a worker's counts towards each worker's share of the partitions)."""
+    its sessions name it a worker of those stores (counted towards each one's share of the partitions) or, with
+    ``builds``, a builder."""
     needed = None if names is None else {PROJECTIONS[name].store for name in names}
-    role = role or presence.worker_role(None if needed is None or len(needed) > 1 else next(iter(needed)))
+    role = presence.role_of(needed or {PROJECTIONS[name].store for name in PROJECTIONS}, builds)
 
     async def open_resources() -> Resources:
         # Each partition followed holds its lock's connection and reads the log on another.

@@ -42,6 +42,13 @@ def worker_role(store: str | None) -> str:
     return f"{WORKER}:{store or EVERY_STORE}"
 
 
+def role_of(stores: set[str], builds: bool = False) -> str:
+    """What a process working for these stores' projections calls itself: a worker of the live versions counts
+    towards each one's share of the partitions; a builder does not."""
+    store = next(iter(stores)) if len(stores) == 1 else None
+    return f"build:{store or EVERY_STORE}" if builds else worker_role(store)
+
+
 def session_settings(name: str) -> dict[str, str]:
     return {"application_name": name} | SESSION_SETTINGS
 

@@ -88,7 +88,7 @@ async def http_benchmarks(
     base = f"http://{settings.api_host}:{settings.api_port}"
     work = Workload(base, seeded, random.Random(11))
     result: dict = {}
-    key = await _tenant_key(settings, work.tenant)
+    key = await tenant_key(settings, work.tenant)
     async with serving(settings, folder / "serve.log") as child:
         # Idle connections go before uvicorn's 5 s keep-alive closes them under a request.
         connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=3)
@@ -258,7 +258,7 @@ async def _head(session: aiohttp.ClientSession, base: str, headers: dict) -> int
     return max(row["head"] for row in rows)
 
 
-async def _tenant_key(settings: Settings, tenant: str) -> str:
+async def tenant_key(settings: Settings, tenant: str) -> str:
     """An API key of the seeded tenant: the bench's clients call as that tenant, as users do."""
     from infra.bootstrap import write_engine
     from write import api_keys

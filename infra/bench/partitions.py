@@ -19,7 +19,7 @@ import aiohttp
 
 from infra import bootstrap, sandbox
 from infra.bench import cost, load
-from infra.bench.api import _tenant_key, lag_zero
+from infra.bench.api import lag_zero, tenant_key
 from infra.bench.environment import bench_databases, bench_settings
 from infra.bench.live import live_run
 from infra.bench.seed import Seeded, seed
@@ -85,7 +85,7 @@ async def _one(base: Settings, folder: Path, plan: PartitionPlan, count: int, lo
         )
     finally:
         await engine.dispose()
-    keys = {tenant: await _tenant_key(settings, tenant) for tenant in seeded.tenants}
+    keys = {tenant: await tenant_key(settings, tenant) for tenant in seeded.tenants}
     url = f"http://{settings.api_host}:{settings.api_port}"
     operator = {"Authorization": f"Bearer {settings.operator_token}"}
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
@@ -104,24 +105,17 @@ _SEVERITY = ["previous", "live", "rebuilding", "catching up", "unreadable", "hal
 
 
 def _rolled_up(rows: list[ProjectionStatus], projections: dict[str, Projection]) -> list[ProjectionStatus]:
-    """Each split version's partitions, after one row that rolls them up under the version's own label."""
+    """Each split version's partitions (listed together, as ``active_projections`` builds them) after one row that
+    rolls them up under the version's own label."""
     out: list[ProjectionStatus] = []
-    groups: dict[str, list[ProjectionStatus]] = {}
-    for row in rows:
-        p = projections[row.projection]
-        if p.partition.whole:
-            out.append(row)
-            continue
-        version_label = label(p.name, p.version)
-        if version_label not in groups:
-            groups[version_label] = []
-            out.append(ProjectionStatus(version_label, "", 0, 0, 0, 0, 0.0))  # its place; filled in below
-        groups[version_label].append(row)
-    for i, row in enumerate(out):
-        parts = groups.get(row.projection)
-        if parts:
-            out[i : i + 1] = [_roll_up(row.projection, parts), *parts]
+    for (version_label, whole), group in itertools.groupby(rows, key=lambda r: _version_of(projections[r.projection])):
+        parts = list(group)
+        out += parts if whole else [_roll_up(version_label, parts), *parts]
     return out
+
+
+def _version_of(projection: Projection) -> tuple[str, bool]:
+    return label(projection.name, projection.version), projection.partition.whole
 
 
 def _roll_up(version_label: str, parts: list[ProjectionStatus]) -> ProjectionStatus:

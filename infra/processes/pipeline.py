@@ -18,7 +18,6 @@ from infra import bootstrap
 from infra.processes.gc_tuning import tune_for_batches
 from infra.settings import Settings
 from projections.registry import PROJECTIONS
-from workers import presence
 from workers.broker import build_queue_name, queue_name, send_all_coalesced
 from workers.broker import queues as worker_queues
 from workers.relay import Relay
@@ -38,14 +37,6 @@ QUEUES = {
 BUILDS_POLL_MS = 1000
 
 
-def role(projections: list[str] | None, takes: str) -> str:
-    """What a worker of these projections calls itself: a worker of one store's live versions counts towards each
-    one's share of the partitions (``workers.presence``); a builder does not."""
-    stores = {PROJECTIONS[name].store for name in projections or PROJECTIONS}
-    store = next(iter(stores)) if len(stores) == 1 else None
-    return presence.worker_role(store) if takes != BUILDS else f"build:{store or presence.EVERY_STORE}"
-
-
 class Pipeline:
     """The relay and a Dramatiq worker, started and stopped alongside an app or alone.
 
@@ -62,7 +53,7 @@ class Pipeline:
         takes: str = BOTH,
     ) -> None:
         self.settings = settings
-        self.runner = bootstrap.runner(settings, projections, role(projections, takes))
+        self.runner = bootstrap.runner(settings, projections, builds=takes == BUILDS)
         self.broker, self.actors = bootstrap.broker_and_actors(settings, self.runner)
         names = list(PROJECTIONS) if projections is None else projections
         queues = set().union(*(QUEUES[takes](settings.namespace, name) for name in names))

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from infra import bootstrap, sandbox
+from infra.services.local_process import wait_until
 from infra.services.postgres import Postgres
 from infra.settings import Settings
 from projections.base import label
@@ -57,10 +58,8 @@ class DrillPostgres(Postgres):
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.prepare()
         self.launch()
-        deadline = time.monotonic() + self.deadline_seconds
-        while not self.healthy():
-            assert time.monotonic() < deadline, "the drill's Postgres did not start"
-            time.sleep(0.2)
+        started = wait_until(self.healthy, time.monotonic() + self.deadline_seconds)
+        assert started, "the drill's Postgres did not start"
         self.after_ready()
 
 

@@ -58,6 +58,22 @@ def run(broker, runner, names, **retries):
     return actors, worker
 
 
+def deliver(broker, runner, names, *messages, builds: bool = False) -> None:
+    """Send ``messages`` (argument tuples) to the first projection's actor and run a worker until its queues are
+    empty."""
+    actors, worker = run(broker, runner, names)
+    worker.start()
+    try:
+        for arguments in messages:
+            actors[names[0]].send(*arguments)
+        broker.join(queue_name("ns", names[0]))
+        if builds:
+            broker.join(build_queue_name("ns", names[0]))
+        worker.join()
+    finally:
+        worker.stop()
+
+
 def test_each_projection_has_its_own_queue(broker):
     actors, _ = run(broker, RecordingRunner(), ["a", "b"])
     assert {a.queue_name for a in actors.values()} == {queue_name("ns", "a"), queue_name("ns", "b")} == {"ns.a", "ns.b"}
@@ -91,41 +107,17 @@ def test_failures_are_retried_with_backoff(broker):
 
 def test_a_rebuild_goes_on_a_queue_of_its_own_until_it_is_done(broker):
     runner = RecordingRunner(slices={"a": 3})
-    actors, worker = run(broker, runner, ["a"])
-    worker.start()
-    try:
-        actors["a"].send(5)
-        broker.join(queue_name("ns", "a"))
-        broker.join(build_queue_name("ns", "a"))
-        worker.join()
-    finally:
-        worker.stop()
+    deliver(broker, runner, ["a"], (5,), builds=True)
     assert runner.calls == [("a", 5)] and runner.builds == ["a"] * 3
 
 
 def test_a_message_names_its_partition_and_an_old_one_means_the_first(broker):
     runner = RecordingRunner()
-    actors, worker = run(broker, runner, ["a"])
-    worker.start()
-    try:
-        actors["a"].send(3, 2)
-        actors["a"].send(4)  # queued before partitions: one argument
-        broker.join(queue_name("ns", "a"))
-        worker.join()
-    finally:
-        worker.stop()
+    deliver(broker, runner, ["a"], (3, 2), (4,))  # the second as queued before partitions: one argument
     assert sorted(zip(runner.calls, runner.partitions_asked, strict=True)) == [(("a", 3), 2), (("a", 4), 0)]
 
 
 def test_every_partition_of_a_version_being_built_gets_build_messages(broker):
     runner = RecordingRunner(slices={"a": 3}, partitions=3)
-    actors, worker = run(broker, runner, ["a"])
-    worker.start()
-    try:
-        actors["a"].send(5)
-        broker.join(queue_name("ns", "a"))
-        broker.join(build_queue_name("ns", "a"))
-        worker.join()
-    finally:
-        worker.stop()
+    deliver(broker, runner, ["a"], (5,), builds=True)
     assert set(runner.built_partitions) == {0, 1, 2}
