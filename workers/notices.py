@@ -159,6 +159,7 @@ class Notices:
         if name and position.isdigit():
             self.wanted[name] = max(self.wanted.get(name, 0), int(position))
             self._asked.set()
+            self._moved.set()  # a partition with no commit of its own waits in ``wait_past``: it looks again
 
     def _aside_asked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._aside[payload] = time.monotonic()
