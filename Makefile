@@ -44,8 +44,17 @@ bench: migrate
 bench-quick: migrate
 	$(BIN)/prism bench --quick
 
+# Then the readers' end-to-end tests and the cluster drill again on the stores as clusters (started by the tests
+# themselves, stopped after): a Redis Cluster, three Elasticsearch nodes, a Postgres replica for dashboards.
+CLUSTER_TESTS := tests/e2e/test_order_pages.py tests/e2e/test_read_your_writes.py tests/e2e/test_search.py \
+	tests/e2e/test_dashboards.py tests/e2e/test_shipping.py tests/e2e/test_rebuild.py tests/e2e/test_partitions.py \
+	tests/e2e/test_cluster_drill.py tests/integration/test_served_reads.py tests/integration/test_audit.py \
+	tests/integration/test_lost_writes.py
+
 test: migrate
 	$(BIN)/pytest -q -p no:cacheprovider
+	PRISM_TEST_STORES=cluster $(BIN)/pytest -q -p no:cacheprovider $(CLUSTER_TESTS); \
+		status=$$?; $(BIN)/prism services down --cluster; exit $$status
 
 # The tests that need no service (domain, projection functions, settings, actors on the stub broker).
 unit: $(STAMP)

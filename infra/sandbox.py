@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from infra import bootstrap
 from infra.settings import Settings
+from projections.layouts.order_summaries import is_cluster
 from write.migrate import upgrade
 
 
@@ -81,10 +82,10 @@ async def _empty_stores(settings: Settings, clickhouse: bool, whole_redis: bool 
     try:
         broker_redis = Redis.from_url(settings.broker_url)
         for redis in (stores.redis, broker_redis):
-            if whole_redis:
+            if whole_redis and not is_cluster(redis):  # a cluster has one database, which other sandboxes share
                 await redis.flushdb()
                 continue
-            for pattern in (f"{settings.namespace}:*", f"{settings.namespace}-*"):
+            for pattern in (f"{settings.namespace}:*", f"{settings.namespace}-*", f"{{{settings.namespace}:*"):
                 async for key in redis.scan_iter(match=pattern, count=1000):
                     await redis.unlink(key)
         await broker_redis.aclose()

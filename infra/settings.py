@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,13 @@ from write.partitions import BUCKETS
 
 #: Credentials that only the local development services use.
 _DEV_PASSWORD = "prism"
+#: A file in ``services_dir`` that ``prism services up --cluster`` leaves while the local clusters run, so later
+#: commands use them unless ``PRISM_STORES`` says otherwise.
+CLUSTER_MARK = "run/stores-cluster"
+#: Where ``prism services up --cluster`` runs each store's nodes on this machine.
+REDIS_CLUSTER_PORTS = tuple(range(46001, 46007))  # three masters, then a replica each; a bus port 10000 above each
+ELASTICSEARCH_NODE_PORTS = (9201, 9202, 9203)
+POSTGRES_REPLICA_PORT = 55433
 
 
 class Settings(BaseSettings):
@@ -32,6 +40,12 @@ class Settings(BaseSettings):
         "the dashboards schema and the queues",
     )
 
+    stores: Literal["single", "cluster"] = Field(
+        "single",
+        description="single: one node per store; cluster: the stores' addresses not set otherwise are those of the "
+        "clusters `prism services up --cluster` runs here (a Redis Cluster, three Elasticsearch nodes, a Postgres "
+        "replica for dashboards reads); that command makes it the default until `prism services down`",
+    )
     write_database_url: str = Field(
         "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write",
         description="Write model and event log (Postgres)",
@@ -40,10 +54,34 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_dashboards",
         description="Customer dashboards read model (Postgres)",
     )
+    dashboards_read_url: str = Field(
+        "",
+        description="A streaming replica of the dashboards database that its readers read (empty: the primary); "
+        "read-your-writes stays exact, the replica's checkpoint row coming in the same WAL as its data",
+    )
     redis_url: str = Field("redis://127.0.0.1:56379/0", description="Redis holding the order summaries")
+    redis_cluster_nodes: str = Field(
+        "",
+        pattern=r"^$|^[^,:\s]+:\d+(,[^,:\s]+:\d+)*$",
+        description="Nodes of a Redis Cluster holding the order summaries instead (host:port,host:port; any of "
+        "them finds the rest)",
+    )
     broker_url: str = Field("redis://127.0.0.1:56379/1", description="Redis used by Dramatiq")
-    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch holding the order search")
+    elasticsearch_url: str = Field(
+        "http://127.0.0.1:9200",
+        description="Elasticsearch holding the order search: one node's URL, or several, comma-separated",
+    )
+    elasticsearch_shards: int = Field(1, ge=1, le=64, description="Primary shards of each order search index")
+    elasticsearch_replicas: int = Field(
+        0, ge=0, le=8, description="Replicas of each shard (1 or more keeps reads answering when a node is lost)"
+    )
     clickhouse_url: str = Field("", description="ClickHouse server URL; empty runs the embedded chDB engine")
+    clickhouse_cluster: str = Field(
+        "",
+        description="ClickHouse cluster (as the servers' configuration names it) the analytics DDL, users and grants "
+        "run on (ON CLUSTER), each table replicated behind a Distributed table sharded by tenant; needs "
+        "PRISM_CLICKHOUSE_URL (a node of it). Empty: one node",
+    )
     chdb_path: Path = Field(Path("var/chdb"), description="Data folder of the embedded chDB engine")
     clickhouse_read_connections: int = Field(
         4,
@@ -204,6 +242,37 @@ class Settings(BaseSettings):
     jwt_public_key: str = Field("", description="PEM public key that signs JWTs (instead of a JWKS URL)")
     jwt_algorithms: list[str] = Field(["RS256", "ES256"], description="Signature algorithms accepted, as JSON")
     jwt_tenant_claim: str = Field("tenant", description="JWT claim that holds the caller's tenant")
+
+    @model_validator(mode="after")
+    def _local_clusters(self) -> Settings:
+        """With ``stores=cluster`` (or the local clusters running), each store address left unset is its cluster's."""
+        if "stores" not in self.model_fields_set and (self.services_dir / CLUSTER_MARK).exists():
+            self.stores = "cluster"
+        if self.stores != "cluster":
+            return self
+        clusters = {
+            "redis_cluster_nodes": ",".join(f"127.0.0.1:{port}" for port in REDIS_CLUSTER_PORTS),
+            "elasticsearch_url": ",".join(f"http://127.0.0.1:{port}" for port in ELASTICSEARCH_NODE_PORTS),
+            "elasticsearch_replicas": 1,
+        }
+        for field, value in clusters.items():
+            if field not in self.model_fields_set:
+                setattr(self, field, value)
+        return self
+
+    @property
+    def dashboards_reads_at(self) -> str:
+        """Where the dashboards' readers read: ``dashboards_read_url``, or with the local clusters their replica of
+        the dashboards database (derived when asked, so a copy of these settings with another database follows),
+        or empty for the primary."""
+        if self.dashboards_read_url or self.stores != "cluster":
+            return self.dashboards_read_url
+        primary = urlsplit(self.dashboards_database_url)
+        login = primary.netloc.rpartition("@")[0]
+        replica = primary._replace(
+            netloc=f"{login}@127.0.0.1:{POSTGRES_REPLICA_PORT}" if login else f"127.0.0.1:{POSTGRES_REPLICA_PORT}"
+        )
+        return replica.geturl()
 
     @model_validator(mode="after")
     def _refuse_unsafe_values_outside_development(self) -> Settings:

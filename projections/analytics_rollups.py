@@ -10,6 +10,9 @@ the hours it touches. An order keeps its placing time and its lines their produc
 so an order's rows never move from one key to another.
 
 ``order_hours`` and ``daily_orders`` are plain views over ``status_hours``: nothing recomputes them.
+
+On a cluster the statements read and write the Distributed tables, which keep a tenant's
+facts and rollup rows on one shard, and wait for their shards (``clickhouse_cluster``).
 """
 
 from __future__ import annotations
@@ -146,9 +149,9 @@ _ROLLUP_HOURS = ("tenant_id", "day", "hour")
 
 
 def _status_hours(t: Tables, hours: _Keys) -> str:
-    facts, kept = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours)
+    facts, kept, settings = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours), t.cluster.insert_settings
     return f"""INSERT INTO {t.status_hours} (tenant_id, day, hour, status, orders, discounted, revenue, discounts,
-                                             subtotals, version)
+                                             subtotals, version){settings}
         SELECT tenant_id, day, hour, status, sum(orders), sum(discounted), sum(revenue), sum(discounts),
                sum(subtotals), {_VERSION}
         FROM (SELECT tenant_id, toDate32(placed_at) AS day, toHour(placed_at) AS hour, status, count() AS orders,
@@ -162,8 +165,8 @@ def _status_hours(t: Tables, hours: _Keys) -> str:
 
 
 def _product_hours(t: Tables, hours: _Keys) -> str:
-    facts, kept = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours)
-    return f"""INSERT INTO {t.product_hours} (tenant_id, day, hour, product_id, quantity, revenue, version)
+    facts, kept, settings = _in(_FACT_HOURS, hours), _in(_ROLLUP_HOURS, hours), t.cluster.insert_settings
+    return f"""INSERT INTO {t.product_hours} (tenant_id, day, hour, product_id, quantity, revenue, version){settings}
         SELECT tenant_id, day, hour, product_id, sum(quantity), sum(revenue), {_VERSION}
         FROM (SELECT tenant_id, toDate32(placed_at) AS day, toHour(placed_at) AS hour, product_id,
                      sumIf(quantity, {_LIVE}) AS quantity, sumIf(line_total, {_LIVE}) AS revenue
@@ -175,8 +178,8 @@ def _product_hours(t: Tables, hours: _Keys) -> str:
 
 def _product_days(t: Tables, products: _Keys) -> str:
     """From the product hours just written (at most 24 rows a product and day)."""
-    kept = _in(("tenant_id", "day", "product_id"), products)
-    return f"""INSERT INTO {t.product_days} (tenant_id, day, product_id, quantity, revenue, version)
+    kept, settings = _in(("tenant_id", "day", "product_id"), products), t.cluster.insert_settings
+    return f"""INSERT INTO {t.product_days} (tenant_id, day, product_id, quantity, revenue, version){settings}
         SELECT tenant_id, day, product_id, sum(quantity), sum(revenue), {_VERSION}
         FROM {t.product_hours} FINAL WHERE {kept}
         GROUP BY tenant_id, day, product_id"""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from projections.stores.clients import Stores
+from write import partitions
 from write.events import StoredEvent
 from write.facts import TenantFacts
 from write.partitions import WHOLE, Partition
@@ -130,6 +131,13 @@ class Projection(ABC):
         needs from them. Each partition keeps a checkpoint of its own; the version's storage and what serves it are
         the version's."""
         self.version, self.partition, self.label = version, partition, label(self.name, version, partition)
+        self.stores = stores
+
+    def of_tenant(self, tenant: str) -> Projection:
+        """This version's instance for the tenant's partition (where its documents are, on a store that places a
+        partition's together, and whose lock a repair of them takes)."""
+        held = partitions.of(tenant, self.partition.count)
+        return self if held == self.partition else type(self)(self.stores, self.version, held)
 
     @abstractmethod
     async def setup(self) -> None:

@@ -16,6 +16,9 @@ Each version has tables of its own (``orders_v<n>``...); readers and analysts qu
 views with the plain names (``orders``, ``order_lines``, ``order_events``,
 ``products``, ``daily_orders`` and ``order_analytics_checkpoint``), which ``serve`` moves to a version
 with ``EXCHANGE TABLES``, the checkpoint view last.
+
+With ``PRISM_CLICKHOUSE_CLUSTER`` the same statements run on every node of a cluster,
+each table replicated behind a Distributed table of its name (``layouts/clickhouse_cluster``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import orjson
 
 from projections.analytics_rollups import Touched, forgotten_sql, quoted, rollup_sql, touched
 from projections.base import Batch, Deferred, Projection, forget_and_apply
+from projections.layouts.clickhouse_cluster import ONE_NODE, Cluster, cluster_of
 from projections.layouts.order_analytics import PROJECTION, VIEW_SECURITY, Tables, read_checkpoint
 from projections.stores.clients import Stores
 from write import events as e
@@ -170,7 +174,8 @@ class OrderAnalytics(Projection):
     def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
         super().__init__(stores, version, partition)
         self.client = stores.clickhouse
-        self.tables = Tables(stores.namespace, version, partition)
+        self.tables = Tables(stores.namespace, version, partition, cluster_of(stores))
+        self.cluster = self.tables.cluster
         self._unrolled = Deferred()
 
     async def setup(self) -> None:
@@ -255,32 +260,33 @@ class OrderAnalytics(Projection):
             for sql in forgotten_sql(self.tables)
         )
         for table in (self.tables.orders, self.tables.order_lines, self.tables.order_events):
-            self.client.command(f"DELETE FROM {table} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
+            delete = self.cluster.delete_from(table)
+            self.client.command(f"{delete} WHERE order_id IN %(ids)s", parameters={"ids": order_ids})
         self._roll_up(Touched(hours, products))
 
     def _setup(self) -> None:
         """The tables (and views) of this version; a version made by an earlier release gets what it lacks: the
         hourly rollups filled from its facts, ``daily_orders`` and ``order_hours`` as views over them instead of a
         refreshed view and a table of their own."""
-        t = self.tables
+        t, on = self.tables, self.cluster.on
         rolled_up = all(self._exists(x) for x in (t.status_hours, t.product_hours, t.product_days))
         rolled_up = rolled_up or not self._exists(t.orders)
         if self._engine(self.tables.daily_orders) == "MaterializedView":  # refreshed from every fact, each period
-            self.client.command(f"DROP VIEW {self.tables.daily_orders}")
+            self.client.command(f"DROP VIEW {self.tables.daily_orders}{on}")
         for statement in self.tables.ddl():
             self.client.command(statement)
         if not rolled_up:  # facts made by a release without rollups
             self._roll_up(Touched(None, None))
         for view, select in self.tables.views().items():  # served only if nothing is yet
-            self.client.command(f"CREATE VIEW IF NOT EXISTS {view} {VIEW_SECURITY} AS {select}")
+            self.client.command(f"CREATE VIEW IF NOT EXISTS {view}{on} {VIEW_SECURITY} AS {select}")
         if "AS part" not in self._view_select(t.served_checkpoint) and self._is_served():  # an earlier release's
             self.client.command(
-                f"CREATE OR REPLACE VIEW {t.served_checkpoint} {VIEW_SECURITY} AS {t.checkpoint_select()}"
+                f"CREATE OR REPLACE VIEW {t.served_checkpoint}{on} {VIEW_SECURITY} AS {t.checkpoint_select()}"
             )
         if self._exists(t.order_hours):  # an earlier release's table, which nothing updates any more
             if self._is_served():
                 self._serve()
-            self.client.command(f"DROP TABLE {t.order_hours}")
+            self.client.command(f"DROP TABLE {t.order_hours}{on}")
 
     def _exists(self, table: str) -> bool:
         return bool(self.client.command(f"EXISTS TABLE {table}"))
@@ -299,12 +305,14 @@ class OrderAnalytics(Projection):
             self.client.command(statement)
 
     def _serve(self) -> None:
-        """Each view is swapped atomically with a staged one pointing at this version."""
+        """Each view is swapped atomically with a staged one pointing at this version (on a cluster, on each node
+        apart: for a moment one node may serve the new version and another the old)."""
+        on = self.cluster.on
         for view, select in self.tables.views().items():
             staged = f"{view}__staged"
-            self.client.command(f"CREATE OR REPLACE VIEW {staged} {VIEW_SECURITY} AS {select}")
-            self.client.command(f"EXCHANGE TABLES {view} AND {staged}")
-            self.client.command(f"DROP VIEW {staged}")
+            self.client.command(f"CREATE OR REPLACE VIEW {staged}{on} {VIEW_SECURITY} AS {select}")
+            self.client.command(f"EXCHANGE TABLES {view} AND {staged}{on}")
+            self.client.command(f"DROP VIEW {staged}{on}")
 
     def _drop(self) -> None:
         for table in (
@@ -318,11 +326,13 @@ class OrderAnalytics(Projection):
             self.tables.status_hours,
             self.tables.product_hours,
         ):
-            self.client.command(f"DROP TABLE IF EXISTS {table}")
-        for statement in (self.tables.ddl()[0], self.tables.ddl()[-1]):  # the database and checkpoints stay
+            for statement in self.cluster.drop_table(table):
+                self.client.command(statement)
+        kept = (self.tables.database_ddl(), *self.tables.checkpoints_ddl())  # the database and checkpoints stay
+        for statement in kept:
             self.client.command(statement)
         self.client.command(  # the version's checkpoint and its partitions'
-            f"DELETE FROM {self.tables.checkpoints} WHERE name = %(p)s OR startsWith(name, %(parts)s)",
+            f"{self.cluster.delete_from(self.tables.checkpoints)} WHERE name = %(p)s OR startsWith(name, %(parts)s)",
             parameters={"p": self.tables.version_key, "parts": self.tables.version_key + partitions.SEPARATOR},
         )
 
@@ -331,7 +341,7 @@ class OrderAnalytics(Projection):
         for table, block in rows(batch.events).items():
             if block.rows:
                 token = f"{table}:{first}:{batch.upto}" if batch.deduplicate else None
-                insert_block(self.client, getattr(self.tables, table), block, token)
+                insert_block(self.client, getattr(self.tables, table), block, token, self.cluster)
         keys = touched(batch.events)
         if batch.more and not self._unrolled.due():
             self._unrolled.add(batch.upto, hours=keys.hours or set(), products=keys.products or set())
@@ -346,22 +356,24 @@ class OrderAnalytics(Projection):
             self.client,
             self.tables.checkpoints,
             Block(("name", "position"), [(self.tables.checkpoint_key, max(upto, self._unrolled.upto))]),
+            cluster=self.cluster,
         )
         self._unrolled.done(time.monotonic() - started)
 
 
-def insert_block(client, table: str, block: Block, dedup_token: str | None = None) -> None:
+def insert_block(client, table: str, block: Block, dedup_token: str | None = None, cluster: Cluster = ONE_NODE) -> None:
     """One block insert as JSONCompactColumns: on chDB far cheaper than the Native path, and about half the
     time of JSONEachRow (no key per value to write or parse).
 
     The settings go in the statement: passed as the client's per-call settings, the
     chDB backend reads, sets and restores each one around the call (six engine
-    queries per insert, half the analytics projection's time under load).
+    queries per insert, half the analytics projection's time under load). On a
+    cluster, ``table`` is a Distributed table, and the insert waits for its shards.
     """
     settings = {"date_time_input_format": "best_effort"}
     if dedup_token:
         settings["insert_deduplication_token"] = dedup_token
-    clause = ", ".join(f"{name} = {quoted(value)}" for name, value in settings.items())
+    clause = ", ".join([*(f"{name} = {quoted(value)}" for name, value in settings.items()), *cluster.write_settings])
     body = orjson.dumps(block.as_columns()).decode()
     client.command(
         f"INSERT INTO {table} ({', '.join(block.columns)}) SETTINGS {clause} FORMAT JSONCompactColumns\n{body}"

@@ -143,6 +143,7 @@ class OrderSearch(Projection):
         self.es = stores.elasticsearch
         self.names = Names(stores.namespace, version, partition)
         self.namespace = stores.namespace
+        self.search_index = stores.search_index  # shards and replicas, from the settings
         self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
         self._upto = 0  # the last batch's end: a reader waiting past it waits for the batch being written
         self._waiting_for_refresh = False
@@ -221,7 +222,7 @@ class OrderSearch(Projection):
             await self._add_new_fields(index, mappings)
             await self._warn_if_outdated(index, mappings)
             return
-        settings = SETTINGS | (extra or {}) | ({"analysis": analysis} if analysis else {})
+        settings = SETTINGS | self.search_index | (extra or {}) | ({"analysis": analysis} if analysis else {})
         try:
             await self.es.indices.create(index=index, mappings=mappings, settings=settings)
         except driver.BadRequest as error:

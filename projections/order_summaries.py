@@ -17,7 +17,7 @@ import orjson
 
 from projections import documents
 from projections.base import Batch, Projection, forget_and_apply
-from projections.layouts.order_summaries import PROJECTION, Keys, read_checkpoint, served_version
+from projections.layouts.order_summaries import PROJECTION, Keys, is_cluster, read_checkpoint, served_version
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
@@ -27,27 +27,35 @@ from write.partitions import WHOLE, Partition
 DROP_CHUNK = 10_000
 
 #: Writes a document unless the stored one is newer; the checkpoint only moves forward. ``doc`` is the answer an
-#: order page gets as it is; ``stamps`` is what folding needs beside it (empty for names).
+#: order page gets as it is; ``stamps`` is what folding needs beside it (empty for names). KEYS are the checkpoint
+#: and then each hash written; ARGV the batch's position, the checkpoint this writer last read or wrote, and per hash
+#: its (pos, doc, stamps). A checkpoint found behind what this writer wrote means the store lost writes (a failover
+#: to a replica that had not received them, a restart without persistence): nothing is written, and the refusal
+#: (``TRYAGAIN``, a store not ready) makes the worker read the checkpoint again and apply from there.
 GUARDED_WRITE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[2]) then
+  return redis.error_reply('TRYAGAIN the checkpoint is at ' .. current .. ', behind ' .. ARGV[2] .. ' written before')
+end
 local upto = tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  local key, pos, doc, stamps = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+for i = 2, #KEYS do
+  local key, at = KEYS[i], 3 * i - 3
+  local pos, doc, stamps = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
   local stored = tonumber(redis.call('HGET', key, 'pos') or '0')
   if stored <= pos then
     if stamps == '' then redis.call('HSET', key, 'doc', doc, 'pos', pos)
     else redis.call('HSET', key, 'doc', doc, 'stamps', stamps, 'pos', pos) end
   end
 end
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < upto then redis.call('SET', KEYS[1], upto) end
 return 1
 """
 
-#: The ``doc`` and ``stamps`` fields of each hash named in ARGV (false where there are none), in one command.
+#: The ``doc`` and ``stamps`` fields of each hash named in KEYS (false where there are none), in one command.
 READ_DOCS = """
 local docs = {}
-for i = 1, #ARGV do
-  local found = redis.call('HMGET', ARGV[i], 'doc', 'stamps')
+for i = 1, #KEYS do
+  local found = redis.call('HMGET', KEYS[i], 'doc', 'stamps')
   docs[2 * i - 1], docs[2 * i] = found[1], found[2]
 end
 return docs
@@ -66,10 +74,12 @@ class OrderSummaries(Projection):
     def __init__(self, stores: Stores, version: int = 1, partition: Partition = WHOLE) -> None:
         super().__init__(stores, version, partition)
         self.redis = stores.redis
-        self.keys = Keys(stores.namespace, version, partition)
+        self.keys = Keys(stores.namespace, version, partition, cluster=is_cluster(self.redis))
         self.namespace = stores.namespace
         self._write = self.redis.register_script(GUARDED_WRITE)
         self._read_docs = self.redis.register_script(READ_DOCS)
+        #: The checkpoint this object last read or wrote: one found behind it in the store means lost writes.
+        self._written = 0
 
     async def setup(self) -> None:
         """Redis needs no schema (the script loads on first use); only the pointer, if no version is served yet."""
@@ -82,25 +92,33 @@ class OrderSummaries(Projection):
         return await served_version(self.redis, self.namespace) == self.version
 
     async def checkpoint(self) -> int:
-        return await read_checkpoint(self.redis, self.keys)
+        self._written = await read_checkpoint(self.redis, self.keys)  # what the next batch's write expects at least
+        return self._written
 
     async def apply(self, batch: Batch) -> None:
         current, dims = await self._current(batch)
         changed, changed_dims = documents.fold(current, batch.events, dims)
         async with self.redis.pipeline(transaction=True) as pipe:
             self._index(pipe, changed.values())
-            args: list = [batch.upto]
+            keys: list[str] = [self.keys.checkpoint]
+            args: list[Any] = [batch.upto, self._written]
             for order_id, doc in changed.items():
-                args += [self.keys.order(order_id), doc["position"], *_stored(doc)]
+                keys.append(self.keys.order(order_id))
+                args += [doc["position"], *_stored(doc)]
             for key, dim in changed_dims.items():
-                args += [self.keys.dimension(key), dim["position"], _json(dim), ""]
-            await self._write(keys=[self.keys.checkpoint], args=args, client=pipe)
+                keys.append(self.keys.dimension(key))
+                args += [dim["position"], _json(dim), ""]
+            if self.keys.cluster:  # a cluster's pipeline has no script cache: the source goes, Redis caches it
+                pipe.eval(GUARDED_WRITE, len(keys), *keys, *args)
+            else:
+                await self._write(keys=keys, args=args, client=pipe)
             await pipe.execute()
+        self._written = max(self._written, batch.upto)
 
     async def drop(self) -> None:
         """Every key of this version, ``DROP_CHUNK`` per ``UNLINK`` (Redis frees them in the background)."""
         found: list[bytes] = []
-        async for key in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=DROP_CHUNK):
+        async for key in self.redis.scan_iter(match=self.keys.version_pattern, count=DROP_CHUNK):
             found.append(key)
             if len(found) >= DROP_CHUNK:
                 await self.redis.unlink(*found)
@@ -141,11 +159,11 @@ class OrderSummaries(Projection):
             "string": self.redis.get,
             "zset": lambda k: self.redis.zrange(k, 0, -1, withscores=True),
         }
-        async for raw in self.redis.scan_iter(match=f"{self.keys.prefix}*", count=1000):
+        async for raw in self.redis.scan_iter(match=self.keys.version_pattern, count=1000):
             key = _text(raw)
             kind = _text(await self.redis.type(key))
             value = await readers[kind](key)
-            state[key.removeprefix(self.keys.prefix)] = sorted(value) if kind == "set" else value
+            state[self.keys.within_version(key)] = sorted(value) if kind == "set" else value
         return state
 
     async def _current(self, batch: Batch) -> tuple[dict[str, documents.Doc], documents.Dims]:
@@ -156,7 +174,7 @@ class OrderSummaries(Projection):
         if not ordered and not dim_keys:
             return {}, {}
         raw = await self._read_docs(
-            args=[self.keys.order(oid) for oid in ordered] + [self.keys.dimension(key) for key in dim_keys]
+            keys=[self.keys.order(oid) for oid in ordered] + [self.keys.dimension(key) for key in dim_keys]
         )
         docs = {oid: _folded(raw[2 * n], raw[2 * n + 1]) for n, oid in enumerate(ordered) if raw[2 * n] is not None}
         dims = {

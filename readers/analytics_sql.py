@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+from projections.layouts.clickhouse_cluster import ONE_NODE, Cluster, cluster_of
 from projections.stores.clickhouse import CLICKHOUSE, connect
 from projections.stores.clients import Stores
 from readers.errors import ReaderError
@@ -177,7 +178,7 @@ class AnalystSql:
 
     def __init__(self, stores: Stores, clickhouse_url: str, chdb_path: str, limits: Limits) -> None:
         self.database, self.limits = stores.namespace, limits
-        self._access = ServerAccess(clickhouse_url, stores.namespace) if clickhouse_url else None
+        self._access = ServerAccess(clickhouse_url, stores.namespace, cluster_of(stores)) if clickhouse_url else None
         # A server's client waits for the query's own time limit (the engine stops it there) and a margin, no more.
         self._deadline = limits.seconds + ANSWER_MARGIN_SECONDS
         self._connect = lambda: connect(clickhouse_url, chdb_path, database=stores.namespace, deadline=self._deadline)
@@ -317,11 +318,12 @@ class ServerAccess:
     it, so the one policy per view is ``TO ALL`` and keeps rows only for the namespace's analyst users
     (whose names end in their tenant): Prism's own user still reads everything. The password is derived
     from the server's URL (which holds the administrator's credentials) so that every Prism process
-    pointing at the server agrees on it.
+    pointing at the server agrees on it. On a cluster, users, grants and row policies are made on every node
+    (``ON CLUSTER``): a query may reach any of them.
     """
 
-    def __init__(self, url: str, database: str) -> None:
-        self.url, self.database = url, database
+    def __init__(self, url: str, database: str, cluster: Cluster = ONE_NODE) -> None:
+        self.url, self.database, self.cluster = url, database, cluster
         self.prefix = f"{database}_analyst_"
         self._ready: set[str] = set()
         self._lock = threading.Lock()
@@ -347,17 +349,20 @@ class ServerAccess:
     def statements(self, tenant: str) -> list[str]:
         """What makes the tenant's user and the views' row policies: idempotent, so every process may run it."""
         user, db, password = f"`{self.user(tenant)}`", self.database, _quote(self.password(tenant))
+        on = self.cluster.on
+        policy = f"CREATE ROW POLICY OR REPLACE prism_analyst_rows{on}"
         rows = (
             f"NOT startsWith(currentUser(), {_quote(self.prefix)}) "
             f"OR tenant_id = substring(currentUser(), {len(self.prefix) + 1})"
         )
         return [
-            f"CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_password BY {password} DEFAULT DATABASE {db} "
-            "SETTINGS readonly = 2",  # 2: Prism may still set the limits per query; its own readonly=1 comes last
-            f"ALTER USER {user} IDENTIFIED WITH sha256_password BY {password}",
-            f"REVOKE ALL ON *.* FROM {user}",
-            *(f"GRANT SELECT ON {db}.{view} TO {user}" for view in TABLES),
-            *(f"CREATE ROW POLICY OR REPLACE prism_analyst_rows ON {db}.{view} USING {rows} TO ALL" for view in TABLES),
+            # readonly 2: Prism may still set the limits per query; its own readonly=1 comes last
+            f"CREATE USER IF NOT EXISTS {user}{on} IDENTIFIED WITH sha256_password BY {password} "
+            f"DEFAULT DATABASE {db} SETTINGS readonly = 2",
+            f"ALTER USER {user}{on} IDENTIFIED WITH sha256_password BY {password}",
+            f"REVOKE{on} ALL ON *.* FROM {user}",
+            *(f"GRANT{on} SELECT ON {db}.{view} TO {user}" for view in TABLES),
+            *(f"{policy} ON {db}.{view} USING {rows} TO ALL" for view in TABLES),
         ]
 
     def _provision(self, tenant: str) -> None:

@@ -123,8 +123,8 @@ async def customer_dashboard(
     tables = Tables(stores.namespace)
     part = (await wait.partition_of(PROJECTION, tenant)).suffix
     sql, params = served_dashboard_sql(tables), {"c": customer_id, "t": tenant, "part": part}
-    [row] = await postgres_reads.rows(stores, sql, params)
-    if min_position is not None and (row.served_position or 0) < min_position:
+    [row] = await postgres_reads.rows(stores, sql, params, behind=None if min_position is None else [None])
+    if min_position is not None and (row is None or (row.served_position or 0) < min_position):
         await _served(stores, min_position, wait, tenant)  # the bounded wait; then the row as it is at its end
         [row] = await postgres_reads.rows(stores, sql, params)
     position = int(row.served_position or 0)
@@ -201,6 +201,8 @@ async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tena
     tables = Tables(stores.namespace)
 
     async def read(part: str) -> int:
-        return await postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True, part=part))
+        return await postgres_reads.served_checkpoint(
+            stores, read_checkpoint(stores.dashboards_for_reads, tables, served=True, part=part)
+        )
 
     return tables, await wait_for(read, min_position, wait, PROJECTION, tenant)

@@ -196,6 +196,8 @@ async def _served(stores: Stores, min_position: int | None, wait: ReadWait, tena
     tables = Tables(stores.namespace)
 
     async def read(part: str) -> int:
-        return await postgres_reads.bounded(stores, read_checkpoint(stores.dashboards, tables, served=True, part=part))
+        return await postgres_reads.served_checkpoint(
+            stores, read_checkpoint(stores.dashboards_for_reads, tables, served=True, part=part)
+        )
 
     return tables, await wait_for(read, min_position, wait, PROJECTION, tenant)

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-from infra import bootstrap, sandbox
+from infra import bootstrap, sandbox, services
 from infra.settings import Settings
 from projections.base import Projection
 from projections.stores.clients import Stores
@@ -23,8 +23,12 @@ from write.bus import CommandBus
 #: ``PRISM_TEST_SLOT=N`` (1-5) gives a run databases, Redis databases and a namespace of its own, so that
 #: two runs on one machine never touch each other's data.
 SLOT = int(os.environ.get("PRISM_TEST_SLOT", "0"))
-NAMESPACE = f"prismslot{SLOT}" if SLOT else "prismtest"
-_DATABASES = f"prism_slot{SLOT}" if SLOT else "prism_test"
+#: ``PRISM_TEST_STORES=cluster`` runs the tests on the clusters ``prism services up --cluster`` starts (the
+#: ``clusters`` fixture starts them), in databases and a namespace of their own.
+STORES = os.environ.get("PRISM_TEST_STORES", "single")
+ON_CLUSTERS = STORES == "cluster"
+NAMESPACE = (f"prismslot{SLOT}" if SLOT else "prismtest") + ("c" if ON_CLUSTERS else "")
+_DATABASES = (f"prism_slot{SLOT}" if SLOT else "prism_test") + ("_c" if ON_CLUSTERS else "")
 _REDIS_DBS = (str(4 + 2 * SLOT), str(5 + 2 * SLOT)) if SLOT else ("2", "3")
 OPERATOR_TOKEN = "test-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -34,6 +38,7 @@ def _test_settings(tmp: Path) -> Settings:
     base = Settings()
     return Settings(
         env="development",
+        stores=STORES,
         namespace=NAMESPACE,
         write_database_url=sandbox.sibling(base.write_database_url, f"{_DATABASES}_write"),
         dashboards_database_url=sandbox.sibling(base.dashboards_database_url, f"{_DATABASES}_dashboards"),
@@ -59,7 +64,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest_asyncio.fixture(scope="session")
 async def fresh_services(settings: Settings) -> Settings:
-    """Empty test databases, Redis databases and indexes; the write schema migrated with Alembic."""
+    """Empty test databases, Redis databases and indexes; the write schema migrated with Alembic (on the clusters,
+    started first if they are not running)."""
+    if ON_CLUSTERS:
+        await asyncio.to_thread(services.up, settings)
     await sandbox.reset(settings)
     return settings
 

@@ -66,6 +66,14 @@ class Partition:
 WHOLE: Final = Partition()
 
 
+def named(suffix: str) -> Partition:
+    """The partition a ``suffix`` names (``/2of8``; none for the whole log)."""
+    if not suffix:
+        return WHOLE
+    index, _, count = suffix.removeprefix(SEPARATOR).partition("of")
+    return Partition(int(index) - 1, int(count))
+
+
 def of(tenant_id: str, count: int) -> Partition:
     """The partition of ``count`` that holds the tenant."""
     # The last partition whose first bucket is at most the tenant's: index * BUCKETS // count <= b.

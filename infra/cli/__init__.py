@@ -16,6 +16,12 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
     services = sub.add_parser("services", help="start, stop or show the local Postgres, Redis and Elasticsearch")
     services.add_argument("action", choices=["up", "down", "status"])
+    services.add_argument(
+        "--cluster",
+        action="store_true",
+        help="up: each store as a cluster (a Redis Cluster, three Elasticsearch nodes, a Postgres replica), which "
+        "later commands use until `down`; down: only the clusters",
+    )
     services.set_defaults(run=processes.services)
     sub.add_parser("migrate", help="bring the write database to the latest schema").set_defaults(run=processes.migrate)
     sub.add_parser("status", help="checkpoint, head and lag of every projection").set_defaults(run=projections.status)

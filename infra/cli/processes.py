@@ -11,7 +11,7 @@ from infra.settings import Settings
 def services(settings: Settings, args: argparse.Namespace) -> int:
     from infra import services
 
-    return services.main([args.action]) or 0
+    return services.main([args.action, *(["--cluster"] if args.cluster else [])]) or 0
 
 
 def migrate(settings: Settings, _: argparse.Namespace) -> int:

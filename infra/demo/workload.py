@@ -288,12 +288,12 @@ async def reconcile(settings: Settings, stores, client: httpx.AsyncClient, tenan
             json={"sql": "SELECT count(DISTINCT order_id) FROM orders"},
             headers={"Authorization": f"Bearer {t.key}"},
         )
-        rows = await dashboards.fingerprints(t.id)
+        rows = await dashboards.of_tenant(t.id).fingerprints(t.id)
         mismatches = sum(1 for cid, row in dashboards.expected(facts).items() if rows.get(cid) != row)
         counts = (
             len(facts.orders),
-            len(await summaries.fingerprints(t.id)),
-            len(await search.fingerprints(t.id)),
+            len(await summaries.of_tenant(t.id).fingerprints(t.id)),
+            len(await search.of_tenant(t.id).fingerprints(t.id)),
             ch.json()["rows"][0][0] if ch.status_code == 200 else ch.text,
         )
         ok = ok and len(set(counts)) == 1 and mismatches == 0

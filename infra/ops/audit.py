@@ -16,11 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.bootstrap import active_projections
-from projections.base import Projection, label
+from projections.base import Projection
 from projections.stores.clients import Stores
 from workers.locks import exclusively
 from workers.versions import LIVE
-from write import event_log, partitions
+from write import event_log
 from write.facts import TenantFacts, tenant_facts
 
 
@@ -63,7 +63,8 @@ async def audit(
     for tenant in tenant_ids:
         facts = await _facts(write_engine, tenant)
         for name, projection in checked.items():
-            drift += _compare(name, tenant, projection.expected(facts), await projection.fingerprints(tenant))
+            found = await projection.of_tenant(tenant).fingerprints(tenant)
+            drift += _compare(name, tenant, projection.expected(facts), found)
     return drift
 
 
@@ -74,14 +75,13 @@ async def repair(write_engine: AsyncEngine, projections: dict[str, Projection], 
         keys[(d.projection, d.tenant)].add(d.key)
     rewritten = 0
     for (name, tenant), drifted in keys.items():
-        projection = projections[name]
+        projection = projections[name].of_tenant(tenant)
         order_ids, customer_ids = projection.aggregates(sorted(drifted), await _facts(write_engine, tenant))
         async with write_engine.connect() as conn:
             related = await _related(conn, order_ids)
             events = await event_log.read_aggregates(conn, [uuid.UUID(i) for i in order_ids + customer_ids + related])
         # the only writer of the tenant's partition of the served version meanwhile
-        held = label(name, projection.version, partitions.of(tenant, projection.partition.count))
-        async with exclusively(write_engine, held):
+        async with exclusively(write_engine, projection.label):
             await projection.repair(order_ids, customer_ids, events)
         rewritten += len(order_ids) + len(customer_ids)
     return rewritten

@@ -8,9 +8,10 @@ so the machine's own Postgres cluster or Redis on the default ports stay untouch
 
 Modules: ``local_process`` (shared helpers and the ``Service`` base class), ``postgres``,
 ``redis_server``, ``elasticsearch_server``, ``plugins`` (the Elasticsearch plugin builds)
-and ``lifecycle`` (start order, ``up``, ``down``, ``stop_service``, ``status``).
+and ``lifecycle`` (start order, ``up``, ``down``, ``stop_service``, ``status``); with ``--cluster``,
+``postgres_replica``, ``redis_cluster`` and ``elasticsearch_nodes`` run each store as a cluster.
 
-Usage: ``python -m infra.services up|down|status``.
+Usage: ``python -m infra.services up [--cluster]|down|status``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from infra.services.lifecycle import down, status, stop_service, up
-from infra.services.local_process import ServiceError, ServiceStatus
+from infra.services.lifecycle import down, remember_clusters, status, stop_service, up
+from infra.services.local_process import ServiceError, ServiceStatus, say
 from infra.settings import Settings
 
 __all__ = ["ServiceError", "ServiceStatus", "down", "main", "status", "stop_service", "up"]
@@ -41,13 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m infra.services up|down|status``."""
     parser = argparse.ArgumentParser(prog="python -m infra.services", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="up: each store as a cluster on this machine, used by later commands; down: only the clusters",
+    )
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = Settings(stores="cluster") if args.cluster and args.command == "up" else Settings()
     try:
         if args.command == "up":
             up(settings)
+            if args.cluster:
+                remember_clusters(settings)
+                say("stores: clusters (a Redis Cluster, three Elasticsearch nodes, a Postgres replica for dashboards)")
         elif args.command == "down":
-            down(settings)
+            down(settings, clusters_only=args.cluster)
         else:
             print(_format_table(status(settings)))
     except ServiceError as error:

@@ -69,7 +69,7 @@ class Elasticsearch(Service):
     deadline_seconds = 300.0  # a JVM start on two busy cores has taken over two minutes
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, *host_port(settings.elasticsearch_url, 9200))
+        super().__init__(settings, *host_port(settings.elasticsearch_url.split(",")[0], 9200))
         self.base = self.root / "es"
         self.data = self.base / "data"
         self.es_logs = self.base / "logs"
@@ -157,6 +157,9 @@ class Elasticsearch(Service):
         check_writable(self.data, ES_USER)
 
     def _server_options(self) -> list[str]:
+        return [arg for key, value in self._options().items() for arg in ("-E", f"{key}={value}")]
+
+    def _options(self) -> dict[str, str]:
         """Settings for a throwaway local node; each one exists in the integ-test distribution.
 
         ``ingest.geoip.downloader.enabled`` is deliberately absent: that distribution has no
@@ -173,7 +176,7 @@ class Elasticsearch(Service):
             "action.destructive_requires_name": "false",
             "cluster.routing.allocation.disk.threshold_enabled": "false",
         }
-        return [arg for key, value in options.items() for arg in ("-E", f"{key}={value}")]
+        return options
 
     def _environment(self) -> list[str]:
         """A clean environment: no stray JAVA_TOOL_OPTIONS or JAVA_HOME from the caller.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from infra.services import elasticsearch_nodes, redis_cluster
 from infra.services.elasticsearch_server import Elasticsearch
 from infra.services.local_process import (
     Service,
@@ -20,8 +22,9 @@ from infra.services.local_process import (
     wait_until,
 )
 from infra.services.postgres import Postgres
+from infra.services.postgres_replica import PostgresReplica
 from infra.services.redis_server import Redis
-from infra.settings import Settings
+from infra.settings import CLUSTER_MARK, Settings
 
 
 def _clickhouse_status(settings: Settings) -> ServiceStatus:
@@ -40,9 +43,23 @@ def _clickhouse_status(settings: Settings) -> ServiceStatus:
 # ---------------------------------------------------------------------------
 
 
+def _groups(settings: Settings) -> list[list[Service]]:
+    """Start order, in groups whose members start together (a cluster's nodes wait for each other): the write model
+    first, then the read-side stores; with ``stores=cluster``, each store's cluster instead of its single node (the
+    single Redis stays, for Dramatiq's broker)."""
+    if settings.stores != "cluster":
+        return [[Postgres(settings)], [Redis(settings)], [Elasticsearch(settings)]]
+    return [
+        [Postgres(settings)],
+        [PostgresReplica(settings)],
+        [Redis(settings)],
+        list(redis_cluster.nodes(settings)),
+        list(elasticsearch_nodes.nodes(settings)),
+    ]
+
+
 def _services(settings: Settings) -> list[Service]:
-    """Start order: the write model first, then the read-side stores."""
-    return [Postgres(settings), Redis(settings), Elasticsearch(settings)]
+    return [service for group in _groups(settings) for service in group]
 
 
 def _await_health(service: Service, deadline: float) -> None:
@@ -105,6 +122,22 @@ def _up_one(service: Service) -> None:
     service.after_ready()
 
 
+def _up_group(group: list[Service]) -> None:
+    """A group's members started at once (each one's start waits for its own health), then the group completed."""
+    if len(group) == 1:
+        _up_one(group[0])
+    else:
+        group[0].install()  # once: the members share their installation
+        with ThreadPoolExecutor(len(group)) as pool:
+            for done in [pool.submit(_up_one, service) for service in group]:
+                done.result()
+    if isinstance(group[0], redis_cluster.RedisNode):
+        redis_cluster.form(group)  # type: ignore[arg-type]  # a group of nodes
+        nodes = group  # the cluster's map reaches every node within moments of its forming
+        if not wait_until(lambda: redis_cluster.ready(nodes), time.monotonic() + 30):  # type: ignore[arg-type]
+            redis_cluster.require_ready(nodes)  # type: ignore[arg-type]
+
+
 def _down_one(service: Service) -> None:
     """Stop the service only if its pid file names a live process we started."""
     if not service.managed:
@@ -151,20 +184,31 @@ def up(settings: Settings) -> None:
     """Start every local service that is not running yet and wait until each one answers."""
     run_dir = _layout(settings)
     with exclusive(run_dir):
-        for service in _services(settings):
-            _up_one(service)
+        for group in _groups(settings):
+            _up_group(group)
 
 
-def down(settings: Settings) -> None:
-    """Stop the services this module started, in reverse start order."""
+def down(settings: Settings, clusters_only: bool = False) -> None:
+    """Stop the services this module started, in reverse start order: every one, whichever form of the stores
+    runs, or (``clusters_only``) only those the clusters add; the clusters are no longer the default after."""
     root = settings.services_dir.absolute()
     if not (root / "run").is_dir():
         say("nothing to stop")
         return
     run_dir = _layout(settings)
+    single, clusters = (settings.model_copy(update={"stores": form}) for form in ("single", "cluster"))
+    everything = {service.name: service for service in [*_services(single), *_services(clusters)]}
+    if clusters_only:
+        everything = {name: s for name, s in everything.items() if name not in {x.name for x in _services(single)}}
     with exclusive(run_dir):
-        for service in reversed(_services(settings)):
+        for service in reversed(everything.values()):
             _down_one(service)
+        (root / CLUSTER_MARK).unlink(missing_ok=True)
+
+
+def remember_clusters(settings: Settings) -> None:
+    """Later commands use the clusters (until ``down``): ``prism services up --cluster`` then ``prism serve``."""
+    (settings.services_dir.absolute() / CLUSTER_MARK).touch()
 
 
 def stop_service(settings: Settings, name: str) -> None:

@@ -39,31 +39,29 @@ class Redis(Service):
     def prepare(self) -> None:
         make_dir(self.data, mode=0o700)
 
+    def options(self) -> list[str]:
+        return [
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(self.pid_file),
+            "--logfile",
+            str(self.log),
+            "--dir",
+            str(self.data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+
     def launch(self) -> None:
         launch_daemon(
-            [
-                "redis-server",
-                "--bind",
-                self.host,
-                "--port",
-                str(self.port),
-                "--daemonize",
-                "yes",
-                "--pidfile",
-                self.pid_file,
-                "--logfile",
-                self.log,
-                "--dir",
-                self.data,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            self.log,
-            user=None,
-            cwd=self.data,
-            timeout=self.deadline_seconds,
+            ["redis-server", *self.options()], self.log, user=None, cwd=self.data, timeout=self.deadline_seconds
         )
 
     def healthy(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from projections.layouts.clickhouse_cluster import BY_NAME, ONE_NODE, Cluster
 from projections.stores.embedded_writes import EMBEDDED_WRITES
 from write import partitions
 from write.partitions import WHOLE, Partition
@@ -29,10 +30,14 @@ VIEW_SECURITY = "SQL SECURITY DEFINER"
 
 
 class Tables:
-    """Table names of one version inside the namespace's database."""
+    """Table names of one version inside the namespace's database, and the statements that make them on one node or
+    on ``cluster`` (where each name is a Distributed table: ``clickhouse_cluster``)."""
 
-    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
+    def __init__(
+        self, namespace: str, version: int = 1, partition: Partition = WHOLE, cluster: Cluster = ONE_NODE
+    ) -> None:
         self.database = namespace
+        self.cluster = cluster
         self.suffix = f"v{version}"
         self.orders = f"{namespace}.orders_{self.suffix}"
         self.order_lines = f"{namespace}.order_lines_{self.suffix}"
@@ -100,46 +105,59 @@ class Tables:
                          FROM {self.status_hours} FINAL)
                    GROUP BY tenant_id, day, status HAVING orders > 0"""
 
+    def database_ddl(self) -> str:
+        """The namespace's database (kept when a version is dropped)."""
+        return f"CREATE DATABASE IF NOT EXISTS {self.database}{self.cluster.on}"
+
+    def checkpoints_ddl(self) -> list[str]:
+        """The checkpoints of every version (kept when a version is dropped)."""
+        return self.cluster.table(
+            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
+                ENGINE = ReplacingMergeTree(position) ORDER BY name""",
+            BY_NAME,
+        )
+
     def ddl(self) -> list[str]:
+        """Everything of this version, and the database and checkpoints if missing, in order."""
+        table = self.cluster.table
         return [
-            f"CREATE DATABASE IF NOT EXISTS {self.database}",
-            f"""CREATE TABLE IF NOT EXISTS {self.orders} (
+            self.database_ddl(),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.orders} (
                 tenant_id LowCardinality(String), order_id UUID, customer_id UUID, status LowCardinality(String),
                 item_count UInt32, subtotal Decimal(12, 2), discount_percent Decimal(5, 2),
                 discount Decimal(12, 2), total Decimal(12, 2), placed_at {_TS},
                 confirmed_at Nullable({_TS}), shipped_at Nullable({_TS}), cancelled_at Nullable({_TS}),
                 version UInt64
             ) ENGINE = ReplacingMergeTree(version)
-            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id) {_HOURLY}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.order_lines} (
+            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id) {_HOURLY}"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.order_lines} (
                 tenant_id LowCardinality(String), order_id UUID, line_no UInt16, customer_id UUID,
                 product_id UUID, quantity UInt32, unit_price Decimal(12, 2), line_total Decimal(12, 2),
                 status LowCardinality(String), placed_at {_TS}, version UInt64
             ) ENGINE = ReplacingMergeTree(version)
-            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id, line_no) {_HOURLY}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.order_events} (
+            ORDER BY (tenant_id, toDate32(placed_at), toHour(placed_at), order_id, line_no) {_HOURLY}"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.order_events} (
                 tenant_id LowCardinality(String), position UInt64, order_id UUID, type LowCardinality(String),
                 status LowCardinality(String), total Decimal(12, 2), occurred_at {_TS}
-            ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, position) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.products} (
+            ) ENGINE = ReplacingMergeTree ORDER BY (tenant_id, position) {_SETTINGS}"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.products} (
                 tenant_id LowCardinality(String), product_id UUID, name String, price Decimal(12, 2),
                 version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, product_id) {_SETTINGS}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.status_hours} (
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, product_id) {_SETTINGS}"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.status_hours} (
                 tenant_id LowCardinality(String), day Date32, hour UInt8, status LowCardinality(String),
                 orders UInt64, discounted UInt64, revenue {_SUM}, discounts {_SUM}, subtotals {_SUM}, version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour, status)""",
-            f"""CREATE TABLE IF NOT EXISTS {self.product_days} (
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour, status)"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.product_days} (
                 tenant_id LowCardinality(String), day Date32, product_id UUID, quantity UInt64, revenue {_SUM},
                 version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, product_id)""",
-            f"""CREATE TABLE IF NOT EXISTS {self.product_hours} (
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, product_id)"""),
+            *table(f"""CREATE TABLE IF NOT EXISTS {self.product_hours} (
                 tenant_id LowCardinality(String), day Date32, hour UInt8, product_id UUID, quantity UInt64,
                 revenue {_SUM}, version UInt64
-            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour, product_id)""",
-            f"""CREATE VIEW IF NOT EXISTS {self.daily_orders} AS {self.daily_orders_select()}""",
-            f"""CREATE TABLE IF NOT EXISTS {self.checkpoints} (name String, position UInt64)
-                ENGINE = ReplacingMergeTree(position) ORDER BY name""",
+            ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant_id, day, hour, product_id)"""),
+            f"""CREATE VIEW IF NOT EXISTS {self.daily_orders}{self.cluster.on} AS {self.daily_orders_select()}""",
+            *self.checkpoints_ddl(),
         ]
 
 

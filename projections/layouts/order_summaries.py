@@ -1,18 +1,28 @@
 """Where the Redis order summaries live, and how the served version, its checkpoint and its documents are read.
 
 Each version keeps its keys under its own prefix; ``<namespace>:os:serving`` holds
-the version readers see, and readers follow it inside one script call.
-Keys (``p`` = ``<namespace>:os:v<version>:``):
+the version readers see (one key: a switch or a rollback is one ``SET``).
+Keys (``p`` = the prefix of a version, or on a Redis Cluster of a partition of a version):
 - ``p order:<id>``: hash ``doc`` (JSON) and ``pos`` (log position it reflects);
 - ``p customer:<id>:orders`` and ``p tenant:<id>:orders``: sorted sets of order ids by placing time;
 - ``p product:<id>:orders``: set of order ids, to reach the documents a product rename changes;
 - ``p dim:customer:<id>``, ``p dim:product:<id>``: newest known names (hash ``doc``/``pos``);
-- ``p checkpoint``: last applied position.
+- ``p checkpoint``: last applied position (of the partition, after the prefix, on a single node).
+
+On a single node the prefix is ``<namespace>:os:v<version>:`` and a reader's script reads the pointer too. On a
+Redis Cluster it is the hash tag ``{<namespace>:os:v<version>/<partition>}:``: every key a batch or a read touches
+is a tenant's, and a tenant's keys are its partition's, so each call lands in one slot; the partitions
+(``PRISM_PARTITIONS``) are what spreads the summaries over the cluster's masters. The pointer has a slot of its own
+there, read in the same round trip as the data (a pipeline), with the data of the version it names.
 """
 
 from __future__ import annotations
 
-from write.partitions import WHOLE, Partition
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+from write.partitions import SEPARATOR, WHOLE, Partition, named
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
 PROJECTION = "order_summaries"
@@ -48,14 +58,54 @@ return {redis.call('GET', prefix .. 'checkpoint' .. ARGV[6]) or '0', docs, redis
 """
 
 
-class Keys:
-    """Key layout of one version of the summaries."""
+#: On a Redis Cluster: the checkpoint (KEYS[1]) and one order document (KEYS[2]) of one version's partition.
+READ_TAGGED = """
+return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], 'doc')}
+"""
 
-    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE) -> None:
+#: On a Redis Cluster: ``READ_CUSTOMER_PAGE`` within one version's partition: KEYS are its checkpoint and the
+#: customer's index, ARGV the prefix of its keys (the orders the index names share its hash tag, so its slot), the
+#: cursor, the limit and the tenant.
+READ_TAGGED_PAGE = """
+local prefix, start, limit = ARGV[1], 0, tonumber(ARGV[3])
+if ARGV[2] ~= '' then
+  local rank = redis.call('ZREVRANK', KEYS[2], ARGV[2])
+  local doc = rank and redis.call('HGET', prefix .. 'order:' .. ARGV[2], 'doc')
+  if not doc or cjson.decode(doc)['tenant_id'] ~= ARGV[4] then
+    return {redis.call('GET', KEYS[1]) or '0', false, 0}
+  end
+  start = rank + 1
+end
+local docs = {}
+for i, id in ipairs(redis.call('ZRANGE', KEYS[2], start, start + limit - 1, 'REV')) do
+  docs[i] = redis.call('HGET', prefix .. 'order:' .. id, 'doc') or ''
+end
+return {redis.call('GET', KEYS[1]) or '0', docs, redis.call('ZCARD', KEYS[2]) - start - #docs}
+"""
+
+
+def is_cluster(redis: Any) -> bool:
+    """Whether the client is a Redis Cluster's: the summaries' keys then carry their partition's hash tag."""
+    return isinstance(redis, RedisCluster)
+
+
+class Keys:
+    """Key layout of one version of the summaries (of one partition of it, on a Redis Cluster)."""
+
+    def __init__(self, namespace: str, version: int = 1, partition: Partition = WHOLE, cluster: bool = False) -> None:
         self.root = f"{namespace}:os:"
-        self.prefix = f"{self.root}v{version}:"
         self.serving = f"{self.root}serving"
         self.partition = partition
+        self.cluster = cluster
+        version_name = f"{self.root}v{version}"
+        self.prefix = f"{{{version_name}{partition.suffix}}}:" if cluster else f"{version_name}:"
+        #: What every key of the version matches, whichever partition holds it (a drop's ``SCAN``).
+        self.version_pattern = f"{{{version_name}[}}{SEPARATOR}]*" if cluster else f"{version_name}:*"
+        self._version_name = version_name
+
+    def within_version(self, key: str) -> str:
+        """A key of the version less what every key of it starts with (its partition stays, on a cluster)."""
+        return key.removeprefix("{" + self._version_name if self.cluster else self.prefix)
 
     def order(self, order_id: str) -> str:
         return f"{self.prefix}order:{order_id}"
@@ -75,7 +125,7 @@ class Keys:
     @property
     def checkpoint(self) -> str:
         """The partition's checkpoint: the version's for a projection that is not split."""
-        return f"{self.prefix}checkpoint{self.partition.suffix}"
+        return f"{self.prefix}checkpoint" + ("" if self.cluster else self.partition.suffix)
 
 
 async def read_checkpoint(redis, keys: Keys) -> int:
@@ -90,14 +140,21 @@ class ServedReader:
     """What readers see: the served version's checkpoint and documents, each read in one round trip."""
 
     def __init__(self, redis, namespace: str) -> None:
+        self.redis, self.namespace = redis, namespace
         self.keys = Keys(namespace)
+        self.cluster = is_cluster(redis)
         self._read = redis.register_script(READ_SERVED)
         self._page = redis.register_script(READ_CUSTOMER_PAGE)
+        #: On a cluster: the version last seen served, whose keys the next read names beside the pointer's read.
+        self._version = 1
 
     async def order(self, order_id: str, part: str = "") -> tuple[int, bytes | None]:
         """The checkpoint (of the partition ``part`` names) and the order's document as stored: the JSON of the
         answer (without its consistency)."""
-        checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id, part])
+        if self.cluster:
+            checkpoint, doc = await self._tagged(part, lambda k: (READ_TAGGED, [k.checkpoint, k.order(order_id)], []))
+        else:
+            checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id, part])
         return int(checkpoint or 0), doc or None
 
     async def customer_orders(
@@ -105,9 +162,32 @@ class ServedReader:
     ) -> tuple[int, list[bytes] | None, int]:
         """Checkpoint, up to ``limit`` documents as stored after the ``after`` order (None unless it is an order of
         this customer in ``tenant``), and how many remain."""
-        checkpoint, docs, remaining = await self._page(
-            keys=[self.keys.serving], args=[self.keys.root + "v", customer_id, after or "", limit, tenant, part]
-        )
+        if self.cluster:
+            checkpoint, docs, remaining = await self._tagged(
+                part,
+                lambda k: (
+                    READ_TAGGED_PAGE,
+                    [k.checkpoint, k.customer_orders(customer_id)],
+                    [k.prefix, after or "", limit, tenant],
+                ),
+            )
+        else:
+            checkpoint, docs, remaining = await self._page(
+                keys=[self.keys.serving], args=[self.keys.root + "v", customer_id, after or "", limit, tenant, part]
+            )
         if docs is None:
             return int(checkpoint), None, 0
         return int(checkpoint), [doc for doc in docs if doc], int(remaining)
+
+    async def _tagged(self, part: str, call) -> Any:
+        """One script's answer from the served version's partition: the pointer and the script of the version last
+        seen go in one pipeline (their slots differ), again with the version the pointer names if it moved."""
+        while True:
+            script, keys, args = call(Keys(self.namespace, self._version, named(part), cluster=True))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.serving)
+                pipe.eval(script, len(keys), *keys, *args)
+                served, answer = await pipe.execute()
+            if int(served or 1) == self._version:
+                return answer
+            self._version = int(served or 1)

@@ -19,14 +19,21 @@ class StoreSettings(Protocol):
     """The settings an adapter reads (``infra.settings.Settings`` has them all)."""
 
     redis_url: str
+    redis_cluster_nodes: str
     elasticsearch_url: str
+    elasticsearch_shards: int
+    elasticsearch_replicas: int
     clickhouse_url: str
+    clickhouse_cluster: str
     chdb_path: Path
     dashboards_database_url: str
     database_pool_size: int
     pool_timeout_seconds: float
     store_timeout_seconds: float
     store_work_timeout_seconds: float
+
+    @property
+    def dashboards_reads_at(self) -> str: ...
 
 
 class StoreAdapter(ABC):

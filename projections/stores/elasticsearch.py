@@ -57,13 +57,14 @@ class ElasticsearchAdapter(StoreAdapter):
         from elasticsearch import AsyncElasticsearch
         from elasticsearch.serializer import OrjsonSerializer
 
-        # One retry, for a dead pooled connection; never after a timeout (a hung node would cost a caller three
-        # deadlines). Calls that legitimately take longer (a rebuild's bulk and refresh) say so with
-        # ``client.options(request_timeout=...)``.
+        # A call that cannot connect (a dead pooled connection, a lost node) is tried once more on each other node;
+        # never after a timeout (a hung node would cost a caller several deadlines). Calls that legitimately take
+        # longer (a rebuild's bulk and refresh) say so with ``client.options(request_timeout=...)``.
+        nodes = [url.strip() for url in settings.elasticsearch_url.split(",") if url.strip()]
         return AsyncElasticsearch(
-            settings.elasticsearch_url,
+            nodes,
             request_timeout=deadline,
-            max_retries=1,
+            max_retries=max(1, len(nodes)),
             retry_on_timeout=False,
             serializer=OrjsonSerializer(),
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 from redis import exceptions
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -33,6 +34,8 @@ class RedisAdapter(StoreAdapter):
     errors = (OSError, exceptions.RedisError)
 
     def open(self, settings: StoreSettings, deadline: float) -> Any:
+        if settings.redis_cluster_nodes:
+            return _cluster(settings, deadline)
         # One retry, on a fresh connection, and only when the pooled one was dead (a restarted Redis): a timeout is
         # not retried, so a hung Redis costs a caller one deadline, not four.
         return Redis.from_url(
@@ -59,6 +62,23 @@ class RedisAdapter(StoreAdapter):
         if isinstance(error, exceptions.RedisError):
             return self.rejected(describe(error))
         return None
+
+
+def _cluster(settings: StoreSettings, deadline: float) -> RedisCluster:
+    """A Redis Cluster's client. A master lost moves its slots to its replica: redis-py follows the MOVED answers and
+    refreshes the cluster's map, retrying a call that met the failover (``cluster_error_retry_attempts``), each
+    attempt within the deadline."""
+    nodes = [
+        ClusterNode(host, int(port))
+        for host, port in (n.rsplit(":", 1) for n in settings.redis_cluster_nodes.split(","))
+    ]
+    return RedisCluster(
+        startup_nodes=nodes,
+        max_connections=64,
+        socket_timeout=deadline,
+        socket_connect_timeout=min(deadline, settings.store_timeout_seconds),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+    )
 
 
 REDIS = RedisAdapter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Mapping
 
+from projections.layouts import clickhouse_cluster
 from projections.stores.adapter import StoreAdapter, StoreSettings
 from projections.stores.clickhouse import CLICKHOUSE
 from projections.stores.clients import Stores
@@ -36,8 +37,15 @@ def open_stores(
     limit = settings.store_timeout_seconds if deadline is None else deadline
     opened = {name: ADAPTERS[name].open(settings, limit) for name in wanted}
     stores = Stores(namespace=namespace, deadline=limit, **opened)
+    clickhouse_cluster.configure(stores, settings.clickhouse_url, settings.clickhouse_cluster)
+    stores.search_index = {
+        "number_of_shards": settings.elasticsearch_shards,
+        "number_of_replicas": settings.elasticsearch_replicas,
+    }
     if stores.clickhouse is not None and clickhouse_reads:
         stores.clickhouse_reads = CLICKHOUSE.open_reads(settings, clickhouse_reads)
+    if stores.dashboards is not None and settings.dashboards_reads_at:
+        stores.dashboards_reads = DASHBOARDS.open_url(settings.dashboards_reads_at, settings, limit)
     return stores
 
 
@@ -45,6 +53,8 @@ async def close_stores(stores: Stores) -> None:
     """Close every client opened in ``stores``."""
     if stores.clickhouse_reads is not None:
         stores.clickhouse_reads.close()
+    if stores.dashboards_reads is not None:
+        await DASHBOARDS.close(stores.dashboards_reads)
     for name, adapter in ADAPTERS.items():
         client = getattr(stores, name)
         if client is not None:

@@ -12,7 +12,7 @@ from infra.bootstrap import active_projections
 from infra.ops import audit
 from projections.layouts.order_analytics import Tables as AnalyticsTables
 from projections.layouts.order_search import Names
-from projections.layouts.order_summaries import Keys
+from projections.layouts.order_summaries import Keys, is_cluster
 from projections.registry import PROJECTIONS
 from tests.conftest import OPERATOR, eventually
 from tests.e2e.test_read_your_writes import open_shop
@@ -147,9 +147,8 @@ async def _all_dropped(write_engine, targets: dict[str, int]) -> bool:
 
 
 async def _assert_storage_gone(stores, write_engine, targets: dict[str, int]) -> None:
-    redis_keys = [
-        k async for k in stores.redis.scan_iter(match=Keys(stores.namespace, targets["order_summaries"]).prefix + "*")
-    ]
+    keys = Keys(stores.namespace, targets["order_summaries"], cluster=is_cluster(stores.redis))
+    redis_keys = [k async for k in stores.redis.scan_iter(match=keys.version_pattern)]
     assert redis_keys == []
     try:
         await stores.elasticsearch.indices.get(index=Names(stores.namespace, targets["order_search"]).index)

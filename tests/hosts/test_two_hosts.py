@@ -220,15 +220,32 @@ async def until(check, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-async def lag_zero(http: httpx.AsyncClient, served: Served) -> bool:
-    try:
-        at = (await http.get(f"{served.base}/positions", headers=OPERATOR)).json()
-    except httpx.TransportError:
-        return False
-    split = at.get("partitions", {})
-    return all(at["checkpoints"][name] == at["head"] for name in PROJECTIONS) and all(
-        len(split.get(name, {})) == PARTITIONS for name in PROJECTIONS if bootstrap_partitions(name) > 1
-    )
+class LagZero:
+    """Whether a host's ``/positions`` has every projection (and each of its partitions) at the head; the last
+    answer is kept, so a wait that runs out says what was behind."""
+
+    def __init__(self, http: httpx.AsyncClient, served: Served) -> None:
+        self.http, self.served = http, served
+        self.last: object = None
+
+    async def __call__(self) -> bool:
+        try:
+            at = (await self.http.get(f"{self.served.base}/positions", headers=OPERATOR)).json()
+        except httpx.TransportError as error:
+            self.last = repr(error)
+            return False
+        self.last = at
+        split = at.get("partitions", {})
+        return all(at["checkpoints"][name] == at["head"] for name in PROJECTIONS) and all(
+            len(split.get(name, {})) == PARTITIONS for name in PROJECTIONS if bootstrap_partitions(name) > 1
+        )
+
+    async def seconds(self, timeout: float) -> float:
+        try:
+            return await until(self, timeout, f"lag 0 on {self.served.host.name}")
+        except AssertionError as error:
+            status = (await self.http.get(f"{self.served.base}/projections", headers=OPERATOR)).text
+            raise AssertionError(f"{error}; last /positions: {self.last}; /projections: {status}") from None
 
 
 def bootstrap_partitions(name: str) -> int:
@@ -307,7 +324,7 @@ async def test_two_hosts_share_the_partitions_and_each_takes_them_all_when_the_o
             report["after kill"] = await spread()
             load.running = False
             await running
-            report["kill lag 0 s"] = await until(lambda: lag_zero(http, a), 60, "lag 0 on host-a")
+            report["kill lag 0 s"] = await LagZero(http, a).seconds(60)
             audit = (await http.get(f"{a.base}/audit", headers=OPERATOR)).json()
             report["kill drift"] = len(audit["drift"])
             report["kill reader failures on host-a"] = load.failures[("host-a", "read")] - failed_before
@@ -337,7 +354,7 @@ async def test_two_hosts_share_the_partitions_and_each_takes_them_all_when_the_o
             report["cut engine takeover s"] = time.monotonic() - cut
             load.running = False
             await running
-            report["cut lag 0 s"] = await until(lambda: lag_zero(http, b), 90, "lag 0 on host-b")
+            report["cut lag 0 s"] = await LagZero(http, b).seconds(90)
             audit = (await http.get(f"{b.base}/audit", headers=OPERATOR)).json()
             report["cut drift"] = len(audit["drift"])
             report["cut reader failures on host-b"] = load.failures[("host-b", "read")] - failed_before
