@@ -25,6 +25,16 @@ ELASTICSEARCH_NODE_PORTS = (9201, 9202, 9203)
 POSTGRES_REPLICA_PORT = 55433
 
 
+def local_clusters() -> dict[str, object]:
+    """The store settings of the clusters ``prism services up --cluster`` runs (the dashboards' replica apart: see
+    ``Settings.dashboards_reads_at``)."""
+    return {
+        "redis_cluster_nodes": ",".join(f"127.0.0.1:{port}" for port in REDIS_CLUSTER_PORTS),
+        "elasticsearch_url": ",".join(f"http://127.0.0.1:{port}" for port in ELASTICSEARCH_NODE_PORTS),
+        "elasticsearch_replicas": 1,
+    }
+
+
 class Settings(BaseSettings):
     """One settings object per process; defaults match ``prism services up``."""
 
@@ -44,7 +54,8 @@ class Settings(BaseSettings):
         "single",
         description="single: one node per store; cluster: the stores' addresses not set otherwise are those of the "
         "clusters `prism services up --cluster` runs here (a Redis Cluster, three Elasticsearch nodes, a Postgres "
-        "replica for dashboards reads); that command makes it the default until `prism services down`",
+        "replica for dashboards reads); that command makes it the default until `prism services down`. Development "
+        "only; derived when the settings are made (a copy with another form names every store setting it changes)",
     )
     write_database_url: str = Field(
         "postgresql+asyncpg://prism:prism@127.0.0.1:55432/prism_write",
@@ -246,16 +257,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _local_clusters(self) -> Settings:
         """With ``stores=cluster`` (or the local clusters running), each store address left unset is its cluster's."""
-        if "stores" not in self.model_fields_set and (self.services_dir / CLUSTER_MARK).exists():
+        marked = (self.services_dir / CLUSTER_MARK).exists()
+        if "stores" not in self.model_fields_set and self.env == "development" and marked:
             self.stores = "cluster"
         if self.stores != "cluster":
             return self
-        clusters = {
-            "redis_cluster_nodes": ",".join(f"127.0.0.1:{port}" for port in REDIS_CLUSTER_PORTS),
-            "elasticsearch_url": ",".join(f"http://127.0.0.1:{port}" for port in ELASTICSEARCH_NODE_PORTS),
-            "elasticsearch_replicas": 1,
-        }
-        for field, value in clusters.items():
+        for field, value in local_clusters().items():
             if field not in self.model_fields_set:
                 setattr(self, field, value)
         return self
@@ -283,6 +290,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"refusing the development database password with PRISM_ENV={self.env}")
         if self.operator_token and len(self.operator_token) < 32:
             raise ValueError(f"PRISM_OPERATOR_TOKEN must have at least 32 characters with PRISM_ENV={self.env}")
+        if self.stores == "cluster":
+            raise ValueError(
+                f"PRISM_STORES=cluster means this machine's development clusters; with PRISM_ENV={self.env} name each "
+                "store's nodes (PRISM_REDIS_CLUSTER_NODES, PRISM_ELASTICSEARCH_URL, PRISM_DASHBOARDS_READ_URL)"
+            )
         return self
 
     @model_validator(mode="after")

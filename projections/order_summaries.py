@@ -2,8 +2,8 @@
 
 Where the keys live is ``projections.layouts.order_summaries``.
 One batch costs three round trips: the rename indexes, the current documents and names (one script
-call), and one MULTI/EXEC that writes every document (guarded by position in Lua) with the checkpoint
-and the index entries (one command per index key).
+call), and one script call that writes every document (guarded by position), the index entries and the
+checkpoint, atomically, with every key it touches named (one slot on a Redis Cluster).
 """
 
 from __future__ import annotations
@@ -26,26 +26,40 @@ from write.partitions import WHOLE, Partition
 #: Keys per SCAN step and per UNLINK when a version is dropped.
 DROP_CHUNK = 10_000
 
-#: Writes a document unless the stored one is newer; the checkpoint only moves forward. ``doc`` is the answer an
-#: order page gets as it is; ``stamps`` is what folding needs beside it (empty for names). KEYS are the checkpoint
-#: and then each hash written; ARGV the batch's position, the checkpoint this writer last read or wrote, and per hash
-#: its (pos, doc, stamps). A checkpoint found behind what this writer wrote means the store lost writes (a failover
-#: to a replica that had not received them, a restart without persistence): nothing is written, and the refusal
-#: (``TRYAGAIN``, a store not ready) makes the worker read the checkpoint again and apply from there.
+#: One batch, atomically (a script runs whole): each document written unless the stored one is newer, the index
+#: entries added, the checkpoint moved forward only. ``doc`` is the answer an order page gets as it is; ``stamps`` is
+#: what folding needs beside it (empty for names). KEYS: the checkpoint, the hashes, the sorted sets (customers' and
+#: tenants' orders by placing time), the sets (products' orders). ARGV: the batch's position, the checkpoint this
+#: writer last read or wrote, the three counts, per hash (pos, doc, stamps), per sorted set its count and (score,
+#: member) pairs, per set its count and members. A checkpoint found behind what this writer wrote, by a batch that
+#: moves it, means the store lost writes (a failover to a replica they had not reached, a restart without
+#: persistence): nothing is written, and the refusal (``LOSTWRITES``, a store not ready) makes the worker read the
+#: checkpoint again and apply from there.
 GUARDED_WRITE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current < tonumber(ARGV[2]) then
-  return redis.error_reply('TRYAGAIN the checkpoint is at ' .. current .. ', behind ' .. ARGV[2] .. ' written before')
+local current, upto = tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])
+if upto > current and current < tonumber(ARGV[2]) then
+  return redis.error_reply('LOSTWRITES the checkpoint is at ' .. current .. ', behind ' .. ARGV[2] .. ' written before')
 end
-local upto = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  local key, at = KEYS[i], 3 * i - 3
+local hashes, zsets, sets = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local at, key = 6, 1
+for _ = 1, hashes do
+  key = key + 1
   local pos, doc, stamps = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
-  local stored = tonumber(redis.call('HGET', key, 'pos') or '0')
-  if stored <= pos then
-    if stamps == '' then redis.call('HSET', key, 'doc', doc, 'pos', pos)
-    else redis.call('HSET', key, 'doc', doc, 'stamps', stamps, 'pos', pos) end
+  at = at + 3
+  if tonumber(redis.call('HGET', KEYS[key], 'pos') or '0') <= pos then
+    if stamps == '' then redis.call('HSET', KEYS[key], 'doc', doc, 'pos', pos)
+    else redis.call('HSET', KEYS[key], 'doc', doc, 'stamps', stamps, 'pos', pos) end
   end
+end
+for _ = 1, zsets + sets do
+  key = key + 1
+  local count, command, width = tonumber(ARGV[at]), 'SADD', 1
+  if key <= 1 + hashes + zsets then command, width = 'ZADD', 2 end
+  at = at + 1
+  for first = at, at + count * width - 1, 1000 * width do  -- a bounded number of arguments per command
+    redis.call(command, KEYS[key], unpack(ARGV, first, math.min(first + 1000 * width, at + count * width) - 1))
+  end
+  at = at + count * width
 end
 if current < upto then redis.call('SET', KEYS[1], upto) end
 return 1
@@ -98,21 +112,24 @@ class OrderSummaries(Projection):
     async def apply(self, batch: Batch) -> None:
         current, dims = await self._current(batch)
         changed, changed_dims = documents.fold(current, batch.events, dims)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._index(pipe, changed.values())
-            keys: list[str] = [self.keys.checkpoint]
-            args: list[Any] = [batch.upto, self._written]
-            for order_id, doc in changed.items():
-                keys.append(self.keys.order(order_id))
-                args += [doc["position"], *_stored(doc)]
-            for key, dim in changed_dims.items():
-                keys.append(self.keys.dimension(key))
-                args += [dim["position"], _json(dim), ""]
-            if self.keys.cluster:  # a cluster's pipeline has no script cache: the source goes, Redis caches it
-                pipe.eval(GUARDED_WRITE, len(keys), *keys, *args)
-            else:
-                await self._write(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+        keys: list[str] = [self.keys.checkpoint]
+        hashes: list[Any] = []
+        for order_id, doc in changed.items():
+            keys.append(self.keys.order(order_id))
+            hashes += [doc["position"], *_stored(doc)]
+        for key, dim in changed_dims.items():
+            keys.append(self.keys.dimension(key))
+            hashes += [dim["position"], _json(dim), ""]
+        by_placing, by_product = self._index(changed.values())
+        indexes: list[Any] = []
+        for key, scored in by_placing.items():
+            keys.append(key)
+            indexes += [len(scored), *(part for member, score in scored.items() for part in (score, member))]
+        for key, members in by_product.items():
+            keys.append(key)
+            indexes += [len(members), *sorted(members)]
+        counts = [len(keys) - 1 - len(by_placing) - len(by_product), len(by_placing), len(by_product)]
+        await self._write(keys=keys, args=[batch.upto, self._written, *counts, *hashes, *indexes])
         self._written = max(self._written, batch.upto)
 
     async def drop(self) -> None:
@@ -196,8 +213,8 @@ class OrderSummaries(Projection):
             found = await pipe.execute()
         return {_text(order_id) for members in found for order_id in members}
 
-    def _index(self, pipe, docs: Iterable[documents.Doc]) -> None:
-        """The index entries of the documents, one command per index key (not per document)."""
+    def _index(self, docs: Iterable[documents.Doc]) -> tuple[dict[str, dict[str, float]], dict[str, set[str]]]:
+        """The index entries of the documents, by index key: the sorted sets' scored members, the sets' members."""
         by_placing: dict[str, dict[str, float]] = defaultdict(dict)
         by_product: dict[str, set[str]] = defaultdict(set)
         for doc in docs:
@@ -206,10 +223,7 @@ class OrderSummaries(Projection):
             by_placing[self.keys.tenant_orders(doc["tenant_id"])][doc["order_id"]] = score
             for item in doc["items"]:
                 by_product[self.keys.product_orders(item["product_id"])].add(doc["order_id"])
-        for key, scored in by_placing.items():
-            pipe.zadd(key, scored)
-        for key, members in by_product.items():
-            pipe.sadd(key, *members)
+        return by_placing, by_product
 
 
 def _stored(doc: documents.Doc) -> tuple[bytes, bytes]:

@@ -58,7 +58,8 @@ class StoreReads:
 
     async def open(self, analytics_clients: int) -> None:
         self.stores = await open_stores(self.settings, only=("redis", "elasticsearch"))
-        self.pg = await asyncpg.create_pool(asyncpg_dsn(self.settings.dashboards_database_url), min_size=4, max_size=64)
+        dashboards = self.settings.dashboards_reads_at or self.settings.dashboards_database_url  # as readers read
+        self.pg = await asyncpg.create_pool(asyncpg_dsn(dashboards), min_size=4, max_size=64)
         self.orders = order_summaries.ServedReader(self.stores.redis, self.settings.namespace)
         self.clickhouse: ReadPool | None = None
         if self.settings.clickhouse_url:  # the embedded engine belongs to prism serve while it runs
@@ -179,7 +180,7 @@ async def side_by_side(
 
 async def _store_loops(session: Any, read: StoreRead, clients: int, seconds: float) -> dict:
     """One client for latency, ``clients`` for throughput, as Prism's side is measured."""
-    store = _as_request(read)
+    store = as_request(read)
     await load.closed_loop(session, store, clients, WARM_SECONDS)  # as Prism's side is warmed
     return {
         "one": await load.closed_loop(session, store, 1, min(seconds, LATENCY_SECONDS)),
@@ -187,7 +188,7 @@ async def _store_loops(session: Any, read: StoreRead, clients: int, seconds: flo
     }
 
 
-def _as_request(read: StoreRead) -> load.Request:
+def as_request(read: StoreRead) -> load.Request:
     """A store read as a load request: a store that does not answer within the readers' deadline is counted as an
     error, as Prism's side counts its 503, instead of ending the run."""
     failures = registry.driver_errors()

@@ -128,6 +128,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: one host with every projection whole, then split into 8, side by side (live path, rebuild)",
     )
+    bench.add_argument(
+        "--clusters",
+        action="store_true",
+        help="instead: the replay and the readers' store reads on single nodes, then on the clusters of "
+        "`prism services up --cluster` (started if need be), side by side",
+    )
     bench.set_defaults(run=workloads.bench)
     return root
 

@@ -24,6 +24,11 @@ def demo(settings: Settings, args: argparse.Namespace) -> int:
 def bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.partitions:
         return _partitions_bench(settings, args)
+    if args.clusters:
+        from infra.bench import clusters
+
+        print(f"results: {clusters.run(settings, quick=args.quick, out=args.out)}")
+        return 0
     from infra.bench.run import run
 
     run(settings, quick=args.quick, out=args.out, profile=args.profile)

@@ -13,8 +13,8 @@ from infra.settings import POSTGRES_REPLICA_PORT, Settings
 
 
 class PostgresReplica(Postgres):
-    """A hot standby under ``services_dir/pg-replica``, copied from the primary with ``pg_basebackup`` at its first
-    start and streaming its WAL since (over the primary's local socket, as the ``postgres`` user)."""
+    """A hot standby under ``services_dir/pg-replica``, copied from the primary with ``pg_basebackup`` at each start
+    and streaming its WAL since (over the primary's local socket, as the ``postgres`` user)."""
 
     name = "postgres-replica"
 
@@ -28,11 +28,12 @@ class PostgresReplica(Postgres):
         self.socket_dir = self.base / "socket"
 
     def prepare(self) -> None:
+        """A fresh copy at every start (this runs only while the replica is down): it keeps no slot on the primary,
+        so the WAL it would need to catch up after a stop may be gone."""
         for directory in (self.base, self.socket_dir):
             make_dir(directory, PG_USER, 0o700)
-        if not (self.data / "standby.signal").exists():
-            shutil.rmtree(self.data, ignore_errors=True)  # a copy that did not finish
-            self._copy_primary()
+        shutil.rmtree(self.data, ignore_errors=True)
+        self._copy_primary()
         super().prepare()
 
     def _copy_primary(self) -> None:

@@ -14,8 +14,10 @@ from projections.stores.adapter import StoreAdapter, StoreSettings, describe
 from write.errors import PrismError
 
 #: Redis error codes (the first word of an error reply) that mean "not now": out of memory, a script running,
-#: loading its data set, a replica or cluster not ready.
-BUSY_CODES = frozenset({"OOM", "BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"})
+#: loading its data set, a replica or cluster not ready; and Prism's own ``LOSTWRITES``, a batch refused because the
+#: store lost writes it had acknowledged (``projections.order_summaries.GUARDED_WRITE``: apply again from its
+#: checkpoint). Not ``TRYAGAIN`` for that one: a cluster's client retries a ``TRYAGAIN`` itself until it gives up.
+BUSY_CODES = frozenset({"OOM", "BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY", "LOSTWRITES"})
 #: redis-py's own types for some of those replies, and for a server that cannot be reached or did not answer.
 UNAVAILABLE = (
     exceptions.ConnectionError,  # refused, reset, BusyLoadingError, MaxConnectionsError
@@ -23,6 +25,7 @@ UNAVAILABLE = (
     exceptions.OutOfMemoryError,
     exceptions.TryAgainError,
     exceptions.ClusterDownError,
+    exceptions.ClusterError,  # a cluster's client out of attempts while its map settles (a failover)
     exceptions.ReadOnlyError,
 )
 
@@ -65,9 +68,10 @@ class RedisAdapter(StoreAdapter):
 
 
 def _cluster(settings: StoreSettings, deadline: float) -> RedisCluster:
-    """A Redis Cluster's client. A master lost moves its slots to its replica: redis-py follows the MOVED answers and
-    refreshes the cluster's map, retrying a call that met the failover (``cluster_error_retry_attempts``), each
-    attempt within the deadline."""
+    """A Redis Cluster's client. A master lost moves its slots to its replica: redis-py refreshes the cluster's map
+    and tries a call that met the loss once more; a batch that fails meanwhile is retried by its worker, a reader
+    answers 503. One retry, as for a single node: redis-py's cluster client retries a timeout too, so a hung node
+    costs a caller two deadlines, not four."""
     nodes = [
         ClusterNode(host, int(port))
         for host, port in (n.rsplit(":", 1) for n in settings.redis_cluster_nodes.split(","))
@@ -77,7 +81,7 @@ def _cluster(settings: StoreSettings, deadline: float) -> RedisCluster:
         max_connections=64,
         socket_timeout=deadline,
         socket_connect_timeout=min(deadline, settings.store_timeout_seconds),
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
     )
 
 

@@ -62,13 +62,20 @@ async def close_stores(stores: Stores) -> None:
 
 
 async def ping_all(stores: Stores, deadline: float) -> dict[str, BaseException | None]:
-    """Each open store's answer to a ping within ``deadline`` seconds: None, or what failed."""
-    opened = {name: getattr(stores, name) for name in NAMES if getattr(stores, name) is not None}
+    """Each open store's answer to a ping within ``deadline`` seconds: None, or what failed (the dashboards' replica,
+    where their readers read, answers for the dashboards too)."""
+    opened = [(name, getattr(stores, name)) for name in NAMES if getattr(stores, name) is not None]
+    if stores.dashboards_reads is not None:
+        opened.append(("dashboards", stores.dashboards_reads))
     results = await asyncio.gather(
-        *(asyncio.wait_for(ADAPTERS[name].ping(client), deadline) for name, client in opened.items()),
+        *(asyncio.wait_for(ADAPTERS[name].ping(client), deadline) for name, client in opened),
         return_exceptions=True,
     )
-    return {name: r if isinstance(r, BaseException) else None for name, r in zip(opened, results, strict=True)}
+    answers: dict[str, BaseException | None] = {}
+    for (name, _), result in zip(opened, results, strict=True):
+        if answers.get(name) is None:
+            answers[name] = result if isinstance(result, BaseException) else None
+    return answers
 
 
 def translate(error: BaseException, store: str | None = None) -> PrismError | None:
