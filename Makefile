@@ -49,7 +49,7 @@ bench-quick: migrate
 CLUSTER_TESTS := tests/e2e/test_order_pages.py tests/e2e/test_read_your_writes.py tests/e2e/test_search.py \
 	tests/e2e/test_dashboards.py tests/e2e/test_shipping.py tests/e2e/test_rebuild.py tests/e2e/test_partitions.py \
 	tests/e2e/test_cluster_drill.py tests/integration/test_served_reads.py tests/integration/test_audit.py \
-	tests/integration/test_lost_writes.py
+	tests/integration/test_lost_writes.py tests/integration/test_cluster_pointer.py
 
 test: migrate
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -17,7 +17,14 @@ import orjson
 
 from projections import documents
 from projections.base import Batch, Projection, forget_and_apply
-from projections.layouts.order_summaries import PROJECTION, Keys, is_cluster, read_checkpoint, served_version
+from projections.layouts.order_summaries import (
+    PROJECTION,
+    Keys,
+    is_cluster,
+    pointer,
+    read_checkpoint,
+    served_version,
+)
 from projections.stores.clients import Stores
 from write.events import StoredEvent
 from write.facts import TenantFacts
@@ -97,10 +104,13 @@ class OrderSummaries(Projection):
 
     async def setup(self) -> None:
         """Redis needs no schema (the script loads on first use); only the pointer, if no version is served yet."""
-        await self.redis.set(self.keys.serving, self.version, nx=True)
+        await self.redis.set(self.keys.serving, self._pointer(), nx=True)
 
     async def serve(self) -> None:
-        await self.redis.set(self.keys.serving, self.version)
+        await self.redis.set(self.keys.serving, self._pointer())
+
+    def _pointer(self) -> str:
+        return pointer(self.version, self.partition.count, self.keys.cluster)
 
     async def is_served(self) -> bool:
         return await served_version(self.redis, self.namespace) == self.version

@@ -67,7 +67,7 @@ async def order_summary(
     reader, found = _reader(stores), {}
 
     async def read(part: str) -> int:  # the document comes with each checkpoint read: one round trip when no wait
-        position, found["doc"] = await reader.order(str(order_id), part)
+        position, found["doc"] = await reader.order(str(order_id), part, tenant)
         return position
 
     served = await wait_for(read, min_position, wait, PROJECTION, tenant)

@@ -18,16 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from projections.stores.postgres import KEEPALIVES
+
 #: What a worker process that follows the live versions of a store's projections calls itself, and one of them all.
 WORKER, EVERY_STORE = "work", "all"
-#: Server-side: probe an idle client after 5 s, every 2 s, give up after 3 misses; unacknowledged data gives up after
-#: 10 s. A cut-off holder's session (and its locks) goes in about 11 s.
-SESSION_SETTINGS = {
-    "tcp_keepalives_idle": "5",
-    "tcp_keepalives_interval": "2",
-    "tcp_keepalives_count": "3",
-    "tcp_user_timeout": "10000",
-}
+#: The keepalives of every Prism session (the dashboards' too, whose open transaction holds row locks).
+SESSION_SETTINGS = KEEPALIVES
 #: How long a count of the live workers is trusted.
 COUNT_SECONDS = 2.0
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from write import partitions
 from write.partitions import SEPARATOR, WHOLE, Partition, named
 
 #: The projection this layout stores (readers name it when they ask it to apply a position now).
@@ -133,7 +134,20 @@ async def read_checkpoint(redis, keys: Keys) -> int:
 
 
 async def served_version(redis, namespace: str) -> int:
-    return int(await redis.get(Keys(namespace).serving) or 1)
+    return parse_pointer(await redis.get(Keys(namespace).serving))[0]
+
+
+def pointer(version: int, partitions: int, cluster: bool) -> str:
+    """What the serving pointer holds: the version; on a Redis Cluster also its partition count (``3/8``), which
+    says in which partition's slot a reader finds a tenant's keys, switched with the version in the same ``SET``."""
+    return f"{version}{SEPARATOR}{partitions}" if cluster else str(version)
+
+
+def parse_pointer(raw: bytes | str | None) -> tuple[int, int | None]:
+    """The served version (1 before any is) and, on a cluster, its partition count."""
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "1")
+    version, _, count = text.partition(SEPARATOR)
+    return int(version), int(count) if count else None
 
 
 class ServedReader:
@@ -145,14 +159,16 @@ class ServedReader:
         self.cluster = is_cluster(redis)
         self._read = redis.register_script(READ_SERVED)
         self._page = redis.register_script(READ_CUSTOMER_PAGE)
-        #: On a cluster: the version last seen served, whose keys the next read names beside the pointer's read.
-        self._version = 1
+        #: On a cluster: the pointer last seen (version, partitions), whose keys the next read names beside its read.
+        self._served: tuple[int, int | None] = (1, None)
 
-    async def order(self, order_id: str, part: str = "") -> tuple[int, bytes | None]:
-        """The checkpoint (of the partition ``part`` names) and the order's document as stored: the JSON of the
-        answer (without its consistency)."""
+    async def order(self, order_id: str, part: str = "", tenant: str = "") -> tuple[int, bytes | None]:
+        """The checkpoint (of the partition ``part`` names: the ``tenant``'s) and the order's document as stored: the
+        JSON of the answer (without its consistency)."""
         if self.cluster:
-            checkpoint, doc = await self._tagged(part, lambda k: (READ_TAGGED, [k.checkpoint, k.order(order_id)], []))
+            checkpoint, doc = await self._tagged(
+                part, tenant, lambda k: (READ_TAGGED, [k.checkpoint, k.order(order_id)], [])
+            )
         else:
             checkpoint, doc = await self._read(keys=[self.keys.serving], args=[self.keys.root + "v", order_id, part])
         return int(checkpoint or 0), doc or None
@@ -165,6 +181,7 @@ class ServedReader:
         if self.cluster:
             checkpoint, docs, remaining = await self._tagged(
                 part,
+                tenant,
                 lambda k: (
                     READ_TAGGED_PAGE,
                     [k.checkpoint, k.customer_orders(customer_id)],
@@ -179,15 +196,18 @@ class ServedReader:
             return int(checkpoint), None, 0
         return int(checkpoint), [doc for doc in docs if doc], int(remaining)
 
-    async def _tagged(self, part: str, call) -> Any:
-        """One script's answer from the served version's partition: the pointer and the script of the version last
-        seen go in one pipeline (their slots differ), again with the version the pointer names if it moved."""
+    async def _tagged(self, part: str, tenant: str, call) -> Any:
+        """One script's answer from the served version's partition holding the tenant: the pointer and the script of
+        the pointer last seen go in one pipeline (their slots differ), again with what the pointer says if it moved
+        (a switch, perhaps to another partition count than the one ``part`` was worked out from)."""
         while True:
-            script, keys, args = call(Keys(self.namespace, self._version, named(part), cluster=True))
+            version, count = self._served
+            held = partitions.of(tenant, count) if tenant and count else named(part)
+            script, keys, args = call(Keys(self.namespace, version, held, cluster=True))
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(self.keys.serving)
                 pipe.eval(script, len(keys), *keys, *args)
                 served, answer = await pipe.execute()
-            if int(served or 1) == self._version:
+            if parse_pointer(served) == self._served:
                 return answer
-            self._version = int(served or 1)
+            self._served = parse_pointer(served)

@@ -50,7 +50,7 @@ class PostgresAdapter(StoreAdapter):
             max_overflow=0,
             pool_timeout=min(settings.pool_timeout_seconds, deadline),
             pool_use_lifo=True,  # hot connections reused, idle ones pinged (see ``infra.bootstrap.pool``)
-            connect_args=connect_args(settings, deadline) | {"server_settings": {"jit": "off"}},
+            connect_args=connect_args(settings, deadline) | {"server_settings": {"jit": "off"} | KEEPALIVES},
         )
         return ping_when_idle(engine)
 
@@ -110,6 +110,18 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = IDLE_PING_SECONDS)
             raise sa.DisconnectionError(f"a pooled connection was gone: {describe(error)}") from error
 
     return engine
+
+
+#: Server-side, for every Prism session: probe an idle client after 5 s, every 2 s, give up after 3 misses;
+#: unacknowledged data gives up after 10 s. A cut-off host's sessions go in about 11 s, and with them what they held:
+#: a worker's advisory locks, and a batch's open transaction on the dashboards with its row locks (which the next
+#: holder of the partition would otherwise wait on, statement after statement, until TCP gives up: hours).
+KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 
 
 def connect_args(settings: StoreSettings, deadline: float) -> dict[str, Any]:

@@ -20,10 +20,11 @@ from infra.services import elasticsearch_nodes, redis_cluster
 from infra.services.local_process import probe
 from infra.services.postgres_replica import PostgresReplica
 from projections.layouts.order_search import Names
-from projections.layouts.order_summaries import Keys
+from projections.layouts.order_summaries import Keys, parse_pointer
 from tests.conftest import ON_CLUSTERS, OPERATOR, eventually
 from tests.e2e.conftest import open_tenant
 from tests.e2e.test_read_your_writes import open_shop
+from write import partitions
 
 pytestmark = pytest.mark.skipif(not ON_CLUSTERS, reason="runs on the clusters (PRISM_TEST_STORES=cluster)")
 
@@ -62,7 +63,9 @@ async def test_a_redis_master_lost_its_replica_serves_the_summaries_and_nothing_
     await open_tenant(http, tenant_id)
     shop, made = await open_shop(http, tenant_id)
     await shop.get(f"/orders/{made['order']['id']}", made["order"]["position"])
-    keys = Keys(fresh_services.namespace, 1, cluster=True)
+    served = Keys(fresh_services.namespace).serving  # the version readers see, and its partition count
+    version, count = parse_pointer(_redis(redis_cluster.REDIS_CLUSTER_PORTS[0], "-c", "get", served).strip() or None)
+    keys = Keys(fresh_services.namespace, version, partitions.of(tenant_id, count or 1), cluster=True)
     port = _master_of(keys.checkpoint)
     assert port is not None
     node = redis_cluster.RedisNode(fresh_services, port)
