@@ -153,11 +153,11 @@ async def _read_loops(settings: Settings, read: StoreRead, plan: ClusterPlan) ->
 def table(results: dict) -> str:
     """The figures side by side: single nodes, the clusters, and the clusters' over the single nodes'."""
     single, cluster = results["single"], results["cluster"]
-    lines = [f"{'':<34}{'single':>12}{'clusters':>12}{'ratio':>8}"]
+    lines = [f"{'':<42}{'single':>12}{'clusters':>12}{'ratio':>8}"]
 
     def row(label: str, a: float | None, b: float | None) -> None:
         ratio = f"{b / a:.2f}" if a and b else "-"
-        lines.append(f"{label:<34}{a if a is not None else '-':>12}{b if b is not None else '-':>12}{ratio:>8}")
+        lines.append(f"{label:<42}{a if a is not None else '-':>12}{b if b is not None else '-':>12}{ratio:>8}")
 
     row(
         "replay, all four: events/s",
