@@ -1,6 +1,6 @@
-"""``prism bench --clusters``: the replay and the readers' store reads on single nodes, then on the clusters of
-``prism services up --cluster`` (a Redis Cluster, three Elasticsearch nodes with a replica each, the dashboards read
-from a streaming replica), on the same seeded log, in one run, side by side.
+"""``prism bench --clusters``: the replay, the readers' store reads and Prism's readers on single nodes, then on the
+clusters of ``prism services up --cluster`` (a Redis Cluster, three Elasticsearch nodes with a replica each, the
+dashboards read from a streaming replica), on the same seeded log, in one run, side by side.
 
 Each form gets the same sandbox, seeded the same way (same seed, same tenants' shapes), in a process of its own (the
 embedded ClickHouse opens once per process). CPU comes from ``/proc`` (this process, its children, the stores'
@@ -20,13 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
+
 from infra import bootstrap, sandbox
 from infra.bench import cost, load
+from infra.bench.api import Workload, lag_zero, tenant_key
 from infra.bench.environment import bench_databases, bench_settings
 from infra.bench.readers import LATENCY_SECONDS, WARM_SECONDS, StoreRead, StoreReads, as_request
 from infra.bench.replay import replay_rates
 from infra.bench.seed import seed
 from infra.processes.gc_tuning import tune_for_batches
+from infra.processes.supervisor import serving
 from infra.services import lifecycle
 from infra.settings import Settings, local_clusters
 from write.bus import CommandBus
@@ -75,8 +79,12 @@ def run(base: Settings, quick: bool = False, out: Path = Path("var/bench/results
     results: dict = {"started_at": stamp, "plan": asdict(plan), "cores": os.cpu_count()}
     for form in FORMS:
         say(f"prism bench --clusters: {form}")
+        settings = form_settings(base, form, folder)
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results[form] = pool.submit(_measure_form, form_settings(base, form, folder), plan).result()
+            results[form] = pool.submit(_measure_form, settings, plan).result()
+        # Prism's readers over HTTP, from prism serve: this process never opened the embedded engine, which serve's
+        # owner then opens (the store process above has ended).
+        results[form]["http"] = asyncio.run(_http_reads(settings, results[form].pop("seeded"), plan, folder / form))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"clusters-{stamp}.json"
     path.write_text(json.dumps(results, indent=1))
@@ -101,8 +109,34 @@ async def _measure(settings: Settings, plan: ClusterPlan) -> dict:
     finally:
         await bootstrap.close_stores(stores)
         await engine.dispose()
-    await sandbox.clear(settings)
-    return {"events": seeded.head, "replay": _replay_summary(replay), "reads": reads}
+    return {"events": seeded.head, "replay": _replay_summary(replay), "reads": reads, "seeded": asdict(seeded)}
+
+
+async def _http_reads(settings: Settings, seeded: dict, plan: ClusterPlan, folder: Path) -> dict:
+    """Each reader through ``prism serve`` (the order page, the dashboard, a search), one client then ``clients``,
+    with the CPU of serve's processes and the stores per read (net of idle)."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    work = Workload(base, seeded, random.Random(11))
+    key = await tenant_key(settings, work.tenant)
+    measured: dict = {}
+    try:
+        async with (
+            serving(settings, folder / "serve.log") as child,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60), headers={"Authorization": f"Bearer {key}"}
+            ) as session,
+        ):
+            await lag_zero(session, base, 300)
+            for name, request in (
+                ("order_detail", work.order_detail),
+                ("dashboard", work.dashboard),
+                ("search", work.search),
+            ):
+                say(f"  readers over HTTP: {name}, 1 and {plan.clients} clients, {plan.read_seconds:.0f}s")
+                measured[name] = await _loops(settings, session, request, plan, [child.pid])
+    finally:
+        await sandbox.clear(settings)
+    return measured
 
 
 def _replay_summary(replay: dict) -> dict:
@@ -137,14 +171,18 @@ async def _reads(settings: Settings, seeded: dict, plan: ClusterPlan) -> dict:
 
 
 async def _read_loops(settings: Settings, read: StoreRead, plan: ClusterPlan) -> dict:
-    request, session = as_request(read), cast(Any, None)  # straight on the store: no HTTP session
+    return await _loops(settings, cast(Any, None), as_request(read), plan, [os.getpid()])  # no HTTP session
+
+
+async def _loops(settings: Settings, session: Any, request: load.Request, plan: ClusterPlan, roots: list[int]) -> dict:
+    """Warm, one client (latency), then ``clients`` (throughput) with the CPU of ``roots`` and the stores per read."""
     await load.closed_loop(session, request, plan.clients, WARM_SECONDS)  # pools opened, caches warm
     one = await load.closed_loop(session, request, 1, LATENCY_SECONDS)
     databases = bench_databases(settings)
-    async with cost.CpuSampler([os.getpid()], databases) as idle_sampler:
+    async with cost.CpuSampler(roots, databases) as idle_sampler:
         await asyncio.sleep(IDLE_SECONDS)  # the idle stretch itself is what is measured here
         idle = await idle_sampler.stop()
-    async with cost.CpuSampler([os.getpid()], databases) as sampler:
+    async with cost.CpuSampler(roots, databases) as sampler:
         many = await load.closed_loop(session, request, plan.clients, plan.read_seconds)
         used = await sampler.stop()
     return {"one": one, "many": many, "cpu": cost.per_unit(cost.net_of_idle(used, idle), many["requests"])}
@@ -175,10 +213,11 @@ def table(results: dict) -> str:
             single["replay"]["alone"][name]["events_per_s"],
             cluster["replay"]["alone"][name]["events_per_s"],
         )
-    for name in single["reads"]:
-        a, b = single["reads"][name], cluster["reads"][name]
-        row(f"{name}: p50 ms, 1 client", a["one"]["p50_ms"], b["one"]["p50_ms"])
-        row(f"{name}: p99 ms, 1 client", a["one"]["p99_ms"], b["one"]["p99_ms"])
-        row(f"{name}: reads/s, many clients", a["many"]["per_s"], b["many"]["per_s"])
-        row(f"{name}: CPU ms/read", a["cpu"].get("total_ms"), b["cpu"].get("total_ms"))
+    for side, label in (("reads", "store"), ("http", "Prism")):
+        for name in single[side]:
+            a, b = single[side][name], cluster[side][name]
+            row(f"{label} {name}: p50 ms, 1 client", a["one"]["p50_ms"], b["one"]["p50_ms"])
+            row(f"{label} {name}: p99 ms, 1 client", a["one"]["p99_ms"], b["one"]["p99_ms"])
+            row(f"{label} {name}: reads/s, many clients", a["many"]["per_s"], b["many"]["per_s"])
+            row(f"{label} {name}: CPU ms/read", a["cpu"].get("total_ms"), b["cpu"].get("total_ms"))
     return "\n".join(lines)
