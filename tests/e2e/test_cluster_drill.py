@@ -170,7 +170,7 @@ async def test_an_elasticsearch_node_lost_searches_never_fail(http, fresh_servic
         await searching
     with capsys.disabled():
         print(f"\nelasticsearch node lost: {answered - counted} searches in {time.monotonic() - lost:.1f} s after")
-    await asyncio.to_thread(services.up, fresh_services)  # the node back
+    # The node stays down (the cluster answers on two): the next start of the clusters brings it back.
     assert failures == []
 
 
