@@ -131,11 +131,7 @@ def _up_group(group: list[Service]) -> None:
         with ThreadPoolExecutor(len(group)) as pool:
             for done in [pool.submit(_up_one, service) for service in group]:
                 done.result()
-    if isinstance(group[0], redis_cluster.RedisNode):
-        redis_cluster.form(group)  # type: ignore[arg-type]  # a group of nodes
-        nodes = group  # the cluster's map reaches every node within moments of its forming
-        if not wait_until(lambda: redis_cluster.ready(nodes), time.monotonic() + 30):  # type: ignore[arg-type]
-            redis_cluster.require_ready(nodes)  # type: ignore[arg-type]
+    group[0].after_group(group)
 
 
 def _down_one(service: Service) -> None:

@@ -333,6 +333,10 @@ class Service:
     def after_ready(self) -> None:
         """Idempotent provisioning once the server answers (roles, databases...)."""
 
+    @staticmethod
+    def after_group(members: list[Service]) -> None:
+        """Once every member of a group started together answers: what makes them one (a cluster's forming)."""
+
     def detail(self) -> str:
         return "ready" if self.healthy() else "not answering"
 

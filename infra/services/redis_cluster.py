@@ -4,14 +4,17 @@ broker's scripts name keys of one queue and of the broker's own sets together, w
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from infra.services.local_process import ServiceError, probe, run
+from infra.services.local_process import ServiceError, probe, run, wait_until
 from infra.services.redis_server import Redis
 from infra.settings import REDIS_CLUSTER_PORTS, Settings
 
 #: How long a master may be unreachable before its replica takes its slots over (milliseconds).
 NODE_TIMEOUT_MS = 2000
+#: How long the cluster's map may take to reach every node once formed.
+FORMING_SECONDS = 30.0
 #: Masters first: ``redis-cli --cluster create`` makes the first third of its nodes masters.
 MASTERS = len(REDIS_CLUSTER_PORTS) // 2
 
@@ -58,6 +61,13 @@ class RedisNode(Redis):
     def role(self) -> str:
         result = probe(["redis-cli", "-h", self.host, "-p", str(self.port), "role"])
         return result.stdout.split("\n", 1)[0].strip() if result is not None and result.returncode == 0 else ""
+
+    @staticmethod
+    def after_group(members: list) -> None:
+        """The nodes joined into one cluster, which every node then sees whole."""
+        form(members)
+        if not wait_until(lambda: ready(members), time.monotonic() + FORMING_SECONDS):
+            require_ready(members)
 
     def detail(self) -> str:
         info = self.cluster_info()
