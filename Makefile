@@ -51,7 +51,9 @@ CLUSTER_TESTS := tests/e2e/test_order_pages.py tests/e2e/test_read_your_writes.p
 	tests/e2e/test_cluster_drill.py tests/integration/test_served_reads.py tests/integration/test_audit.py \
 	tests/integration/test_lost_writes.py tests/integration/test_cluster_pointer.py
 
+# The console's browser test drives Debian's Chromium, installed first when missing.
 test: migrate
+	$(BIN)/python -m infra.services.browser
 	$(BIN)/pytest -q -p no:cacheprovider
 	PRISM_TEST_STORES=cluster $(BIN)/pytest -q -p no:cacheprovider $(CLUSTER_TESTS); \
 		status=$$?; $(BIN)/prism services down --cluster; exit $$status

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="This host's name in every process's identity (its database sessions, status, metrics, logs); "
         "the machine's host name by default",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="How every process writes its log to stderr: text, a plain line per record; json, one object "
+        "per line for a log pipeline (time, level, logger, message, host, the process's role, and where known the "
+        "projection, partition, position, tenant, correlation_id and exc_info)",
+    )
     partitions: int = Field(
         1,
         ge=1,
@@ -247,6 +253,11 @@ class Settings(BaseSettings):
         description="Operations routes answered without a credential, as JSON; the "
         "others of /health, /ready, /metrics need an operator credential",
     )
+    console_sample_seconds: float = Field(
+        5.0, gt=0, description="How often the console's history samples each projection's lag and the stores' health"
+    )
+    console_history_seconds: float = Field(3600.0, gt=0, description="How far back the console's history goes")
+    console_session_hours: float = Field(8.0, gt=0, description="How long a console sign-in lasts")
     jwt_issuer: str = Field("", description="Expected `iss` of JWTs from an identity provider")
     jwt_audience: str = Field("", description="Expected `aud` of JWTs")
     jwt_jwks_url: str = Field("", description="JWKS URL of the identity provider's signing keys")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +39,8 @@ SLICE_SECONDS = 1.0
 FOLLOW_SECONDS = 5.0
 #: How often the last batch's size and time are written for status.
 RECORD_SECONDS = 1.0
+#: Commit-to-visible times kept per live version, the latest: what "lately" means for its percentiles.
+VISIBLE_KEPT = 512
 
 
 @dataclass
@@ -68,6 +71,7 @@ class ProjectionRunner:
         self.budgets = budgets or {}  # each projection's freshness budget (s), as the settings give it
         self._last_start: dict[str, float] = {}
         self._last_record: dict[str, float] = {}
+        self._visible: dict[str, deque[float]] = {}
         self._beside: dict[str, bool] = {}
         self._building: dict[str, int] = {}
         #: The partitions of each projection this process is catching up now (at most its share).
@@ -151,6 +155,7 @@ class ProjectionRunner:
             progress = await catch_up(
                 engine, live, self.batch_size, target, self.policies.get(name), seconds=SLICE_SECONDS, until=head
             )
+        self._visible.setdefault(progress.projection, deque(maxlen=VISIBLE_KEPT)).extend(progress.visible)
         await self._record(progress)
         return progress.drained or progress.skipped or progress.halted
 
@@ -280,7 +285,7 @@ class ProjectionRunner:
         now = time.monotonic()
         if progress.batches and now - self._last_record.get(progress.projection, 0.0) >= RECORD_SECONDS:
             self._last_record[progress.projection] = now
-            await record_run((await self.resources()).log_engine, progress)
+            await record_run((await self.resources()).log_engine, progress, self._visible.get(progress.projection))
 
     async def close(self) -> None:
         if self.notices is not None:
@@ -292,6 +297,9 @@ class ProjectionRunner:
             self._set_up.clear()
 
 
-async def record_run(engine, progress: Progress) -> None:
-    """The last batch's size and apply time, for status and metrics (one row per projection)."""
-    await runs.record(engine, progress.projection, progress.last_batch_size, progress.last_batch_seconds)
+async def record_run(engine, progress: Progress, visible: Collection[float] | None = None) -> None:
+    """The last batch's size and apply time, and the commit-to-visible times of a live version's last events (a
+    build's events are old: none), for status and metrics (one row per projection)."""
+    seen = sorted(visible or ())
+    percentiles = (seen[len(seen) // 2], seen[min(len(seen) - 1, len(seen) * 99 // 100)]) if seen else (None, None)
+    await runs.record(engine, progress.projection, progress.last_batch_size, progress.last_batch_seconds, *percentiles)

@@ -1,4 +1,5 @@
-"""Each projection's last batch (its size and apply time), kept for status and metrics: one row per projection."""
+"""Each projection's last batch (its size and apply time) and its recent commit-to-visible times, kept for status,
+metrics and the console: one row per projection."""
 
 from __future__ import annotations
 
@@ -11,9 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from write.schema import projection_runs as runs
 
 
-async def record(engine: AsyncEngine, projection: str, size: int, seconds: float) -> None:
-    """The last batch of ``projection`` (replacing the one before)."""
-    row = insert(runs).values(projection=projection, last_batch_size=size, last_batch_seconds=seconds)
+async def record(
+    engine: AsyncEngine,
+    projection: str,
+    size: int,
+    seconds: float,
+    visible_p50: float | None = None,
+    visible_p99: float | None = None,
+) -> None:
+    """The last batch of ``projection`` (replacing the one before), and its recent commit-to-visible times."""
+    row = insert(runs).values(
+        projection=projection,
+        last_batch_size=size,
+        last_batch_seconds=seconds,
+        visible_p50=visible_p50,
+        visible_p99=visible_p99,
+    )
     async with engine.begin() as conn:
         await conn.execute(
             row.on_conflict_do_update(
@@ -21,6 +35,8 @@ async def record(engine: AsyncEngine, projection: str, size: int, seconds: float
                 set_={
                     "last_batch_size": row.excluded.last_batch_size,
                     "last_batch_seconds": row.excluded.last_batch_seconds,
+                    "visible_p50": row.excluded.visible_p50,
+                    "visible_p99": row.excluded.visible_p99,
                     "updated_at": func.now(),
                 },
             )

@@ -53,15 +53,21 @@ class EventLog:
         self.serialize = serialize
 
     async def append(
-        self, conn: AsyncConnection, tenant_id: str, new: Sequence[NewEvent], correlation_id: uuid.UUID | None = None
+        self,
+        conn: AsyncConnection,
+        tenant_id: str,
+        new: Sequence[NewEvent],
+        correlation_id: uuid.UUID | None = None,
+        causation_id: uuid.UUID | None = None,
     ) -> None:
-        """Stage ``new`` in the caller's transaction: they enter the log, in this order, at its COMMIT.
+        """Stage ``new`` in the caller's transaction: they enter the log, in this order, at its COMMIT. Each carries
+        ``correlation_id`` and ``causation_id`` (a traced command's trace and span: ``write.bus``).
 
         With ``serialize=False`` they are inserted into the log at once, with no lock: the gap the remedy closes.
         """
         columns: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
         for event in new:
-            for name, value in _row(tenant_id, event, correlation_id).items():
+            for name, value in _row(tenant_id, event, correlation_id, causation_id).items():
                 columns[name].append(value)
         await conn.execute(STAGE if self.serialize else _UNSERIALIZED, columns)
 
@@ -84,6 +90,7 @@ _ARRAYS = {
     "schema_version": "smallint",
     "payload": "text",
     "correlation_id": "uuid",
+    "causation_id": "uuid",
 }
 _UNNEST = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ARRAYS.items())
 _COLUMNS = ", ".join(_ARRAYS)
@@ -110,7 +117,7 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> dict:
+def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None, causation_id: uuid.UUID | None) -> dict:
     return {
         "event_id": event.event_id,
         "tenant_id": tenant_id,
@@ -121,6 +128,7 @@ def _row(tenant_id: str, event: NewEvent, correlation_id: uuid.UUID | None) -> d
         "schema_version": event.schema_version,
         "payload": dumps(event.payload),
         "correlation_id": correlation_id,
+        "causation_id": causation_id,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     CheckConstraint,
     Column,
@@ -212,6 +213,9 @@ projection_runs = Table(
     Column("last_batch_size", Integer, nullable=False),
     Column("last_batch_seconds", Double, nullable=False),
     _now("updated_at"),
+    #: Commit to visible of the projection's recent events, in seconds (median and 99th percentile).
+    Column("visible_p50", Double),
+    Column("visible_p99", Double),
 )
 
 #: Projections halted at a parked event, until it is retried or discarded.
@@ -254,4 +258,27 @@ projection_versions = Table(
         Index(f"projection_versions_one_{role}", "projection", unique=True, postgresql_where=text(f"role = '{role}'"))
         for role in ("live", "next", "previous")
     ),
+)
+
+#: Each version's lag, sampled every few seconds for the operator console's charts, the last hour kept (0010).
+console_samples = Table(
+    "console_samples",
+    metadata,
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("checkpoint", BigInteger, nullable=False),
+    Column("head", BigInteger, nullable=False),
+    Column("lag_events", BigInteger, nullable=False),
+    Column("lag_seconds", REAL, nullable=False),
+    PrimaryKeyConstraint("label", "at"),
+    Index("console_samples_at", "at"),
+)
+
+#: The console's latest state that is not a series: ``*`` for the whole status, a host's name for its processes.
+console_state = Table(
+    "console_state",
+    metadata,
+    Column("key", Text, primary_key=True),
+    _now("at"),
+    Column("body", JSONB, nullable=False),
 )

@@ -158,6 +158,7 @@ class Floor:
                 "schema_version": [e.schema_version(e.ORDER_PLACED)],
                 "payload": [json.dumps(payload)],
                 "correlation_id": [uuid.uuid4()],
+                "causation_id": [None],
             }
             await conn.execute(self.stage_sql, *(values[name] for name in self.stage_names))
         await conn.fetchval(event_log.POSITION_OF, event_id)  # the answer's position, as a command learns it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -134,11 +133,17 @@ def parser() -> argparse.ArgumentParser:
         help="instead: the replay and the readers' store reads on single nodes, then on the clusters of "
         "`prism services up --cluster` (started if need be), side by side",
     )
+    bench.add_argument(
+        "--console",
+        action="store_true",
+        help="instead: the operator console's data route, first paint and sampling cost, with 8 partitions",
+    )
     bench.set_defaults(run=workloads.bench)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infra import logs, telemetry
     from infra.processes.lean import leave_out_unused
     from infra.processes.parent import follow_parent
     from write.errors import PrismError
@@ -146,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     follow_parent()
     args = parser().parse_args(argv)
     if getattr(args, "lean", False):  # serve and the processes it runs: before the settings load the store clients
-        leave_out_unused()
+        leave_out_unused(keep=telemetry.needs())
     settings = Settings()
-    logging.basicConfig(
-        level=logging.WARNING, format=f"%(asctime)s {settings.host_name} %(levelname)s %(name)s: %(message)s"
-    )
+    role = logs.role(args.command)
+    logs.configure(settings, role)
+    telemetry.configure(settings, role)
     try:
         return args.run(settings, args)
     except PrismError as error:  # what Prism knows went wrong, said in one line (a traceback is for the unknown)

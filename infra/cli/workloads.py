@@ -24,6 +24,11 @@ def demo(settings: Settings, args: argparse.Namespace) -> int:
 def bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.partitions:
         return _partitions_bench(settings, args)
+    if args.console:
+        from infra.bench import console
+
+        print(f"results: {console.run(settings, quick=args.quick, out=args.out)}")
+        return 0
     if args.clusters:
         from infra.bench import clusters
 

@@ -348,6 +348,23 @@ async def _seed(
     return seeded["head"], [Tenant(**t) for t in seeded["tenants"]]
 
 
+#: How long the key the demo prints for the console lasts.
+CONSOLE_KEY_HOURS = 24
+
+
+async def _show_console(engine, base: str) -> None:
+    """The console's address and an operator key to sign in with: it shows this demo as it runs, and any later
+    ``prism serve`` (``make serve``) on the same address."""
+    key, plain = await api_keys.issue(
+        engine, None, [api_keys.OPERATOR], "console (demo)", timedelta(hours=CONSOLE_KEY_HOURS)
+    )
+    print(
+        f"\nthe operator console: {base}/console\n  sign in with the operator key {plain}\n"
+        f"  (valid {CONSOLE_KEY_HOURS} h; `prism keys revoke {key.id}` ends it sooner)\n",
+        flush=True,
+    )
+
+
 async def run_demo(
     settings: Settings,
     tenants: int = 3,
@@ -372,6 +389,7 @@ async def run_demo(
         key, plain = await api_keys.issue(engine, None, [api_keys.OPERATOR], "demo", timedelta(hours=1))
         operator = {"Authorization": f"Bearer {plain}"}
         print(f"operator key {key.id} issued for the demo (revoked at its end)", flush=True)
+        await _show_console(engine, base)
         try:
             head, seeded = await _seed(
                 base,

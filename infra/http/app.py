@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infra import bootstrap
+from infra import bootstrap, telemetry
+from infra.console import history
+from infra.console import routes as console_routes
 from infra.http import openapi, operations
 from infra.http.auth import Authenticator, requires
 from infra.http.error_body import error_body
@@ -137,8 +139,14 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         )
         if on_start:
             await on_start(app)
+        # A process that hands the embedded engine's reads to its owner cannot read every store: it only publishes
+        # its host's processes, and the owner (or any other process) samples.
+        console = history.sampling(
+            app.state.write_engine, app.state.stores, settings, samples_here=not settings.clickhouse_owner_socket
+        )
         try:
-            yield
+            async with console:
+                yield
         finally:
             if on_stop:
                 await on_stop(app)
@@ -175,7 +183,8 @@ def create_app(settings: Settings, on_start: Hook | None = None, on_stop: Hook |
         *((reader, scope) for reader, _, scope in READERS),
     ):
         app.include_router(router, dependencies=[Security(requires(scope))])
-    for router in (operations.router, probes, operations.liveness(settings.open_routes)):
+    for router in (operations.router, probes, operations.liveness(settings.open_routes), console_routes.router):
         app.include_router(router)
     app.openapi = lambda: openapi.schema(app)  # type: ignore[method-assign]  # the shared errors and links
+    telemetry.instrument_app(app)
     return app

@@ -25,6 +25,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.console import session
 from infra.settings import Settings
 from write import api_keys
 from write.api import TENANT_PATTERN
@@ -180,8 +181,9 @@ def requires(*scopes: str) -> Callable[..., Awaitable[Principal]]:
 
     async def principal(request: Request, credentials: Credentials) -> Principal:
         if credentials is None:
-            raise Unauthenticated("this route needs a credential: 'Authorization: Bearer <key>'")
-        found = await request.app.state.authenticator.principal(credentials.credentials)
+            found = await console_session(request, csrf=True)
+        else:
+            found = await request.app.state.authenticator.principal(credentials.credentials)
         if not found.scopes & set(scopes):
             raise Forbidden(
                 f"this route needs a credential with scope {' or '.join(scopes)}; "
@@ -194,6 +196,17 @@ def requires(*scopes: str) -> Callable[..., Awaitable[Principal]]:
         return found
 
     return principal
+
+
+async def console_session(request: Request, csrf: bool) -> Principal:
+    """The principal of the request's console cookie (see ``infra.console.session``): with ``csrf``, only if the
+    request also carries the session's token and comes from the console's own origin."""
+    key = session.session_key(request)
+    if key is None:
+        raise Unauthenticated("this route needs a credential: 'Authorization: Bearer <key>'")
+    if csrf and not (session.csrf_matches(request, key) and session.same_origin(request)):
+        raise Unauthenticated(f"a console session's request needs its {session.CSRF_HEADER} token")
+    return await request.app.state.authenticator.principal(key)
 
 
 def _check_tenant_header(request: Request, found: Principal) -> None:

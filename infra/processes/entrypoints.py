@@ -9,7 +9,9 @@ import threading
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 
+from infra import logs
 from infra.http.app import create_app
 from infra.processes import engine_owner
 from infra.processes.gc_tuning import tune_for_batches
@@ -30,6 +32,12 @@ def app_with_pipeline(settings: Settings, pipeline: Pipeline) -> FastAPI:
 KEEP_ALIVE_SECONDS = 75
 
 
+def uvicorn_logging() -> dict | None:
+    """uvicorn's own logging configuration, or none when this process writes JSON: its loggers then propagate to
+    the root's handler instead of writing plain lines of their own."""
+    return None if logs.writes_json() else LOGGING_CONFIG
+
+
 def api(settings: Settings, fd: int | None = None) -> None:
     """The API and readers; on an inherited listening socket (``fd``) when ``serve`` runs several."""
     server = uvicorn.Server(
@@ -38,6 +46,7 @@ def api(settings: Settings, fd: int | None = None) -> None:
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",
+            log_config=uvicorn_logging(),
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     )
@@ -54,6 +63,7 @@ def clickhouse_owner(settings: Settings, socket_path: str) -> None:
         app_with_pipeline(settings, pipeline),
         uds=socket_path,
         log_level="warning",
+        log_config=uvicorn_logging(),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
@@ -64,7 +74,13 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         # The default loop setup would install uvloop as the process-wide policy, under the caller's own loop.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", loop="asyncio", timeout_keep_alive=KEEP_ALIVE_SECONDS
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            log_config=uvicorn_logging(),
+            loop="asyncio",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="prism-http", daemon=True)

@@ -11,6 +11,8 @@ only, so the embedded engine's owner leaves it out as well.
 Two more, for the same reason and a few MB each: the Elasticsearch client's transport imports every HTTP library it
 can find to offer each as a node class (Prism's is aiohttp's), ``requests`` among them; and httpx imports its
 command-line tool's libraries whenever they are installed (click, then pygments, whose absence stops the rest).
+And redis-py imports OpenTelemetry's SDK whenever it is installed, for client metrics Prism never turns on (~2 MB,
+~35 ms of start-up). Tracing (``infra.telemetry``), when it is on, keeps the SDK and ``requests``, its exporter's.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import sys
 
 #: Modules the processes of ``prism serve`` never use, though their dependencies import them if present.
-UNUSED = ("pyarrow", "requests", "pygments")
+UNUSED = ("pyarrow", "requests", "pygments", "opentelemetry.sdk")
 
 
-def leave_out_unused() -> None:
-    """Make ``UNUSED`` modules unimportable in this process; call before anything imports the store clients."""
+def leave_out_unused(keep: tuple[str, ...] = ()) -> None:
+    """Make ``UNUSED`` modules unimportable in this process, but those it will ``keep``; call before anything
+    imports the store clients."""
     for name in UNUSED:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: the import system's "not found" mark
+        if name not in keep:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: the import system's "not found" mark

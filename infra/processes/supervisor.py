@@ -26,7 +26,9 @@ SIGINT or SIGTERM stops every child (SIGKILL after a grace period). Children run
 session of their own, so a terminal's Ctrl-C reaches the supervisor alone and it stops
 them in order; a child whose supervisor dies is sent SIGTERM by the kernel
 (``PR_SET_PDEATHSIG``), so none is orphaned. Every child's output reaches the
-supervisor's stderr, each line prefixed with the child's name.
+supervisor's stderr, each line prefixed with the child's name; with JSON logs
+(``PRISM_LOG_FORMAT=json``) each child logs its name as its role, and its lines pass
+through as they are, one object each.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pathlib import Path
 
 import httpx
 
+from infra.logs import ROLE_ENV
 from infra.processes.parent import PARENT_ENV
 from infra.processes.supervisor_work import SupervisorWork
 from infra.settings import Settings
@@ -55,6 +58,8 @@ from projections.stores.registry import NAMES
 from write.errors import PrismError
 
 log = logging.getLogger("prism.serve")
+#: What a child writes that is not a line of its log (a print, a crash of the interpreter), with JSON logs.
+output = logging.getLogger("prism.serve.output")
 #: The first pause before a restart, and the longest.
 FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 0.25, 30.0
 #: A child that ran this long before exiting counts as healthy: its next restart is quick again.
@@ -161,6 +166,9 @@ class Supervisor:
         if role == API:  # the relay goes with the workers
             settings = settings.model_copy(update={"serve_relay": False})
         self.settings, self.role = settings, role
+        self.json = settings.log_format == "json"
+        if self.json:  # what the supervisor says is news in the log, as on a terminal, at the default level
+            log.setLevel(logging.INFO)
         self.children: list[Child] = []
         self._stopping = threading.Event()
         self._output = threading.Lock()
@@ -206,7 +214,9 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         env = (
-            self.settings.child_environment() | child.spec.env | {PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+            self.settings.child_environment()
+            | child.spec.env
+            | {PARENT_ENV: str(os.getpid()), ROLE_ENV: child.spec.name, "PYTHONUNBUFFERED": "1"}
         )
         child.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", *child.spec.args],
@@ -314,15 +324,24 @@ class Supervisor:
                 process.wait()
 
     def _pump(self, name: str, process: subprocess.Popen) -> None:
-        """Copy a child's output to ours, a line at a time, each line under the child's name."""
+        """Copy a child's output to ours, a line at a time, each line under the child's name. With JSON logs a
+        child's JSON line passes as it is (it names its role), and any other line becomes a record of ours under
+        the child's role: every line stays one object."""
         assert process.stdout is not None  # started with stdout=PIPE
-        for line in iter(process.stdout.readline, b""):
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            if self.json and not line.startswith("{"):
+                output.warning("%s", line, extra={"role": name})
+                continue
             with self._output:
-                sys.stderr.write(f"{name:<28}| {line.decode(errors='replace')}")
+                sys.stderr.write(f"{line}\n" if self.json else f"{name:<28}| {line}\n")
                 sys.stderr.flush()
         process.stdout.close()
 
     def _say(self, message: str) -> None:
+        if self.json:
+            log.info(message)
+            return
         with self._output:
             print(f"prism serve: {message}", file=sys.stderr, flush=True)
 

@@ -1,4 +1,5 @@
-"""What ``prism serve``'s supervisor runs itself, on a thread of its own: the relay, and the watch on rebuilds.
+"""What ``prism serve``'s supervisor runs itself, on a thread of its own: the relay, the watch on rebuilds, and the
+publication of this host's processes for the console (``infra.console.hosts``).
 
 The relay was a child of its own: an interpreter (~100 MB) for a loop that mostly waits on a notification. In the
 supervisor it stays out of the API processes (an API process restarted does not stop it) and dies only with the
@@ -37,6 +38,7 @@ class SupervisorWork:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._failing = False
+        self._published = 0.0
         self._thread = threading.Thread(target=self._run, name="serve-relay-and-rebuild-watch", daemon=True)
 
     def start(self) -> None:
@@ -86,11 +88,15 @@ class SupervisorWork:
             await engine.dispose()
 
     async def _look(self, engine) -> None:
+        from infra.console import hosts
         from workers import versions
 
         try:
             async with engine.connect() as conn:
                 found = await versions.rebuilding(conn)
+            if time.monotonic() - self._published >= self.settings.console_sample_seconds:
+                await hosts.publish(engine, self.settings)  # this host's processes, for the console
+                self._published = time.monotonic()
         except Exception as error:  # noqa: BLE001  # the write database is away: look again at the next poll
             if not self._failing:  # once per outage, not every poll
                 log.warning(

@@ -3,7 +3,8 @@
 Run in a fresh interpreter each (this one has imported everything): the supervisor (and its relay) and a Redis or
 dashboards worker load neither the HTTP app, nor the Elasticsearch or ClickHouse clients, nor pyarrow; an API process
 beside the embedded engine's owner loads the client it reads with, still without pyarrow, which the client imports
-only when it is installed and importable, and not the ClickHouse client, which only the owner uses.
+only when it is installed and importable, and not the ClickHouse client, which only the owner uses. None loads
+OpenTelemetry's SDK while tracing is off.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ HEAVY = (
     "requests",
     "pygments",
     "rich",
+    "opentelemetry.sdk",
 )
 SUPERVISOR = "import infra.processes.supervisor, infra.processes.supervisor_work, infra.processes.pipeline"
 #: A worker of serve's for Redis or the dashboards: its pipeline and the projections' registry.

@@ -1,0 +1,234 @@
+"""What the operator console shows, sampled every few seconds by one process and kept beside the log.
+
+One round, in whichever process of any host takes the sampling lock first: each version's status (the rows of
+``GET /projections``), the stores' health and the tenants, written as the console's latest state; each row's lag
+appended to the history, the part older than the window trimmed. The console then reads two small tables instead
+of every store, so its data route stays cheap whoever asks and however often, and the charts need no metrics server.
+Each host's ``prism serve`` processes are published beside them (``hosts``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.bootstrap import active_projections
+from infra.console import hosts
+from infra.ops.status import ProjectionStatus, projection_status
+from infra.processes.supervisor import running_supervisor
+from infra.settings import Settings
+from projections.base import Projection
+from projections.stores import registry
+from projections.stores.adapter import describe
+from projections.stores.registry import Stores
+from workers import versions
+from write.schema import console_samples as samples
+from write.schema import console_state as state
+
+log = logging.getLogger("prism.console")
+
+#: The advisory lock whose holder samples this round (any other process skips it).
+SAMPLER_LOCK = 0x5052_4953_4D43  # "PRISMC"
+#: The key of the whole status in ``console_state`` (each host's processes are under ``hosts.PREFIX``).
+STATUS_KEY = "*"
+#: Tenants listed, the busiest (most behind, then most orders) first.
+TENANTS_SHOWN = 200
+#: Events past the lowest live checkpoint looked at for the tenants' lag; past them a tenant's lag is "at least".
+TENANT_WINDOW = 5000
+
+_TAKE_TURN = text("SELECT pg_try_advisory_xact_lock(:key)")
+_ORDERS = text(
+    "SELECT t.id, t.name, count(o.id) AS orders FROM tenants t LEFT JOIN orders o ON o.tenant_id = t.id "
+    "GROUP BY t.id, t.name"
+)
+_PARKED = text(
+    "SELECT event->>'tenant_id' AS tenant, count(*) FROM projection_dead_letters WHERE status = 'parked' GROUP BY 1"
+)
+_PENDING = text(
+    "SELECT tenant_id, prism_bucket(tenant_id) AS bucket FROM events WHERE position > :after "
+    "ORDER BY position LIMIT :limit"
+)
+_VISIBLE = text("SELECT projection, visible_p50, visible_p99 FROM projection_runs")
+
+
+@dataclass(frozen=True)
+class Window:
+    """How often a round runs and how far back the history goes."""
+
+    every: float
+    keep: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Window:
+        return cls(settings.console_sample_seconds, settings.console_history_seconds)
+
+
+async def sample(engine: AsyncEngine, stores: Stores, settings: Settings) -> bool:
+    """One round, unless another process holds the turn or sampled less than a round ago; whether this one did."""
+    window = Window.of(settings)
+    async with engine.begin() as conn:
+        if not (await conn.execute(_TAKE_TURN, {"key": SAMPLER_LOCK})).scalar():
+            return False
+        last = (await conn.execute(select(samples.c.at).order_by(samples.c.at.desc()).limit(1))).scalar()
+        now = datetime.now(UTC)
+        if last is not None and (now - last).total_seconds() < window.every * 0.8:
+            return False
+        body, rows = await _status(engine, stores, settings)
+        if rows:
+            await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in rows])
+        await conn.execute(delete(samples).where(samples.c.at < now - timedelta(seconds=window.keep)))
+        await conn.execute(delete(state).where(state.c.at < now - timedelta(seconds=window.keep)))
+        await hosts.put(conn, STATUS_KEY, {**body, "sampled_at": now.timestamp(), "every": window.every})
+    return True
+
+
+def _sample(at: datetime, row: ProjectionStatus) -> dict[str, Any]:
+    return {
+        "at": at,
+        "label": row.projection + (f"/{row.partition}" if row.partition not in (None, "all") else ""),
+        "checkpoint": row.checkpoint,
+        "head": row.head,
+        "lag_events": row.lag_events,
+        "lag_seconds": row.lag_seconds,
+    }
+
+
+async def _status(engine: AsyncEngine, stores: Stores, settings: Settings) -> tuple[dict, list[ProjectionStatus]]:
+    """The status rows (none when a store is down: the health says which), the stores' health and the tenants."""
+    health = await registry.ping_all(stores, settings.store_timeout_seconds)
+    problem, rows, shown = None, [], {}
+    try:
+        shown = await active_projections(engine, stores, (versions.LIVE, versions.NEXT, versions.PREVIOUS))
+        rows = await projection_status(engine, shown)
+    except Exception as error:
+        if registry.translate(error) is None:
+            raise
+        problem = describe(error)
+    async with engine.connect() as conn:
+        visible = {r.projection: (r.visible_p50, r.visible_p99) for r in await conn.execute(_VISIBLE)}
+        tenants = await _tenants(conn, rows, shown)
+    return {
+        "projections": [{**r.as_dict(), "visible": visible.get(r.projection)} for r in rows],
+        "problem": problem,
+        "stores": {name: None if error is None else describe(error) for name, error in health.items()},
+        "tenants": tenants,
+    }, rows
+
+
+async def _tenants(conn, rows: list[ProjectionStatus], shown: dict[str, Projection]) -> list[dict[str, Any]]:
+    """Each tenant's orders, parked events, and events not yet applied by the slowest live version of its
+    partition."""
+    live = [
+        (shown[r.projection].partition.buckets, r.checkpoint)
+        for r in rows
+        if r.projection in shown and r.state not in ("rebuilding", "previous")
+    ]
+    pending: dict[str, int] = {}
+    if live:
+        after = min(checkpoint for _, checkpoint in live)
+        for tenant, bucket in await conn.execute(_PENDING, {"after": after, "limit": TENANT_WINDOW}):
+            if any(low <= bucket < high for (low, high), _ in live):
+                pending[tenant] = pending.get(tenant, 0) + 1
+    parked = {row.tenant: row.count for row in await conn.execute(_PARKED)}
+    found = [
+        {
+            "tenant": t.id,
+            "name": t.name,
+            "orders": t.orders,
+            "lag_events": pending.get(t.id, 0),
+            "dead": parked.get(t.id, 0),
+        }
+        for t in await conn.execute(_ORDERS)
+    ]
+    found.sort(key=lambda t: (-t["lag_events"], -t["dead"], -t["orders"], t["tenant"]))
+    return found[:TENANTS_SHOWN]
+
+
+async def keep_sampling(engine: AsyncEngine, stores: Stores, settings: Settings, samples_here: bool) -> None:
+    """Where ``samples_here`` (a process that reads every store), take the sampling turn when it is free; and
+    publish this process as its host's, where no ``prism serve`` supervises it (a supervisor publishes its own
+    processes). A failed round is logged once per cause and tried again next round."""
+    every, last_problem = settings.console_sample_seconds, None
+    while True:
+        started = time.monotonic()
+        try:
+            if running_supervisor(settings) is None:
+                await hosts.publish(engine, settings)
+            if samples_here:
+                await sample(engine, stores, settings)
+            last_problem = None
+        except Exception as error:  # noqa: BLE001  # the console is never a reason for the process to stop
+            problem = describe(error)
+            if problem != last_problem:
+                log.warning("the console's sample failed: %s", problem)
+            last_problem = problem
+        await asyncio.sleep(max(every - (time.monotonic() - started), 0.05))
+
+
+@contextlib.asynccontextmanager
+async def sampling(engine: AsyncEngine, stores: Stores, settings: Settings, samples_here: bool):
+    """``keep_sampling`` in the background for as long as the block runs."""
+    task = asyncio.create_task(keep_sampling(engine, stores, settings, samples_here), name="prism-console-sampler")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Overview:
+    """The console's one data answer, as JSON: the latest status, each host's processes, and each version's lag
+    series over the window (versions only: a partition's lag is in the status, not charted). The series change only
+    when a sample lands, so they are kept encoded until the next one: most answers read the small state table only."""
+
+    def __init__(self) -> None:
+        self._sampled_at: float | None = None
+        self._series = b"{}"
+
+    async def answer(self, engine: AsyncEngine, settings: Settings) -> bytes:
+        async with engine.connect() as conn:
+            kept = (await conn.execute(select(state.c.key, state.c.at, state.c.body))).all()
+            status = next((body for key, _, body in kept if key == STATUS_KEY), None)
+            sampled_at = status["sampled_at"] if status else None
+            if sampled_at != self._sampled_at:
+                self._series, self._sampled_at = orjson.dumps(await _series(conn, status, settings)), sampled_at
+        processes = [
+            {**body, "seen": at.timestamp()}
+            for key, at, body in sorted(kept, key=lambda k: k[0])
+            if key.startswith(hosts.PREFIX)
+        ]
+        rest = orjson.dumps({"now": time.time(), "status": status, "hosts": processes})
+        return rest[:-1] + b',"series":' + self._series + b"}"
+
+
+async def _series(conn, status: dict | None, settings: Settings) -> dict[str, dict[str, list]]:
+    """Each version's lag over the window, by label: times, seconds and events, oldest first."""
+    if not status:
+        return {}
+    labels = [row["projection"] for row in status["projections"] if row["partition"] in (None, "all")]
+    since = datetime.now(UTC) - timedelta(seconds=settings.console_history_seconds)
+    points = await conn.execute(
+        select(samples.c.label, samples.c.at, samples.c.lag_events, samples.c.lag_seconds)
+        .where(samples.c.label.in_(labels), samples.c.at > since)
+        .order_by(samples.c.label, samples.c.at)
+    )
+    series: dict[str, dict[str, list]] = {}
+    for label, at, lag_events, lag_seconds in points:
+        line = series.get(label)
+        if line is None:
+            line = series[label] = {"t": [], "lag_seconds": [], "lag_events": []}
+        line["t"].append(round(at.timestamp(), 3))
+        line["lag_seconds"].append(lag_seconds)
+        line["lag_events"].append(lag_events)
+    return series
