@@ -257,7 +257,19 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the console's history samples each projection's lag and the stores' health"
     )
     console_history_seconds: float = Field(3600.0, gt=0, description="How far back the console's history goes")
-    console_session_hours: float = Field(8.0, gt=0, description="How long a console sign-in lasts")
+    console_session_hours: float = Field(
+        8.0, gt=0, description="How long a console sign-in lasts (never past the credential it was made with)"
+    )
+    console_secure_cookie: bool = Field(
+        False,
+        description="Mark the console's cookie Secure even when the request here is plain HTTP (TLS ends at a "
+        "proxy); over HTTPS it always is",
+    )
+    console_origins: list[str] = Field(
+        [],
+        description="Origins the console is served on besides the request's own host, as JSON (a proxy that "
+        'rewrites Host: ["https://ops.example.com"])',
+    )
     jwt_issuer: str = Field("", description="Expected `iss` of JWTs from an identity provider")
     jwt_audience: str = Field("", description="Expected `aud` of JWTs")
     jwt_jwks_url: str = Field("", description="JWKS URL of the identity provider's signing keys")

@@ -39,8 +39,8 @@ SLICE_SECONDS = 1.0
 FOLLOW_SECONDS = 5.0
 #: How often the last batch's size and time are written for status.
 RECORD_SECONDS = 1.0
-#: Commit-to-visible times kept per live version, the latest: what "lately" means for its percentiles.
-VISIBLE_KEPT = 512
+#: Commit-to-visible times kept per live version (the latest), and how old the ones its percentiles take may be.
+VISIBLE_KEPT, VISIBLE_SECONDS = 2048, 300.0
 
 
 @dataclass
@@ -71,7 +71,7 @@ class ProjectionRunner:
         self.budgets = budgets or {}  # each projection's freshness budget (s), as the settings give it
         self._last_start: dict[str, float] = {}
         self._last_record: dict[str, float] = {}
-        self._visible: dict[str, deque[float]] = {}
+        self._visible: dict[str, deque[tuple[float, float]]] = {}
         self._beside: dict[str, bool] = {}
         self._building: dict[str, int] = {}
         #: The partitions of each projection this process is catching up now (at most its share).
@@ -155,7 +155,10 @@ class ProjectionRunner:
             progress = await catch_up(
                 engine, live, self.batch_size, target, self.policies.get(name), seconds=SLICE_SECONDS, until=head
             )
-        self._visible.setdefault(progress.projection, deque(maxlen=VISIBLE_KEPT)).extend(progress.visible)
+        now = time.monotonic()
+        self._visible.setdefault(progress.projection, deque(maxlen=VISIBLE_KEPT)).extend(
+            (now, seconds) for seconds in progress.visible
+        )
         await self._record(progress)
         return progress.drained or progress.skipped or progress.halted
 
@@ -285,7 +288,9 @@ class ProjectionRunner:
         now = time.monotonic()
         if progress.batches and now - self._last_record.get(progress.projection, 0.0) >= RECORD_SECONDS:
             self._last_record[progress.projection] = now
-            await record_run((await self.resources()).log_engine, progress, self._visible.get(progress.projection))
+            kept = self._visible.get(progress.projection, ())
+            lately = [seconds for at, seconds in kept if now - at <= VISIBLE_SECONDS]
+            await record_run((await self.resources()).log_engine, progress, lately)
 
     async def close(self) -> None:
         if self.notices is not None:

@@ -94,7 +94,7 @@ async def _measure(settings: Settings, plan: ConsolePlan, folder: Path) -> dict:
             filled = await _fill_an_hour(engine, settings, labels)
             say(f"history filled to an hour: {filled:,} samples of {len(labels)} rows")
             data = await _data_route(session, base, settings, engine, plan, child.pid)
-            paint = await _first_paint(base, settings, plan)
+            paint = await _first_paint(base, settings, plan, folder)
         say("sampling rounds, timed here, with prism serve stopped")
         sampling = await _sampling(settings, engine, plan)
     finally:
@@ -153,12 +153,14 @@ async def _data_route(session, base: str, settings: Settings, engine, plan: Cons
         measured[name] = load.summary(direct, sum(direct), 0)
     answer = json.loads(body)
     measured["answer_bytes"] = len(body)
+    measured["status_rows"] = len(answer["status"]["projections"])
     measured["series_points"] = sum(len(s["t"]) for s in answer["series"].values())
     return measured
 
 
-async def _first_paint(base: str, settings: Settings, plan: ConsolePlan) -> dict:
-    """First contentful paint of the console (signed in) and when its data shows, then the sign-in page's."""
+async def _first_paint(base: str, settings: Settings, plan: ConsolePlan, folder: Path) -> dict:
+    """First contentful paint of the console (signed in) and when its data shows, then the sign-in page's; a
+    screenshot of the console with one version's partitions listed."""
     from playwright.async_api import async_playwright
 
     from infra.services.browser import FLAGS, ensure_chromium, until
@@ -177,6 +179,9 @@ async def _first_paint(base: str, settings: Settings, plan: ConsolePlan) -> dict
             await page.goto("/console")
             data.append(await until(page, shown))
             console.append(await until(page, paint))
+        await page.click('#projections tr[data-partition="all"] button.link')  # one version's partitions listed
+        await page.wait_for_selector("#projections tr.partition")
+        await page.screenshot(path=str(folder / "console.png"), full_page=True)
         anonymous = await (await browser.new_context(base_url=base)).new_page()
         for _ in range(plan.loads):
             await anonymous.goto("/console")
@@ -226,9 +231,9 @@ def table(results: dict) -> str:
     data, paint, sampling = results["data_route"], results["first_paint"], results["sampling"]
     overview, health = data["overview"], data["health"]
     lines = [
-        f"console bench {results['started_at']}: {results['rows']} status rows (5 projections, {PARTITIONS} partitions "
-        f"each; the embedded ClickHouse's stays whole), {data['series_points']:,} chart points, "
-        f"{data['answer_bytes']:,} bytes",
+        f"console bench {results['started_at']}: {data['status_rows']} status rows (5 projections, "
+        f"{PARTITIONS} partitions each; the embedded ClickHouse's stays whole), "
+        f"{data['series_points']:,} chart points, {data['answer_bytes']:,} bytes",
         f"{'':<44}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}{'CPU ms/req':>12}",
     ]
     for name, row in (("GET /console/api/overview", overview), ("GET /health (same server)", health)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -47,16 +48,23 @@ TENANTS_SHOWN = 200
 TENANT_WINDOW = 5000
 
 _TAKE_TURN = text("SELECT pg_try_advisory_xact_lock(:key)")
-_ORDERS = text(
-    "SELECT t.id, t.name, count(o.id) AS orders FROM tenants t LEFT JOIN orders o ON o.tenant_id = t.id "
-    "GROUP BY t.id, t.name"
-)
+_TENANTS = text("SELECT id, name FROM tenants")
+_ORDERS = text("SELECT tenant_id, count(*) AS orders FROM orders GROUP BY tenant_id")
+#: How often the orders are counted again (every order is read).
+ORDERS_EVERY_SECONDS = 60.0
 _PARKED = text(
     "SELECT event->>'tenant_id' AS tenant, count(*) FROM projection_dead_letters WHERE status = 'parked' GROUP BY 1"
 )
+#: Each tenant's events after the checkpoint of the slowest live version of its buckets' segment (segments do not
+#: overlap, so an event counts once), within a window of positions.
 _PENDING = text(
-    "SELECT tenant_id, prism_bucket(tenant_id) AS bucket FROM events WHERE position > :after "
-    "ORDER BY position LIMIT :limit"
+    """
+SELECT e.tenant_id, count(*) AS pending
+FROM events e
+JOIN unnest(CAST(:lows AS int[]), CAST(:highs AS int[]), CAST(:checkpoints AS bigint[])) AS v(low, high, checkpoint)
+  ON prism_bucket(e.tenant_id) >= v.low AND prism_bucket(e.tenant_id) < v.high AND e.position > v.checkpoint
+WHERE e.position > :after AND e.position <= :after + :window
+GROUP BY e.tenant_id"""
 )
 _VISIBLE = text("SELECT projection, visible_p50, visible_p99 FROM projection_runs")
 
@@ -79,13 +87,14 @@ async def sample(engine: AsyncEngine, stores: Stores, settings: Settings) -> boo
     async with engine.begin() as conn:
         if not (await conn.execute(_TAKE_TURN, {"key": SAMPLER_LOCK})).scalar():
             return False
-        last = (await conn.execute(select(samples.c.at).order_by(samples.c.at.desc()).limit(1))).scalar()
+        last = (await conn.execute(select(state.c.body).where(state.c.key == STATUS_KEY))).scalar()
         now = datetime.now(UTC)
-        if last is not None and (now - last).total_seconds() < window.every * 0.8:
+        if last is not None and now.timestamp() - last["sampled_at"] < window.every * 0.8:
             return False
-        body, rows = await _status(engine, stores, settings)
-        if rows:
-            await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in rows])
+        body, rows = await _status(engine, stores, settings, last, now)
+        versions_only = [r for r in rows if r.partition in (None, "all")]  # what the charts draw
+        if versions_only:
+            await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in versions_only])
         await conn.execute(delete(samples).where(samples.c.at < now - timedelta(seconds=window.keep)))
         await conn.execute(delete(state).where(state.c.at < now - timedelta(seconds=window.keep)))
         await hosts.put(conn, STATUS_KEY, {**body, "sampled_at": now.timestamp(), "every": window.every})
@@ -95,7 +104,7 @@ async def sample(engine: AsyncEngine, stores: Stores, settings: Settings) -> boo
 def _sample(at: datetime, row: ProjectionStatus) -> dict[str, Any]:
     return {
         "at": at,
-        "label": row.projection + (f"/{row.partition}" if row.partition not in (None, "all") else ""),
+        "label": row.projection,
         "checkpoint": row.checkpoint,
         "head": row.head,
         "lag_events": row.lag_events,
@@ -103,7 +112,9 @@ def _sample(at: datetime, row: ProjectionStatus) -> dict[str, Any]:
     }
 
 
-async def _status(engine: AsyncEngine, stores: Stores, settings: Settings) -> tuple[dict, list[ProjectionStatus]]:
+async def _status(
+    engine: AsyncEngine, stores: Stores, settings: Settings, last: dict | None, now: datetime
+) -> tuple[dict, list[ProjectionStatus]]:
     """The status rows (none when a store is down: the health says which), the stores' health and the tenants."""
     health = await registry.ping_all(stores, settings.store_timeout_seconds)
     problem, rows, shown = None, [], {}
@@ -115,40 +126,84 @@ async def _status(engine: AsyncEngine, stores: Stores, settings: Settings) -> tu
             raise
         problem = describe(error)
     async with engine.connect() as conn:
-        visible = {r.projection: (r.visible_p50, r.visible_p99) for r in await conn.execute(_VISIBLE)}
-        tenants = await _tenants(conn, rows, shown)
+        visible = _visible({r.projection: (r.visible_p50, r.visible_p99) for r in await conn.execute(_VISIBLE)}, rows)
+        orders = await _orders(conn, last, now)
+        tenants = await _tenants(conn, rows, shown, orders["counts"])
     return {
         "projections": [{**r.as_dict(), "visible": visible.get(r.projection)} for r in rows],
         "problem": problem,
         "stores": {name: None if error is None else describe(error) for name, error in health.items()},
         "tenants": tenants,
+        "orders": orders,
     }, rows
 
 
-async def _tenants(conn, rows: list[ProjectionStatus], shown: dict[str, Projection]) -> list[dict[str, Any]]:
-    """Each tenant's orders, parked events, and events not yet applied by the slowest live version of its
-    partition."""
+def _visible(recorded: dict[str, tuple], rows: list[ProjectionStatus]) -> dict[str, tuple]:
+    """Each row's recent commit-to-visible (p50, p99); a split version's: the middle of its partitions' medians and
+    the worst of their 99th percentiles."""
+    found = dict(recorded)
+    for row in rows:
+        if row.partition == "all":
+            parts = [recorded[label] for label in recorded if label.startswith(row.projection + "/")]
+            parts = [p for p in parts if p[0] is not None]
+            if parts:
+                medians = sorted(p[0] for p in parts)
+                found[row.projection] = (medians[len(medians) // 2], max(p[1] for p in parts))
+    return found
+
+
+async def _orders(conn, last: dict | None, now: datetime) -> dict[str, Any]:
+    """Orders per tenant: counted again once a minute (a scan of every order), else those of the last round."""
+    kept = (last or {}).get("orders")
+    if kept and now.timestamp() - kept["counted_at"] < ORDERS_EVERY_SECONDS:
+        return kept
+    return {"counted_at": now.timestamp(), "counts": {row.tenant_id: row.orders for row in await conn.execute(_ORDERS)}}
+
+
+def _slowest(live: list[tuple[tuple[int, int], int]]) -> list[tuple[int, int, int]]:
+    """The buckets cut where any live partition starts or ends, each segment with the lowest checkpoint of the
+    partitions over it: (first bucket, bucket past the last, checkpoint)."""
+    cuts = sorted({edge for (low, high), _ in live for edge in (low, high)})
+    return [
+        (low, high, min(checkpoint for (start, end), checkpoint in live if start <= low and high <= end))
+        for low, high in itertools.pairwise(cuts)
+        if any(start <= low and high <= end for (start, end), _ in live)
+    ]
+
+
+async def _tenants(
+    conn, rows: list[ProjectionStatus], shown: dict[str, Projection], orders: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Each tenant's orders, parked events, and events not yet applied by the slowest live version of its buckets."""
     live = [
         (shown[r.projection].partition.buckets, r.checkpoint)
         for r in rows
-        if r.projection in shown and r.state not in ("rebuilding", "previous")
+        if r.projection in shown and r.state not in ("rebuilding", "previous", "unreadable")
     ]
     pending: dict[str, int] = {}
     if live:
-        after = min(checkpoint for _, checkpoint in live)
-        for tenant, bucket in await conn.execute(_PENDING, {"after": after, "limit": TENANT_WINDOW}):
-            if any(low <= bucket < high for (low, high), _ in live):
-                pending[tenant] = pending.get(tenant, 0) + 1
+        segments = _slowest(live)
+        found = await conn.execute(
+            _PENDING,
+            {
+                "lows": [low for low, _, _ in segments],
+                "highs": [high for _, high, _ in segments],
+                "checkpoints": [checkpoint for _, _, checkpoint in segments],
+                "after": min(checkpoint for _, _, checkpoint in segments),
+                "window": TENANT_WINDOW,
+            },
+        )
+        pending = {row.tenant_id: row.pending for row in found}
     parked = {row.tenant: row.count for row in await conn.execute(_PARKED)}
     found = [
         {
             "tenant": t.id,
             "name": t.name,
-            "orders": t.orders,
+            "orders": orders.get(t.id, 0),
             "lag_events": pending.get(t.id, 0),
             "dead": parked.get(t.id, 0),
         }
-        for t in await conn.execute(_ORDERS)
+        for t in await conn.execute(_TENANTS)
     ]
     found.sort(key=lambda t: (-t["lag_events"], -t["dead"], -t["orders"], t["tenant"]))
     return found[:TENANTS_SHOWN]
@@ -202,7 +257,7 @@ class Overview:
             status = next((body for key, _, body in kept if key == STATUS_KEY), None)
             sampled_at = status["sampled_at"] if status else None
             if sampled_at != self._sampled_at:
-                self._series, self._sampled_at = orjson.dumps(await _series(conn, status, settings)), sampled_at
+                self._series, self._sampled_at = orjson.dumps(await _series(conn, settings)), sampled_at
         processes = [
             {**body, "seen": at.timestamp()}
             for key, at, body in sorted(kept, key=lambda k: k[0])
@@ -212,15 +267,12 @@ class Overview:
         return rest[:-1] + b',"series":' + self._series + b"}"
 
 
-async def _series(conn, status: dict | None, settings: Settings) -> dict[str, dict[str, list]]:
+async def _series(conn, settings: Settings) -> dict[str, dict[str, list]]:
     """Each version's lag over the window, by label: times, seconds and events, oldest first."""
-    if not status:
-        return {}
-    labels = [row["projection"] for row in status["projections"] if row["partition"] in (None, "all")]
     since = datetime.now(UTC) - timedelta(seconds=settings.console_history_seconds)
     points = await conn.execute(
         select(samples.c.label, samples.c.at, samples.c.lag_events, samples.c.lag_seconds)
-        .where(samples.c.label.in_(labels), samples.c.at > since)
+        .where(samples.c.at > since)
         .order_by(samples.c.label, samples.c.at)
     )
     series: dict[str, dict[str, list]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
@@ -78,7 +79,8 @@ async def console(request: Request) -> HTMLResponse:
 async def sign_in(request: Request) -> Response:
     """Sign in with an operator credential sent in the form's body (never in the URL): a session cookie, then the
     console. A credential that is not an operator's answers the sign-in page again with what was wrong, as a 401."""
-    if not session.same_origin(request):
+    settings = request.app.state.settings
+    if not session.same_origin(request, settings.console_origins):
         return _sign_in_page("this sign-in came from another site", 403)
     form = parse_qs((await request.body()).decode(errors="replace"))
     credential = (form.get("key") or [""])[0].strip()
@@ -90,10 +92,15 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(error.message, 401)
     if OPERATOR not in found.scopes:
         return _sign_in_page("this key is not an operator's: the console needs the operator scope", 401)
-    settings = request.app.state.settings
-    key = await session.open_session(request.app.state.write_engine, found.credential, settings.console_session_hours)
+    engine = request.app.state.write_engine
+    if await session.is_session_key(engine, credential):
+        return _sign_in_page("a console session's own key does not sign in again", 401)
+    lasts = timedelta(hours=settings.console_session_hours)
+    if found.expires_at is not None:  # no session outlives the credential it was opened with
+        lasts = min(lasts, found.expires_at - datetime.now(UTC))
+    key = await session.open_session(engine, found.credential, lasts)
     response = RedirectResponse("/console", status_code=303, headers=HEADERS)
-    session.set_cookie(response, request, key, settings.console_session_hours)
+    session.set_cookie(response, request, key, lasts, settings.console_secure_cookie)
     return response
 
 
@@ -105,7 +112,7 @@ async def sign_out(request: Request) -> Response:
         raise Unauthenticated("signing out needs the console's session")
     await session.close_session(request.app.state.write_engine, key)
     response = Response(status_code=204, headers=HEADERS)
-    session.clear_cookie(response, request)
+    session.clear_cookie(response, request, request.app.state.settings.console_secure_cookie)
     return response
 
 

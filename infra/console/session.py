@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -42,21 +43,31 @@ def csrf_matches(request: Request, key: str) -> bool:
     return hmac.compare_digest(sent.encode(), csrf_token(key).encode())
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: Request, also: Sequence[str] = ()) -> bool:
     """A browser's POST names its page's origin; one from another site is refused even before its credential.
-    The host is compared, not the scheme: behind a proxy that ends TLS, the page is https and the request here http."""
+    The host is compared, not the scheme (behind a proxy that ends TLS, the page is https and the request here http);
+    ``also`` names the origins a proxy that rewrites ``Host`` serves the console on."""
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-site request (browsers send Origin with every POST)
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    return urlsplit(origin).netloc == request.headers.get("host", "") or origin in also
 
 
-async def open_session(engine: AsyncEngine, signed_in_with: str, hours: float) -> str:
-    """A new session key for an operator who proved themselves with ``signed_in_with``."""
-    _, plain = await api_keys.issue(
-        engine, None, [OPERATOR], f"console session ({signed_in_with})", timedelta(hours=hours)
-    )
+#: A session key's name starts so: it cannot sign in again (a session would outlive its own expiry).
+SESSION_NAME = "console session"
+
+
+async def open_session(engine: AsyncEngine, signed_in_with: str, lasts: timedelta) -> str:
+    """A new session key, lasting ``lasts``, for an operator who proved themselves with ``signed_in_with``."""
+    _, plain = await api_keys.issue(engine, None, [OPERATOR], f"{SESSION_NAME} ({signed_in_with})", lasts)
     return plain
+
+
+async def is_session_key(engine: AsyncEngine, credential: str) -> bool:
+    if not credential.startswith(PREFIX):
+        return False
+    found = await api_keys.lookup(engine, credential)
+    return found is not None and found.name.startswith(SESSION_NAME)
 
 
 async def close_session(engine: AsyncEngine, key: str) -> None:
@@ -64,19 +75,19 @@ async def close_session(engine: AsyncEngine, key: str) -> None:
     await api_keys.revoke(engine, key.removeprefix(PREFIX).split("_", 1)[0])
 
 
-def set_cookie(response: Response, request: Request, key: str, hours: float) -> None:
+def set_cookie(response: Response, request: Request, key: str, lasts: timedelta, secure: bool) -> None:
     response.set_cookie(
         COOKIE,
         key,
-        max_age=int(hours * 3600),
+        max_age=int(lasts.total_seconds()),
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure or request.url.scheme == "https",
     )
 
 
-def clear_cookie(response: Response, request: Request) -> None:
+def clear_cookie(response: Response, request: Request, secure: bool) -> None:
     response.delete_cookie(
-        COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure or request.url.scheme == "https"
     )

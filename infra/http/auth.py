@@ -86,6 +86,8 @@ class Principal:
     tenant: str | None
     scopes: frozenset[str]
     credential: str
+    #: When the credential stops working, if it says (a key's expiry, a token's ``exp``).
+    expires_at: datetime | None = None
 
 
 class Authenticator:
@@ -128,7 +130,7 @@ def _from_key(key: api_keys.ApiKey | None) -> Principal:
         raise Unauthenticated(f"API key {key.id} was revoked")
     if not key.usable(datetime.now(UTC)):
         raise Unauthenticated(f"API key {key.id} expired")
-    return Principal(key.tenant_id, frozenset(key.scopes), f"key {key.id}")
+    return Principal(key.tenant_id, frozenset(key.scopes), f"key {key.id}", key.expires_at)
 
 
 class JwtVerifier:
@@ -165,11 +167,12 @@ class JwtVerifier:
         granted = claims.get("scope", claims.get("scp", ""))
         scopes = frozenset(granted.split() if isinstance(granted, str) else granted) & frozenset(SCOPES)
         tenant = claims.get(self.settings.jwt_tenant_claim)
+        expires = datetime.fromtimestamp(claims["exp"], UTC)
         if OPERATOR in scopes:
-            return Principal(None, frozenset({OPERATOR}), f"jwt {claims.get('sub', '')}")
+            return Principal(None, frozenset({OPERATOR}), f"jwt {claims.get('sub', '')}", expires)
         if not isinstance(tenant, str) or not _TENANT_ID.match(tenant):
             raise Unauthenticated(f"the token has no valid tenant in its {self.settings.jwt_tenant_claim!r} claim")
-        return Principal(tenant, scopes, f"jwt {claims.get('sub', '')}")
+        return Principal(tenant, scopes, f"jwt {claims.get('sub', '')}", expires)
 
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
@@ -204,8 +207,10 @@ async def console_session(request: Request, csrf: bool) -> Principal:
     key = session.session_key(request)
     if key is None:
         raise Unauthenticated("this route needs a credential: 'Authorization: Bearer <key>'")
-    if csrf and not (session.csrf_matches(request, key) and session.same_origin(request)):
-        raise Unauthenticated(f"a console session's request needs its {session.CSRF_HEADER} token")
+    if csrf and not session.csrf_matches(request, key):
+        raise Forbidden(f"a console session's request needs its {session.CSRF_HEADER} token")
+    if csrf and not session.same_origin(request, request.app.state.settings.console_origins):
+        raise Forbidden("a console session's request came from another site")
     return await request.app.state.authenticator.principal(key)
 
 

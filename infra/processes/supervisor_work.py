@@ -94,9 +94,6 @@ class SupervisorWork:
         try:
             async with engine.connect() as conn:
                 found = await versions.rebuilding(conn)
-            if time.monotonic() - self._published >= self.settings.console_sample_seconds:
-                await hosts.publish(engine, self.settings)  # this host's processes, for the console
-                self._published = time.monotonic()
         except Exception as error:  # noqa: BLE001  # the write database is away: look again at the next poll
             if not self._failing:  # once per outage, not every poll
                 log.warning(
@@ -110,3 +107,7 @@ class SupervisorWork:
         self._failing = False
         now = time.monotonic()
         self.rebuild_seen |= dict.fromkeys(found & self.watched, now)
+        if now - self._published >= self.settings.console_sample_seconds:
+            self._published = now
+            with contextlib.suppress(Exception):  # the console's list of processes: never a reason to stop watching
+                await hosts.publish(engine, self.settings)

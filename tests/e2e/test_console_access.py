@@ -4,6 +4,7 @@ use, and its data route answering from the sampled history."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.routing import APIRoute
@@ -77,6 +78,17 @@ async def test_only_an_operator_signs_in_and_the_key_stays_out_of_urls(http, api
     set_cookie = answer.headers["set-cookie"].lower()
     assert answer.status_code == 303 and "httponly" in set_cookie and "samesite=strict" in set_cookie
     assert OPERATOR["Authorization"].removeprefix("Bearer ") not in answer.headers["set-cookie"]
+    again = await sign_in(http, answer.cookies[COOKIE])  # a session's key opens no other session
+    assert again.status_code == 401 and "does not sign in again" in again.text
+
+
+async def test_a_session_ends_with_the_key_it_was_opened_with(http, write_engine):
+    _, short = await api_keys.issue(write_engine, None, ["operator"], "ops, an hour", timedelta(hours=1))
+    answer = await sign_in(http, short)
+    assert answer.status_code == 303
+    assert 3500 <= int(re.search(r"max-age=(\d+)", answer.headers["set-cookie"], re.I).group(1)) <= 3600
+    session = await api_keys.lookup(write_engine, answer.cookies[COOKIE])
+    assert session is not None and session.expires_at <= datetime.now(UTC) + timedelta(hours=1)
 
 
 async def test_a_session_needs_its_csrf_token_and_ends_at_sign_out(http, write_engine):
@@ -86,21 +98,21 @@ async def test_a_session_needs_its_csrf_token_and_ends_at_sign_out(http, write_e
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     assert (await http.get("/console/assets/console.js", headers=cookie)).status_code == 200
 
-    assert (await http.get("/console/api/overview", headers=cookie)).status_code == 401  # the cookie alone
+    assert (await http.get("/console/api/overview", headers=cookie)).status_code == 403  # the cookie alone
     wrong = {**cookie, CSRF_HEADER: "0" * 64}
-    assert (await http.get("/console/api/overview", headers=wrong)).status_code == 401
+    assert (await http.get("/console/api/overview", headers=wrong)).status_code == 403
     with_token = {**cookie, CSRF_HEADER: csrf}
     assert (await http.get("/console/api/overview", headers=with_token)).status_code == 200
     assert (await http.get("/deadletters", headers=with_token)).status_code == 200  # the operations API itself
     replayed = await http.post(
         "/projections/customer_dashboards/rollback", headers={**with_token, "Origin": "https://evil.example"}
     )
-    assert replayed.status_code == 401  # another site's request, even with the token, changes nothing
+    assert replayed.status_code == 403  # another site's request, even with the token, changes nothing
 
     ended = await http.post("/console/session/end", headers=with_token)
     assert ended.status_code == 204
-    keys = {k.name: k for k in await api_keys.listing(write_engine)}
-    assert all(k.revoked_at is not None for name, k in keys.items() if name.startswith("console session"))
+    ended_key = await api_keys.lookup(write_engine, cookie["Cookie"].split("=", 1)[1])
+    assert ended_key is not None and ended_key.revoked_at is not None
 
     async def refused() -> bool:
         return (await http.get("/console/api/overview", headers=with_token)).status_code == 401
@@ -125,7 +137,7 @@ async def test_the_data_route_answers_every_projection_from_the_sampled_history(
         return (
             set(PROJECTIONS) <= names
             and api_tenant in tenants
-            and all(len(s["t"]) >= 2 for s in seen["series"].values())
+            and all(len(seen["series"].get(n, {"t": []})["t"]) >= 2 for n in PROJECTIONS)
         )
 
     await eventually(sampled, timeout=20, what="two samples of every projection")

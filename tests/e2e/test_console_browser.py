@@ -1,9 +1,11 @@
 """The operator console in a real browser (Debian's Chromium, headless, driven by Playwright): sign-in, every
 projection and its lag chart, a parked event retried from the console, a rebuild started, watched to its switch
-and rolled back. Screenshots of each step are kept in ``var/artifacts/console/``."""
+and rolled back, then the version rolled back from dropped. Screenshots of each step are kept in
+``var/artifacts/console/``."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from infra.services.browser import FLAGS, ensure_chromium, until
 from projections.registry import PROJECTIONS
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, eventually
 from tests.e2e.conftest import headers_of
 from tests.e2e.test_operations import open_shop
 from workers import dead_letters, versions
@@ -49,7 +51,7 @@ async def sign_in(page: Page, credential: str) -> None:
 
 
 def live_row(page: Page, name: str):
-    return page.locator(f'#projections tr[data-projection="{name}"][data-state="live"]:not(.partition)')
+    return page.locator(f'#projections tr[data-projection="{name}"][data-role="live"]:not(.partition)')
 
 
 async def test_an_operator_watches_and_acts_from_the_console(page, http, api_tenant, write_engine):
@@ -73,7 +75,8 @@ async def test_an_operator_watches_and_acts_from_the_console(page, http, api_ten
         "&& document.querySelector('#chart-seconds canvas') !== null",
     )
     await expect(live_row(page, "order_summaries").locator("td.visible")).to_have_text(
-        re.compile(r"^[\d.]+ / [\d.]+ s$")
+        re.compile(r"^[\d.]+ / [\d.]+ s$"),
+        timeout=STEP_MS,  # a worker records it as its follow of the commits ends (5 s)
     )
     await expect(page.locator(f'#tenants tr[data-tenant="{api_tenant}"]')).to_have_count(1)
     await expect(page.locator("#processes tbody tr")).not_to_have_count(0)
@@ -98,7 +101,7 @@ async def test_an_operator_watches_and_acts_from_the_console(page, http, api_ten
     await live_row(page, name).locator('button[data-action="rebuild"]').click()
     await expect(page.locator("#notice")).to_contain_text(f"rebuild {name}: done (version {before + 1})")
     await expect(live_row(page, name)).to_have_attribute("data-version", str(before + 1), timeout=STEP_MS)
-    previous = page.locator(f'#projections tr[data-projection="{name}"][data-state="previous"]')
+    previous = page.locator(f'#projections tr[data-projection="{name}"][data-role="previous"]:not(.partition)')
     await expect(previous).to_have_attribute("data-version", str(before))
     await shot(page, "4-switched")
     await previous.locator('button[data-action="rollback"]').click()
@@ -106,6 +109,19 @@ async def test_an_operator_watches_and_acts_from_the_console(page, http, api_ten
     async with write_engine.connect() as conn:
         assert (await versions.roles(conn, name))[versions.LIVE] == before
     await shot(page, "5-rolled-back")
+
+    # The version rolled back from, now previous, dropped from the console (after its confirmation).
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    dropped = page.locator(f'#projections tr[data-projection="{name}"][data-role="previous"]:not(.partition)')
+    await expect(dropped).to_have_attribute("data-version", str(before + 1))
+    await dropped.locator('button[data-action="drop-previous"]').click()
+    await expect(dropped).to_have_count(0)
+
+    async def gone() -> bool:
+        async with write_engine.connect() as conn:
+            return versions.PREVIOUS not in await versions.roles(conn, name)
+
+    await eventually(gone, what=f"{name} v{before + 1} dropped")
 
     await page.click("#sign-out")
     await expect(page.locator("#key")).to_be_visible()

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import orjson
 from sqlalchemy import delete, func, insert, select
 
 from infra.console import history
+from infra.ops.status import ProjectionStatus
 from projections.registry import PROJECTIONS
+from write import event_log, partitions
+from write.commands import RegisterTenant
+from write.partitions import Partition
 from write.schema import console_samples, console_state
 
 
@@ -53,20 +58,13 @@ async def test_the_history_keeps_its_window_only(write_engine, stores, settings)
     assert oldest > old and "host:gone-long-ago" not in hosts
 
 
-async def test_partitions_are_in_the_status_not_in_the_charts(write_engine, stores, settings):
+async def test_the_series_are_read_again_when_a_sample_lands(write_engine, stores, settings):
     assert await history.sample(write_engine, stores, settings.model_copy(update={"console_sample_seconds": 0.001}))
     overview = history.Overview()
     before = orjson.loads(await overview.answer(write_engine, settings))
     status = before["status"]
-    status["projections"] += [
-        {"projection": "order_search@v7", "partition": "all"},
-        {"projection": "order_search@v7", "partition": "1of2"},
-    ]
     now = datetime.now(UTC)
-    rows = [
-        {"at": now, "label": label, "checkpoint": 5, "head": 9, "lag_events": 4, "lag_seconds": 0.5}
-        for label in ("order_search@v7", "order_search@v7/1of2", "order_search@v7/2of2")
-    ]
+    rows = [{"at": now, "label": "order_search@v7", "checkpoint": 5, "head": 9, "lag_events": 4, "lag_seconds": 0.5}]
     async with write_engine.begin() as conn:
         await conn.execute(insert(console_samples), rows)
         await conn.execute(
@@ -76,5 +74,30 @@ async def test_partitions_are_in_the_status_not_in_the_charts(write_engine, stor
         )
     series = orjson.loads(await overview.answer(write_engine, settings))["series"]
     assert series["order_search@v7"]["lag_events"][-1] == 4  # a new sample: the series read again
-    assert not [label for label in series if "/" in label]
     assert "order_search@v7" not in before["series"]
+
+
+async def test_a_tenant_lags_only_behind_the_partitions_that_hold_it(write_engine, bus, tenant_id):
+    """Two tenants in the two halves of a version split in two: one half caught up, the other behind by the second
+    tenant's last event. Only the second tenant shows lag."""
+    others = [f"{tenant_id}-{n}" for n in range(40)]
+    split = Partition(0, 2), Partition(1, 2)
+    first = next(t for t in others if partitions.of(t, 2) == split[0])
+    second = next(t for t in others if partitions.of(t, 2) == split[1])
+    for tenant in (first, second):
+        await bus.execute(RegisterTenant(tenant, "Shop"))
+    async with write_engine.connect() as conn:
+        head = await event_log.head(conn)
+    rows = [
+        ProjectionStatus(f"order_search/{p}", "live", 1, checkpoint, head, 0, 0.0, partition=str(p), role="live")
+        for p, checkpoint in ((split[0], head), (split[1], head - 1))
+    ]
+    shown = {row.projection: SimpleNamespace(partition=p) for row, p in zip(rows, split, strict=True)}
+    async with write_engine.connect() as conn:
+        tenants = {t["tenant"]: t for t in await history._tenants(conn, rows, shown, {})}  # type: ignore[arg-type]
+    assert tenants[second]["lag_events"] == 1 and tenants[first]["lag_events"] == 0
+
+
+def test_the_slowest_checkpoint_covers_each_bucket_once():
+    live = [((0, 512), 10), ((512, 1024), 20), ((0, 1024), 15)]
+    assert history._slowest(live) == [(0, 512, 10), (512, 1024, 15)]

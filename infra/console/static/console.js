@@ -73,7 +73,8 @@ function stateBadge(state) {
   return el("span", { className: `state state-${state.replace(/\s+/g, "-")}` }, state);
 }
 
-const baseName = (label) => label.split("/")[0].split("@")[0];
+const versionOf = (label) => label.split("/")[0];
+const baseName = (label) => versionOf(label).split("@")[0];
 
 function renderStores(stores) {
   const items = Object.entries(stores || {}).map(([name, problem]) =>
@@ -88,11 +89,11 @@ function projectionActions(row, roles) {
   const name = baseName(row.projection);
   const own = roles[name] || {};
   const cell = el("td");
-  if (row.state !== "rebuilding" && row.state !== "previous" && !own.rebuilding) {
+  if (row.role === "live" && !own.building) {
     cell.append(el("button", { type: "button", "data-action": "rebuild", "data-projection": name,
       "aria-label": `Rebuild ${name}`, onclick: () => act(`rebuild ${name}`, "POST", `/projections/${name}/rebuild`) }, "Rebuild"));
   }
-  if (row.state === "previous") {
+  if (row.role === "previous" && !own.building) {
     cell.append(el("button", { type: "button", "data-action": "rollback", "data-projection": name,
       "aria-label": `Roll ${name} back to this version`, onclick: () => act(`roll back ${name}`, "POST", `/projections/${name}/rollback`) }, "Roll back"));
     cell.append(el("button", { type: "button", "data-action": "drop-previous", "data-projection": name,
@@ -112,7 +113,7 @@ function buildCell(row) {
 
 function projectionRow(row, roles, partitionCount) {
   const isPart = row.partition && row.partition !== "all";
-  const label = isPart ? `${row.projection}/${row.partition}` : row.projection;
+  const label = row.projection;
   const first = el("th", { scope: "row" }, isPart ? row.partition : row.projection);
   if (row.partition === "all") {
     const open = expanded.has(row.projection);
@@ -125,6 +126,7 @@ function projectionRow(row, roles, partitionCount) {
   const visible = row.visible && row.visible[0] !== null ? `${secs(row.visible[0])} / ${secs(row.visible[1])} s` : "–";
   return el("tr", { className: isPart ? "partition" : "", "data-label": label, "data-state": row.state,
     "data-projection": baseName(row.projection), "data-version": row.version, "data-partition": row.partition,
+    "data-version-label": versionOf(row.projection), "data-role": row.role,
     title: row.problem || (row.holder ? `held by ${row.holder}` : undefined) },
     first, el("td", {}, stateBadge(row.state)), el("td", { className: "n" }, num(row.checkpoint)),
     el("td", { className: "n" }, num(row.head)), el("td", { className: "n" }, num(row.lag_events)),
@@ -135,16 +137,19 @@ function projectionRow(row, roles, partitionCount) {
 
 function renderProjections(status) {
   const rows = (status && status.projections) || [];
+  // Per projection: its live version, and whether another is being built (or rolled back to).
   const roles = {};
-  for (const row of rows) {
-    if (row.state === "rebuilding") (roles[baseName(row.projection)] ||= {}).rebuilding = true;
+  for (const row of rows.filter((r) => !r.partition || r.partition === "all")) {
+    const own = (roles[baseName(row.projection)] ||= {});
+    if (row.role === "live") own.live = row.version;
+    if (row.role === "next") own.building = true;
   }
   const parts = {};
-  for (const row of rows) if (row.partition && row.partition !== "all") (parts[row.projection] ||= []).push(row);
+  for (const row of rows) if (row.partition && row.partition !== "all") (parts[versionOf(row.projection)] ||= []).push(row);
   const shown = [];
   for (const row of rows) {
     if (row.partition && row.partition !== "all") {
-      if (expanded.has(row.projection)) shown.push(projectionRow(row, roles));
+      if (expanded.has(versionOf(row.projection))) shown.push(projectionRow(row, roles));
     } else {
       shown.push(projectionRow(row, roles, (parts[row.projection] || []).length));
     }
@@ -190,8 +195,10 @@ function renderChart(id, series, field, unit) {
   }
 }
 
+const DEAD_LETTERS_SHOWN = 200;
+
 function renderDeadLetters(letters) {
-  const rows = letters.map((d) => el("tr", { "data-dead-letter": d.id },
+  const rows = letters.slice(0, DEAD_LETTERS_SHOWN).map((d) => el("tr", { "data-dead-letter": d.id },
     el("td", { className: "n" }, d.id), el("td", {}, d.projection), el("td", { className: "n" }, num(d.position)),
     el("td", {}, d.event_type), el("td", { className: "error-text" }, d.error), el("td", { className: "n" }, d.attempts),
     el("td", {}, d.last_failed_at ? new Date(d.last_failed_at).toLocaleString() : "–"),
@@ -201,6 +208,10 @@ function renderDeadLetters(letters) {
       el("button", { type: "button", "data-action": "discard", "aria-label": `Discard dead letter ${d.id}`,
         onclick: () => act(`discard dead letter ${d.id}`, "POST", `/deadletters/${d.id}/discard`,
           `Discard dead letter ${d.id}? Its event is then never applied to ${d.projection}.`) }, "Discard"))));
+  if (letters.length > DEAD_LETTERS_SHOWN) {
+    rows.push(el("tr", {}, el("td", { colspan: 8, className: "muted" },
+      `and ${letters.length - DEAD_LETTERS_SHOWN} more: prism deadletters list`)));
+  }
   fill(document.querySelector("#dead-letters tbody"), rows.length ? rows
     : [el("tr", {}, el("td", { colspan: 8, className: "muted" }, "nothing parked"))]);
 }
@@ -212,10 +223,10 @@ function renderTenants(status) {
     el("td", { className: "n" }, num(t.lag_events)), el("td", { className: "n" }, num(t.dead)))));
 }
 
-function renderProcesses(hosts, now) {
+function renderProcesses(hosts, now, every) {
   const rows = [];
   for (const host of hosts) {
-    const gone = now - host.seen > 30;
+    const gone = now - host.seen > Math.max(3 * every, 15);
     for (const p of host.processes) {
       rows.push(el("tr", { "data-process": `${host.host}/${p.name}` },
         el("td", {}, host.host + (gone ? " (not heard from)" : "")), el("th", { scope: "row" }, p.name),
@@ -231,17 +242,20 @@ async function refresh() {
   if (refreshing) return refreshing;
   refreshing = (async () => {
     try {
-      const [overview, letters] = await Promise.all([api("GET", "/console/api/overview"), api("GET", "/deadletters")]);
-      const status = overview.status;
+      // The dead letters are read live (a retry shows at once); their failure leaves the rest of the page to refresh.
+      const [overview, letters] = await Promise.allSettled([api("GET", "/console/api/overview"), api("GET", "/deadletters")]);
+      if (overview.status === "rejected") throw overview.reason;
+      if (letters.status === "fulfilled") renderDeadLetters(letters.value);
+      else say(`could not read the dead letters: ${letters.reason.message}`, true);
+      const status = overview.value.status;
       renderStores(status && status.stores);
       renderProjections(status);
-      renderChart("chart-seconds", overview.series, "lag_seconds", "seconds");
-      renderChart("chart-events", overview.series, "lag_events", "events");
-      renderDeadLetters(letters);
+      renderChart("chart-seconds", overview.value.series, "lag_seconds", "seconds");
+      renderChart("chart-events", overview.value.series, "lag_events", "events");
       renderTenants(status);
-      renderProcesses(overview.hosts, overview.now);
+      renderProcesses(overview.value.hosts, overview.value.now, status ? status.every : 5);
       document.getElementById("sampled").textContent = status
-        ? `sampled ${duration(Math.max(overview.now - status.sampled_at, 0))} ago, every ${status.every} s`
+        ? `sampled ${duration(Math.max(overview.value.now - status.sampled_at, 0))} ago, every ${status.every} s`
         : "waiting for the first sample";
       document.body.dataset.sampledAt = status ? String(status.sampled_at) : "";
       if (status && !performance.getEntriesByName("prism-console-data").length) performance.mark("prism-console-data");
