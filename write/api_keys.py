@@ -63,9 +63,15 @@ def checked_scopes(tenant_id: str | None, scopes: list[str]) -> tuple[str, ...]:
 
 
 async def issue(
-    engine: AsyncEngine, tenant_id: str | None, scopes: list[str], name: str = "", expires_in: timedelta | None = None
+    engine: AsyncEngine,
+    tenant_id: str | None,
+    scopes: list[str],
+    name: str = "",
+    expires_in: timedelta | None = None,
+    issued_by: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its plain text, which is shown once and never stored."""
+    """A new key and its plain text, which is shown once and never stored; ``issued_by``: the key it was issued on
+    the strength of (a console session's), revoked with it."""
     allowed = checked_scopes(tenant_id, scopes)
     key_id = secrets.token_hex(6)
     plain = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
@@ -86,6 +92,7 @@ async def issue(
                     scopes=list(allowed),
                     name=name,
                     expires_at=expires_at,
+                    issued_by=issued_by,
                 )
                 .returning(*api_keys.c)
             )
@@ -109,17 +116,21 @@ async def listing(engine: AsyncEngine, tenant_id: str | None = None) -> list[Api
 
 
 async def revoke(engine: AsyncEngine, key_id: str) -> ApiKey:
+    """Revoke the key, and every key issued on its strength that is not revoked yet."""
+    now = datetime.now(UTC)
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .values(revoked_at=datetime.now(UTC))
-                .returning(*api_keys.c)
+                update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now).returning(*api_keys.c)
             )
         ).first()
-    if row is None:
-        raise NotFound(f"no API key with id {key_id!r}", "id")
+        if row is None:
+            raise NotFound(f"no API key with id {key_id!r}", "id")
+        await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.issued_by == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
     return _key(row)
 
 

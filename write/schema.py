@@ -154,6 +154,9 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    #: The key this one was issued on the strength of (a console session's), revoked with it (0010).
+    Column("issued_by", Text, ForeignKey("api_keys.id")),
+    Index("api_keys_issued_by", "issued_by"),
 )
 
 # The read side's operations, kept beside the log in the same database (migrations 0002, 0003, 0006). They are

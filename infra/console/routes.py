@@ -98,7 +98,7 @@ async def sign_in(request: Request) -> Response:
     lasts = timedelta(hours=settings.console_session_hours)
     if found.expires_at is not None:  # no session outlives the credential it was opened with
         lasts = min(lasts, found.expires_at - datetime.now(UTC))
-    key = await session.open_session(engine, found.credential, lasts)
+    key = await session.open_session(engine, found.credential, lasts, found.key_id)
     response = RedirectResponse("/console", status_code=303, headers=HEADERS)
     session.set_cookie(response, request, key, lasts, settings.console_secure_cookie)
     return response

@@ -57,9 +57,12 @@ def same_origin(request: Request, also: Sequence[str] = ()) -> bool:
 SESSION_NAME = "console session"
 
 
-async def open_session(engine: AsyncEngine, signed_in_with: str, lasts: timedelta) -> str:
-    """A new session key, lasting ``lasts``, for an operator who proved themselves with ``signed_in_with``."""
-    _, plain = await api_keys.issue(engine, None, [OPERATOR], f"{SESSION_NAME} ({signed_in_with})", lasts)
+async def open_session(engine: AsyncEngine, signed_in_with: str, lasts: timedelta, key_id: str | None) -> str:
+    """A new session key, lasting ``lasts``, for an operator who proved themselves with ``signed_in_with`` (the key
+    ``key_id``, if a key: revoking it revokes the session)."""
+    _, plain = await api_keys.issue(
+        engine, None, [OPERATOR], f"{SESSION_NAME} ({signed_in_with})", lasts, issued_by=key_id
+    )
     return plain
 
 

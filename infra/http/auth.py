@@ -88,6 +88,8 @@ class Principal:
     credential: str
     #: When the credential stops working, if it says (a key's expiry, a token's ``exp``).
     expires_at: datetime | None = None
+    #: The API key's id, when the credential is one.
+    key_id: str | None = None
 
 
 class Authenticator:
@@ -130,7 +132,7 @@ def _from_key(key: api_keys.ApiKey | None) -> Principal:
         raise Unauthenticated(f"API key {key.id} was revoked")
     if not key.usable(datetime.now(UTC)):
         raise Unauthenticated(f"API key {key.id} expired")
-    return Principal(key.tenant_id, frozenset(key.scopes), f"key {key.id}", key.expires_at)
+    return Principal(key.tenant_id, frozenset(key.scopes), f"key {key.id}", key.expires_at, key.id)
 
 
 class JwtVerifier:

@@ -90,6 +90,17 @@ async def test_a_session_ends_with_the_key_it_was_opened_with(http, write_engine
     session = await api_keys.lookup(write_engine, answer.cookies[COOKIE])
     assert session is not None and session.expires_at <= datetime.now(UTC) + timedelta(hours=1)
 
+    cookie = {"Cookie": f"{COOKIE}={answer.cookies[COOKIE]}"}
+    assert (await http.get("/console", headers=cookie)).text.count("prism-csrf") == 1  # the console itself
+    await api_keys.revoke(write_engine, short.removeprefix("prk_").split("_", 1)[0])
+    revoked = await api_keys.lookup(write_engine, answer.cookies[COOKIE])
+    assert revoked is not None and revoked.revoked_at is not None
+
+    async def signed_out() -> bool:
+        return "prism-csrf" not in (await http.get("/console", headers=cookie)).text  # the sign-in page again
+
+    await eventually(signed_out, what="the session ended with its key")
+
 
 async def test_a_session_needs_its_csrf_token_and_ends_at_sign_out(http, write_engine):
     cookie, csrf = await signed_in(http)

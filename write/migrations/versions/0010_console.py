@@ -4,7 +4,8 @@ command that caused each event.
 ``console_samples`` holds each version's lag, sampled every few seconds and trimmed to the last hour, so the console
 charts it with no metrics server. ``console_state`` keeps the latest of what is not a series: the whole status, the
 stores' health, the tenants (row ``*``), and each host's processes (a row per host). ``causation_id`` now reaches the
-log from ``staged_events``: with tracing on, it names the span of the command that wrote the event.
+log from ``staged_events``: with tracing on, it names the span of the command that wrote the event. A key records the
+key it was issued on the strength of (a console session's), so that revoking that key revokes it too.
 
 Revision ID: 0010
 Revises: 0009
@@ -40,6 +41,12 @@ CREATE TABLE console_state (
     body jsonb NOT NULL
 )"""
 
+#: A console session is a key issued on the strength of the one its operator signed in with, revoked with it.
+ISSUED_BY = (
+    "ALTER TABLE api_keys ADD COLUMN issued_by text REFERENCES api_keys(id)",
+    "CREATE INDEX api_keys_issued_by ON api_keys (issued_by)",
+)
+
 VISIBLE = """
 ALTER TABLE projection_runs ADD COLUMN visible_p50 double precision, ADD COLUMN visible_p99 double precision"""
 
@@ -66,7 +73,14 @@ $$"""
 
 
 def upgrade() -> None:
-    for statement in (SAMPLES, SAMPLES_AT, STATE, VISIBLE, "ALTER TABLE staged_events ADD COLUMN causation_id uuid"):
+    for statement in (
+        SAMPLES,
+        SAMPLES_AT,
+        STATE,
+        *ISSUED_BY,
+        VISIBLE,
+        "ALTER TABLE staged_events ADD COLUMN causation_id uuid",
+    ):
         op.execute(statement)
     op.execute(_append(causation=True))
 
@@ -75,5 +89,6 @@ def downgrade() -> None:
     op.execute(_append(causation=False))
     op.execute("ALTER TABLE staged_events DROP COLUMN causation_id")
     op.execute("ALTER TABLE projection_runs DROP COLUMN visible_p50, DROP COLUMN visible_p99")
+    op.execute("ALTER TABLE api_keys DROP COLUMN issued_by")
     op.execute("DROP TABLE console_state")
     op.execute("DROP TABLE console_samples")
