@@ -54,7 +54,7 @@ CLUSTER_TESTS := tests/e2e/test_order_pages.py tests/e2e/test_read_your_writes.p
 # The console's browser test drives Debian's Chromium, installed first when missing.
 test: migrate
 	$(BIN)/python -m infra.services.browser
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20
 	PRISM_TEST_STORES=cluster $(BIN)/pytest -q -p no:cacheprovider $(CLUSTER_TESTS); \
 		status=$$?; $(BIN)/prism services down --cluster; exit $$status
 
