@@ -54,7 +54,7 @@ def _test_settings(tmp: Path) -> Settings:
         operator_token=OPERATOR_TOKEN,
         auth_cache_seconds=1.0,
         sql_max_seconds=5.0,
-        console_sample_seconds=1.0,
+        console_sample_seconds=2.0,
     )
 
 
