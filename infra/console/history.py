@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,35 +68,23 @@ GROUP BY e.tenant_id"""
 _VISIBLE = text("SELECT projection, visible_p50, visible_p99 FROM projection_runs")
 
 
-@dataclass(frozen=True)
-class Window:
-    """How often a round runs and how far back the history goes."""
-
-    every: float
-    keep: float
-
-    @classmethod
-    def of(cls, settings: Settings) -> Window:
-        return cls(settings.console_sample_seconds, settings.console_history_seconds)
-
-
 async def sample(engine: AsyncEngine, stores: Stores, settings: Settings) -> bool:
     """One round, unless another process holds the turn or sampled less than a round ago; whether this one did."""
-    window = Window.of(settings)
+    every, keep = settings.console_sample_seconds, settings.console_history_seconds
     async with engine.begin() as conn:
         if not (await conn.execute(_TAKE_TURN, {"key": SAMPLER_LOCK})).scalar():
             return False
         last = (await conn.execute(select(state.c.body).where(state.c.key == STATUS_KEY))).scalar()
         now = datetime.now(UTC)
-        if last is not None and now.timestamp() - last["sampled_at"] < window.every * 0.8:
+        if last is not None and now.timestamp() - last["sampled_at"] < every * 0.8:
             return False
         body, rows = await _status(engine, stores, settings, last, now)
         versions_only = [r for r in rows if r.partition in (None, "all")]  # what the charts draw
         if versions_only:
             await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in versions_only])
-        await conn.execute(delete(samples).where(samples.c.at < now - timedelta(seconds=window.keep)))
-        await conn.execute(delete(state).where(state.c.at < now - timedelta(seconds=window.keep)))
-        await hosts.put(conn, STATUS_KEY, {**body, "sampled_at": now.timestamp(), "every": window.every})
+        await conn.execute(delete(samples).where(samples.c.at < now - timedelta(seconds=keep)))
+        await conn.execute(delete(state).where(state.c.at < now - timedelta(seconds=keep)))
+        await hosts.put(conn, STATUS_KEY, {**body, "sampled_at": now.timestamp(), "every": every})
     return True
 
 
