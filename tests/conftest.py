@@ -165,9 +165,14 @@ SLOW_SQL = (
 )
 
 
-def p99(samples: list[float]) -> float:
+def quantile(samples: list[float], q: float) -> float:
+    """The sample at fraction ``q`` of the sorted samples (nearest rank)."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def p99(samples: list[float]) -> float:
+    return quantile(samples, 0.99)
 
 
 async def count_rows(engine, table: str, tenant: str) -> int:
