@@ -1,8 +1,8 @@
 """``prism bench --console``: the operator console's costs, with 5 projections split into 8 partitions each, beside
 their references from the same run.
 
-- Its data route (``GET /console/api/overview``, a full hour of history) through ``prism serve``: latency and CPU per
-  request, beside ``GET /health`` (the same server's floor) and the same two queries run straight on Postgres.
+- Its data routes (``GET /console/api/overview``, and one version's partitions, ``/console/api/partitions/{version}``,
+  a full hour of history each) through ``prism serve``: latency and CPU per request, beside ``GET /health`` (the same server's floor) and the same two queries run straight on Postgres.
 - Its first paint in Chromium (Playwright), signed in, and when the sampled data shows, beside the first paint of
   the sign-in page (static, nothing to fetch).
 - One sampling round's CPU (Prism's process and the stores'), as a share of a core at the sampling interval, beside
@@ -35,6 +35,7 @@ from infra.processes.supervisor import serving
 from infra.settings import Settings
 from workers import versions
 from write.bus import CommandBus
+from write.partitions import SEPARATOR
 from write.schema import console_samples
 
 PARTITIONS = 8
@@ -93,7 +94,7 @@ async def _measure(settings: Settings, plan: ConsolePlan, folder: Path) -> dict:
             labels = await _first_sample(engine, settings)
             filled = await _fill_an_hour(engine, settings, labels)
             say(f"history filled to an hour: {filled:,} samples of {len(labels)} rows")
-            data = await _data_route(session, base, settings, engine, plan, child.pid)
+            data = await _data_route(session, base, settings, engine, plan, child.pid, labels)
             paint = await _first_paint(base, settings, plan, folder)
         say("sampling rounds, timed here, with prism serve stopped")
         sampling = await _sampling(settings, engine, plan)
@@ -130,10 +131,17 @@ async def _fill_an_hour(engine, settings: Settings, labels: list[str]) -> int:
     return len(times)
 
 
-async def _data_route(session, base: str, settings: Settings, engine, plan: ConsolePlan, pid: int) -> dict:
+async def _data_route(
+    session, base: str, settings: Settings, engine, plan: ConsolePlan, pid: int, labels: list[str]
+) -> dict:
     """One client's closed loop on each route, with the CPU of serve's processes and the stores per request."""
     measured: dict[str, Any] = {}
-    for name, url in (("overview", f"{base}/console/api/overview"), ("health", f"{base}/health")):
+    split = sorted({label.split(SEPARATOR)[0] for label in labels if SEPARATOR in label})[0]
+    for name, url in (
+        ("overview", f"{base}/console/api/overview"),
+        ("partitions", f"{base}/console/api/partitions/{split}"),
+        ("health", f"{base}/health"),
+    ):
 
         async def request(s, url=url):
             return await load.call(s, "GET", url)
@@ -160,7 +168,7 @@ async def _data_route(session, base: str, settings: Settings, engine, plan: Cons
 
 async def _first_paint(base: str, settings: Settings, plan: ConsolePlan, folder: Path) -> dict:
     """First contentful paint of the console (signed in) and when its data shows, then the sign-in page's; a
-    screenshot of the console with one version's partitions listed."""
+    screenshot of the console with one version's partitions listed and charted."""
     from playwright.async_api import async_playwright
 
     from infra.services.browser import FLAGS, ensure_chromium, until
@@ -181,6 +189,7 @@ async def _first_paint(base: str, settings: Settings, plan: ConsolePlan, folder:
             console.append(await until(page, paint))
         await page.click('#projections tr[data-partition="all"] button.link')  # one version's partitions listed
         await page.wait_for_selector("#projections tr.partition")
+        await page.wait_for_selector("#partition-charts .chart[data-points]:not([data-points='0'])")  # and charted
         await page.screenshot(path=str(folder / "console.png"), full_page=True)
         anonymous = await (await browser.new_context(base_url=base)).new_page()
         for _ in range(plan.loads):
@@ -229,14 +238,18 @@ async def _sampling(settings: Settings, engine, plan: ConsolePlan) -> dict:
 
 def table(results: dict) -> str:
     data, paint, sampling = results["data_route"], results["first_paint"], results["sampling"]
-    overview, health = data["overview"], data["health"]
+    overview, partitions, health = data["overview"], data["partitions"], data["health"]
     lines = [
         f"console bench {results['started_at']}: {data['status_rows']} status rows (5 projections, "
         f"{PARTITIONS} partitions each; the embedded ClickHouse's stays whole), "
         f"{data['series_points']:,} chart points, {data['answer_bytes']:,} bytes",
         f"{'':<44}{'p50 ms':>9}{'p99 ms':>9}{'per s':>9}{'CPU ms/req':>12}",
     ]
-    for name, row in (("GET /console/api/overview", overview), ("GET /health (same server)", health)):
+    for name, row in (
+        ("GET /console/api/overview", overview),
+        ("GET /console/api/partitions/{version}", partitions),
+        ("GET /health (same server)", health),
+    ):
         lines.append(
             f"{name:<44}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['per_s']:>9}{row['cpu'].get('total_ms', '-'):>12}"
         )

@@ -32,6 +32,7 @@ from projections.stores import registry
 from projections.stores.adapter import describe
 from projections.stores.registry import Stores
 from workers import versions
+from write.partitions import SEPARATOR
 from write.schema import console_samples as samples
 from write.schema import console_state as state
 
@@ -79,9 +80,8 @@ async def sample(engine: AsyncEngine, stores: Stores, settings: Settings) -> boo
         if last is not None and now.timestamp() - last["sampled_at"] < every * 0.8:
             return False
         body, rows = await _status(engine, stores, settings, last, now)
-        versions_only = [r for r in rows if r.partition in (None, "all")]  # what the charts draw
-        if versions_only:
-            await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in versions_only])
+        if rows:  # versions and partitions: the overview charts the first, a version's partitions chart on demand
+            await conn.execute(insert(samples).on_conflict_do_nothing(), [_sample(now, r) for r in rows])
         await conn.execute(delete(samples).where(samples.c.at < now - timedelta(seconds=keep)))
         await conn.execute(delete(state).where(state.c.at < now - timedelta(seconds=keep)))
         await hosts.put(conn, STATUS_KEY, {**body, "sampled_at": now.timestamp(), "every": every})
@@ -131,7 +131,7 @@ def _visible(recorded: dict[str, tuple], rows: list[ProjectionStatus]) -> dict[s
     found = dict(recorded)
     for row in rows:
         if row.partition == "all":
-            parts = [recorded[label] for label in recorded if label.startswith(row.projection + "/")]
+            parts = [recorded[label] for label in recorded if label.startswith(row.projection + SEPARATOR)]
             parts = [p for p in parts if p[0] is not None]
             if parts:
                 medians = sorted(p[0] for p in parts)
@@ -230,9 +230,9 @@ async def sampling(engine: AsyncEngine, stores: Stores, settings: Settings, samp
 
 
 class Overview:
-    """The console's one data answer, as JSON: the latest status, each host's processes, and each version's lag
-    series over the window (versions only: a partition's lag is in the status, not charted). The series change only
-    when a sample lands, so they are kept encoded until the next one: most answers read the small state table only."""
+    """The console's data answer, as JSON: the latest status, each host's processes, and each version's lag series
+    over the window (a version's partitions are charted on demand: ``partition_series``). The series change only when
+    a sample lands, so they are kept encoded until the next one: most answers read the small state table only."""
 
     def __init__(self) -> None:
         self._sampled_at: float | None = None
@@ -254,12 +254,22 @@ class Overview:
         return rest[:-1] + b',"series":' + self._series + b"}"
 
 
-async def _series(conn, settings: Settings) -> dict[str, dict[str, list]]:
-    """Each version's lag over the window, by label: times, seconds and events, oldest first."""
+async def partition_series(engine: AsyncEngine, settings: Settings, version: str) -> dict[str, dict[str, list]]:
+    """The lag of each partition of ``version`` (a version's label) over the window, by label; none when it is not
+    split, or not sampled in the window."""
+    async with engine.connect() as conn:
+        return await _series(conn, settings, samples.c.label.startswith(f"{version}{SEPARATOR}", autoescape=True))
+
+
+async def _series(conn, settings: Settings, which=None) -> dict[str, dict[str, list]]:
+    """The lag over the window of the labels ``which`` picks (every version's, by default), by label: times, seconds
+    and events, oldest first."""
     since = datetime.now(UTC) - timedelta(seconds=settings.console_history_seconds)
+    if which is None:
+        which = samples.c.label.notlike(f"%{SEPARATOR}%")
     points = await conn.execute(
         select(samples.c.label, samples.c.at, samples.c.lag_events, samples.c.lag_seconds)
-        .where(samples.c.at > since)
+        .where(samples.c.at > since, which)
         .order_by(samples.c.label, samples.c.at)
     )
     series: dict[str, dict[str, list]] = {}

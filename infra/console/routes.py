@@ -1,6 +1,6 @@
-"""The operator console's routes: its sign-in, its page and files, and its one data route.
+"""The operator console's routes: its sign-in, its page and files, and its data routes.
 
-Everything but the sign-in page needs an operator: the page and its files the console's cookie, the data route the
+Everything but the sign-in page needs an operator: the page and its files the console's cookie, the data routes the
 cookie with its CSRF token or a bearer credential. The console's actions are not here: its script calls the
 operations routes (``infra.http.operations``) that ``prism`` and any other client call.
 """
@@ -15,6 +15,7 @@ from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
 
+import orjson
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -131,6 +132,17 @@ async def overview(request: Request) -> Response:
         state.console_overview = history.Overview()
     body = await state.console_overview.answer(state.write_engine, state.settings)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/partitions/{version}", dependencies=[Security(requires(OPERATOR))])
+async def partitions(request: Request, version: str) -> Response:
+    """The last hour's lag of each partition of a version (its label: ``order_search@v2``), by the partition's label;
+    empty for a version that is not split."""
+    state = request.app.state
+    series = await history.partition_series(state.write_engine, state.settings, version)
+    return Response(
+        orjson.dumps({"series": series}), media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
 
 
 def _sign_in_page(error: str = "", status: int = 200) -> HTMLResponse:

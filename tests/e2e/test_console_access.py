@@ -24,7 +24,7 @@ def console_routes_of() -> list[tuple[str, str]]:
     found = []
     for route in console_routes.router.routes:
         if isinstance(route, APIRoute):
-            path = route.path.replace("{name:path}", "console.js")
+            path = route.path.replace("{name:path}", "console.js").replace("{version}", "order_summaries")
             found += [(method, path) for method in sorted(route.methods)]
     return found
 
@@ -47,6 +47,8 @@ async def signed_in(http) -> tuple[dict[str, str], str]:
 async def test_no_console_route_answers_without_an_operator(http, api_tenant):
     walked = console_routes_of()
     assert ("GET", "/console/api/overview") in walked and ("POST", "/console/session/end") in walked
+    assert ("GET", "/console/api/partitions/order_summaries") in walked
+    assert not [path for _, path in walked if "{" in path], walked  # every parameter given a value
     tenant_key = headers_of(api_tenant)
     for method, path in walked:
         for credentials in ({}, tenant_key, {"Cookie": f"{COOKIE}=prk_forged_key"}):

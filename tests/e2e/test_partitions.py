@@ -1,6 +1,6 @@
 """``prism serve`` with every projection split into 4 partitions, on a sandbox of its own beside the session's:
-each tenant reads its own writes from every reader, status and metrics show each partition and who holds it, a
-rebuild switches every partition at once, and the stores agree with the write model."""
+each tenant reads its own writes from every reader, status, metrics and the console show each partition and who
+holds it, a rebuild switches every partition at once, and the stores agree with the write model."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import itertools
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright, expect
 
 from infra import sandbox
 from infra.processes.supervisor import serving
+from infra.services.browser import FLAGS, ensure_chromium, until
 from projections.registry import PROJECTIONS
-from tests.conftest import OPERATOR, apart, eventually
+from tests.conftest import OPERATOR, OPERATOR_TOKEN, apart, eventually
 from tests.e2e.conftest import open_tenant
+from tests.e2e.test_console_browser import STEP_MS, shot, sign_in
 from tests.e2e.test_read_your_writes import open_shop
 from write import partitions
 
@@ -43,6 +46,26 @@ async def order_again(shop, made: dict) -> int:
     """Another order of the shop's customer; its position."""
     items = [{"product_id": made["product"]["id"], "quantity": 1}]
     return (await shop.post("/orders", {"customer_id": made["customer"]["id"], "items": items}, 201))["position"]
+
+
+async def partitions_in_the_console(base: str, version: str) -> None:
+    """In a browser, a version's partitions listed and each charted."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(ensure_chromium()), args=list(FLAGS))
+        page = await (await browser.new_context(base_url=base, viewport={"width": 1400, "height": 1000})).new_page()
+        page.set_default_timeout(STEP_MS)
+        await sign_in(page, OPERATOR_TOKEN)
+        await page.click(f'#projections tr[data-label="{version}"] button.link')
+        await expect(page.locator(f'#projections tr.partition[data-version-label="{version}"]')).to_have_count(
+            PARTITIONS
+        )
+        chart = f"document.getElementById('partitions-lag_seconds-{version}')"
+        await until(
+            page, f"{chart}?.dataset.series.split(',').length === {PARTITIONS} && {chart}.querySelector('canvas')"
+        )
+        await until(page, f"Number({chart}.dataset.points) >= {PARTITIONS}")
+        await shot(page, "6-partitions")
+        await browser.close()
 
 
 @pytest.mark.timeout(420)
@@ -90,6 +113,19 @@ async def test_a_split_projection_reads_each_tenants_writes_and_switches_every_p
                 assert [r["partition"] for r in mine] == parts, mine
             metrics = (await http.get("/metrics", headers=OPERATOR)).text
             assert 'prism_projection_checkpoint{projection="order_summaries/3of4"}' in metrics
+
+            async def each_partition_charted() -> bool:
+                """The console's history: each partition of a split version apart, the versions in the overview."""
+                versions = (await http.get("/console/api/overview", headers=OPERATOR)).json()["series"]
+                answer = await http.get("/console/api/partitions/order_summaries", headers=OPERATOR)
+                assert answer.status_code == 200, answer.text
+                charted = answer.json()["series"]
+                assert not [label for label in versions if "/" in label], versions.keys()
+                parts = {f"order_summaries/{i}of{PARTITIONS}" for i in range(1, PARTITIONS + 1)}
+                return "order_summaries" in versions and set(charted) == parts and all(charted[p]["t"] for p in parts)
+
+            await eventually(each_partition_charted, 30, "the lag of each partition in the console's history")
+            await partitions_in_the_console(base, "order_summaries")
 
             async def held_by_this_host() -> bool:
                 rows = (await http.get("/projections", headers=OPERATOR)).json()

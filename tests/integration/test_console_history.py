@@ -1,5 +1,5 @@
-"""The console's history: one process samples a round, the history stays within its window, and the data answer
-charts versions (a partition's lag is in the status, not in the series)."""
+"""The console's history: one process samples a round, the history stays within its window, the data answer charts
+versions, and a version's partitions are charted on demand."""
 
 from __future__ import annotations
 
@@ -75,6 +75,25 @@ async def test_the_series_are_read_again_when_a_sample_lands(write_engine, store
     series = orjson.loads(await overview.answer(write_engine, settings))["series"]
     assert series["order_search@v7"]["lag_events"][-1] == 4  # a new sample: the series read again
     assert "order_search@v7" not in before["series"]
+
+
+async def test_a_versions_partitions_are_charted_apart_from_the_versions(write_engine, stores, settings):
+    now = datetime.now(UTC)
+    labels = ["order_search@v9", "order_search@v9/1of2", "order_search@v9/2of2", "order_search@v90/1of2"]
+    rows = [
+        {"at": now, "label": label, "checkpoint": 5, "head": 9, "lag_events": 4, "lag_seconds": 0.5} for label in labels
+    ]
+    async with write_engine.begin() as conn:
+        await conn.execute(insert(console_samples), rows)
+    assert await history.sample(write_engine, stores, settings.model_copy(update={"console_sample_seconds": 0.001}))
+
+    series = orjson.loads(await history.Overview().answer(write_engine, settings))["series"]
+    assert "order_search@v9" in series and not [label for label in series if "/" in label]
+    parts = await history.partition_series(write_engine, settings, "order_search@v9")
+    assert sorted(parts) == ["order_search@v9/1of2", "order_search@v9/2of2"]  # not those of order_search@v90
+    assert parts["order_search@v9/2of2"]["lag_events"] == [4]
+    assert await history.partition_series(write_engine, settings, "order_search") == {}  # not split
+    assert await history.partition_series(write_engine, settings, "order_search@v_%") == {}  # a label, not a pattern
 
 
 async def test_a_tenant_lags_only_behind_the_partitions_that_hold_it(write_engine, bus, tenant_id):

@@ -195,6 +195,49 @@ function renderChart(id, series, field, unit) {
   }
 }
 
+// The partitions of each version listed in the table, charted beside the versions: read when a new sample lands.
+const partitionSeries = new Map();
+
+function partitionFigure(version) {
+  const box = document.getElementById("partition-charts");
+  const found = [...box.children].find((figure) => figure.dataset.version === version);
+  if (found) return found;
+  const chart = (field, caption) => el("figure", {},
+    el("figcaption", {}, `${version}, each partition: ${caption}`),
+    el("div", { id: `partitions-${field}-${version}`, className: "chart", role: "img",
+      "aria-label": `${caption} per partition of ${version} over the last hour` }));
+  const figure = el("div", { className: "charts", "data-version": version },
+    chart("lag_seconds", "seconds behind"), chart("lag_events", "events behind"));
+  box.append(figure);
+  return figure;
+}
+
+function dropChart(id) {
+  if (charts[id]) charts[id].plot.destroy();
+  delete charts[id];
+}
+
+async function renderPartitionCharts(sampledAt) {
+  for (const figure of [...document.getElementById("partition-charts").children]) {
+    if (expanded.has(figure.dataset.version)) continue;
+    for (const field of ["lag_seconds", "lag_events"]) dropChart(`partitions-${field}-${figure.dataset.version}`);
+    partitionSeries.delete(figure.dataset.version);
+    figure.remove();
+  }
+  await Promise.all([...expanded].sort().map(async (version) => {
+    let kept = partitionSeries.get(version);
+    if (!kept || kept.sampledAt !== sampledAt) {
+      const answer = await api("GET", `/console/api/partitions/${encodeURIComponent(version)}`);
+      kept = { sampledAt, series: answer.series };
+      partitionSeries.set(version, kept);
+    }
+    if (!expanded.has(version)) return; // folded while it was read
+    partitionFigure(version);
+    renderChart(`partitions-lag_seconds-${version}`, kept.series, "lag_seconds", "seconds");
+    renderChart(`partitions-lag_events-${version}`, kept.series, "lag_events", "events");
+  }));
+}
+
 const DEAD_LETTERS_SHOWN = 200;
 
 function renderDeadLetters(letters) {
@@ -252,6 +295,9 @@ async function refresh() {
       renderProjections(status);
       renderChart("chart-seconds", overview.value.series, "lag_seconds", "seconds");
       renderChart("chart-events", overview.value.series, "lag_events", "events");
+      await renderPartitionCharts(status ? status.sampled_at : null).catch((error) => {
+        if (error.message !== "signed out") say(`could not read the partitions' lag: ${error.message}`, true);
+      });
       renderTenants(status);
       renderProcesses(overview.value.hosts, overview.value.now, status ? status.every : 5);
       document.getElementById("sampled").textContent = status
