@@ -2,7 +2,8 @@
 their references from the same run.
 
 - Its data routes (``GET /console/api/overview``, and one version's partitions, ``/console/api/partitions/{version}``,
-  a full hour of history each) through ``prism serve``: latency and CPU per request, beside ``GET /health`` (the same server's floor) and the same two queries run straight on Postgres.
+  a full hour of history each) through ``prism serve``: latency and CPU per request, beside ``GET /health`` (the same
+  server's floor); and the overview's answer in process, its series read again and kept.
 - Its first paint in Chromium (Playwright), signed in, and when the sampled data shows, beside the first paint of
   the sign-in page (static, nothing to fetch).
 - One sampling round's CPU (Prism's process and the stores'), as a share of a core at the sampling interval, beside

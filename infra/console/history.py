@@ -230,54 +230,73 @@ async def sampling(engine: AsyncEngine, stores: Stores, settings: Settings, samp
 
 
 class Overview:
-    """The console's data answer, as JSON: the latest status, each host's processes, and each version's lag series
-    over the window (a version's partitions are charted on demand: ``partition_series``). The series change only when
-    a sample lands, so they are kept encoded until the next one: most answers read the small state table only."""
+    """The console's data answers, as JSON. The overview: the latest status, each host's processes, and the lag series
+    of each version in that status over the window; a version's partitions: the lag series of each. The series change
+    only when a sample lands, so they are kept encoded until the next one: most answers read the small state table
+    only, and the series are built by Postgres, as the text of the answer."""
 
     def __init__(self) -> None:
         self._sampled_at: float | None = None
-        self._series = b"{}"
+        self._versions: bytes | None = None
+        self._partitions: dict[str, bytes] = {}
 
     async def answer(self, engine: AsyncEngine, settings: Settings) -> bytes:
         async with engine.connect() as conn:
             kept = (await conn.execute(select(state.c.key, state.c.at, state.c.body))).all()
             status = next((body for key, _, body in kept if key == STATUS_KEY), None)
-            sampled_at = status["sampled_at"] if status else None
-            if sampled_at != self._sampled_at:
-                self._series, self._sampled_at = orjson.dumps(await _series(conn, settings)), sampled_at
+            self._follow(status)
+            if self._versions is None:
+                labels = [row["projection"] for row in _rows(status) if row["partition"] in (None, "all")]
+                self._versions = await _series(conn, settings, labels)
         processes = [
             {**body, "seen": at.timestamp()}
             for key, at, body in sorted(kept, key=lambda k: k[0])
             if key.startswith(hosts.PREFIX)
         ]
         rest = orjson.dumps({"now": time.time(), "status": status, "hosts": processes})
-        return rest[:-1] + b',"series":' + self._series + b"}"
+        return rest[:-1] + b',"series":' + self._versions + b"}"
+
+    async def partitions(self, engine: AsyncEngine, settings: Settings, version: str) -> bytes:
+        """The lag series of each partition of ``version`` (a version's label) in the latest status, by label: none
+        when it is not split."""
+        async with engine.connect() as conn:
+            status = (await conn.execute(select(state.c.body).where(state.c.key == STATUS_KEY))).scalar()
+            self._follow(status)
+            if version not in self._partitions:
+                labels = [
+                    row["projection"] for row in _rows(status) if row["projection"].startswith(version + SEPARATOR)
+                ]
+                self._partitions[version] = b'{"series":' + await _series(conn, settings, labels) + b"}"
+        return self._partitions[version]
+
+    def _follow(self, status: dict | None) -> None:
+        """Forget the series kept when a new sample has landed."""
+        sampled_at = status["sampled_at"] if status else None
+        if sampled_at != self._sampled_at:
+            self._sampled_at, self._versions, self._partitions = sampled_at, None, {}
 
 
-async def partition_series(engine: AsyncEngine, settings: Settings, version: str) -> dict[str, dict[str, list]]:
-    """The lag of each partition of ``version`` (a version's label) over the window, by label; none when it is not
-    split, or not sampled in the window."""
-    async with engine.connect() as conn:
-        return await _series(conn, settings, samples.c.label.startswith(f"{version}{SEPARATOR}", autoescape=True))
+def _rows(status: dict | None) -> list[dict]:
+    return (status or {}).get("projections") or []
 
 
-async def _series(conn, settings: Settings, which=None) -> dict[str, dict[str, list]]:
-    """The lag over the window of the labels ``which`` picks (every version's, by default), by label: times, seconds
-    and events, oldest first."""
+#: Each label's points over the window, oldest first, as the JSON the console reads: ``{label: {"t": [...],
+#: "lag_seconds": [...], "lag_events": [...]}}``. Read along the primary key (label, at).
+_SERIES = text(
+    """
+SELECT coalesce(json_object_agg(label, json_build_object('t', t, 'lag_seconds', seconds, 'lag_events', events)),
+                '{}')::text
+FROM (
+  SELECT label, array_agg(round(extract(epoch FROM at)::numeric, 3) ORDER BY at) AS t,
+         array_agg(lag_seconds ORDER BY at) AS seconds, array_agg(lag_events ORDER BY at) AS events
+  FROM console_samples WHERE label = ANY(CAST(:labels AS text[])) AND at > :since GROUP BY label
+) AS lines"""
+)
+
+
+async def _series(conn, settings: Settings, labels: list[str]) -> bytes:
+    """The lag over the window of each of ``labels``, encoded (``_SERIES``)."""
+    if not labels:
+        return b"{}"
     since = datetime.now(UTC) - timedelta(seconds=settings.console_history_seconds)
-    if which is None:
-        which = samples.c.label.notlike(f"%{SEPARATOR}%")
-    points = await conn.execute(
-        select(samples.c.label, samples.c.at, samples.c.lag_events, samples.c.lag_seconds)
-        .where(samples.c.at > since, which)
-        .order_by(samples.c.label, samples.c.at)
-    )
-    series: dict[str, dict[str, list]] = {}
-    for label, at, lag_events, lag_seconds in points:
-        line = series.get(label)
-        if line is None:
-            line = series[label] = {"t": [], "lag_seconds": [], "lag_events": []}
-        line["t"].append(round(at.timestamp(), 3))
-        line["lag_seconds"].append(lag_seconds)
-        line["lag_events"].append(lag_events)
-    return series
+    return (await conn.execute(_SERIES, {"labels": labels, "since": since})).scalar_one().encode()

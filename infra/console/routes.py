@@ -15,7 +15,6 @@ from importlib import resources
 from string import Template
 from urllib.parse import parse_qs
 
-import orjson
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -128,21 +127,24 @@ async def asset(name: str) -> Response:
 async def overview(request: Request) -> Response:
     """The latest sampled status, each host's processes and the last hour's lag series (see ``history``)."""
     state = request.app.state
-    if not hasattr(state, "console_overview"):
-        state.console_overview = history.Overview()
-    body = await state.console_overview.answer(state.write_engine, state.settings)
+    body = await _answers(state).answer(state.write_engine, state.settings)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/api/partitions/{version}", dependencies=[Security(requires(OPERATOR))])
 async def partitions(request: Request, version: str) -> Response:
     """The last hour's lag of each partition of a version (its label: ``order_search@v2``), by the partition's label;
-    empty for a version that is not split."""
+    none for a version that is not split, or not in the latest sample."""
     state = request.app.state
-    series = await history.partition_series(state.write_engine, state.settings, version)
-    return Response(
-        orjson.dumps({"series": series}), media_type="application/json", headers={"Cache-Control": "no-store"}
-    )
+    body = await _answers(state).partitions(state.write_engine, state.settings, version)
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _answers(state) -> history.Overview:
+    """This process's data answers, with the series they keep between samples."""
+    if not hasattr(state, "console_overview"):
+        state.console_overview = history.Overview()
+    return state.console_overview
 
 
 def _sign_in_page(error: str = "", status: int = 200) -> HTMLResponse:
