@@ -237,43 +237,48 @@ class Overview:
 
     def __init__(self) -> None:
         self._sampled_at: float | None = None
-        self._versions: bytes | None = None
-        self._partitions: dict[str, bytes] = {}
+        #: The encoded series of the sample at ``_sampled_at``: the versions' (under None), and each version's
+        #: partitions' (under the version's label).
+        self._series: dict[str | None, bytes] = {}
 
     async def answer(self, engine: AsyncEngine, settings: Settings) -> bytes:
         async with engine.connect() as conn:
             kept = (await conn.execute(select(state.c.key, state.c.at, state.c.body))).all()
             status = next((body for key, _, body in kept if key == STATUS_KEY), None)
-            self._follow(status)
-            if self._versions is None:
-                labels = [row["projection"] for row in _rows(status) if row["partition"] in (None, "all")]
-                self._versions = await _series(conn, settings, labels)
+            series = await self._kept(conn, settings, status, None)
         processes = [
             {**body, "seen": at.timestamp()}
             for key, at, body in sorted(kept, key=lambda k: k[0])
             if key.startswith(hosts.PREFIX)
         ]
         rest = orjson.dumps({"now": time.time(), "status": status, "hosts": processes})
-        return rest[:-1] + b',"series":' + self._versions + b"}"
+        return rest[:-1] + b',"series":' + series + b"}"
 
     async def partitions(self, engine: AsyncEngine, settings: Settings, version: str) -> bytes:
         """The lag series of each partition of ``version`` (a version's label) in the latest status, by label: none
         when it is not split."""
         async with engine.connect() as conn:
             status = (await conn.execute(select(state.c.body).where(state.c.key == STATUS_KEY))).scalar()
-            self._follow(status)
-            if version not in self._partitions:
-                labels = [
-                    row["projection"] for row in _rows(status) if row["projection"].startswith(version + SEPARATOR)
-                ]
-                self._partitions[version] = b'{"series":' + await _series(conn, settings, labels) + b"}"
-        return self._partitions[version]
+            series = await self._kept(conn, settings, status, version)
+        return b'{"series":' + series + b"}"
 
-    def _follow(self, status: dict | None) -> None:
-        """Forget the series kept when a new sample has landed."""
+    async def _kept(self, conn, settings: Settings, status: dict | None, version: str | None) -> bytes:
+        """The series of the versions in ``status`` (``version`` None) or of a version's partitions: read once per
+        sample. Answers run concurrently: what one reads is kept only if no other has seen a newer sample meanwhile."""
         sampled_at = status["sampled_at"] if status else None
         if sampled_at != self._sampled_at:
-            self._sampled_at, self._versions, self._partitions = sampled_at, None, {}
+            self._sampled_at, self._series = sampled_at, {}
+        found = self._series.get(version)
+        if found is None:
+            rows = _rows(status)
+            if version is None:
+                labels = [row["projection"] for row in rows if row["partition"] in (None, "all")]
+            else:
+                labels = [row["projection"] for row in rows if row["projection"].startswith(version + SEPARATOR)]
+            found = await _series(conn, settings, labels)
+            if self._sampled_at == sampled_at:
+                self._series[version] = found
+        return found
 
 
 def _rows(status: dict | None) -> list[dict]:

@@ -109,6 +109,36 @@ async def test_a_versions_partitions_are_charted_apart_from_the_versions(write_e
     assert orjson.loads(await overview.partitions(write_engine, settings, "order_search"))["series"] == {}  # not split
 
 
+async def test_a_series_read_as_a_new_sample_lands_is_not_kept_for_the_new_one(write_engine, settings, monkeypatch):
+    """Two answers of one process: the first reads its sample's series while the next sample lands and a second
+    answer reads that one's. The first's series must not be kept for the newer sample."""
+    now = datetime.now(UTC)
+    rows = [{"at": now, "label": v, "checkpoint": 5, "head": 9, "lag_events": 4, "lag_seconds": 0.5} for v in LANDING]
+    async with write_engine.begin() as conn:
+        await conn.execute(insert(console_samples), rows)
+        await hosts.put(conn, history.STATUS_KEY, {"sampled_at": 1.0, "projections": [_row(LANDING[0])]})
+    overview, read = history.Overview(), history._series
+    reads: list[list[str]] = []
+
+    async def landing_meanwhile(conn, settings, labels):
+        reads.append(labels)
+        found = await read(conn, settings, labels)
+        if len(reads) == 1:  # the next sample lands, and another answer reads it, before this read ends
+            async with write_engine.begin() as other:
+                await hosts.put(other, history.STATUS_KEY, {"sampled_at": 2.0, "projections": [_row(LANDING[1])]})
+            assert set(orjson.loads(await overview.answer(write_engine, settings))["series"]) == {LANDING[1]}
+        return found
+
+    monkeypatch.setattr(history, "_series", landing_meanwhile)
+    assert set(orjson.loads(await overview.answer(write_engine, settings))["series"]) == {LANDING[0]}
+    assert set(orjson.loads(await overview.answer(write_engine, settings))["series"]) == {LANDING[1]}
+    assert reads == [[LANDING[0]], [LANDING[1]]]  # the newer sample's series, kept: not read a third time
+
+
+#: Two versions, each the only one of a sample.
+LANDING = ["order_search@v11", "order_search@v12"]
+
+
 def _row(label: str) -> dict:
     """A status row of the label's version or partition, as the sampler writes it (the fields the series read)."""
     partition = label.partition("/")[2]
