@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.bootstrap import active_projections
 from infra.console import hosts
-from infra.ops.status import ProjectionStatus, projection_status
+from infra.ops.status import ALL_PARTITIONS, ProjectionStatus, of_a_version, projection_status
 from infra.processes.supervisor import running_supervisor
 from infra.settings import Settings
 from projections.base import Projection
@@ -130,8 +130,8 @@ def _visible(recorded: dict[str, tuple], rows: list[ProjectionStatus]) -> dict[s
     the worst of their 99th percentiles."""
     found = dict(recorded)
     for row in rows:
-        if row.partition == "all":
-            parts = [recorded[label] for label in recorded if label.startswith(row.projection + SEPARATOR)]
+        if row.partition == ALL_PARTITIONS:
+            parts = [recorded[label] for label in recorded if _partition_of(label, row.projection)]
             parts = [p for p in parts if p[0] is not None]
             if parts:
                 medians = sorted(p[0] for p in parts)
@@ -272,13 +272,18 @@ class Overview:
         if found is None:
             rows = _rows(status)
             if version is None:
-                labels = [row["projection"] for row in rows if row["partition"] in (None, "all")]
+                labels = [row["projection"] for row in rows if of_a_version(row["partition"])]
             else:
-                labels = [row["projection"] for row in rows if row["projection"].startswith(version + SEPARATOR)]
+                labels = [row["projection"] for row in rows if _partition_of(row["projection"], version)]
             found = await _series(conn, settings, labels)
             if self._sampled_at == sampled_at:
                 self._series[version] = found
         return found
+
+
+def _partition_of(label: str, version: str) -> bool:
+    """Whether ``label`` names a partition of the version labelled ``version`` (``projections.base.label``)."""
+    return label.startswith(version + SEPARATOR)
 
 
 def _rows(status: dict | None) -> list[dict]:

@@ -22,6 +22,13 @@ from write.partitions import BUCKETS, Partition
 
 #: A projection within this many events and seconds of the head counts as live.
 LIVE_EVENTS, LIVE_SECONDS = 2000, 5.0
+#: The partition of a split version's own row, which rolls its partitions' rows up.
+ALL_PARTITIONS = "all"
+
+
+def of_a_version(partition: str | None) -> bool:
+    """Whether a row with this ``partition`` is a version's (whole, or rolling up its partitions), not a partition's."""
+    return partition in (None, ALL_PARTITIONS)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def _roll_up(version_label: str, parts: list[ProjectionStatus]) -> ProjectionSta
         lag_events=sum(r.lag_events for r in parts),
         lag_seconds=max(r.lag_seconds for r in parts),
         dead_letters=sum(r.dead_letters for r in parts),
-        partition="all",
+        partition=ALL_PARTITIONS,
         holder=None,
         problem=next((r.problem for r in parts if r.problem), None),
     )
@@ -238,7 +245,7 @@ def table(rows: list[ProjectionStatus]) -> str:
     ]
     for r in rows:
         batch = f"{r.last_batch_size}/{r.last_batch_seconds:.3f}s" if r.last_batch_size is not None else "-"
-        shown = f"  {r.projection}" if r.partition not in (None, "all") else r.projection
+        shown = r.projection if of_a_version(r.partition) else f"  {r.projection}"
         holder = f"  {r.holder or '-'}" if held else ""
         lines.append(
             f"{shown:<30}{r.state:<13}{r.checkpoint:>11}{r.head:>11}{r.lag_events:>12}"

@@ -73,6 +73,9 @@ function stateBadge(state) {
   return el("span", { className: `state state-${state.replace(/\s+/g, "-")}` }, state);
 }
 
+// A split version's own row has the partition "all" and rolls its partitions' rows up.
+const ALL = "all";
+const isPartition = (row) => Boolean(row.partition) && row.partition !== ALL;
 const versionOf = (label) => label.split("/")[0];
 const baseName = (label) => versionOf(label).split("@")[0];
 
@@ -85,7 +88,7 @@ function renderStores(stores) {
 }
 
 function projectionActions(row, roles) {
-  if (row.partition && row.partition !== "all") return null;
+  if (isPartition(row)) return null;
   const name = baseName(row.projection);
   const own = roles[name] || {};
   const cell = el("td");
@@ -112,10 +115,10 @@ function buildCell(row) {
 }
 
 function projectionRow(row, roles, partitionCount) {
-  const isPart = row.partition && row.partition !== "all";
+  const isPart = isPartition(row);
   const label = row.projection;
   const first = el("th", { scope: "row" }, isPart ? row.partition : row.projection);
-  if (row.partition === "all") {
+  if (row.partition === ALL) {
     const open = expanded.has(row.projection);
     first.append(" ", el("button", { type: "button", className: "link", "aria-expanded": open,
       onclick: () => { open ? expanded.delete(row.projection) : expanded.add(row.projection); refresh(); } },
@@ -139,16 +142,16 @@ function renderProjections(status) {
   const rows = (status && status.projections) || [];
   // Per projection: its live version, and whether another is being built (or rolled back to).
   const roles = {};
-  for (const row of rows.filter((r) => !r.partition || r.partition === "all")) {
+  for (const row of rows.filter((r) => !isPartition(r))) {
     const own = (roles[baseName(row.projection)] ||= {});
     if (row.role === "live") own.live = row.version;
     if (row.role === "next") own.building = true;
   }
   const parts = {};
-  for (const row of rows) if (row.partition && row.partition !== "all") (parts[versionOf(row.projection)] ||= []).push(row);
+  for (const row of rows) if (isPartition(row)) (parts[versionOf(row.projection)] ||= []).push(row);
   const shown = [];
   for (const row of rows) {
-    if (row.partition && row.partition !== "all") {
+    if (isPartition(row)) {
       if (expanded.has(versionOf(row.projection))) shown.push(projectionRow(row, roles));
     } else {
       shown.push(projectionRow(row, roles, (parts[row.projection] || []).length));
