@@ -124,8 +124,9 @@ async def follow(
             while not (progress.halted or progress.stepped_aside) and time.monotonic() < deadline:
                 waiting_since = time.monotonic()
                 if not await notices.wait_past(
-                    progress.checkpoint, deadline - time.monotonic(), projection.partition, key
+                    progress.checkpoint, deadline - time.monotonic(), projection.partition, key, projection.label
                 ):
+                    progress.stepped_aside = notices.aside_asked(projection.label)
                     break
                 # The first commit of the next batch came during the last drain, or just now if none had.
                 first = read_from if time.monotonic() - waiting_since < 0.001 else time.monotonic()

@@ -68,15 +68,19 @@ class Notices:
         name = key.split(SEPARATOR, 1)[0]
         return max(self.wanted.get(key, 0), self.wanted.get(name, 0))
 
-    async def wait_past(self, position: int, timeout: float, partition: Partition = WHOLE, key: str = "") -> bool:
+    async def wait_past(
+        self, position: int, timeout: float, partition: Partition = WHOLE, key: str = "", holder: str = ""
+    ) -> bool:
         """True once a commit past ``position`` is announced for the partition's tenants (or a reader asks ``key``
-        for a position past it), False at the timeout (or with no connection)."""
+        for a position past it); False at the timeout, with no connection, or once an operation waiting for the
+        lock of ``holder`` (a projection's label) asks it to step aside: an idle follower lets the lock go at once
+        rather than at the end of its follow."""
         if self.stopped or not await self.listening():
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.newest(partition) <= position and not (key and self.wanted_of(key) > position):
-            if self.stopped:
+            if self.stopped or (holder and self.aside_asked(holder)):
                 return False
             self._moved.clear()
             remaining = deadline - loop.time()
@@ -163,6 +167,7 @@ class Notices:
 
     def _aside_asked(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._aside[payload] = time.monotonic()
+        self._moved.set()  # a follower waiting for commits looks again, and lets the lock go
 
     def stop(self) -> None:
         """End every wait now and each later one at once, so a worker that stops never waits out a follow; callable

@@ -23,6 +23,8 @@ from write import event_log
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts" / "console"
 #: Long enough for a rebuild of a few orders and its switch on a busy machine; a step normally takes seconds.
 STEP_MS = 60_000
+#: What the page shows at its next refreshes (every 2 s), given a busy machine's pauses.
+expect.set_options(timeout=15_000)
 
 
 @pytest_asyncio.fixture
@@ -91,6 +93,7 @@ async def test_an_operator_watches_and_acts_from_the_console(page, http, api_ten
     await expect(parked).to_contain_text("ValueError: poison")
     await shot(page, "3-dead-letter")
     await parked.locator('button[data-action="retry"]').click()
+    await expect(page.locator("#notice")).to_contain_text(f"retry dead letter {dead_id}: done", timeout=STEP_MS)
     await expect(parked).to_have_count(0)
     retried = await dead_letters.listing(write_engine, "customer_dashboards", "retried")
     assert dead_id in [d.id for d in retried]
@@ -99,7 +102,9 @@ async def test_an_operator_watches_and_acts_from_the_console(page, http, api_ten
     name = "customer_dashboards"
     before = int(await live_row(page, name).get_attribute("data-version"))
     await live_row(page, name).locator('button[data-action="rebuild"]').click()
-    await expect(page.locator("#notice")).to_contain_text(f"rebuild {name}: done (version {before + 1})")
+    await expect(page.locator("#notice")).to_contain_text(
+        f"rebuild {name}: done (version {before + 1})", timeout=STEP_MS
+    )
     await expect(live_row(page, name)).to_have_attribute("data-version", str(before + 1), timeout=STEP_MS)
     previous = page.locator(f'#projections tr[data-projection="{name}"][data-role="previous"]:not(.partition)')
     await expect(previous).to_have_attribute("data-version", str(before))

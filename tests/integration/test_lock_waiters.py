@@ -113,5 +113,33 @@ async def test_a_catch_up_that_never_finds_the_log_empty_steps_aside_for_a_waiti
         assert statements, "a catch-up without notices asks the database"
 
 
+async def test_a_follower_waiting_for_commits_steps_aside_for_a_waiting_operation(
+    stores, bus, write_engine, fresh_services
+):
+    # Caught up, a follower keeps the lock for the rest of its follow and waits for the next commit; an operation
+    # (a dead letter's retry, a switch) waiting for the lock meanwhile must not wait out the follow.
+    projection = Busy(replace(stores, namespace=f"{NAMESPACE}_idle"), bus, 0)
+    await projection.drop()
+    notices = Notices(listen_dsn(fresh_services))
+    idle = asyncio.Event()
+    wait_past = notices.wait_past
+
+    async def waiting_for_commits(*args, **kwargs) -> bool:
+        idle.set()
+        return await wait_past(*args, **kwargs)
+
+    notices.wait_past = waiting_for_commits  # type: ignore[method-assign]
+    running = asyncio.create_task(follow(write_engine, projection, 1_000, Policy(), notices, seconds=600))
+    try:
+        await asyncio.wait_for(idle.wait(), 60)
+        async with exclusively(write_engine, projection.label, wait=20):  # ProjectionBusy if it waited the follow out
+            progress = await asyncio.wait_for(running, 10)
+    finally:
+        notices.stop()
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 30)
+        await notices.close()
+    assert progress.stepped_aside and not progress.halted
+
+
 async def _true(value: bool) -> bool:
     return value

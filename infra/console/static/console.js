@@ -62,7 +62,7 @@ async function act(label, method, path, confirmText) {
   } catch (error) {
     say(`${label}: ${error.message}`, true);
   }
-  await refresh();
+  await refreshAfterAction();
 }
 
 function fill(tbody, rows) {
@@ -315,6 +315,14 @@ async function refresh() {
     }
   })();
   return refreshing;
+}
+
+// A refresh under way when an action ends may have read the state before it: the page is read once more after it.
+let queued = null;
+function refreshAfterAction() {
+  if (!refreshing) return refresh();
+  queued = queued || refreshing.then(() => { queued = null; return refresh(); });
+  return queued;
 }
 
 document.getElementById("sign-out").addEventListener("click", async () => {
