@@ -100,6 +100,8 @@ UNSERVED = {"refresh_interval": "-1"}
 BULK_BYTES = 5 * 1024 * 1024
 #: Bulk requests of one batch in flight at once.
 BULK_CONCURRENCY = 2
+#: How long a hurry waits for the bulk it released to return before it refreshes again.
+HURRY_AGAIN_SECONDS = 0.1
 #: Folding, lowercase and edge n-grams: from the prism-analysis plugin (infra/services/elasticsearch_plugins/) on
 #: the Maven Central distribution, which has no analysis-common module; the built-in filters on a full server.
 PLUGIN_FILTERS = {"lowercase": "prism_lowercase", "folding": "prism_folding", "prefixes": "prism_edge_ngram"}
@@ -146,7 +148,8 @@ class OrderSearch(Projection):
         self.search_index = stores.search_index  # shards and replicas, from the settings
         self._served = False  # once seen served, stays so for this object (a rollback leaves it refreshing, harmless)
         self._upto = 0  # the last batch's end: a reader waiting past it waits for the batch being written
-        self._waiting_for_refresh = False
+        #: Set once the live bulk waiting for the next refresh has returned; None while no bulk waits.
+        self._released: asyncio.Event | None = None
         self._interval_set = False
 
     def _interval(self) -> str:
@@ -173,9 +176,17 @@ class OrderSearch(Projection):
             await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": interval})
 
     async def hurry(self) -> None:
-        """A reader waits: the bulk waiting for the next refresh is released by one now."""
-        if self._waiting_for_refresh:
-            await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
+        """A reader waits: the bulk waiting for the next refresh is released by one now, and by another until it
+        returns: a refresh that reaches the index before the bulk's documents do releases nothing, and the bulk
+        would wait out the budget."""
+        released = self._released
+        while released is not None and not released.is_set():
+            await self._refresh_now()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), HURRY_AGAIN_SECONDS)
+
+    async def _refresh_now(self) -> None:
+        await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
 
     async def is_served(self) -> bool:
         return bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
@@ -351,11 +362,12 @@ class OrderSearch(Projection):
             elif backlog or self.waited_for() > self._upto or not self.budget:
                 await self._send(chunks[0], refresh=True)
             else:
-                self._waiting_for_refresh = True
+                self._released = released = asyncio.Event()
                 try:
                     await self._send(chunks[0], refresh="wait_for")
                 finally:
-                    self._waiting_for_refresh = False
+                    released.set()
+                    self._released = None
             return
         gate = asyncio.Semaphore(BULK_CONCURRENCY)
 

@@ -19,6 +19,7 @@ from typing import ClassVar
 import pytest
 
 from infra.bootstrap import ask_to_apply, listen_dsn
+from projections.base import Batch
 from projections.order_search import OrderSearch
 from projections.order_summaries import OrderSummaries
 from readers.consistency import ReadWait, wait_for
@@ -26,6 +27,7 @@ from tests.conftest import NAMESPACE
 from workers.catch_up import Policy, follow
 from workers.notices import Notices
 from write import commands as c
+from write import event_log
 
 BUDGET_SECONDS = 30.0
 READ_WAIT_SECONDS = 3.0
@@ -89,3 +91,43 @@ async def test_a_read_waiting_for_its_position_is_answered_well_inside_the_budge
     else:  # the remedy off: the order waits in the gathering batch (or the refresh) for the whole budget
         assert served.stale and served.position < placed.position
         assert took >= READ_WAIT_SECONDS
+
+
+async def test_a_search_refresh_that_reaches_the_index_before_the_batch_it_hurries_is_made_again(
+    stores, bus, write_engine, tenant
+):
+    # A reader asks while the worker's bulk is on its way: the refresh it asks for can reach the index before the
+    # bulk's documents do, and release nothing; the bulk would then wait out the budget's refresh, 30 s away.
+    projection = Search(replace(stores, namespace=f"{NAMESPACE}_flush"))
+    projection.budget = BUDGET_SECONDS
+    await projection.drop()
+    await projection.setup()
+    async with write_engine.connect() as conn:
+        start = await event_log.head(conn)
+    customer = uuid.UUID((await bus.execute(c.RegisterCustomer(tenant, "Ada", "ada@x.io"))).id)
+    product = uuid.UUID((await bus.execute(c.AddProduct(tenant, "Lamp", Decimal("19.90")))).id)
+    placed = await bus.execute(c.PlaceOrder(tenant, customer, (c.OrderLine(product, 1),)))
+    async with write_engine.connect() as conn:
+        events = await event_log.read_after(conn, start, 100, upto=placed.position)
+    sending, refreshed = asyncio.Event(), asyncio.Event()
+    send, refresh_now = projection._send, projection._refresh_now
+
+    async def late_send(operations: list[bytes], refresh: bool | str) -> None:
+        sending.set()
+        await refreshed.wait()  # the reader's refresh reached the index first
+        await send(operations, refresh)
+
+    async def counted_refresh() -> None:
+        await refresh_now()
+        refreshed.set()
+
+    projection._send = late_send  # type: ignore[method-assign]
+    projection._refresh_now = counted_refresh  # type: ignore[method-assign]
+    try:
+        applying = asyncio.create_task(projection.apply(Batch(events, placed.position)))
+        await asyncio.wait_for(sending.wait(), 30)
+        await asyncio.wait_for(projection.hurry(), READ_WAIT_SECONDS)
+        await asyncio.wait_for(applying, READ_WAIT_SECONDS)
+        assert await projection.checkpoint() == placed.position
+    finally:
+        await projection.drop()
