@@ -146,13 +146,16 @@ def apart(settings: Settings, tmp_path: Path, name: str, **update) -> Settings:
     )
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
-    """Wait on a condition with a deadline (never a bare sleep)."""
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition", seen: object = None
+) -> None:
+    """Wait on a condition with a deadline (never a bare sleep); ``seen``, what the check last saw, is printed when
+    the deadline passes."""
     deadline = time.monotonic() + timeout
     pause = 0.01
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
+            raise AssertionError(f"{what} not reached within {timeout}s" + (f"; last seen: {seen}" if seen else ""))
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.2)
 

@@ -93,10 +93,12 @@ async def test_a_split_projection_reads_each_tenants_writes_and_switches_every_p
                 board, _ = await shop.get(f"/customers/{made['customer']['id']}/dashboard", pos)
                 assert board["orders"]["total"] == 1
 
+            last: dict = {}
+
             async def every_partition_at_the_head() -> bool:
                 answer = await http.get("/positions", headers=OPERATOR)
                 assert answer.status_code == 200, answer.text
-                at = answer.json()
+                at = last["positions"] = answer.json()
                 return all(
                     len(at["partitions"].get(name, {})) == (PARTITIONS if split(name) else 0)
                     and set(at["partitions"].get(name, {}).values()) <= {at["head"]}
@@ -104,7 +106,7 @@ async def test_a_split_projection_reads_each_tenants_writes_and_switches_every_p
                     for name in PROJECTIONS
                 )
 
-            await eventually(every_partition_at_the_head, 60, "every partition of every projection at the head")
+            await eventually(every_partition_at_the_head, 60, "every partition of every projection at the head", last)
 
             rows = (await http.get("/projections", headers=OPERATOR)).json()
             for name in PROJECTIONS:
@@ -150,6 +152,6 @@ async def test_a_split_projection_reads_each_tenants_writes_and_switches_every_p
                 board, _ = await shop.get(f"/customers/{made['customer']['id']}/dashboard", position)
                 assert board["orders"]["total"] >= 2
 
-            await eventually(every_partition_at_the_head, 60, "every partition at the head again")
+            await eventually(every_partition_at_the_head, 60, "every partition at the head again", last)
             audit = (await http.get("/audit", headers=OPERATOR)).json()
             assert audit["tenants"] == len(tenants) and audit["drift"] == [], audit["drift"][:5]
