@@ -181,12 +181,14 @@ class OrderSearch(Projection):
         would wait out the budget."""
         released = self._released
         while released is not None and not released.is_set():
-            await self._refresh_now()
+            await self._refresh()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), HURRY_AGAIN_SECONDS)
 
-    async def _refresh_now(self) -> None:
-        await self.es.indices.refresh(index=[self.names.index, self.names.dimensions])
+    async def _refresh(self, request_timeout: float | None = None) -> None:
+        """Make what was written to this version's indexes searchable now."""
+        es = self.es.options(request_timeout=request_timeout) if request_timeout else self.es
+        await es.indices.refresh(index=[self.names.index, self.names.dimensions])
 
     async def is_served(self) -> bool:
         return bool(await self.es.indices.exists_alias(name=self.names.alias, index=self.names.index))
@@ -213,7 +215,7 @@ class OrderSearch(Projection):
         (the slow part of serving, done before the live version is held)."""
         indexes = [self.names.index, self.names.dimensions]
         await self.es.indices.put_settings(index=indexes, settings={"refresh_interval": self._interval()})
-        await self.es.options(request_timeout=LONG_CALL_SECONDS).indices.refresh(index=indexes)
+        await self._refresh(LONG_CALL_SECONDS)
 
     async def serve(self) -> None:
         """Searchable before the aliases move: ``prepare`` again (quick after a first one), then the aliases."""
@@ -323,7 +325,7 @@ class OrderSearch(Projection):
         """Each index's documents with their versions (the log positions they reflect), by index name less the
         namespace."""
         indexes = [self.names.index, self.names.dimensions]
-        await self.es.indices.refresh(index=indexes)
+        await self._refresh()
         state = {}
         for index in indexes:
             found = [hit async for hit in driver.scan(self.es, index=index, query={"version": True}, size=1000)]
@@ -377,9 +379,7 @@ class OrderSearch(Projection):
 
         await asyncio.gather(*(send(chunk) for chunk in chunks))
         if served:
-            await self.es.options(request_timeout=LONG_CALL_SECONDS).indices.refresh(
-                index=[self.names.index, self.names.dimensions]
-            )
+            await self._refresh(LONG_CALL_SECONDS)
 
     async def _send(self, operations: list[bytes], refresh: bool | str) -> None:
         response = await self.es.options(request_timeout=LONG_CALL_SECONDS).bulk(operations=operations, refresh=refresh)

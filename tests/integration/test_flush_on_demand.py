@@ -110,19 +110,19 @@ async def test_a_search_refresh_that_reaches_the_index_before_the_batch_it_hurri
     async with write_engine.connect() as conn:
         events = await event_log.read_after(conn, start, 100, upto=placed.position)
     sending, refreshed = asyncio.Event(), asyncio.Event()
-    send, refresh_now = projection._send, projection._refresh_now
+    send, refresh = projection._send, projection._refresh
 
     async def late_send(operations: list[bytes], refresh: bool | str) -> None:
         sending.set()
         await refreshed.wait()  # the reader's refresh reached the index first
         await send(operations, refresh)
 
-    async def counted_refresh() -> None:
-        await refresh_now()
+    async def counted_refresh(request_timeout: float | None = None) -> None:
+        await refresh(request_timeout)
         refreshed.set()
 
     projection._send = late_send  # type: ignore[method-assign]
-    projection._refresh_now = counted_refresh  # type: ignore[method-assign]
+    projection._refresh = counted_refresh  # type: ignore[method-assign]
     try:
         applying = asyncio.create_task(projection.apply(Batch(events, placed.position)))
         await asyncio.wait_for(sending.wait(), 30)
